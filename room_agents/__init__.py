@@ -1,0 +1,1 @@
+"""telecentre: room_agents."""

@@ -1,0 +1,148 @@
+"""Peer authentication: room keys against the credential store, join tickets by signature.
+
+Signalling nodes hold only the hash of each room key (fed by the orchestrator)
+and the orchestrator's *public* ticket keys, so a compromised node cannot mint
+tickets or learn keys. Every refusal maps to a stable protocol error code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+from signalling.protocol import ErrorCode, ProtocolError
+
+TICKET_ISSUER = "telecentre"
+TICKET_LEEWAY_SECONDS = 5.0
+
+
+def hash_key(key: str) -> str:
+    """SHA-256, hex: room keys carry 256 random bits, so a fast hash is enough."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class RoomRecord:
+    room_id: str
+    name: str
+    centre: str
+    key_hash: str = field(repr=False)
+    generation: int
+
+
+@dataclass(frozen=True, slots=True)
+class TicketClaims:
+    ticket_id: str
+    peer_id: str
+    session_id: str
+    role: str
+    not_before: float
+    expires: float
+
+
+class CredentialStore:
+    """Room id -> key hash and generation; a higher generation revokes the old key at once."""
+
+    def __init__(self) -> None:
+        self._rooms: dict[str, RoomRecord] = {}
+        self._revoked: dict[str, str] = {}  # old key hash -> room id
+
+    def set(self, record: RoomRecord) -> bool:
+        """Store ``record``; returns True when it replaced an older generation's key."""
+        current = self._rooms.get(record.room_id)
+        if current is not None and current.generation > record.generation:
+            return False  # stale update arriving late
+        self._rooms[record.room_id] = record
+        if current is not None and current.key_hash != record.key_hash:
+            self._revoked[current.key_hash] = record.room_id
+            return True
+        return False
+
+    def get(self, room_id: str) -> RoomRecord | None:
+        return self._rooms.get(room_id)
+
+    def verify(self, room_id: str, key: str) -> RoomRecord:
+        record = self._rooms.get(room_id)
+        digest = hash_key(key)
+        if record is not None and hmac.compare_digest(digest, record.key_hash):
+            return record
+        if self._revoked.get(digest) == room_id:
+            raise ProtocolError(ErrorCode.KEY_REVOKED, "this room key was rotated; use the new key")
+        raise ProtocolError(ErrorCode.AUTH_FAILED, "unknown room or wrong key")
+
+
+class TicketVerifier:
+    """Checks join tickets (JWT, EdDSA) against the orchestrator's public keys."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._keys: dict[str, Ed25519PublicKey] = {}
+        self._revoked: dict[str, float] = {}  # ticket id -> forget after
+
+    def add_public_key(self, kid: str, pem: bytes) -> None:
+        key = load_pem_public_key(pem)
+        if not isinstance(key, Ed25519PublicKey):
+            raise ValueError("ticket keys are Ed25519")
+        self._keys[kid] = key
+
+    def revoke(self, ticket_ids: tuple[str, ...], until: float) -> None:
+        now = self._clock()
+        self._revoked = {t: u for t, u in self._revoked.items() if u > now}
+        for ticket_id in ticket_ids:
+            self._revoked[ticket_id] = until
+
+    def verify(self, token: str, *, peer_id: str | None, session_id: str) -> TicketClaims:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.InvalidTokenError:
+            raise ProtocolError(ErrorCode.TICKET_INVALID, "malformed ticket") from None
+        key = self._keys.get(str(header.get("kid")))
+        if key is None or header.get("alg") != "EdDSA":
+            raise ProtocolError(ErrorCode.TICKET_INVALID, "ticket signed by an unknown key")
+        try:
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=["EdDSA"],
+                issuer=TICKET_ISSUER,
+                options={
+                    "require": ["exp", "nbf", "sub", "jti", "iss"],
+                    "verify_exp": False,
+                    "verify_nbf": False,
+                },
+            )
+        except jwt.InvalidTokenError:
+            raise ProtocolError(ErrorCode.TICKET_INVALID, "ticket signature or claims invalid") from None
+        sid, sub, jti = claims.get("sid"), claims.get("sub"), claims.get("jti")
+        nbf, exp = claims.get("nbf"), claims.get("exp")
+        if not (isinstance(sid, str) and isinstance(sub, str) and isinstance(jti, str)):
+            raise ProtocolError(ErrorCode.TICKET_INVALID, "ticket claims malformed")
+        if not (isinstance(nbf, int | float) and isinstance(exp, int | float)):
+            raise ProtocolError(ErrorCode.TICKET_INVALID, "ticket claims malformed")
+        # Time is checked here, on the injected clock, not by PyJWT's wall clock.
+        now = self._clock()
+        if now > exp + TICKET_LEEWAY_SECONDS:
+            raise ProtocolError(ErrorCode.TICKET_EXPIRED, "ticket expired")
+        if now < nbf - TICKET_LEEWAY_SECONDS:
+            raise ProtocolError(ErrorCode.TICKET_NOT_YET_VALID, "ticket not valid yet")
+        if sid != session_id:
+            raise ProtocolError(ErrorCode.TICKET_WRONG_SESSION, "ticket is for another session")
+        if peer_id is not None and sub != peer_id:
+            raise ProtocolError(ErrorCode.TICKET_WRONG_PEER, "ticket is for another peer")
+        if jti in self._revoked:
+            raise ProtocolError(ErrorCode.TICKET_REVOKED, "ticket revoked")
+        role = claims.get("role")
+        return TicketClaims(
+            ticket_id=jti,
+            peer_id=sub,
+            session_id=sid,
+            role=role if isinstance(role, str) else "room",
+            not_before=float(nbf),
+            expires=float(exp),
+        )

@@ -1,0 +1,344 @@
+"""Session membership and relay: who is in which session, and who gets which message.
+
+The hub knows peers by id, not by socket: a peer that reconnects gets its new
+link attached to the same memberships, and a lost link starts a grace period
+during which the peer stays in its sessions (its peer connections may well still
+be carrying media). Sending never waits on a slow peer: each link queues.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from signalling import protocol as p
+from signalling.ports import (
+    MediaMilestone,
+    MediaReport,
+    PeerJoinedSession,
+    PeerLeftSession,
+    RoomOffline,
+    RoomOnline,
+    SessionEvents,
+)
+
+log = logging.getLogger(__name__)
+
+TERMINAL_STATES = frozenset({"ended", "cancelled", "failed"})
+
+
+class Link(Protocol):
+    """One live connection of a peer (a WebSocket in production)."""
+
+    def send(self, message: object) -> None:
+        """Queue a protocol message; never blocks."""
+
+    async def close(self, code: int, reason: str) -> None: ...
+
+
+@dataclass(slots=True)
+class HubSettings:
+    mesh_cap: int = 4
+    grace_seconds: float = 30.0
+
+
+@dataclass(slots=True)
+class _Member:
+    info: p.PeerInfo
+    joined_at: float
+    grace: asyncio.TimerHandle | None = None
+
+
+@dataclass(slots=True)
+class _Session:
+    session_id: str
+    members: dict[str, _Member] = field(default_factory=dict)
+    state: p.SessionState | None = None
+
+
+class Hub:
+    def __init__(
+        self,
+        events: SessionEvents,
+        clock: Callable[[], float],
+        settings: HubSettings | None = None,
+    ) -> None:
+        self._events = events
+        self._clock = clock
+        self.settings = settings or HubSettings()
+        self._links: dict[str, Link] = {}
+        self._infos: dict[str, p.PeerInfo] = {}
+        self._sessions: dict[str, _Session] = {}
+        self._states: dict[str, p.SessionState] = {}
+        self._schedules: dict[str, p.Schedule] = {}
+        self._seq = itertools.count(1)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # --- queries -------------------------------------------------------------------
+
+    def online_rooms(self) -> set[str]:
+        return {i.room_id for pid, i in self._infos.items() if pid in self._links and i.room_id}
+
+    def members(self, session_id: str) -> list[str]:
+        s = self._sessions.get(session_id)
+        return list(s.members) if s else []
+
+    def connected(self, peer_id: str) -> bool:
+        return peer_id in self._links
+
+    def link(self, peer_id: str) -> Link | None:
+        return self._links.get(peer_id)
+
+    # --- links ---------------------------------------------------------------------
+
+    async def attach(self, link: Link, info: p.PeerInfo) -> None:
+        """Make ``link`` the peer's connection, replacing (and closing) an older one."""
+        old = self._links.get(info.peer_id)
+        self._links[info.peer_id] = link
+        self._infos[info.peer_id] = info
+        for session in self._sessions.values():
+            member = session.members.get(info.peer_id)
+            if member is not None and member.grace is not None:
+                member.grace.cancel()
+                member.grace = None
+        if old is not None and old is not link:
+            old.send(p.Error(code=p.ErrorCode.REPLACED, message="a newer connection replaced this one"))
+            self._spawn(old.close(4000, "replaced"))
+        elif info.room_id is not None:
+            await self._events.room_online(
+                RoomOnline(seq=next(self._seq), room_id=info.room_id, at=self._clock())
+            )
+        if info.room_id is not None and info.room_id in self._schedules:
+            link.send(self._schedules[info.room_id])
+
+    async def detach(self, link: Link, peer_id: str) -> None:
+        """The link is gone. Memberships stay for the grace period: a lost WebSocket
+        is not a departure."""
+        if self._links.get(peer_id) is not link:
+            return  # already replaced by a newer connection
+        del self._links[peer_id]
+        loop = asyncio.get_running_loop()
+        for session in self._sessions.values():
+            member = session.members.get(peer_id)
+            if member is not None and member.grace is None:
+                member.grace = loop.call_later(
+                    self.settings.grace_seconds, self._grace_expired, session.session_id, peer_id
+                )
+        info = self._infos.get(peer_id)
+        if info is not None and info.room_id is not None:
+            await self._events.room_offline(
+                RoomOffline(seq=next(self._seq), room_id=info.room_id, at=self._clock())
+            )
+
+    def _grace_expired(self, session_id: str, peer_id: str) -> None:
+        self._spawn(self._remove_member(session_id, peer_id, "timeout"))
+
+    # --- membership ----------------------------------------------------------------
+
+    async def join(self, peer_id: str, session_id: str, ref: str | None) -> None:
+        link = self._links.get(peer_id)
+        info = self._infos[peer_id]
+        session = self._sessions.setdefault(session_id, _Session(session_id))
+        state = self._states.get(session_id)
+        if state is not None and state.state in TERMINAL_STATES:
+            raise p.ProtocolError(p.ErrorCode.NOT_IN_SESSION, f"session is {state.state}", ref)
+        rejoin = peer_id in session.members
+        if not rejoin and len(session.members) >= self.settings.mesh_cap:
+            raise p.ProtocolError(
+                p.ErrorCode.SESSION_FULL,
+                f"session has its {self.settings.mesh_cap} peers already",
+                ref,
+            )
+        now = self._clock()
+        if rejoin:
+            member = session.members[peer_id]
+            if member.grace is not None:
+                member.grace.cancel()
+                member.grace = None
+        else:
+            session.members[peer_id] = _Member(info=info, joined_at=now)
+        others = [m.info for pid, m in session.members.items() if pid != peer_id]
+        if link is not None:
+            link.send(
+                p.Joined(
+                    session_id=session_id,
+                    peer_id=peer_id,
+                    peers=others,
+                    state=state.state if state else None,
+                    ref=ref,
+                )
+            )
+            if state is not None:
+                link.send(state)
+        if not rejoin:
+            self._broadcast(session, p.PeerJoined(session_id=session_id, peer=info), skip=peer_id)
+        await self._events.peer_joined(
+            PeerJoinedSession(
+                seq=next(self._seq),
+                session_id=session_id,
+                peer_id=peer_id,
+                room_id=info.room_id,
+                at=now,
+            )
+        )
+
+    async def leave(self, peer_id: str, session_id: str, ref: str | None) -> None:
+        session = self._sessions.get(session_id)
+        if session is None or peer_id not in session.members:
+            raise p.ProtocolError(p.ErrorCode.NOT_IN_SESSION, "not a member of this session", ref)
+        await self._remove_member(session_id, peer_id, "left")
+
+    async def _remove_member(self, session_id: str, peer_id: str, reason: str) -> None:
+        session = self._sessions.get(session_id)
+        if session is None:
+            return
+        member = session.members.pop(peer_id, None)
+        if member is None:
+            return
+        if member.grace is not None:
+            member.grace.cancel()
+        self._broadcast(session, p.PeerLeft(session_id=session_id, peer_id=peer_id, reason=reason))
+        if not session.members:
+            del self._sessions[session_id]
+        await self._events.peer_left(
+            PeerLeftSession(
+                seq=next(self._seq),
+                session_id=session_id,
+                peer_id=peer_id,
+                room_id=member.info.room_id,
+                at=self._clock(),
+                reason=reason,
+            )
+        )
+
+    def _member_or_error(self, peer_id: str, session_id: str, ref: str | None) -> _Session:
+        session = self._sessions.get(session_id)
+        if session is None or peer_id not in session.members:
+            raise p.ProtocolError(p.ErrorCode.NOT_IN_SESSION, "join the session first", ref)
+        return session
+
+    # --- relay ---------------------------------------------------------------------
+
+    def relay(self, peer_id: str, message: p.Offer | p.Answer | p.Candidate) -> None:
+        """Forward an offer, answer or candidate to a named peer of the same session."""
+        session = self._member_or_error(peer_id, message.session_id, message.id)
+        target = message.to
+        if target is None or target not in session.members or target == peer_id:
+            raise p.ProtocolError(
+                p.ErrorCode.PEER_NOT_IN_SESSION, "the addressee is not in this session", message.id
+            )
+        link = self._links.get(target)
+        if link is None:
+            raise p.ProtocolError(
+                p.ErrorCode.PEER_UNREACHABLE, "the addressee is reconnecting; retry", message.id
+            )
+        link.send(_readdress(message, peer_id))
+
+    async def stats(self, peer_id: str, message: p.Stats) -> None:
+        session = self._member_or_error(peer_id, message.session_id, message.id)
+        room_id = session.members[peer_id].info.room_id
+        if message.event is not None:
+            at = message.at if message.at is not None else self._clock()
+            await self._events.media_milestone(
+                MediaMilestone(
+                    seq=next(self._seq),
+                    session_id=message.session_id,
+                    peer_id=peer_id,
+                    room_id=room_id,
+                    event=message.event,
+                    at=at,
+                )
+            )
+        if message.media:
+            await self._events.media_report(
+                MediaReport(
+                    seq=next(self._seq),
+                    session_id=message.session_id,
+                    peer_id=peer_id,
+                    room_id=room_id,
+                    at=self._clock(),
+                    media=tuple(message.media),
+                )
+            )
+
+    # --- what the orchestrator pushes ----------------------------------------------
+
+    def push_schedule(self, schedule: p.Schedule) -> None:
+        self._schedules[schedule.room_id] = schedule
+        link = self._links.get(f"room:{schedule.room_id}")
+        if link is not None:
+            link.send(schedule)
+
+    async def session_transition(self, state: p.SessionState, room_ids: tuple[str, ...]) -> None:
+        self._states[state.session_id] = state
+        session = self._sessions.get(state.session_id)
+        told: set[str] = set()
+        if session is not None:
+            for pid in session.members:
+                link = self._links.get(pid)
+                if link is not None:
+                    link.send(state)
+                    told.add(pid)
+        for room_id in room_ids:
+            pid = f"room:{room_id}"
+            link = self._links.get(pid)
+            if link is not None and pid not in told:
+                link.send(state)
+        if state.state in TERMINAL_STATES and session is not None:
+            for pid in list(session.members):
+                await self._remove_member(state.session_id, pid, "session-" + state.state)
+
+    async def disconnect_room(self, room_id: str, code: int, error: p.Error) -> None:
+        link = self._links.get(f"room:{room_id}")
+        if link is not None:
+            link.send(error)
+            await link.close(code, error.code)
+
+    # --- plumbing ------------------------------------------------------------------
+
+    def _broadcast(self, session: _Session, message: object, skip: str | None = None) -> None:
+        for pid in session.members:
+            if pid == skip:
+                continue
+            link = self._links.get(pid)
+            if link is not None:
+                link.send(message)
+
+    def _spawn(self, coro: object) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        for session in self._sessions.values():
+            for member in session.members.values():
+                if member.grace is not None:
+                    member.grace.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _readdress(
+    message: p.Offer | p.Answer | p.Candidate, sender: str
+) -> p.Offer | p.Answer | p.Candidate:
+    if isinstance(message, p.Offer):
+        return p.Offer(
+            session_id=message.session_id, sdp=message.sdp, conn=message.conn, from_=sender
+        )
+    if isinstance(message, p.Answer):
+        return p.Answer(
+            session_id=message.session_id, sdp=message.sdp, conn=message.conn, from_=sender
+        )
+    return p.Candidate(
+        session_id=message.session_id,
+        conn=message.conn,
+        candidate=message.candidate,
+        sdp_mid=message.sdp_mid,
+        sdp_mline_index=message.sdp_mline_index,
+        from_=sender,
+    )
