@@ -51,6 +51,7 @@ class CredentialStore:
 
     def __init__(self) -> None:
         self._rooms: dict[str, RoomRecord] = {}
+        self._by_hash: dict[str, str] = {}  # key hash -> room id
         self._revoked: dict[str, str] = {}  # old key hash -> room id
 
     def set(self, record: RoomRecord) -> bool:
@@ -59,7 +60,9 @@ class CredentialStore:
         if current is not None and current.generation > record.generation:
             return False  # stale update arriving late
         self._rooms[record.room_id] = record
+        self._by_hash[record.key_hash] = record.room_id
         if current is not None and current.key_hash != record.key_hash:
+            self._by_hash.pop(current.key_hash, None)
             self._revoked[current.key_hash] = record.room_id
             return True
         return False
@@ -67,12 +70,19 @@ class CredentialStore:
     def get(self, room_id: str) -> RoomRecord | None:
         return self._rooms.get(room_id)
 
-    def verify(self, room_id: str, key: str) -> RoomRecord:
-        record = self._rooms.get(room_id)
+    def verify(self, room_id: str | None, key: str) -> RoomRecord:
+        """The room a key belongs to. The key alone identifies its room (it is looked up
+        by its hash); a ``room_id`` given beside it must match."""
         digest = hash_key(key)
-        if record is not None and hmac.compare_digest(digest, record.key_hash):
+        found = self._by_hash.get(digest)
+        record = self._rooms.get(found) if found is not None else None
+        if (
+            record is not None
+            and hmac.compare_digest(digest, record.key_hash)
+            and room_id in (None, record.room_id)
+        ):
             return record
-        if self._revoked.get(digest) == room_id:
+        if digest in self._revoked and room_id in (None, self._revoked[digest]):
             raise ProtocolError(ErrorCode.KEY_REVOKED, "this room key was rotated; use the new key")
         raise ProtocolError(ErrorCode.AUTH_FAILED, "unknown room or wrong key")
 

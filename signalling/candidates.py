@@ -25,8 +25,9 @@ def address_allowed(address: str, networks: Sequence[Network]) -> bool:
     Host names (mDNS ``.local`` names included) are never allowed: they hide the
     address, so the filter could not be enforced.
     """
+    # IPv6 candidates may carry brackets or a zone ("fe80::1%eth0").
     try:
-        ip = ipaddress.ip_address(address.strip("[]"))
+        ip = ipaddress.ip_address(address.strip().strip("[]").split("%", 1)[0])
     except ValueError:
         return False
     return any(ip.version == n.version and ip in n for n in networks)

@@ -67,8 +67,8 @@ class SignallingClient:
         http: aiohttp.ClientSession,
         url: str,
         *,
-        room_id: str,
         key: str,
+        room_id: str | None = None,
         agent: str = "telecentre-python",
         clock: Callable[[], float] = time.time,
     ) -> None:

@@ -21,7 +21,12 @@ from aiohttp import WSMsgType, web
 
 from signalling import protocol as p
 from signalling.auth import CredentialStore, RoomRecord, TicketVerifier
-from signalling.candidates import address_allowed, candidate_address, disallowed_addresses, parse_networks
+from signalling.candidates import (
+    address_allowed,
+    candidate_address,
+    disallowed_addresses,
+    parse_networks,
+)
 from signalling.hub import Hub, HubSettings
 from signalling.ports import SessionEvents
 from signalling.ratelimit import TokenBucket
@@ -163,7 +168,7 @@ class SignallingServer:
                 return None
             try:
                 msg = await ws.receive(timeout=remaining)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 continue
             if msg.type != WSMsgType.TEXT:
                 return None
@@ -210,8 +215,8 @@ class SignallingServer:
                 f"this server speaks protocol {p.PROTOCOL_VERSION}",
                 hello.id,
             )
-        if hello.room_id is None or hello.key is None:
-            raise p.ProtocolError(p.ErrorCode.AUTH_FAILED, "room_id and key are required", hello.id)
+        if hello.key is None:
+            raise p.ProtocolError(p.ErrorCode.AUTH_FAILED, "a room key is required", hello.id)
         try:
             record = self.credentials.verify(hello.room_id, hello.key)
         except p.ProtocolError as exc:
@@ -228,7 +233,7 @@ class SignallingServer:
         while True:
             try:
                 msg = await ws.receive(timeout=self.settings.heartbeat_timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 await self._refuse(
                     link,
                     p.ProtocolError(p.ErrorCode.HEARTBEAT_TIMEOUT, "no message within the heartbeat timeout"),

@@ -21,8 +21,11 @@ SDP_PRIVATE = "v=0\r\na=candidate:1 1 udp 2130706431 10.1.2.3 5000 typ host\r\n"
 
 async def raw_hello(h: Harness, room_id: str) -> aiohttp.ClientWebSocketResponse:
     ws = await h.http.ws_connect(h.url)
-    await ws.send_str(json.dumps({"type": "hello", "protocol": 1, "room_id": room_id,
-                                  "key": h.keys[room_id], "id": "h"}))
+    await ws.send_str(
+        json.dumps(
+            {"type": "hello", "protocol": 1, "room_id": room_id, "key": h.keys[room_id], "id": "h"}
+        )
+    )
     welcome = json.loads((await ws.receive(timeout=5)).data)
     assert welcome["type"] == "welcome"
     return ws
@@ -43,6 +46,7 @@ async def recv_type(c: SignallingClient, cls: type[Any]) -> Any:
             m = await c.recv()
             if isinstance(m, cls):
                 return m
+
     return await asyncio.wait_for(loop(), 5)
 
 
@@ -86,7 +90,9 @@ async def test_rotated_key_is_revoked_at_once_and_the_connection_closed() -> Non
         old = h.add_room("a", generation=1)
         c = await h.client("a")
         new = h.add_room("a", generation=2)
-        await h.server.hub.disconnect_room("a", 4403, p.Error(code=p.ErrorCode.KEY_REVOKED, message="x"))
+        await h.server.hub.disconnect_room(
+            "a", 4403, p.Error(code=p.ErrorCode.KEY_REVOKED, message="x")
+        )
         await asyncio.wait_for(c.closed.wait(), 5)
         stale = SignallingClient(h.http, h.url, room_id="a", key=old)
         with pytest.raises(SignallingError) as err:
@@ -143,6 +149,7 @@ async def test_revoked_ticket_is_refused() -> None:
         a = await h.client("a")
         ticket = h.minter.mint("room:a", "s1")
         import jwt as pyjwt
+
         jti = pyjwt.decode(ticket, options={"verify_signature": False})["jti"]
         h.server.tickets.revoke((jti,), time.time() + 600)
         with pytest.raises(SignallingError) as err:
@@ -172,8 +179,15 @@ async def test_sdp_with_a_candidate_outside_the_allowed_networks_is_not_relayed(
         await b.send(p.Offer(session_id="s1", to="room:a", sdp=SDP_PRIVATE, conn="k", id="o"))
         err = await recv_type(b, p.Error)
         assert err.code == p.ErrorCode.CANDIDATE_NOT_ALLOWED and err.ref == "o"
-        await b.send(p.Candidate(session_id="s1", to="room:a", conn="k", id="c",
-                                 candidate="candidate:1 1 udp 1 192.168.1.9 9 typ host"))
+        await b.send(
+            p.Candidate(
+                session_id="s1",
+                to="room:a",
+                conn="k",
+                id="c",
+                candidate="candidate:1 1 udp 1 192.168.1.9 9 typ host",
+            )
+        )
         err = await recv_type(b, p.Error)
         assert err.code == p.ErrorCode.CANDIDATE_NOT_ALLOWED
         assert "10.1.2.3" in h.server.counters.candidate_violations

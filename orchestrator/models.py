@@ -1,0 +1,174 @@
+"""The booking domain's tables (sqlmodel). Instants are aware UTC datetimes everywhere.
+
+Changing a table means a new migration in ``orchestrator/migrations/versions``;
+``tests/test_migrations.py`` fails while the two disagree.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+from sqlmodel import Field, SQLModel
+
+# Deterministic constraint names, so later migrations (SQLite batch mode included)
+# can refer to them by name on every backend.
+SQLModel.metadata.naming_convention = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """An instant: written from an aware datetime as UTC, read back as aware UTC.
+
+    PostgreSQL stores ``timestamptz``; SQLite, which has no time zones, stores the
+    naive UTC wall time. Naive input is refused rather than guessed at.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value!r} given for an instant; attach a zone")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _instant(*, index: bool = False) -> Any:
+    return Field(sa_type=UTCDateTime, nullable=False, index=index)
+
+
+def _optional_instant() -> Any:
+    return Field(default=None, sa_type=UTCDateTime, nullable=True)
+
+
+def _wall_clock() -> Any:
+    """A naive local wall-clock time; its zone is in a sibling column."""
+    return Field(sa_type=sa.DateTime(timezone=False), nullable=False)
+
+
+def _created() -> Any:
+    return Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+
+
+class Centre(SQLModel, table=True):
+    __tablename__ = "centre"
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    name: str = Field(unique=True)
+    timezone: str
+    created_at: datetime = _created()
+
+
+class Room(SQLModel, table=True):
+    __tablename__ = "room"
+    __table_args__ = (sa.UniqueConstraint("centre_id", "name"),)
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    centre_id: str = Field(foreign_key="centre.id", index=True)
+    name: str
+    key_hash: str
+    key_generation: int = 1
+    created_at: datetime = _created()
+
+
+class Booking(SQLModel, table=True):
+    """What was asked for: UTC instants plus the wall-clock times in their IANA zone,
+    so a recurring series can later be expanded in local time across DST."""
+
+    __tablename__ = "booking"
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    title: str
+    start_utc: datetime = _instant()
+    end_utc: datetime = _instant()
+    start_local: datetime = _wall_clock()
+    end_local: datetime = _wall_clock()
+    timezone: str
+    lead_seconds: int = 60
+    connect_mode: str = "automatic"
+    created_at: datetime = _created()
+    updated_at: datetime = _created()
+
+
+class BookingRoom(SQLModel, table=True):
+    __tablename__ = "booking_room"
+
+    booking_id: str = Field(foreign_key="booking.id", primary_key=True)
+    room_id: str = Field(foreign_key="room.id", primary_key=True, index=True)
+
+
+class Session(SQLModel, table=True):
+    """One meeting of a booking, with its lifecycle state; ``revision`` counts changes."""
+
+    __tablename__ = "meeting_session"
+    id: str = Field(default_factory=new_id, primary_key=True)
+    booking_id: str = Field(foreign_key="booking.id", index=True)
+    start_utc: datetime = _instant(index=True)
+    end_utc: datetime = _instant()
+    lead_seconds: int = 60
+    state: str = "scheduled"
+    revision: int = 1
+    created_at: datetime = _created()
+    updated_at: datetime = _created()
+
+
+class SessionTransitionRecord(SQLModel, table=True):
+    """A step of a session's lifecycle (or a repeated ``ending`` warning), numbered
+    from 1 per session."""
+
+    __tablename__ = "session_transition"
+
+    session_id: str = Field(foreign_key="meeting_session.id", primary_key=True)
+    seq: int = Field(primary_key=True)
+    state: str
+    at: datetime = _instant()
+
+
+class Participation(SQLModel, table=True):
+    """A room's part in a session (the CDR line): what signalling reported about it."""
+
+    __tablename__ = "participation"
+
+    session_id: str = Field(foreign_key="meeting_session.id", primary_key=True)
+    room_id: str = Field(foreign_key="room.id", primary_key=True, index=True)
+    joined_at: datetime | None = _optional_instant()
+    first_frame_at: datetime | None = _optional_instant()
+    live_at: datetime | None = _optional_instant()
+    left_at: datetime | None = _optional_instant()
+    media_summary: str | None = Field(default=None, sa_type=sa.Text, nullable=True)
+    rejoins: int = 0
+
+
+class ApiToken(SQLModel, table=True):
+    __tablename__ = "api_token"
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    token_hash: str = Field(unique=True)
+    name: str
+    created_at: datetime = _created()

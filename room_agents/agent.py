@@ -1,0 +1,312 @@
+"""The room agent daemon: stays connected, follows the room's schedule, runs the calls.
+
+Nobody in the room presses anything. The agent keeps a WebSocket to signalling
+(reconnecting with backoff and jitter), a local copy of its schedule, and a
+timeline on the server's clock: at T - lead it joins behind the starting card,
+at T it sends its camera, at T_end it leaves. Peer connections outlive a lost
+WebSocket, so media keeps flowing while signalling is away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from room_agents.calls import Outgoing, SessionCalls
+from room_agents.config import AgentConfig
+from room_agents.ice import local_addresses_in, pin_host_addresses
+from room_agents.media import OutgoingVideoTrack, StartingCard, SyntheticAudioTrack, SyntheticCamera
+from room_agents.schedule import ScheduleCache, merge_state, next_change, plan_at, status_json
+from room_agents.screen import HeadlessScreen
+from signalling import protocol as p
+from signalling.candidates import Network, parse_networks
+from signalling.client import ConnectionLost, SignallingClient, SignallingError
+
+log = logging.getLogger(__name__)
+
+AGENT_VERSION = "telecentre-agent/0.1"
+STATS_INTERVAL = 2.0
+STATUS_INTERVAL = 0.5
+
+
+def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random) -> float:
+    """Exponential backoff with full jitter: rooms that lost the server together do
+    not all come back in the same millisecond."""
+    return rng.uniform(base / 2, min(cap, base * 2**attempt))
+
+
+class ServerClock:
+    """Local wall clock plus the offset measured against the server."""
+
+    def __init__(self, local: Callable[[], float] = time.time) -> None:
+        self._local = local
+        self.offset = 0.0
+
+    def now(self) -> float:
+        return self._local() + self.offset
+
+
+class RoomAgent:
+    def __init__(self, config: AgentConfig) -> None:
+        self.config = config
+        self.clock = ServerClock()
+        self.cache = ScheduleCache(config.cache_dir / "schedule.json" if config.cache_dir else None)
+        self.entries: list[p.ScheduleEntry] = self.cache.load()
+        self.client: SignallingClient | None = None
+        self.connected = asyncio.Event()
+        self.screen = HeadlessScreen(self.clock)
+        self.screen.on_first_frame = self._first_frame
+        self.screen.on_first_camera_frame = self._first_camera_frame
+        camera = SyntheticCamera(self.clock, config.width, config.height, config.fps, label=config.label)
+        card = StartingCard(self.clock, config.width, config.height, config.fps, label=config.label, title="")
+        self.outgoing = Outgoing(
+            video=OutgoingVideoTrack(camera, card, fps=config.fps), audio=SyntheticAudioTrack()
+        )
+        self.sessions: dict[str, SessionCalls] = {}
+        self.joined_on: dict[str, SignallingClient] = {}  # session -> connection it joined on
+        self.reported: set[tuple[str, str]] = set()
+        self.violations: list[str] = []
+        self.ice_servers: list[p.IceServer] = []
+        self.networks: list[Network] = parse_networks(["127.0.0.1/32"])
+        self.self_id = "room:?"
+        self._wake = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._rng = random.Random()
+
+    # --- the main loops -------------------------------------------------------------
+
+    async def run(self) -> None:
+        loops = [self._connection_loop(), self._timeline_loop(), self._stats_loop()]
+        if self.config.status_file is not None:
+            loops.append(self._status_loop(self.config.status_file))
+        tasks = [asyncio.create_task(c) for c in loops]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self.shutdown()
+
+    async def shutdown(self) -> None:
+        for session_id in list(self.sessions):
+            await self._leave(session_id)
+        await self.screen.close()
+        for t in list(self._tasks):
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _connection_loop(self) -> None:
+        attempt = 0
+        async with aiohttp.ClientSession() as http:
+            while True:
+                client = SignallingClient(
+                    http, self.config.server_url, key=self.config.read_key(), agent=AGENT_VERSION
+                )
+                try:
+                    welcome = await client.connect()
+                    attempt = 0
+                    self._on_welcome(client, welcome)
+                    await self._serve(client)
+                except (ConnectionLost, SignallingError, asyncio.TimeoutError) as exc:
+                    log.warning("signalling: %s", exc)
+                finally:
+                    self.client = None
+                    self.connected.clear()
+                    await client.close()
+                delay = backoff_delay(attempt, self.config.backoff_base, self.config.backoff_cap, self._rng)
+                attempt += 1
+                await asyncio.sleep(delay)
+
+    def _on_welcome(self, client: SignallingClient, welcome: p.Welcome) -> None:
+        self.client = client
+        self.self_id = welcome.peer_id
+        self.clock.offset = client.clock_offset.offset
+        self.ice_servers = list(welcome.ice_servers)
+        self.networks = parse_networks(welcome.candidate_filter.allow)
+        pin_host_addresses(local_addresses_in(self.networks))
+        for calls in self.sessions.values():
+            calls.update_network(self.ice_servers, self.networks)
+        self.connected.set()
+        self._wake.set()
+        log.info("connected as %s (%s), clock offset %.3f s", welcome.peer_id, welcome.name, self.clock.offset)
+        self._spawn(self._measure_offset(client))
+
+    async def _measure_offset(self, client: SignallingClient) -> None:
+        with contextlib.suppress(SignallingError, asyncio.TimeoutError):
+            for _ in range(5):
+                await client.ping()
+                self.clock.offset = client.clock_offset.offset
+        self._wake.set()
+
+    async def _serve(self, client: SignallingClient) -> None:
+        while True:
+            message = await client.recv()
+            self.clock.offset = client.clock_offset.offset
+            try:
+                await self._handle(message)
+            except (ConnectionLost, asyncio.CancelledError):
+                raise
+            except Exception:
+                log.exception("while handling %s", message.type)
+
+    async def _handle(self, message: p.ServerMessage) -> None:
+        if isinstance(message, p.Schedule):
+            self.cache.save(message)
+            self.entries = list(message.sessions)
+            self._wake.set()
+        elif isinstance(message, p.SessionState):
+            self.entries = merge_state(self.entries, message)
+            self._wake.set()
+        elif isinstance(message, p.Offer):
+            calls = self.sessions.get(message.session_id)
+            if calls is not None:
+                await calls.on_offer(message)
+        elif isinstance(message, p.Answer):
+            calls = self.sessions.get(message.session_id)
+            if calls is not None:
+                await calls.on_answer(message)
+        elif isinstance(message, p.PeerJoined):
+            calls = self.sessions.get(message.session_id)
+            if calls is not None:
+                calls.members.add(message.peer.peer_id)
+        elif isinstance(message, p.PeerLeft):
+            calls = self.sessions.get(message.session_id)
+            if calls is not None:
+                await calls.peer_left(message.peer_id)
+        elif isinstance(message, p.Error):
+            log.warning("server error %s: %s", message.code, message.message)
+
+    async def _timeline_loop(self) -> None:
+        """Every wake-up: compare what the schedule says with what we do, and fix it."""
+        while True:
+            now = self.clock.now()
+            await self._reconcile(now)
+            nxt = next_change(self.entries, now)
+            delay = 1.0 if nxt is None else min(1.0, max(0.0, nxt - self.clock.now()))
+            self._wake.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay)
+
+    async def _reconcile(self, now: float) -> None:
+        plans = {e.session_id: (e, plan_at(e, now)) for e in self.entries}
+        live = False
+        for session_id, (entry, plan) in plans.items():
+            if plan.in_call:
+                await self._ensure_joined(entry)
+                live = live or plan.live
+            elif session_id in self.sessions:
+                await self._leave(session_id)
+        for session_id in list(self.sessions):
+            if session_id not in plans:
+                await self._leave(session_id)  # dropped from the schedule: cancelled or moved
+        if live != self.outgoing.video.live:
+            self.outgoing.video.set_live(live)
+            log.info("camera %s at %.3f", "live" if live else "off", now)
+
+    async def _ensure_joined(self, entry: p.ScheduleEntry) -> None:
+        calls = self.sessions.get(entry.session_id)
+        if calls is None:
+            calls = SessionCalls(
+                entry.session_id, self.self_id, self._send, self.outgoing, self.screen,
+                self.ice_servers, self.networks, self.violations.extend,
+            )
+            self.sessions[entry.session_id] = calls
+            self.outgoing.video.set_card_title(entry.title)
+        client = self.client
+        if client is None or self.joined_on.get(entry.session_id) is client:
+            return
+        try:
+            joined = await client.join(entry.session_id, entry.ticket)
+        except SignallingError as exc:
+            log.warning("join %s refused: %s", entry.session_id, exc)
+            return
+        self.joined_on[entry.session_id] = client
+        log.info("joined %s with %d peer(s)", entry.session_id, len(joined.peers))
+        for peer in joined.peers:
+            calls.members.add(peer.peer_id)
+            if not calls.has_healthy(peer.peer_id):
+                await calls.offer_to(peer.peer_id)
+
+    async def _leave(self, session_id: str) -> None:
+        calls = self.sessions.pop(session_id, None)
+        self.joined_on.pop(session_id, None)
+        if calls is not None:
+            await calls.close()
+        with contextlib.suppress(SignallingError):
+            await self._send(p.Leave(session_id=session_id))
+        log.info("left %s", session_id)
+
+    async def _send(self, message: object) -> None:
+        if self.client is None:
+            raise ConnectionLost("not connected")
+        await self.client.send(message)
+
+    # --- reports --------------------------------------------------------------------
+
+    def _first_frame(self, peer_id: str, at: float) -> None:
+        self._milestone(peer_id, "first-frame", at)
+
+    def _first_camera_frame(self, peer_id: str, at: float) -> None:
+        self._milestone(peer_id, "live", at)
+
+    def _milestone(self, peer_id: str, event: str, at: float) -> None:
+        for session_id, calls in self.sessions.items():
+            if peer_id in calls.calls and (session_id, event) not in self.reported:
+                self.reported.add((session_id, event))
+                log.info("%s in %s at %.3f (from %s)", event, session_id, at, peer_id)
+                self._spawn(self._report(p.Stats(session_id=session_id, event=event, at=at)))  # type: ignore[arg-type]
+
+    async def _report(self, stats: p.Stats) -> None:
+        # A milestone must not be lost to a reconnect: retry until it is sent.
+        while True:
+            try:
+                await self._send(stats)
+                return
+            except SignallingError:
+                await self.connected.wait()
+
+    async def _stats_loop(self) -> None:
+        while True:
+            await asyncio.sleep(STATS_INTERVAL)
+            snapshot = self.screen.snapshot()
+            for session_id, calls in list(self.sessions.items()):
+                media = [m for m in snapshot if m.peer_id in calls.calls]
+                if media and self.client is not None:
+                    with contextlib.suppress(SignallingError):
+                        await self._send(p.Stats(session_id=session_id, media=media))
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "pid": os.getpid(),
+            "peer_id": self.self_id,
+            "connected": self.client is not None,
+            "server_now": self.clock.now(),
+            "clock_offset": self.clock.offset,
+            "live": self.outgoing.video.live,
+            "sessions": {sid: sorted(c.calls) for sid, c in self.sessions.items()},
+            "peers": self.screen.totals(),
+            "violations": self.violations,
+            "schedule": [e.session_id for e in self.entries],
+        }
+
+    async def _status_loop(self, path: Path) -> None:
+        tmp = path.with_suffix(".tmp")
+        while True:
+            tmp.write_text(status_json(self.status()), encoding="utf-8")
+            os.replace(tmp, path)
+            await asyncio.sleep(STATUS_INTERVAL)
+
+    def _spawn(self, coro: Any) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

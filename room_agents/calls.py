@@ -1,0 +1,178 @@
+"""The peer connections of one session: one RTCPeerConnection per remote peer (mesh).
+
+Rules (docs/protocol.md): the later joiner offers; an offer from a peer replaces
+any older connection with that peer (aiortc has no ICE restart, so recovery is a
+new RTCPeerConnection); every received track is drained by the screen; every SDP
+we send is checked against the deployment's candidate address filter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc.contrib.media import MediaRelay
+
+from room_agents.ice import filter_sdp, rtc_configuration
+from room_agents.media import OutgoingVideoTrack, SyntheticAudioTrack
+from room_agents.screen import HeadlessScreen
+from signalling import protocol as p
+from signalling.candidates import Network
+
+log = logging.getLogger(__name__)
+
+Send = Callable[[object], Awaitable[None]]
+
+
+def new_conn_id() -> str:
+    return secrets.token_hex(6)
+
+
+@dataclass(slots=True)
+class Outgoing:
+    """The room's own media, shared by every peer connection through unbuffered relays."""
+
+    video: OutgoingVideoTrack
+    audio: SyntheticAudioTrack
+    relay: MediaRelay = field(default_factory=MediaRelay)
+
+
+@dataclass(slots=True)
+class PeerCall:
+    peer_id: str
+    conn: str
+    pc: RTCPeerConnection
+    offerer: bool
+
+    @property
+    def healthy(self) -> bool:
+        return self.pc.connectionState in ("new", "connecting", "connected")
+
+
+class SessionCalls:
+    def __init__(
+        self,
+        session_id: str,
+        self_id: str,
+        send: Send,
+        outgoing: Outgoing,
+        screen: HeadlessScreen,
+        ice_servers: list[p.IceServer],
+        networks: list[Network],
+        on_violation: Callable[[list[str]], None],
+    ) -> None:
+        self.session_id = session_id
+        self.self_id = self_id
+        self._send = send
+        self._outgoing = outgoing
+        self._screen = screen
+        self._ice_servers = ice_servers
+        self._networks = networks
+        self._on_violation = on_violation
+        self.calls: dict[str, PeerCall] = {}
+        self.members: set[str] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def update_network(self, ice_servers: list[p.IceServer], networks: list[Network]) -> None:
+        self._ice_servers = ice_servers
+        self._networks = networks
+
+    def has_healthy(self, peer_id: str) -> bool:
+        call = self.calls.get(peer_id)
+        return call is not None and call.healthy
+
+    def _new_pc(self, peer_id: str, conn: str, offerer: bool) -> PeerCall:
+        pc = RTCPeerConnection(rtc_configuration(self._ice_servers))
+        call = PeerCall(peer_id=peer_id, conn=conn, pc=pc, offerer=offerer)
+        pc.addTrack(self._outgoing.relay.subscribe(self._outgoing.video, buffered=False))
+        pc.addTrack(self._outgoing.relay.subscribe(self._outgoing.audio, buffered=False))
+
+        @pc.on("track")  # type: ignore[untyped-decorator]
+        def on_track(track: Any) -> None:
+            if track.kind == "video":
+                self._screen.attach_video(peer_id, track)
+            else:
+                self._screen.attach_audio(peer_id, track)
+
+        @pc.on("connectionstatechange")  # type: ignore[untyped-decorator]
+        async def on_state() -> None:
+            state = pc.connectionState
+            log.info("session %s peer %s connection %s", self.session_id, peer_id, state)
+            if state == "failed" and self.calls.get(peer_id) is call:
+                await self._replace_failed(call)
+
+        return call
+
+    async def _replace_failed(self, call: PeerCall) -> None:
+        await self.drop(call.peer_id)
+        # Only one side re-offers, or both would offer at once (glare).
+        if call.peer_id in self.members and self.self_id < call.peer_id:
+            await self.offer_to(call.peer_id)
+
+    def _local_sdp(self, pc: RTCPeerConnection) -> str:
+        sdp, removed = filter_sdp(pc.localDescription.sdp, self._networks)
+        if removed:
+            log.error("removed candidates outside the allowed networks: %s", removed)
+            self._on_violation(removed)
+        return sdp
+
+    async def offer_to(self, peer_id: str) -> None:
+        self.members.add(peer_id)
+        await self.drop(peer_id)
+        call = self._new_pc(peer_id, new_conn_id(), offerer=True)
+        self.calls[peer_id] = call
+        await call.pc.setLocalDescription(await call.pc.createOffer())
+        await self._send(
+            p.Offer(session_id=self.session_id, to=peer_id, sdp=self._local_sdp(call.pc), conn=call.conn)
+        )
+
+    async def on_offer(self, message: p.Offer) -> None:
+        peer_id = message.from_
+        if peer_id is None:
+            return
+        self.members.add(peer_id)
+        await self.drop(peer_id)  # a new offer replaces the older connection
+        call = self._new_pc(peer_id, message.conn, offerer=False)
+        self.calls[peer_id] = call
+        sdp, removed = filter_sdp(message.sdp, self._networks)
+        if removed:
+            self._on_violation(removed)
+        await call.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        await call.pc.setLocalDescription(await call.pc.createAnswer())
+        await self._send(
+            p.Answer(session_id=self.session_id, to=peer_id, sdp=self._local_sdp(call.pc), conn=call.conn)
+        )
+
+    async def on_answer(self, message: p.Answer) -> None:
+        call = self.calls.get(message.from_ or "")
+        if call is None or call.conn != message.conn or not call.offerer:
+            return  # an answer to a connection we already replaced
+        if call.pc.signalingState != "have-local-offer":
+            return
+        sdp, removed = filter_sdp(message.sdp, self._networks)
+        if removed:
+            self._on_violation(removed)
+        await call.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+
+    async def peer_left(self, peer_id: str) -> None:
+        self.members.discard(peer_id)
+        await self.drop(peer_id)
+
+    async def drop(self, peer_id: str) -> None:
+        call = self.calls.pop(peer_id, None)
+        if call is None:
+            return
+        await self._screen.detach(peer_id)
+        with contextlib.suppress(Exception):
+            await call.pc.close()
+
+    async def close(self) -> None:
+        for peer_id in list(self.calls):
+            await self.drop(peer_id)
+        self.members.clear()

@@ -1,0 +1,101 @@
+"""A room's local schedule: what it must do and when, and the cache that outlives restarts.
+
+The agent acts on its own copy of the schedule (with tickets), so a room still
+connects at T - lead when the scheduler is down, and rejoins a session in
+progress after its own restart. All times are on the server's clock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from signalling import protocol as p
+
+TERMINAL_STATES = frozenset({"ended", "cancelled", "failed"})
+# Connect modes in which the room joins by itself (issue: reserve-only never connects).
+AUTO_JOIN_MODES = frozenset({"automatic"})
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What the room should be doing at one instant for one session."""
+
+    session_id: str
+    in_call: bool  # between start - lead and end, and not terminal
+    live: bool  # between start and end: send the camera, not the card
+
+
+def plan_at(entry: p.ScheduleEntry, now: float) -> Plan:
+    active = (
+        entry.state not in TERMINAL_STATES
+        and entry.connect_mode in AUTO_JOIN_MODES
+        and entry.start - entry.lead <= now < entry.end
+    )
+    return Plan(entry.session_id, in_call=active, live=active and now >= entry.start)
+
+
+def next_change(entries: list[p.ScheduleEntry], now: float) -> float | None:
+    """The next instant after ``now`` at which some plan changes."""
+    times = [
+        t
+        for e in entries
+        if e.state not in TERMINAL_STATES
+        for t in (e.start - e.lead, e.start, e.end)
+        if t > now
+    ]
+    return min(times) if times else None
+
+
+def merge_state(entries: list[p.ScheduleEntry], state: p.SessionState) -> list[p.ScheduleEntry]:
+    """Apply a session-state message (a new state, or times moved by an extension)."""
+    out = []
+    for e in entries:
+        if e.session_id == state.session_id:
+            e = p.ScheduleEntry(
+                session_id=e.session_id, booking_id=e.booking_id, title=e.title,
+                start=state.start, end=state.end, lead=e.lead, state=state.state,
+                ticket=e.ticket, rooms=e.rooms, connect_mode=e.connect_mode,
+            )
+        out.append(e)
+    return out
+
+
+class ScheduleCache:
+    """The last schedule received, kept in a file readable only by the agent's user."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+
+    def load(self) -> list[p.ScheduleEntry]:
+        if self.path is None or not self.path.exists():
+            return []
+        try:
+            message = p.decode_server(self.path.read_text(encoding="utf-8"))
+        except (OSError, p.ProtocolError):
+            return []  # a damaged cache is no worse than none: the server resends
+        return list(message.sessions) if isinstance(message, p.Schedule) else []
+
+    def save(self, schedule: p.Schedule) -> None:
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Write then rename, so a crash never leaves half a schedule behind.
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".schedule-")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(p.encode(schedule))
+            os.chmod(tmp, 0o600)
+            os.replace(tmp, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+
+def status_json(data: dict[str, object]) -> str:
+    return json.dumps(data, indent=1, sort_keys=True, default=str)

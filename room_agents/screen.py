@@ -1,0 +1,352 @@
+"""The headless screen: drains every received track and measures what it carries.
+
+Rules:
+
+- A received track is drained from the moment it is attached until it ends or is
+  detached: aiortc queues decoded frames without bound for a track nobody reads
+  (DESIGN "aiortc facts"). A track replaced by a newer one for the same peer and
+  kind keeps being drained, but its frames are no longer counted.
+- Video: every frame counts; a frame whose stamp (room_agents.stamp) reads gives a
+  glass-to-glass latency sample, ``clock.now() * 1000 - stamp.capture_ms``, and its
+  camera flag. A peer is live once a camera frame arrived.
+- Freezes follow the W3C webrtc-stats ``freezeCount`` rule: an inter-frame gap
+  longer than ``max(3 * mean, mean + 150 ms)``, where ``mean`` is the mean of the
+  last ``FREEZE_HISTORY`` inter-frame gaps that were not freezes themselves (so one
+  freeze does not hide the next). Gaps are judged once ``FREEZE_MIN_HISTORY`` gaps
+  are known, on the monotonic loop clock, and counted when the frame that ends the
+  freeze arrives: a stall still in progress shows as a low fps and a stale
+  ``last_frame_at`` instead. Re-attaching a peer restarts the gap history, so time
+  spent away is not a freeze.
+- Audio: frames are counted and the level is the RMS of all samples in the period,
+  as a fraction of full scale (0..1).
+- ``snapshot()`` reports per attached peer over the period since the last reset;
+  ``totals()`` reports cumulative figures for every peer ever attached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Mapping
+from typing import Final
+
+import av
+import numpy as np
+import numpy.typing as npt
+from aiortc import MediaStreamTrack
+from aiortc.mediastreams import MediaStreamError
+
+from room_agents.media import Clock
+from room_agents.stamp import BLOCK, Stamp, read_stamp, stamp_rows
+from signalling.protocol import MediaStats
+
+logger = logging.getLogger(__name__)
+
+LATENCY_WINDOW: Final = 600
+# Cumulative latencies are kept as a histogram of whole milliseconds; clamping keeps
+# it bounded even if a peer's clock is wildly off.
+LATENCY_CLAMP_MS: Final = 60_000
+FREEZE_HISTORY: Final = 30
+FREEZE_MIN_HISTORY: Final = 5
+FREEZE_FACTOR: Final = 3.0
+FREEZE_EXTRA_S: Final = 0.150
+
+FirstFrameCallback = Callable[[str, float], None]
+Totals = dict[str, float | int | None]
+
+
+# --- pure helpers ---------------------------------------------------------------------
+
+
+def is_freeze(gap: float, mean_interval: float) -> bool:
+    """W3C webrtc-stats freezeCount: gap > max(3 * mean, mean + 150 ms)."""
+    return gap > max(FREEZE_FACTOR * mean_interval, mean_interval + FREEZE_EXTRA_S)
+
+
+def percentile(values: Iterable[float], q: float) -> float | None:
+    """Nearest-rank percentile (q in 0..100); None for no values."""
+    ordered = sorted(values)
+    if not ordered:
+        return None
+    rank = max(math.ceil(q / 100.0 * len(ordered)), 1)
+    return float(ordered[rank - 1])
+
+
+def histogram_percentile(histogram: Mapping[int, int], q: float) -> float | None:
+    """Nearest-rank percentile of a histogram {value: count}; None when empty."""
+    total = sum(histogram.values())
+    if total == 0:
+        return None
+    rank = max(math.ceil(q / 100.0 * total), 1)
+    seen = 0
+    for value in sorted(histogram):
+        seen += histogram[value]
+        if seen >= rank:
+            return float(value)
+    raise AssertionError("unreachable: rank <= total")
+
+
+def luma_rows(frame: av.VideoFrame, rows: int) -> npt.NDArray[np.uint8]:
+    """The top ``rows`` rows of a frame's luma plane, without converting the frame."""
+    if frame.format.name in ("yuv420p", "yuvj420p", "yuv422p", "yuv444p", "nv12", "gray"):
+        plane = frame.planes[0]
+        rows = min(rows, plane.height)
+        data = np.frombuffer(memoryview(plane), np.uint8, count=plane.line_size * rows)
+        return data.reshape(rows, plane.line_size)[:, : frame.width]
+    return np.asarray(frame.to_ndarray(format="gray"), dtype=np.uint8)[:rows]
+
+
+def frame_stamp(frame: av.VideoFrame) -> Stamp | None:
+    if frame.width < BLOCK:
+        return None
+    return read_stamp(luma_rows(frame, stamp_rows(frame.width) * BLOCK))
+
+
+def audio_energy(frame: av.AudioFrame) -> tuple[float, int]:
+    """Sum of squared samples (as fractions of full scale) and the number of samples."""
+    samples = frame.to_ndarray()
+    full_scale = 2.0 ** (8 * samples.dtype.itemsize - 1)
+    if samples.dtype.kind == "i":
+        scaled = samples.astype(np.float64) / full_scale
+    elif samples.dtype.kind == "u":  # unsigned PCM is offset by half its range
+        scaled = (samples.astype(np.float64) - full_scale) / full_scale
+    else:
+        scaled = samples.astype(np.float64)
+    return float(np.square(scaled).sum()), int(scaled.size)
+
+
+# --- per-peer figures -------------------------------------------------------------------
+
+
+class PeerMedia:
+    """What one remote peer's tracks delivered; plain state, fed by the screen."""
+
+    def __init__(self, peer_id: str, mono_now: float) -> None:
+        self.peer_id = peer_id
+        self.frames = 0
+        self.stamped_frames = 0
+        self.camera_frames = 0
+        self.freezes = 0
+        self.audio_frames = 0
+        self.first_frame_at: float | None = None
+        self.first_camera_at: float | None = None
+        self.last_frame_at: float | None = None
+        self._latency_hist: Counter[int] = Counter()
+        self._last_mono: float | None = None
+        self._intervals: deque[float] = deque(maxlen=FREEZE_HISTORY)
+        self._period_start = mono_now
+        self._period_frames = 0
+        self._period_freezes = 0
+        self._period_latency: deque[float] = deque(maxlen=LATENCY_WINDOW)
+        self._period_audio_frames = 0
+        self._period_energy = 0.0
+        self._period_samples = 0
+        self._total_energy = 0.0
+        self._total_samples = 0
+
+    def restart_gaps(self) -> None:
+        self._last_mono = None
+        self._intervals.clear()
+
+    def add_video_frame(self, mono_now: float, wall_now: float, stamp: Stamp | None) -> None:
+        self.frames += 1
+        self._period_frames += 1
+        self.last_frame_at = wall_now
+        if self.first_frame_at is None:
+            self.first_frame_at = wall_now
+        if self._last_mono is not None:
+            gap = mono_now - self._last_mono
+            if len(self._intervals) >= FREEZE_MIN_HISTORY and is_freeze(
+                gap, sum(self._intervals) / len(self._intervals)
+            ):
+                self.freezes += 1
+                self._period_freezes += 1
+            else:
+                self._intervals.append(gap)
+        self._last_mono = mono_now
+        if stamp is None:
+            return
+        self.stamped_frames += 1
+        latency = wall_now * 1000.0 - stamp.capture_ms
+        self._period_latency.append(latency)
+        clamped = max(-LATENCY_CLAMP_MS, min(LATENCY_CLAMP_MS, round(latency)))
+        self._latency_hist[clamped] += 1
+        if stamp.camera:
+            self.camera_frames += 1
+            if self.first_camera_at is None:
+                self.first_camera_at = wall_now
+
+    def add_audio_frame(self, energy: float, samples: int) -> None:
+        self.audio_frames += 1
+        self._total_energy += energy
+        self._total_samples += samples
+        self._period_audio_frames += 1
+        self._period_energy += energy
+        self._period_samples += samples
+
+    def period(self, mono_now: float, reset: bool) -> MediaStats:
+        elapsed = mono_now - self._period_start
+        level = (
+            math.sqrt(self._period_energy / self._period_samples) if self._period_samples else 0.0
+        )
+        stats = MediaStats(
+            peer_id=self.peer_id,
+            frames=self._period_frames,
+            fps=self._period_frames / elapsed if elapsed > 0 else 0.0,
+            latency_p50_ms=percentile(self._period_latency, 50),
+            latency_p95_ms=percentile(self._period_latency, 95),
+            freezes=self._period_freezes,
+            audio_frames=self._period_audio_frames,
+            audio_level=level,
+            live=self.camera_frames > 0,
+        )
+        if reset:
+            self._period_start = mono_now
+            self._period_frames = self._period_freezes = self._period_audio_frames = 0
+            self._period_latency.clear()
+            self._period_energy = 0.0
+            self._period_samples = 0
+        return stats
+
+    def totals(self) -> Totals:
+        return {
+            "frames": self.frames,
+            "stamped_frames": self.stamped_frames,
+            "camera_frames": self.camera_frames,
+            "freezes": self.freezes,
+            "audio_frames": self.audio_frames,
+            "audio_level": (
+                math.sqrt(self._total_energy / self._total_samples) if self._total_samples else None
+            ),
+            "first_frame_at": self.first_frame_at,
+            "first_camera_at": self.first_camera_at,
+            "last_frame_at": self.last_frame_at,
+            "latency_p50_ms": histogram_percentile(self._latency_hist, 50),
+            "latency_p95_ms": histogram_percentile(self._latency_hist, 95),
+        }
+
+
+# --- the screen -------------------------------------------------------------------------
+
+
+class HeadlessScreen:
+    """Sink for every remote track of a call; owns the tasks that drain them."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.on_first_frame: FirstFrameCallback | None = None
+        self.on_first_camera_frame: FirstFrameCallback | None = None
+        self._media: dict[str, PeerMedia] = {}
+        self._attached: dict[str, set[asyncio.Task[None]]] = {}
+        # The task whose frames count, per (peer, kind); superseded tasks still drain.
+        self._current: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def peers(self) -> list[str]:
+        """Peers with at least one attached track."""
+        return list(self._attached)
+
+    def attach_video(self, peer_id: str, track: MediaStreamTrack) -> None:
+        self._attach(peer_id, "video", track)
+
+    def attach_audio(self, peer_id: str, track: MediaStreamTrack) -> None:
+        self._attach(peer_id, "audio", track)
+
+    async def detach(self, peer_id: str) -> None:
+        """Stop draining a peer's tracks (its connection is gone); keep its totals."""
+        tasks = self._attached.pop(peer_id, set())
+        for kind in ("video", "audio"):
+            self._current.pop((peer_id, kind), None)
+        await _cancel(tasks)
+
+    async def close(self) -> None:
+        self._attached.clear()
+        self._current.clear()
+        await _cancel(set(self._tasks))
+
+    def snapshot(self, reset: bool = True) -> list[MediaStats]:
+        mono_now = asyncio.get_running_loop().time()
+        return [self._media[p].period(mono_now, reset) for p in self._attached]
+
+    def totals(self) -> dict[str, Totals]:
+        return {peer_id: media.totals() for peer_id, media in self._media.items()}
+
+    def _attach(self, peer_id: str, kind: str, track: MediaStreamTrack) -> None:
+        loop = asyncio.get_running_loop()
+        media = self._media.get(peer_id)
+        if media is None:
+            media = self._media[peer_id] = PeerMedia(peer_id, loop.time())
+        if kind == "video":
+            media.restart_gaps()
+        drain = self._drain_video if kind == "video" else self._drain_audio
+        task = loop.create_task(drain(peer_id, track), name=f"screen-{kind}-{peer_id}")
+        self._current[(peer_id, kind)] = task
+        self._attached.setdefault(peer_id, set()).add(task)
+        self._tasks.add(task)
+        task.add_done_callback(self._forget)
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        for tasks in self._attached.values():
+            tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("screen task %s failed", task.get_name(), exc_info=task.exception())
+
+    def _counts(self, peer_id: str, kind: str) -> bool:
+        return self._current.get((peer_id, kind)) is asyncio.current_task()
+
+    async def _drain_video(self, peer_id: str, track: MediaStreamTrack) -> None:
+        while True:
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                return  # the track ended: its connection closed
+            if not isinstance(frame, av.VideoFrame) or not self._counts(peer_id, "video"):
+                continue
+            try:
+                self._on_video_frame(peer_id, frame)
+            except Exception:
+                # Measuring must never stop the draining.
+                logger.exception("screen: cannot measure a video frame from %s", peer_id)
+
+    async def _drain_audio(self, peer_id: str, track: MediaStreamTrack) -> None:
+        while True:
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                return
+            if not isinstance(frame, av.AudioFrame) or not self._counts(peer_id, "audio"):
+                continue
+            try:
+                self._media[peer_id].add_audio_frame(*audio_energy(frame))
+            except Exception:
+                logger.exception("screen: cannot measure an audio frame from %s", peer_id)
+
+    def _on_video_frame(self, peer_id: str, frame: av.VideoFrame) -> None:
+        media = self._media[peer_id]
+        wall_now = self.clock.now()
+        first_frame = media.first_frame_at is None
+        first_camera = media.first_camera_at is None
+        media.add_video_frame(asyncio.get_running_loop().time(), wall_now, frame_stamp(frame))
+        if first_frame and media.first_frame_at is not None:
+            self._fire(self.on_first_frame, peer_id, wall_now)
+        if first_camera and media.first_camera_at is not None:
+            self._fire(self.on_first_camera_frame, peer_id, wall_now)
+
+    def _fire(self, callback: FirstFrameCallback | None, peer_id: str, at: float) -> None:
+        if callback is None:
+            return
+        try:
+            callback(peer_id, at)
+        except Exception:
+            logger.exception("screen: first-frame callback failed for %s", peer_id)
+
+
+async def _cancel(tasks: set[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    # Failures were already logged by _forget; cancelling must not raise them again.
+    await asyncio.gather(*tasks, return_exceptions=True)

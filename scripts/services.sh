@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# What the tests need from the machine: libfaketime (an agent with a wrong clock),
+# and PostgreSQL and Redis servers on loopback. Installs and starts what is missing
+# when run as root on Debian; elsewhere it says what is missing and the tests that
+# need it skip with that reason (under CI=true they fail instead).
+set -uo pipefail
+as_root() { [ "$(id -u)" = 0 ]; }
+have_apt() { command -v apt-get >/dev/null 2>&1; }
+APT_UPDATED=0
+apt_install() {
+    as_root && have_apt || { echo "services: cannot install $* (not root on Debian)"; return 1; }
+    if [ "$APT_UPDATED" = 0 ]; then
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null 2>&1 || true
+        APT_UPDATED=1
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null 2>&1
+}
+
+command -v faketime >/dev/null 2>&1 || apt_install faketime || true
+
+if ! (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; then
+    command -v pg_ctlcluster >/dev/null 2>&1 || apt_install postgresql || true
+    if command -v pg_ctlcluster >/dev/null 2>&1; then
+        ver="$(ls /etc/postgresql 2>/dev/null | head -1)"
+        [ -n "$ver" ] && pg_ctlcluster --skip-systemctl-redirect "$ver" main start || true
+        for _ in $(seq 1 30); do (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null && break; sleep 0.5; done
+        su postgres -c "psql -tc \"SELECT 1 FROM pg_database WHERE datname='test'\" | grep -q 1 || createdb test" 2>/dev/null || true
+    fi
+fi
+
+if ! (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null; then
+    command -v redis-server >/dev/null 2>&1 || apt_install redis-server || true
+    if command -v redis-server >/dev/null 2>&1; then
+        mkdir -p /var/lib/redis /var/log/redis 2>/dev/null || true
+        redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no \
+            --dir /var/lib/redis --logfile /var/log/redis/ci.log >/dev/null 2>&1 || true
+    fi
+fi
+exit 0

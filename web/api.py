@@ -1,0 +1,214 @@
+"""The JSON API under /api/v1, protected by an admin bearer token.
+
+Every error is ``{"error": {"code": ..., "message": ...}}`` with a stable code;
+domain rules stay in the orchestrator, this module only translates.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+
+from orchestrator import service
+from orchestrator.models import Booking, Centre, Room, Session
+from orchestrator.service import DomainError, SessionDetail
+from web.app import SERVICES
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+API = "/api/v1"
+NOT_FOUND_CODES = frozenset({"not-found"})
+
+
+def error_response(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Translate errors at the boundary: domain errors keep their code, anything
+    unexpected becomes ``internal`` without leaking details (or secrets) to the client."""
+    try:
+        return await handler(request)
+    except DomainError as exc:
+        status = 404 if exc.code in NOT_FOUND_CODES else 409 if exc.code == "duplicate" else 400
+        return error_response(status, exc.code, exc.message)
+    except web.HTTPException:
+        raise
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(500, "internal", "internal error")
+
+
+async def _authorised(request: web.Request) -> bool:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return False
+    services = request.app[SERVICES]
+    return await services.db.run(lambda s: service.check_api_token(s, token.strip()))
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path.startswith(API + "/") and not await _authorised(request):
+        return error_response(401, "unauthorised", "an admin bearer token is required")
+    return await handler(request)
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    if request.content_length is not None and request.content_length > 64 * 1024:
+        raise DomainError("too-large", "request bodies are limited to 64 KiB")
+    try:
+        data = json.loads(await request.text())
+    except ValueError:
+        raise DomainError("bad-json", "the body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise DomainError("bad-request", "the body is a JSON object")
+    return data
+
+
+def _field(data: dict[str, Any], name: str, kind: type, default: Any = ...) -> Any:
+    value = data.get(name, default)
+    if value is ...:
+        raise DomainError("bad-request", f"missing field {name!r}")
+    if value is not None and value is not default and not isinstance(value, kind):
+        raise DomainError("bad-request", f"field {name!r} has the wrong type")
+    return value
+
+
+def parse_instant(text: str) -> datetime:
+    """An ISO 8601 instant with its offset (``Z`` allowed); a bare local time is refused
+    because it would be ambiguous across the network's time zones."""
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise DomainError("invalid-time", f"not an ISO 8601 time: {text[:40]!r}") from None
+    if value.tzinfo is None:
+        raise DomainError("invalid-time", "give the time with its UTC offset, e.g. 2026-12-01T09:00+01:00")
+    return value
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def centre_json(c: Centre) -> dict[str, Any]:
+    return {"id": c.id, "name": c.name, "timezone": c.timezone}
+
+
+def room_json(r: Room, online: bool) -> dict[str, Any]:
+    return {"id": r.id, "centre_id": r.centre_id, "name": r.name,
+            "key_generation": r.key_generation, "online": online}
+
+
+def booking_json(b: Booking) -> dict[str, Any]:
+    return {"id": b.id, "title": b.title, "start": _iso(b.start_utc), "end": _iso(b.end_utc),
+            "start_local": b.start_local.isoformat(), "end_local": b.end_local.isoformat(),
+            "timezone": b.timezone, "lead_seconds": b.lead_seconds, "connect_mode": b.connect_mode}
+
+
+def session_json(s: Session) -> dict[str, Any]:
+    return {"id": s.id, "booking_id": s.booking_id, "start": _iso(s.start_utc),
+            "end": _iso(s.end_utc), "state": s.state, "lead_seconds": s.lead_seconds}
+
+
+def session_detail_json(d: SessionDetail) -> dict[str, Any]:
+    return {
+        "id": d.id, "booking_id": d.booking_id, "title": d.title, "start": _iso(d.start),
+        "end": _iso(d.end), "lead_seconds": d.lead_seconds, "state": d.state,
+        "connect_mode": d.connect_mode,
+        "transitions": [{"seq": t.seq, "state": t.state, "at": _iso(t.at)} for t in d.transitions],
+        "rooms": [
+            {"room_id": p.room_id, "name": p.room_name, "centre_id": p.centre_id,
+             "joined_at": _iso(p.joined_at), "first_frame_at": _iso(p.first_frame_at),
+             "live_at": _iso(p.live_at), "left_at": _iso(p.left_at), "rejoins": p.rejoins,
+             "media": p.media}
+            for p in d.participations
+        ],
+    }
+
+
+async def list_centres(request: web.Request) -> web.Response:
+    rows = await request.app[SERVICES].db.run(service.list_centres)
+    return web.json_response({"centres": [centre_json(c) for c in rows]})
+
+
+async def add_centre(request: web.Request) -> web.Response:
+    data = await _body(request)
+    name, tz = _field(data, "name", str), _field(data, "timezone", str)
+    centre = await request.app[SERVICES].db.run(lambda s: service.add_centre(s, name, tz))
+    return web.json_response(centre_json(centre), status=201)
+
+
+async def list_rooms(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    rows = await services.db.run(lambda s: service.list_rooms(s))
+    online = services.signalling.hub.online_rooms()
+    return web.json_response({"rooms": [room_json(r, r.id in online) for r in rows]})
+
+
+async def add_room(request: web.Request) -> web.Response:
+    data = await _body(request)
+    centre_id, name = _field(data, "centre_id", str), _field(data, "name", str)
+    room, key = await request.app[SERVICES].db.run(lambda s: service.add_room(s, centre_id, name))
+    return web.json_response({**room_json(room, False), "key": key}, status=201)
+
+
+async def rotate_key(request: web.Request) -> web.Response:
+    room_id = request.match_info["room_id"]
+    key = await request.app[SERVICES].db.run(lambda s: service.rotate_room_key(s, room_id))
+    return web.json_response({"room_id": room_id, "key": key})
+
+
+async def list_bookings(request: web.Request) -> web.Response:
+    rows = await request.app[SERVICES].db.run(lambda s: service.list_bookings(s))
+    return web.json_response({"bookings": [booking_json(b) for b in rows]})
+
+
+async def add_booking(request: web.Request) -> web.Response:
+    data = await _body(request)
+    title = _field(data, "title", str)
+    start = parse_instant(_field(data, "start", str))
+    end = parse_instant(_field(data, "end", str))
+    room_ids = _field(data, "room_ids", list)
+    if not all(isinstance(r, str) for r in room_ids):
+        raise DomainError("bad-request", "room_ids is a list of room ids")
+    lead = _field(data, "lead_seconds", int, 60)
+    booking, session = await request.app[SERVICES].db.run(
+        lambda s: service.book(s, title, start, end, room_ids, lead_seconds=lead)
+    )
+    return web.json_response({"booking": booking_json(booking), "session_id": session.id}, status=201)
+
+
+async def list_sessions(request: web.Request) -> web.Response:
+    since = parse_instant(request.query["from"]) if "from" in request.query else None
+    until = parse_instant(request.query["to"]) if "to" in request.query else None
+    rows = await request.app[SERVICES].db.run(lambda s: service.list_sessions(s, since, until))
+    return web.json_response({"sessions": [session_json(x) for x in rows]})
+
+
+async def get_session(request: web.Request) -> web.Response:
+    session_id = request.match_info["session_id"]
+    detail = await request.app[SERVICES].db.run(lambda s: service.session_detail(s, session_id))
+    return web.json_response(session_detail_json(detail))
+
+
+def setup(app: web.Application) -> None:
+    app.middlewares.append(auth_middleware)
+    r = app.router
+    r.add_get(API + "/centres", list_centres)
+    r.add_post(API + "/centres", add_centre)
+    r.add_get(API + "/rooms", list_rooms)
+    r.add_post(API + "/rooms", add_room)
+    r.add_post(API + "/rooms/{room_id}/rotate-key", rotate_key)
+    r.add_get(API + "/bookings", list_bookings)
+    r.add_post(API + "/bookings", add_booking)
+    r.add_get(API + "/sessions", list_sessions)
+    r.add_get(API + "/sessions/{session_id}", get_session)

@@ -1,0 +1,150 @@
+"""``create_app(settings)``: the one place that composes the planes into a service.
+
+The orchestrator and signalling never see each other; here each gets the other's
+adapter. Everything long-lived (scheduler, event writer, signalling hub) is
+started and stopped by the application's cleanup context, so every background
+task has an owner.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from orchestrator.clock import Clock, SystemClock
+from orchestrator.db import Database
+from orchestrator.scheduler import Scheduler
+from orchestrator.tickets import TicketSigner
+from signalling.server import SignallingServer, SignallingSettings
+from web.adapters import OrchestratorEvents, SignallingControl
+from web.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class LiveView:
+    """What the pages show that the database does not hold: presence and fresh stats."""
+
+    media: dict[tuple[str, str], dict[str, object]] = field(default_factory=dict)
+
+    def listen(self, event: object) -> None:
+        from signalling.ports import MediaReport
+
+        if isinstance(event, MediaReport) and event.room_id is not None:
+            self.media[(event.session_id, event.room_id)] = {
+                "at": event.at,
+                "peers": [
+                    {"peer_id": m.peer_id, "fps": m.fps, "latency_p50_ms": m.latency_p50_ms,
+                     "latency_p95_ms": m.latency_p95_ms, "freezes": m.freezes, "live": m.live,
+                     "audio_level": m.audio_level}
+                    for m in event.media
+                ],
+            }
+
+
+@dataclass(slots=True)
+class Services:
+    settings: Settings
+    db: Database
+    signer: TicketSigner
+    signalling: SignallingServer
+    scheduler: Scheduler
+    events: OrchestratorEvents
+    live: LiveView
+    clock: Clock
+
+
+SERVICES = web.AppKey("services", Services)
+
+
+def build_services(settings: Settings, clock: Clock | None = None) -> Services:
+    clock = clock or SystemClock()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.effective_database_url)
+    signer = TicketSigner.load_or_create(settings.data_dir / "ticket-signing-key.pem")
+    holder: dict[str, Scheduler] = {}
+
+    async def room_online(room_id: str) -> None:
+        await holder["scheduler"].room_connected(room_id)
+
+    events = OrchestratorEvents(db, room_online)
+    live = LiveView()
+    events.listeners.append(live.listen)
+    signalling = SignallingServer(
+        SignallingSettings(
+            heartbeat_interval=settings.heartbeat_interval,
+            heartbeat_timeout=settings.heartbeat_timeout,
+            grace_seconds=settings.grace_seconds,
+            mesh_cap=settings.mesh_cap,
+            rate_per_second=settings.rate_per_second,
+            rate_burst=settings.rate_burst,
+            candidate_networks=settings.candidate_networks,
+        ),
+        events,
+        clock=clock.now,
+    )
+    signalling.tickets.add_public_key(signer.kid, signer.public_key_pem())
+    scheduler = Scheduler(
+        db, SignallingControl(signalling), signer, clock, poll_interval=settings.poll_interval
+    )
+    holder["scheduler"] = scheduler
+    return Services(settings, db, signer, signalling, scheduler, events, live, clock)
+
+
+async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
+    services = app[SERVICES]
+    await asyncio.to_thread(services.db.migrate)
+    services.events.start()
+    # One pass before listening: room credentials and session states are loaded
+    # before the first room can knock.
+    await services.scheduler.step()
+    scheduler_task = asyncio.create_task(services.scheduler.run(), name="scheduler")
+    try:
+        yield
+    finally:
+        scheduler_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await scheduler_task
+        await services.signalling.close()
+        await services.events.stop()
+        await services.db.close()
+
+
+def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Application:
+    from web import api, pages
+
+    app = web.Application(middlewares=[api.error_middleware])
+    app[SERVICES] = build_services(settings, clock)
+    app.cleanup_ctx.append(_lifecycle)
+    app.router.add_get("/ws", app[SERVICES].signalling.handle)
+    app.router.add_get("/healthz", _health)
+    api.setup(app)
+    pages.setup(app)
+    return app
+
+
+async def _health(request: web.Request) -> web.Response:
+    return web.json_response({"ok": True})
+
+
+async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> None:
+    """Run the service until cancelled, listening with a deep backlog: rooms connect
+    in bursts at the top of the hour and aiohttp's default 128 would overflow."""
+    app = create_app(settings)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port, backlog=settings.listen_backlog)
+    await site.start()
+    log.info("serving on http://%s:%d/", settings.host, settings.port)
+    if ready is not None:
+        ready.set()
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()

@@ -1,0 +1,296 @@
+"""The ``telecentre`` command. Imports are lazy, so ``telecentre agent`` on a room PC
+loads no server code (and needs none of the server's packages installed)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from orchestrator.db import Database
+    from web.settings import Settings
+
+
+class CliError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _emit(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
+    print(json.dumps(data, default=str) if getattr(args, "json", False) else text)
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    from web.settings import Settings
+
+    return Settings.from_env(
+        data_dir=Path(args.data_dir) if getattr(args, "data_dir", None) else None,
+        host=getattr(args, "host", None),
+        port=getattr(args, "port", None),
+    )
+
+
+def _database(args: argparse.Namespace) -> Database:
+    from orchestrator.db import Database
+
+    settings = _settings(args)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.effective_database_url)
+    db.migrate()
+    return db
+
+
+def _run_db(args: argparse.Namespace, fn: Callable[[Any], Any]) -> Any:
+    from orchestrator.service import DomainError
+
+    db = _database(args)
+    try:
+        return db.run_sync(fn)
+    except DomainError as exc:
+        raise CliError(exc.code, exc.message) from None
+    finally:
+        db.close_sync()
+
+
+# --- commands ---------------------------------------------------------------------------
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    from web.app import serve
+
+    settings = _settings(args)
+    _logging(settings.log_level)
+    _run(serve(settings))
+
+
+def cmd_centre_add(args: argparse.Namespace) -> None:
+    from orchestrator import service
+
+    centre = _run_db(args, lambda s: service.add_centre(s, args.name, args.timezone))
+    _emit(args, {"id": centre.id, "name": centre.name, "timezone": centre.timezone}, centre.id)
+
+
+def cmd_room_add(args: argparse.Namespace) -> None:
+    from orchestrator import service
+
+    room, key = _run_db(args, lambda s: service.add_room(s, args.centre, args.name))
+    _emit(
+        args,
+        {"id": room.id, "name": room.name, "centre_id": room.centre_id, "key": key},
+        f"room {room.id}\nkey  {key}\n(the key is shown only this once; give it to the room's agent)",
+    )
+
+
+def cmd_room_rotate(args: argparse.Namespace) -> None:
+    from orchestrator import service
+
+    key = _run_db(args, lambda s: service.rotate_room_key(s, args.room_id))
+    _emit(args, {"room_id": args.room_id, "key": key},
+          f"key  {key}\n(the old key stopped working; the key is shown only this once)")
+
+
+def parse_cli_instant(text: str, zone: str) -> Any:
+    """ISO 8601; a time without offset is read in ``zone`` (the first room's centre)."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise CliError("invalid-time", f"not an ISO 8601 time: {text!r}") from None
+    return value if value.tzinfo is not None else value.replace(tzinfo=ZoneInfo(zone))
+
+
+def cmd_book(args: argparse.Namespace) -> None:
+    from orchestrator import service
+    from orchestrator.models import Centre, Room
+
+    def book(s: Any) -> Any:
+        room = s.get(Room, args.room[0])
+        centre = s.get(Centre, room.centre_id) if room is not None else None
+        zone = centre.timezone if centre is not None else "UTC"
+        start = parse_cli_instant(args.start, zone)
+        end = parse_cli_instant(args.end, zone)
+        return service.book(s, args.title, start, end, args.room, lead_seconds=args.lead)
+
+    booking, session = _run_db(args, book)
+    _emit(args, {"booking_id": booking.id, "session_id": session.id},
+          f"booking {booking.id}\nsession {session.id}")
+
+
+def cmd_session_show(args: argparse.Namespace) -> None:
+    from orchestrator import service
+    from web.api import session_detail_json
+
+    detail = _run_db(args, lambda s: service.session_detail(s, args.session_id))
+    data = session_detail_json(detail)
+    lines = [f"{data['title']}  [{data['state']}]  {data['start']} -> {data['end']}"]
+    lines += [f"  {t['seq']:>2} {t['state']:<10} {t['at']}" for t in data["transitions"]]
+    for r in data["rooms"]:
+        lines.append(f"  {r['name']}: joined {r['joined_at']} first frame {r['first_frame_at']} "
+                     f"live {r['live_at']} left {r['left_at']}")
+    _emit(args, data, "\n".join(lines))
+
+
+def cmd_token_create(args: argparse.Namespace) -> None:
+    from orchestrator import service
+
+    token = _run_db(args, lambda s: service.create_api_token(s, args.name))
+    _emit(args, {"token": token}, f"{token}\n(shown only this once; send it as 'Authorization: Bearer ...')")
+
+
+def cmd_agent(args: argparse.Namespace) -> None:
+    from room_agents.agent import RoomAgent
+    from room_agents.config import AgentConfig, ws_url
+
+    _logging(args.log_level)
+    config = AgentConfig(
+        server_url=ws_url(args.server),
+        key=args.key,
+        key_file=Path(args.key_file) if args.key_file else None,
+        cache_dir=Path(args.cache_dir) if args.cache_dir else None,
+        status_file=Path(args.status_file) if args.status_file else None,
+        width=args.width,
+        height=args.height,
+        fps=args.fps,
+        label=args.label,
+    )
+    config.read_key()  # fail now, clearly, rather than in the connection loop
+    _run(RoomAgent(config).run())
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from web.demo import run_demo
+
+    _logging(args.log_level)
+    _run(run_demo(args))
+
+
+# --- plumbing ---------------------------------------------------------------------------
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    for noisy in ("aioice", "aiortc"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _run(coro: Any) -> None:
+    try:
+        import uvloop
+
+        runner: Callable[[Any], Any] = uvloop.run
+    except ImportError:
+        runner = asyncio.run
+    try:
+        runner(coro)
+    except KeyboardInterrupt:
+        pass
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="telecentre", description="TelePresence room orchestration")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def data_opts(p: argparse.ArgumentParser, json_flag: bool = True) -> None:
+        p.add_argument("--data-dir", help="data directory (default: ./data or TELECENTRE_DATA_DIR)")
+        if json_flag:
+            p.add_argument("--json", action="store_true", help="print JSON")
+
+    serve = sub.add_parser("serve", help="run the service")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    data_opts(serve, json_flag=False)
+    serve.set_defaults(func=cmd_serve)
+
+    centre = sub.add_parser("centre", help="centres").add_subparsers(dest="action", required=True)
+    c_add = centre.add_parser("add", help="declare a centre; prints its id")
+    c_add.add_argument("name")
+    c_add.add_argument("--timezone", required=True, help="IANA zone, e.g. Europe/Paris")
+    data_opts(c_add)
+    c_add.set_defaults(func=cmd_centre_add)
+
+    room = sub.add_parser("room", help="rooms").add_subparsers(dest="action", required=True)
+    r_add = room.add_parser("add", help="declare a room; prints its id and key (once)")
+    r_add.add_argument("--centre", required=True, help="centre id")
+    r_add.add_argument("name")
+    data_opts(r_add)
+    r_add.set_defaults(func=cmd_room_add)
+    r_rot = room.add_parser("rotate-key", help="give a room a new key; the old one stops working")
+    r_rot.add_argument("room_id")
+    data_opts(r_rot)
+    r_rot.set_defaults(func=cmd_room_rotate)
+
+    book = sub.add_parser("book", help="book rooms together; prints the booking and session ids")
+    book.add_argument("--title", required=True)
+    book.add_argument("--start", required=True, help="ISO 8601 (without offset: the first room's local time)")
+    book.add_argument("--end", required=True)
+    book.add_argument("--room", action="append", required=True, help="room id (repeat)")
+    book.add_argument("--lead", type=int, default=60, help="seconds of pre-roll before the start")
+    data_opts(book)
+    book.set_defaults(func=cmd_book)
+
+    session = sub.add_parser("session", help="sessions").add_subparsers(dest="action", required=True)
+    s_show = session.add_parser("show", help="a session with its transitions and rooms")
+    s_show.add_argument("session_id")
+    data_opts(s_show)
+    s_show.set_defaults(func=cmd_session_show)
+
+    token = sub.add_parser("token", help="admin API tokens").add_subparsers(dest="action", required=True)
+    t_create = token.add_parser("create", help="create an admin bearer token (shown once)")
+    t_create.add_argument("--name", default="admin")
+    data_opts(t_create)
+    t_create.set_defaults(func=cmd_token_create)
+
+    agent = sub.add_parser("agent", help="run a room agent")
+    agent.add_argument("--server", required=True, help="http(s):// or ws(s):// URL of the service")
+    agent.add_argument("--key-file", help="file holding the room key")
+    agent.add_argument("--key", help="the room key (prefer --key-file or TELECENTRE_ROOM_KEY)")
+    agent.add_argument("--cache-dir", help="where the schedule cache lives")
+    agent.add_argument("--status-file", help="write the agent's state as JSON here, twice a second")
+    agent.add_argument("--width", type=int, default=640)
+    agent.add_argument("--height", type=int, default=360)
+    agent.add_argument("--fps", type=int, default=30)
+    agent.add_argument("--label", default="", help="text drawn on the synthetic camera")
+    agent.add_argument("--log-level", default="INFO")
+    agent.set_defaults(func=cmd_agent)
+
+    demo = sub.add_parser("demo", help="serve a demo network whose booking goes live by itself")
+    demo.add_argument("--start-in", type=float, default=60.0, help="seconds until the demo booking starts")
+    demo.add_argument("--duration", type=float, default=600.0, help="length of the demo booking, seconds")
+    demo.add_argument("--lead", type=int, default=20, help="pre-roll of the demo booking, seconds")
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=8077)
+    demo.add_argument("--data-dir", help="where to keep the demo's data (default: a new temporary dir)")
+    demo.add_argument("--log-level", default="INFO")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except CliError as exc:
+        if getattr(args, "json", False):
+            print(json.dumps({"error": {"code": exc.code, "message": exc.message}}))
+        else:
+            print(f"error: {exc.message} ({exc.code})", file=sys.stderr)
+        return 2
+    except ValueError as exc:  # settings and configuration errors
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

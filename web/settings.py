@@ -1,0 +1,74 @@
+"""The service's settings: one declarative object, from defaults, environment and flags.
+
+Each field has its default, its environment variable and its help text here, in
+one place; secrets never appear in ``repr``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "TELECENTRE_"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str = field(default="127.0.0.1", metadata={"help": "address to listen on"})
+    port: int = field(default=8077, metadata={"help": "port to listen on"})
+    data_dir: Path = field(default=Path("data"), metadata={"help": "where the SQLite file and ticket key live"})
+    database_url: str | None = field(
+        default=None, repr=False,
+        metadata={"help": "SQLAlchemy URL of another database (default: SQLite in the data dir)"},
+    )
+    candidate_networks: tuple[str, ...] = field(
+        default=("127.0.0.1/32",),
+        metadata={"help": "networks (CIDR, comma-separated) whose addresses peers may offer as ICE candidates"},
+    )
+    listen_backlog: int = field(default=4096, metadata={"help": "TCP listen backlog (rooms connect in bursts)"})
+    poll_interval: float = field(default=0.5, metadata={"help": "seconds between scheduler passes over the database"})
+    heartbeat_interval: float = field(default=5.0, metadata={"help": "seconds between client pings"})
+    heartbeat_timeout: float = field(default=15.0, metadata={"help": "silence after which a peer is dropped"})
+    grace_seconds: float = field(default=30.0, metadata={"help": "how long a peer whose link dropped stays in its sessions"})
+    mesh_cap: int = field(default=4, metadata={"help": "largest number of peers in a mesh session"})
+    rate_per_second: float = field(default=50.0, metadata={"help": "sustained messages per second per connection"})
+    rate_burst: int = field(default=200, metadata={"help": "burst of messages per connection"})
+    log_level: str = field(default="INFO", metadata={"help": "logging level"})
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'telecentre.sqlite3').resolve()}"
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
+        """Defaults, then TELECENTRE_* variables, then explicit overrides (flags)."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(ENV_PREFIX + f.name.upper())
+            if raw is None:
+                continue
+            values[f.name] = _convert(f.name, raw, type(getattr(cls(), f.name)))
+        settings = cls(**values)
+        return replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def _convert(name: str, raw: str, current: type) -> Any:
+    try:
+        if name == "candidate_networks":
+            return tuple(x.strip() for x in raw.split(",") if x.strip())
+        if name == "data_dir":
+            return Path(raw)
+        if current is bool:
+            return raw.lower() in ("1", "true", "yes", "on")
+        if current is int:
+            return int(raw)
+        if current is float:
+            return float(raw)
+        return raw
+    except ValueError:
+        raise ValueError(f"{ENV_PREFIX}{name.upper()}: cannot read {raw!r}") from None
