@@ -4,10 +4,17 @@ Each step reads the database afresh (so a booking written by another process, su
 as the CLI, reaches the rooms within one poll), applies the lifecycle steps that are
 due, and tells the real-time plane through ``SessionControl``:
 
-1. room credentials for rooms that are new or whose key generation changed;
-2. session transitions, in order, each persisted before it is sent;
-3. tickets revoked because a session was cancelled, moved, or lost a room;
-4. the schedule of every room whose schedule changed (sessions, times, states).
+1. room credentials for rooms that are new or whose key generation changed (the
+   first step after a start sends them all);
+2. session transitions, in order, each persisted before it is sent, and the
+   cancellations (or failures) that other processes wrote;
+3. the schedule of every room whose schedule changed (sessions, times, states; not
+   tickets, which are minted once per room and session and re-minted only when the
+   session moves);
+4. revocations of the tickets of sessions that were cancelled, moved, or lost a room.
+
+The final warning one minute before the end is sent as a second ``ending``
+transition (see ``lifecycle``); it changes no schedule.
 
 A transition is recorded at its planned time when it is taken within ``tolerance``
 (``max(1 s, 2 poll intervals)``) of it, else at the time it was actually taken (a
@@ -124,14 +131,23 @@ def apply_due_transitions(
         start, end = _ts(session.start_utc), _ts(session.end_utc)
         lead = float(session.lead_seconds)
         warnings = endings.get(session.id, 0)
-        for state, planned in lifecycle.due_transitions(
-            session.state, start, end, lead, now, final_warning_sent=warnings >= 2
-        ):
+        try:
+            due = lifecycle.due_transitions(
+                session.state, start, end, lead, now, final_warning_sent=warnings >= 2
+            )
+        except ValueError:
+            # A row no command could have written (end before start, an unknown state):
+            # fail that session rather than every step of the scheduler.
+            log.exception("session %s cannot be scheduled; marking it failed", session.id)
+            due = [(lifecycle.FAILED, now)]
+        for state, planned in due:
             at = lifecycle.transition_time(planned, now, tolerance)
             if not record_transition(db, session, state, _dt(at), now=_dt(now)):
                 break  # changed by another process meanwhile; the next step re-reads it
             applied.append((session, state, at))
             warnings += state == lifecycle.ENDING
+        if session.state in lifecycle.TERMINAL_STATES or due[:1] == [(lifecycle.FAILED, now)]:
+            continue
         upcoming = lifecycle.next_wake(
             session.state, start, end, lead, final_warning_sent=warnings >= 2
         )
@@ -323,8 +339,10 @@ class Scheduler:
         """Sessions that left every schedule: a cancellation (or failure) is sent on as
         a transition, and the tickets of every session that did not simply end (it was
         cancelled, moved beyond the horizon, lost its rooms or was deleted) are revoked."""
+        sent = {(t.session_id, t.state) for t in snapshot.transitions}
         for session_id, gone in snapshot.departed.items():
-            if gone.state in (lifecycle.CANCELLED, lifecycle.FAILED):
+            terminal = gone.state in (lifecycle.CANCELLED, lifecycle.FAILED)
+            if terminal and (session_id, gone.state) not in sent:
                 self._unsent.append(
                     self._transition(
                         session_id, gone.state, gone.at, gone.start, gone.end, gone.room_ids

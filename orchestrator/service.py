@@ -64,7 +64,7 @@ def zone(name: str) -> ZoneInfo:
     """The IANA zone called ``name``, or ``DomainError("unknown-timezone")``."""
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: "Europe" is a directory
         raise DomainError("unknown-timezone", f"unknown time zone {name!r}") from None
 
 
@@ -96,6 +96,15 @@ def _wall_clock(instant: datetime, tz: ZoneInfo) -> datetime:
 # --- centres and rooms ----------------------------------------------------------------
 
 
+def _insert(db: DbSession, row: Centre | Room, duplicate: str) -> None:
+    """Add ``row``; a unique constraint hit by a concurrent writer is a ``duplicate``."""
+    db.add(row)
+    try:
+        db.flush()
+    except sa.exc.IntegrityError:
+        raise DomainError("duplicate", duplicate) from None
+
+
 M = TypeVar("M", Centre, Room, Booking, Session)
 
 
@@ -112,8 +121,7 @@ def add_centre(db: DbSession, name: str, timezone: str) -> Centre:
     if db.exec(select(Centre).where(Centre.name == name)).first() is not None:
         raise DomainError("duplicate", f"a centre called {name!r} exists")
     centre = Centre(name=name, timezone=timezone)
-    db.add(centre)
-    db.flush()
+    _insert(db, centre, f"a centre called {name!r} exists")
     return centre
 
 
@@ -126,8 +134,7 @@ def add_room(db: DbSession, centre_id: str, name: str) -> tuple[Room, str]:
         raise DomainError("duplicate", f"the centre has a room called {name!r}")
     key = new_room_key()
     room = Room(centre_id=centre_id, name=name, key_hash=hash_room_key(key), key_generation=1)
-    db.add(room)
-    db.flush()
+    _insert(db, room, f"the centre has a room called {name!r}")
     return room, key
 
 

@@ -66,8 +66,12 @@ class RoomAgent:
         self.screen = HeadlessScreen(self.clock)
         self.screen.on_first_frame = self._first_frame
         self.screen.on_first_camera_frame = self._first_camera_frame
-        camera = SyntheticCamera(self.clock, config.width, config.height, config.fps, label=config.label)
-        card = StartingCard(self.clock, config.width, config.height, config.fps, label=config.label, title="")
+        camera = SyntheticCamera(
+            self.clock, config.width, config.height, config.fps, label=config.label
+        )
+        card = StartingCard(
+            self.clock, config.width, config.height, config.fps, label=config.label, title=""
+        )
         self.outgoing = Outgoing(
             video=OutgoingVideoTrack(camera, card, fps=config.fps), audio=SyntheticAudioTrack()
         )
@@ -78,6 +82,7 @@ class RoomAgent:
         self.ice_servers: list[p.IceServer] = []
         self.networks: list[Network] = parse_networks(["127.0.0.1/32"])
         self.self_id = "room:?"
+        self.connected_at: float | None = None  # server clock, of the current connection
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._rng = random.Random()
@@ -117,13 +122,15 @@ class RoomAgent:
                     attempt = 0
                     self._on_welcome(client, welcome)
                     await self._serve(client)
-                except (ConnectionLost, SignallingError, asyncio.TimeoutError) as exc:
+                except (TimeoutError, ConnectionLost, SignallingError) as exc:
                     log.warning("signalling: %s", exc)
                 finally:
                     self.client = None
                     self.connected.clear()
                     await client.close()
-                delay = backoff_delay(attempt, self.config.backoff_base, self.config.backoff_cap, self._rng)
+                delay = backoff_delay(
+                    attempt, self.config.backoff_base, self.config.backoff_cap, self._rng
+                )
                 attempt += 1
                 await asyncio.sleep(delay)
 
@@ -136,9 +143,15 @@ class RoomAgent:
         pin_host_addresses(local_addresses_in(self.networks))
         for calls in self.sessions.values():
             calls.update_network(self.ice_servers, self.networks)
+        self.connected_at = self.clock.now()
         self.connected.set()
         self._wake.set()
-        log.info("connected as %s (%s), clock offset %.3f s", welcome.peer_id, welcome.name, self.clock.offset)
+        log.info(
+            "connected as %s (%s), clock offset %.3f s",
+            welcome.peer_id,
+            welcome.name,
+            self.clock.offset,
+        )
         self._spawn(self._measure_offset(client))
 
     async def _measure_offset(self, client: SignallingClient) -> None:
@@ -217,8 +230,14 @@ class RoomAgent:
         calls = self.sessions.get(entry.session_id)
         if calls is None:
             calls = SessionCalls(
-                entry.session_id, self.self_id, self._send, self.outgoing, self.screen,
-                self.ice_servers, self.networks, self.violations.extend,
+                entry.session_id,
+                self.self_id,
+                self._send,
+                self.outgoing,
+                self.screen,
+                self.ice_servers,
+                self.networks,
+                self.violations.extend,
             )
             self.sessions[entry.session_id] = calls
             self.outgoing.video.set_card_title(entry.title)
@@ -290,6 +309,7 @@ class RoomAgent:
             "pid": os.getpid(),
             "peer_id": self.self_id,
             "connected": self.client is not None,
+            "connected_at": self.connected_at if self.client is not None else None,
             "server_now": self.clock.now(),
             "clock_offset": self.clock.offset,
             "live": self.outgoing.video.live,

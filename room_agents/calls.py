@@ -93,14 +93,14 @@ class SessionCalls:
         pc.addTrack(self._outgoing.relay.subscribe(self._outgoing.video, buffered=False))
         pc.addTrack(self._outgoing.relay.subscribe(self._outgoing.audio, buffered=False))
 
-        @pc.on("track")  # type: ignore[untyped-decorator]
+        @pc.on("track")
         def on_track(track: Any) -> None:
             if track.kind == "video":
                 self._screen.attach_video(peer_id, track)
             else:
                 self._screen.attach_audio(peer_id, track)
 
-        @pc.on("connectionstatechange")  # type: ignore[untyped-decorator]
+        @pc.on("connectionstatechange")
         async def on_state() -> None:
             state = pc.connectionState
             log.info("session %s peer %s connection %s", self.session_id, peer_id, state)
@@ -129,7 +129,9 @@ class SessionCalls:
         self.calls[peer_id] = call
         await call.pc.setLocalDescription(await call.pc.createOffer())
         await self._send(
-            p.Offer(session_id=self.session_id, to=peer_id, sdp=self._local_sdp(call.pc), conn=call.conn)
+            p.Offer(
+                session_id=self.session_id, to=peer_id, sdp=self._local_sdp(call.pc), conn=call.conn
+            )
         )
 
     async def on_offer(self, message: p.Offer) -> None:
@@ -146,7 +148,9 @@ class SessionCalls:
         await call.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
         await call.pc.setLocalDescription(await call.pc.createAnswer())
         await self._send(
-            p.Answer(session_id=self.session_id, to=peer_id, sdp=self._local_sdp(call.pc), conn=call.conn)
+            p.Answer(
+                session_id=self.session_id, to=peer_id, sdp=self._local_sdp(call.pc), conn=call.conn
+            )
         )
 
     async def on_answer(self, message: p.Answer) -> None:

@@ -49,9 +49,9 @@ def ws_url(server: str) -> str:
     """Accept http(s)://host:port or ws(s)://host:port[/ws] and return the WebSocket URL."""
     url = server.rstrip("/")
     if url.startswith("http://"):
-        url = "ws://" + url[len("http://"):]
+        url = "ws://" + url[len("http://") :]
     elif url.startswith("https://"):
-        url = "wss://" + url[len("https://"):]
+        url = "wss://" + url[len("https://") :]
     elif not url.startswith(("ws://", "wss://")):
         raise ConfigError(f"server URL must start with http(s):// or ws(s)://: {server!r}")
     if not url.endswith("/ws"):

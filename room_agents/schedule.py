@@ -57,9 +57,16 @@ def merge_state(entries: list[p.ScheduleEntry], state: p.SessionState) -> list[p
     for e in entries:
         if e.session_id == state.session_id:
             e = p.ScheduleEntry(
-                session_id=e.session_id, booking_id=e.booking_id, title=e.title,
-                start=state.start, end=state.end, lead=e.lead, state=state.state,
-                ticket=e.ticket, rooms=e.rooms, connect_mode=e.connect_mode,
+                session_id=e.session_id,
+                booking_id=e.booking_id,
+                title=e.title,
+                start=state.start,
+                end=state.end,
+                lead=e.lead,
+                state=state.state,
+                ticket=e.ticket,
+                rooms=e.rooms,
+                connect_mode=e.connect_mode,
             )
         out.append(e)
     return out

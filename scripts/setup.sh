@@ -16,6 +16,10 @@ if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
 STAMP=".venv/.installed-$EXTRAS"
+# The dev extra includes the server extra: a test setup serves the demo as well.
+if [ "$EXTRAS" = server ] && [ -f .venv/.installed-dev ] && [ ! pyproject.toml -nt .venv/.installed-dev ]; then
+    STAMP=.venv/.installed-dev
+fi
 if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ]; then
     .venv/bin/python -m pip install --quiet --upgrade pip
     .venv/bin/python -m pip install --quiet -e ".[$EXTRAS]"

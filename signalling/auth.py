@@ -125,10 +125,13 @@ class TicketVerifier:
                     "require": ["exp", "nbf", "sub", "jti", "iss"],
                     "verify_exp": False,
                     "verify_nbf": False,
+                    "verify_iat": False,
                 },
             )
         except jwt.InvalidTokenError:
-            raise ProtocolError(ErrorCode.TICKET_INVALID, "ticket signature or claims invalid") from None
+            raise ProtocolError(
+                ErrorCode.TICKET_INVALID, "ticket signature or claims invalid"
+            ) from None
         sid, sub, jti = claims.get("sid"), claims.get("sub"), claims.get("jti")
         nbf, exp = claims.get("nbf"), claims.get("exp")
         if not (isinstance(sid, str) and isinstance(sub, str) and isinstance(jti, str)):

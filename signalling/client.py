@@ -13,8 +13,9 @@ import contextlib
 import itertools
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 
@@ -100,7 +101,9 @@ class SignallingClient:
         """Open the WebSocket and authenticate; raises SignallingError on refusal."""
         try:
             self._ws = await self._http.ws_connect(
-                self._url, timeout=aiohttp.ClientWSTimeout(ws_close=2.0), heartbeat=None,
+                self._url,
+                timeout=aiohttp.ClientWSTimeout(ws_close=2.0),
+                heartbeat=None,
                 max_msg_size=4 * 1024 * 1024,
             )
         except (aiohttp.ClientError, OSError) as exc:
@@ -146,7 +149,9 @@ class SignallingClient:
         return reply
 
     async def join(self, session_id: str, ticket: str, timeout: float = 10.0) -> p.Joined:
-        reply = await self.request(p.Join(session_id=session_id, ticket=ticket, id=self.next_id()), timeout)
+        reply = await self.request(
+            p.Join(session_id=session_id, ticket=ticket, id=self.next_id()), timeout
+        )
         if not isinstance(reply, p.Joined):
             raise SignallingError("bad-message", f"expected joined, got {reply.type}")
         return reply
@@ -188,7 +193,9 @@ class SignallingClient:
                     future.set_result(message)
                     continue
                 if isinstance(message, p.Error) and message.code in (
-                    p.ErrorCode.REPLACED, p.ErrorCode.KEY_REVOKED, p.ErrorCode.HEARTBEAT_TIMEOUT,
+                    p.ErrorCode.REPLACED,
+                    p.ErrorCode.KEY_REVOKED,
+                    p.ErrorCode.HEARTBEAT_TIMEOUT,
                 ):
                     self.close_reason = message.code
                 self._inbox.put_nowait(message)
@@ -213,8 +220,8 @@ class SignallingClient:
             with contextlib.suppress(SignallingError):
                 await self.send(p.Ping(t=self._clock()))
 
-    def _spawn(self, coro: object) -> None:
-        task: asyncio.Task[None] = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from signalling import protocol as p
 from signalling.ports import (
@@ -106,7 +106,9 @@ class Hub:
                 member.grace.cancel()
                 member.grace = None
         if old is not None and old is not link:
-            old.send(p.Error(code=p.ErrorCode.REPLACED, message="a newer connection replaced this one"))
+            old.send(
+                p.Error(code=p.ErrorCode.REPLACED, message="a newer connection replaced this one")
+            )
             self._spawn(old.close(4000, "replaced"))
         elif info.room_id is not None:
             await self._events.room_online(
@@ -308,8 +310,8 @@ class Hub:
             if link is not None:
                 link.send(message)
 
-    def _spawn(self, coro: object) -> None:
-        task: asyncio.Task[None] = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

@@ -298,8 +298,17 @@ class Error:
 
 
 ServerMessage = Union[
-    Welcome, Schedule, Joined, PeerJoined, PeerLeft, SessionState, Offer, Answer, Candidate,
-    Pong, Error,
+    Welcome,
+    Schedule,
+    Joined,
+    PeerJoined,
+    PeerLeft,
+    SessionState,
+    Offer,
+    Answer,
+    Candidate,
+    Pong,
+    Error,
 ]
 
 CLIENT_TYPES: Final[dict[str, type[Any]]] = {
@@ -308,8 +317,17 @@ CLIENT_TYPES: Final[dict[str, type[Any]]] = {
 SERVER_TYPES: Final[dict[str, type[Any]]] = {
     m.type: m
     for m in (
-        Welcome, Schedule, Joined, PeerJoined, PeerLeft, SessionState, Offer, Answer,
-        Candidate, Pong, Error,
+        Welcome,
+        Schedule,
+        Joined,
+        PeerJoined,
+        PeerLeft,
+        SessionState,
+        Offer,
+        Answer,
+        Candidate,
+        Pong,
+        Error,
     )
 }
 
@@ -396,7 +414,7 @@ def _check(value: Any, tp: Any, where: str) -> Any:
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise ProtocolError(ErrorCode.BAD_MESSAGE, f"{where}: expected an object")
-        return _build(tp, value, where)
+        return _build(typing.cast(type[Any], tp), value, where)
     raise TypeError(f"unsupported field type {tp!r}")  # a bug in this module, not input
 
 
@@ -428,7 +446,9 @@ def _decode(raw: str | bytes, table: dict[str, type[Any]]) -> Any:
     try:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise ProtocolError(ErrorCode.BAD_JSON, f"not valid JSON: {exc.__class__.__name__}")
+        raise ProtocolError(
+            ErrorCode.BAD_JSON, f"not valid JSON: {exc.__class__.__name__}"
+        ) from None
     if not isinstance(data, dict):
         raise ProtocolError(ErrorCode.BAD_MESSAGE, "a message is a JSON object")
     ref = data.get("id")

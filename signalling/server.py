@@ -93,7 +93,7 @@ class _WebSocketLink:
         await self.ws.close(code=code, message=reason.encode()[:120])
 
     async def _drain(self) -> None:
-        while not self._queue.empty() and not self.writer.done():
+        while not self._queue.empty() and not self.writer.done():  # noqa: ASYNC110 - bounded by close()
             await asyncio.sleep(0.01)
 
     async def stop(self) -> None:
@@ -182,8 +182,11 @@ class SignallingServer:
                     )
                 info = self._check_hello(message)
             except p.ProtocolError as exc:
-                if exc.code in (p.ErrorCode.AUTH_FAILED, p.ErrorCode.KEY_REVOKED,
-                                p.ErrorCode.UNSUPPORTED_VERSION):
+                if exc.code in (
+                    p.ErrorCode.AUTH_FAILED,
+                    p.ErrorCode.KEY_REVOKED,
+                    p.ErrorCode.UNSUPPORTED_VERSION,
+                ):
                     await self._refuse(link, exc)
                     return None
                 self._error(link, exc)
@@ -197,7 +200,9 @@ class SignallingServer:
                     heartbeat_interval=self.settings.heartbeat_interval,
                     heartbeat_timeout=self.settings.heartbeat_timeout,
                     ice_servers=list(self.settings.ice_servers),
-                    candidate_filter=p.CandidateFilter(allow=list(self.settings.candidate_networks)),
+                    candidate_filter=p.CandidateFilter(
+                        allow=list(self.settings.candidate_networks)
+                    ),
                     limits=p.Limits(
                         max_message_bytes=self.settings.max_message_bytes,
                         rate_per_second=self.settings.rate_per_second,
@@ -228,7 +233,9 @@ class SignallingServer:
             centre=record.centre,
         )
 
-    async def _serve(self, ws: web.WebSocketResponse, link: _WebSocketLink, info: p.PeerInfo) -> None:
+    async def _serve(
+        self, ws: web.WebSocketResponse, link: _WebSocketLink, info: p.PeerInfo
+    ) -> None:
         bucket = TokenBucket(self.settings.rate_per_second, self.settings.rate_burst)
         while True:
             try:
@@ -236,12 +243,16 @@ class SignallingServer:
             except TimeoutError:
                 await self._refuse(
                     link,
-                    p.ProtocolError(p.ErrorCode.HEARTBEAT_TIMEOUT, "no message within the heartbeat timeout"),
+                    p.ProtocolError(
+                        p.ErrorCode.HEARTBEAT_TIMEOUT, "no message within the heartbeat timeout"
+                    ),
                     CLOSE_HEARTBEAT,
                 )
                 return
             if msg.type == WSMsgType.BINARY:
-                self._error(link, p.ProtocolError(p.ErrorCode.BAD_MESSAGE, "binary frames are not used"))
+                self._error(
+                    link, p.ProtocolError(p.ErrorCode.BAD_MESSAGE, "binary frames are not used")
+                )
                 continue
             if msg.type != WSMsgType.TEXT:
                 return  # closed, closing or a transport error
@@ -313,7 +324,9 @@ class SignallingServer:
                 return
         link.send(p.Error(code=exc.code, message=exc.message, ref=exc.ref))
 
-    async def _refuse(self, link: _WebSocketLink, exc: p.ProtocolError, code: int = CLOSE_AUTH) -> None:
+    async def _refuse(
+        self, link: _WebSocketLink, exc: p.ProtocolError, code: int = CLOSE_AUTH
+    ) -> None:
         self.counters.errors[exc.code] += 1
         link.send(p.Error(code=exc.code, message=exc.message, ref=exc.ref))
         await link.close(code, exc.code)

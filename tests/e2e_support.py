@@ -43,7 +43,9 @@ def wait_until(
         if value:
             return value
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what} (last error: {last_error})")
+    raise AssertionError(
+        f"timed out after {timeout} s waiting for {what} (last error: {last_error})"
+    )
 
 
 def base_env(**extra: str) -> dict[str, str]:
@@ -60,7 +62,11 @@ class Cli:
     def run(self, *args: str, check: bool = True) -> dict[str, Any]:
         proc = subprocess.run(
             [sys.executable, "-m", "web.cli", *args, "--data-dir", str(self.data_dir), "--json"],
-            cwd=ROOT, env=base_env(), capture_output=True, text=True, timeout=60,
+            cwd=ROOT,
+            env=base_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
             stdin=subprocess.DEVNULL,
         )
         if check and proc.returncode != 0:
@@ -81,8 +87,13 @@ class Managed:
     def start(self) -> None:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                self.argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, start_new_session=True,
+                self.argv,
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
             )
 
     def kill(self) -> None:
@@ -108,8 +119,16 @@ class Serve(Managed):
 
     @classmethod
     def make(cls, data_dir: Path, port: int) -> Serve:
-        argv = [sys.executable, "-m", "web.cli", "serve", "--port", str(port),
-                "--data-dir", str(data_dir)]
+        argv = [
+            sys.executable,
+            "-m",
+            "web.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(data_dir),
+        ]
         return cls(argv=argv, log_path=data_dir / "serve.log", port=port)
 
     @property
@@ -138,15 +157,38 @@ class Agent(Managed):
 
     @classmethod
     def make(
-        cls, work: Path, name: str, server_url: str, key_file: Path, prefix: Sequence[str] = (),
-        width: int = 640, height: int = 360,
+        cls,
+        work: Path,
+        name: str,
+        server_url: str,
+        key_file: Path,
+        prefix: Sequence[str] = (),
+        width: int = 640,
+        height: int = 360,
     ) -> Agent:
         d = work / name
         d.mkdir(parents=True, exist_ok=True)
-        argv = [*prefix, sys.executable, "-m", "web.cli", "agent", "--server", server_url,
-                "--key-file", str(key_file), "--cache-dir", str(d), "--status-file",
-                str(d / "status.json"), "--label", name, "--width", str(width),
-                "--height", str(height)]
+        argv = [
+            *prefix,
+            sys.executable,
+            "-m",
+            "web.cli",
+            "agent",
+            "--server",
+            server_url,
+            "--key-file",
+            str(key_file),
+            "--cache-dir",
+            str(d),
+            "--status-file",
+            str(d / "status.json"),
+            "--label",
+            name,
+            "--width",
+            str(width),
+            "--height",
+            str(height),
+        ]
         return cls(argv=argv, log_path=d / "agent.log", status_path=d / "status.json")
 
     def status(self) -> dict[str, Any]:
@@ -191,16 +233,26 @@ class Network:
         return net
 
     def agent(self, room: str, prefix: Sequence[str] = (), **kw: Any) -> Agent:
-        agent = Agent.make(self.work / "agents", room, self.serve.url, self.key_files[room], prefix, **kw)
+        agent = Agent.make(
+            self.work / "agents", room, self.serve.url, self.key_files[room], prefix, **kw
+        )
         self.agents[room] = agent
         return agent
 
     def book(self, start: float, end: float, rooms: Sequence[str], lead: int) -> str:
         from datetime import UTC, datetime
 
-        args = ["book", "--title", "e2e", "--lead", str(lead),
-                "--start", datetime.fromtimestamp(start, UTC).isoformat(),
-                "--end", datetime.fromtimestamp(end, UTC).isoformat()]
+        args = [
+            "book",
+            "--title",
+            "e2e",
+            "--lead",
+            str(lead),
+            "--start",
+            datetime.fromtimestamp(start, UTC).isoformat(),
+            "--end",
+            datetime.fromtimestamp(end, UTC).isoformat(),
+        ]
         for room in rooms:
             args += ["--room", self.rooms[room]]
         session_id: str = self.cli.run(*args)["session_id"]

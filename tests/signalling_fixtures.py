@@ -85,8 +85,13 @@ class Harness:
     def add_room(self, room_id: str, generation: int = 1, key: str | None = None) -> str:
         key = key or f"tck_{uuid.uuid4().hex}{uuid.uuid4().hex}"
         self.server.set_room(
-            RoomRecord(room_id=room_id, name=f"Room {room_id}", centre="Centre",
-                       key_hash=hash_key(key), generation=generation)
+            RoomRecord(
+                room_id=room_id,
+                name=f"Room {room_id}",
+                centre="Centre",
+                key_hash=hash_key(key),
+                generation=generation,
+            )
         )
         self.keys[room_id] = key
         return key

@@ -422,3 +422,26 @@ async def test_fake_clock_wakes_sleepers_in_order() -> None:
     await asyncio.gather(*tasks)
     with pytest.raises(ValueError):
         await clock.advance(-1)
+
+
+async def test_a_session_with_impossible_times_fails_alone(rig: Rig) -> None:
+    good = rig.book(start_in=10, length=600, lead=5)
+    bad = rig.book(start_in=10, length=600, lead=5)
+
+    def corrupt(s: DbSession) -> None:  # no command writes this; a bad manual edit might
+        s.connection().execute(
+            sa.update(Session)
+            .where(col(Session.id) == bad)
+            .values(end_utc=datetime.fromtimestamp(T0, UTC))
+        )
+
+    rig.db.run_sync(corrupt)
+    await rig.clock.set(T0 + 5)
+    scheduler = rig.scheduler()
+    await scheduler.step()
+    sent = {(t.session_id, t.state) for t in rig.control.of(SessionTransition)}
+    assert sent == {(good, "preparing"), (bad, "failed")}
+    await rig.clock.advance(0.5)
+    rig.control.take()
+    await scheduler.step()
+    assert rig.control.calls == []

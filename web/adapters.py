@@ -9,9 +9,10 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 
+from sqlmodel import Session as DbSession
+
 from orchestrator import participation
 from orchestrator.db import Database
-from sqlmodel import Session as DbSession
 from orchestrator.ports import RoomCredential, RoomSchedule, SessionTransition, TicketRevocation
 from signalling import protocol as p
 from signalling.auth import RoomRecord
@@ -34,9 +35,18 @@ def schedule_message(schedule: RoomSchedule) -> p.Schedule:
         generated_at=schedule.generated_at,
         sessions=[
             p.ScheduleEntry(
-                session_id=i.session_id, booking_id=i.booking_id, title=i.title, start=i.start,
-                end=i.end, lead=i.lead, state=i.state, ticket=i.ticket, connect_mode=i.connect_mode,
-                rooms=[p.ScheduleRoom(room_id=r.room_id, name=r.name, centre=r.centre) for r in i.rooms],
+                session_id=i.session_id,
+                booking_id=i.booking_id,
+                title=i.title,
+                start=i.start,
+                end=i.end,
+                lead=i.lead,
+                state=i.state,
+                ticket=i.ticket,
+                connect_mode=i.connect_mode,
+                rooms=[
+                    p.ScheduleRoom(room_id=r.room_id, name=r.name, centre=r.centre) for r in i.rooms
+                ],
             )
             for i in schedule.items
         ],
@@ -54,16 +64,22 @@ class SignallingControl:
 
     async def session_transition(self, transition: SessionTransition) -> None:
         state = p.SessionState(
-            session_id=transition.session_id, state=transition.state, at=transition.at,
-            start=transition.start, end=transition.end,
+            session_id=transition.session_id,
+            state=transition.state,
+            at=transition.at,
+            start=transition.start,
+            end=transition.end,
         )
         await self._server.hub.session_transition(state, transition.room_ids)
 
     async def set_room_credential(self, credential: RoomCredential) -> None:
         revoked = self._server.set_room(
             RoomRecord(
-                room_id=credential.room_id, name=credential.name, centre=credential.centre,
-                key_hash=credential.key_hash, generation=credential.generation,
+                room_id=credential.room_id,
+                name=credential.name,
+                centre=credential.centre,
+                key_hash=credential.key_hash,
+                generation=credential.generation,
             )
         )
         if revoked:
@@ -84,7 +100,7 @@ class OrchestratorEvents:
     def __init__(self, db: Database, on_room_online: Callable[[str], Awaitable[None]]) -> None:
         self._db = db
         self._on_room_online = on_room_online
-        self._queue: asyncio.Queue[Callable[[], Awaitable[None]]] = asyncio.Queue()
+        self._queue: asyncio.Queue[Callable[[], Awaitable[object]]] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
         self.listeners: list[Callable[[object], None]] = []
 
@@ -125,22 +141,33 @@ class OrchestratorEvents:
         self._notify(event)
         if event.room_id is not None:
             room_id = event.room_id
-            self._queue.put_nowait(lambda: self._db.run(
-                lambda s: participation.record_joined(s, event.session_id, room_id, event.at)))
+            self._queue.put_nowait(
+                lambda: self._db.run(
+                    lambda s: participation.record_joined(s, event.session_id, room_id, event.at)
+                )
+            )
 
     async def peer_left(self, event: PeerLeftSession) -> None:
         self._notify(event)
         if event.room_id is not None:
             room_id = event.room_id
-            self._queue.put_nowait(lambda: self._db.run(
-                lambda s: participation.record_left(s, event.session_id, room_id, event.at)))
+            self._queue.put_nowait(
+                lambda: self._db.run(
+                    lambda s: participation.record_left(s, event.session_id, room_id, event.at)
+                )
+            )
 
     async def media_milestone(self, event: MediaMilestone) -> None:
         self._notify(event)
         if event.room_id is not None:
             room_id = event.room_id
-            self._queue.put_nowait(lambda: self._db.run(
-                lambda s: participation.record_milestone(s, event.session_id, room_id, event.event, event.at)))
+            self._queue.put_nowait(
+                lambda: self._db.run(
+                    lambda s: participation.record_milestone(
+                        s, event.session_id, room_id, event.event, event.at
+                    )
+                )
+            )
 
     async def media_report(self, event: MediaReport) -> None:
         self._notify(event)

@@ -91,7 +91,9 @@ def parse_instant(text: str) -> datetime:
     except ValueError:
         raise DomainError("invalid-time", f"not an ISO 8601 time: {text[:40]!r}") from None
     if value.tzinfo is None:
-        raise DomainError("invalid-time", "give the time with its UTC offset, e.g. 2026-12-01T09:00+01:00")
+        raise DomainError(
+            "invalid-time", "give the time with its UTC offset, e.g. 2026-12-01T09:00+01:00"
+        )
     return value
 
 
@@ -104,32 +106,63 @@ def centre_json(c: Centre) -> dict[str, Any]:
 
 
 def room_json(r: Room, online: bool) -> dict[str, Any]:
-    return {"id": r.id, "centre_id": r.centre_id, "name": r.name,
-            "key_generation": r.key_generation, "online": online}
+    return {
+        "id": r.id,
+        "centre_id": r.centre_id,
+        "name": r.name,
+        "key_generation": r.key_generation,
+        "online": online,
+    }
 
 
 def booking_json(b: Booking) -> dict[str, Any]:
-    return {"id": b.id, "title": b.title, "start": _iso(b.start_utc), "end": _iso(b.end_utc),
-            "start_local": b.start_local.isoformat(), "end_local": b.end_local.isoformat(),
-            "timezone": b.timezone, "lead_seconds": b.lead_seconds, "connect_mode": b.connect_mode}
+    return {
+        "id": b.id,
+        "title": b.title,
+        "start": _iso(b.start_utc),
+        "end": _iso(b.end_utc),
+        "start_local": b.start_local.isoformat(),
+        "end_local": b.end_local.isoformat(),
+        "timezone": b.timezone,
+        "lead_seconds": b.lead_seconds,
+        "connect_mode": b.connect_mode,
+    }
 
 
 def session_json(s: Session) -> dict[str, Any]:
-    return {"id": s.id, "booking_id": s.booking_id, "start": _iso(s.start_utc),
-            "end": _iso(s.end_utc), "state": s.state, "lead_seconds": s.lead_seconds}
+    return {
+        "id": s.id,
+        "booking_id": s.booking_id,
+        "start": _iso(s.start_utc),
+        "end": _iso(s.end_utc),
+        "state": s.state,
+        "lead_seconds": s.lead_seconds,
+    }
 
 
 def session_detail_json(d: SessionDetail) -> dict[str, Any]:
     return {
-        "id": d.id, "booking_id": d.booking_id, "title": d.title, "start": _iso(d.start),
-        "end": _iso(d.end), "lead_seconds": d.lead_seconds, "state": d.state,
+        "id": d.id,
+        "booking_id": d.booking_id,
+        "title": d.title,
+        "start": _iso(d.start),
+        "end": _iso(d.end),
+        "lead_seconds": d.lead_seconds,
+        "state": d.state,
         "connect_mode": d.connect_mode,
         "transitions": [{"seq": t.seq, "state": t.state, "at": _iso(t.at)} for t in d.transitions],
         "rooms": [
-            {"room_id": p.room_id, "name": p.room_name, "centre_id": p.centre_id,
-             "joined_at": _iso(p.joined_at), "first_frame_at": _iso(p.first_frame_at),
-             "live_at": _iso(p.live_at), "left_at": _iso(p.left_at), "rejoins": p.rejoins,
-             "media": p.media}
+            {
+                "room_id": p.room_id,
+                "name": p.room_name,
+                "centre_id": p.centre_id,
+                "joined_at": _iso(p.joined_at),
+                "first_frame_at": _iso(p.first_frame_at),
+                "live_at": _iso(p.live_at),
+                "left_at": _iso(p.left_at),
+                "rejoins": p.rejoins,
+                "media": p.media,
+            }
             for p in d.participations
         ],
     }
@@ -184,7 +217,9 @@ async def add_booking(request: web.Request) -> web.Response:
     booking, session = await request.app[SERVICES].db.run(
         lambda s: service.book(s, title, start, end, room_ids, lead_seconds=lead)
     )
-    return web.json_response({"booking": booking_json(booking), "session_id": session.id}, status=201)
+    return web.json_response(
+        {"booking": booking_json(booking), "session_id": session.id}, status=201
+    )
 
 
 async def list_sessions(request: web.Request) -> web.Response:

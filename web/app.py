@@ -40,9 +40,15 @@ class LiveView:
             self.media[(event.session_id, event.room_id)] = {
                 "at": event.at,
                 "peers": [
-                    {"peer_id": m.peer_id, "fps": m.fps, "latency_p50_ms": m.latency_p50_ms,
-                     "latency_p95_ms": m.latency_p95_ms, "freezes": m.freezes, "live": m.live,
-                     "audio_level": m.audio_level}
+                    {
+                        "peer_id": m.peer_id,
+                        "fps": m.fps,
+                        "latency_p50_ms": m.latency_p50_ms,
+                        "latency_p95_ms": m.latency_p95_ms,
+                        "freezes": m.freezes,
+                        "live": m.live,
+                        "audio_level": m.audio_level,
+                    }
                     for m in event.media
                 ],
             }

@@ -93,8 +93,11 @@ def cmd_room_rotate(args: argparse.Namespace) -> None:
     from orchestrator import service
 
     key = _run_db(args, lambda s: service.rotate_room_key(s, args.room_id))
-    _emit(args, {"room_id": args.room_id, "key": key},
-          f"key  {key}\n(the old key stopped working; the key is shown only this once)")
+    _emit(
+        args,
+        {"room_id": args.room_id, "key": key},
+        f"key  {key}\n(the old key stopped working; the key is shown only this once)",
+    )
 
 
 def parse_cli_instant(text: str, zone: str) -> Any:
@@ -122,8 +125,11 @@ def cmd_book(args: argparse.Namespace) -> None:
         return service.book(s, args.title, start, end, args.room, lead_seconds=args.lead)
 
     booking, session = _run_db(args, book)
-    _emit(args, {"booking_id": booking.id, "session_id": session.id},
-          f"booking {booking.id}\nsession {session.id}")
+    _emit(
+        args,
+        {"booking_id": booking.id, "session_id": session.id},
+        f"booking {booking.id}\nsession {session.id}",
+    )
 
 
 def cmd_session_show(args: argparse.Namespace) -> None:
@@ -135,8 +141,10 @@ def cmd_session_show(args: argparse.Namespace) -> None:
     lines = [f"{data['title']}  [{data['state']}]  {data['start']} -> {data['end']}"]
     lines += [f"  {t['seq']:>2} {t['state']:<10} {t['at']}" for t in data["transitions"]]
     for r in data["rooms"]:
-        lines.append(f"  {r['name']}: joined {r['joined_at']} first frame {r['first_frame_at']} "
-                     f"live {r['live_at']} left {r['left_at']}")
+        lines.append(
+            f"  {r['name']}: joined {r['joined_at']} first frame {r['first_frame_at']} "
+            f"live {r['live_at']} left {r['left_at']}"
+        )
     _emit(args, data, "\n".join(lines))
 
 
@@ -144,7 +152,11 @@ def cmd_token_create(args: argparse.Namespace) -> None:
     from orchestrator import service
 
     token = _run_db(args, lambda s: service.create_api_token(s, args.name))
-    _emit(args, {"token": token}, f"{token}\n(shown only this once; send it as 'Authorization: Bearer ...')")
+    _emit(
+        args,
+        {"token": token},
+        f"{token}\n(shown only this once; send it as 'Authorization: Bearer ...')",
+    )
 
 
 def cmd_agent(args: argparse.Namespace) -> None:
@@ -178,7 +190,9 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 
 def _logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     for noisy in ("aioice", "aiortc"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -198,7 +212,9 @@ def _run(coro: Any) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="telecentre", description="TelePresence room orchestration")
+    parser = argparse.ArgumentParser(
+        prog="telecentre", description="TelePresence room orchestration"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     def data_opts(p: argparse.ArgumentParser, json_flag: bool = True) -> None:
@@ -232,20 +248,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     book = sub.add_parser("book", help="book rooms together; prints the booking and session ids")
     book.add_argument("--title", required=True)
-    book.add_argument("--start", required=True, help="ISO 8601 (without offset: the first room's local time)")
+    book.add_argument(
+        "--start", required=True, help="ISO 8601 (without offset: the first room's local time)"
+    )
     book.add_argument("--end", required=True)
     book.add_argument("--room", action="append", required=True, help="room id (repeat)")
     book.add_argument("--lead", type=int, default=60, help="seconds of pre-roll before the start")
     data_opts(book)
     book.set_defaults(func=cmd_book)
 
-    session = sub.add_parser("session", help="sessions").add_subparsers(dest="action", required=True)
+    session = sub.add_parser("session", help="sessions").add_subparsers(
+        dest="action", required=True
+    )
     s_show = session.add_parser("show", help="a session with its transitions and rooms")
     s_show.add_argument("session_id")
     data_opts(s_show)
     s_show.set_defaults(func=cmd_session_show)
 
-    token = sub.add_parser("token", help="admin API tokens").add_subparsers(dest="action", required=True)
+    token = sub.add_parser("token", help="admin API tokens").add_subparsers(
+        dest="action", required=True
+    )
     t_create = token.add_parser("create", help="create an admin bearer token (shown once)")
     t_create.add_argument("--name", default="admin")
     data_opts(t_create)
@@ -265,12 +287,18 @@ def build_parser() -> argparse.ArgumentParser:
     agent.set_defaults(func=cmd_agent)
 
     demo = sub.add_parser("demo", help="serve a demo network whose booking goes live by itself")
-    demo.add_argument("--start-in", type=float, default=60.0, help="seconds until the demo booking starts")
-    demo.add_argument("--duration", type=float, default=600.0, help="length of the demo booking, seconds")
+    demo.add_argument(
+        "--start-in", type=float, default=60.0, help="seconds until the demo booking starts"
+    )
+    demo.add_argument(
+        "--duration", type=float, default=600.0, help="length of the demo booking, seconds"
+    )
     demo.add_argument("--lead", type=int, default=20, help="pre-roll of the demo booking, seconds")
     demo.add_argument("--host", default="127.0.0.1")
     demo.add_argument("--port", type=int, default=8077)
-    demo.add_argument("--data-dir", help="where to keep the demo's data (default: a new temporary dir)")
+    demo.add_argument(
+        "--data-dir", help="where to keep the demo's data (default: a new temporary dir)"
+    )
     demo.add_argument("--log-level", default="INFO")
     demo.set_defaults(func=cmd_demo)
     return parser

@@ -61,18 +61,25 @@ def create_network(db: Database, keys_dir: Path) -> list[DemoRoom]:
     return rooms
 
 
-def book_demo(db: Database, rooms: list[DemoRoom], start_in: float, duration: float, lead: int) -> str:
+def book_demo(
+    db: Database, rooms: list[DemoRoom], start_in: float, duration: float, lead: int
+) -> str:
     start = datetime.now(UTC) + timedelta(seconds=start_in)
     end = start + timedelta(seconds=duration)
     ids = [r.room_id for r in rooms[:BOOKED_ROOMS]]
     _, session = db.run_sync(
-        lambda s: service.book(s, "Delegation Amsterdam – Seine-et-Marne", start, end, ids, lead_seconds=lead)
+        lambda s: service.book(
+            s, "Delegation Amsterdam – Seine-et-Marne", start, end, ids, lead_seconds=lead
+        )
     )
     return session.id
 
 
 async def run_demo(args: argparse.Namespace) -> None:
-    data_dir = Path(args.data_dir) if args.data_dir else Path(tempfile.mkdtemp(prefix="telecentre-demo-"))
+    data_dir = (
+        Path(args.data_dir) if args.data_dir else Path(tempfile.mkdtemp(prefix="telecentre-demo-"))
+    )
+    data_dir.mkdir(parents=True, exist_ok=True)
     settings = Settings.from_env(data_dir=data_dir, host=args.host, port=args.port)
     db = Database(settings.effective_database_url)
     db.migrate()
@@ -117,13 +124,26 @@ async def run_demo(args: argparse.Namespace) -> None:
 async def _spawn_agent(url: str, room: DemoRoom, data_dir: Path) -> asyncio.subprocess.Process:
     agent_dir = data_dir / "agents" / room.room_id
     agent_dir.mkdir(parents=True, exist_ok=True)
-    log_file = open(agent_dir / "agent.log", "ab")  # noqa: SIM115 - owned by the child
+    log_file = open(agent_dir / "agent.log", "ab")  # noqa: ASYNC230 - a local file, once per agent
     try:
         return await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "web.cli", "agent", "--server", url,
-            "--key-file", str(room.key_file), "--cache-dir", str(agent_dir),
-            "--status-file", str(agent_dir / "status.json"), "--label", room.name,
-            stdout=log_file, stderr=log_file, stdin=asyncio.subprocess.DEVNULL,
+            sys.executable,
+            "-m",
+            "web.cli",
+            "agent",
+            "--server",
+            url,
+            "--key-file",
+            str(room.key_file),
+            "--cache-dir",
+            str(agent_dir),
+            "--status-file",
+            str(agent_dir / "status.json"),
+            "--label",
+            room.name,
+            stdout=log_file,
+            stderr=log_file,
+            stdin=asyncio.subprocess.DEVNULL,
         )
     finally:
         log_file.close()

@@ -11,6 +11,7 @@ import jinja2
 from aiohttp import web
 
 from orchestrator import service
+from orchestrator.db import DbSession
 from orchestrator.service import SessionDetail
 from web.app import SERVICES
 
@@ -45,7 +46,7 @@ async def dashboard(request: web.Request) -> web.Response:
     now = datetime.fromtimestamp(services.clock.now(), UTC)
     day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
 
-    def load(s: service.DbSession) -> tuple[list[RoomRow], list[SessionDetail], dict[str, str]]:
+    def load(s: DbSession) -> tuple[list[RoomRow], list[SessionDetail], dict[str, str]]:
         centres = {c.id: c for c in service.list_centres(s)}
         rooms = [
             RoomRow(r.id, r.name, centres[r.centre_id].name, centres[r.centre_id].timezone, False)
@@ -62,8 +63,13 @@ async def dashboard(request: web.Request) -> web.Response:
         "dashboard_body.html" if request.query.get("fragment") else "dashboard.html"
     )
     html = template.render(
-        now=now, rooms=rooms, sessions=sessions, zones=zones, live=services.live.media,
-        local=_local, offset=_offset,
+        now=now,
+        rooms=rooms,
+        sessions=sessions,
+        zones=zones,
+        live=services.live.media,
+        local=_local,
+        offset=_offset,
     )
     return web.Response(text=html, content_type="text/html")
 

@@ -18,22 +18,39 @@ ENV_PREFIX = "TELECENTRE_"
 class Settings:
     host: str = field(default="127.0.0.1", metadata={"help": "address to listen on"})
     port: int = field(default=8077, metadata={"help": "port to listen on"})
-    data_dir: Path = field(default=Path("data"), metadata={"help": "where the SQLite file and ticket key live"})
+    data_dir: Path = field(
+        default=Path("data"), metadata={"help": "where the SQLite file and ticket key live"}
+    )
     database_url: str | None = field(
-        default=None, repr=False,
+        default=None,
+        repr=False,
         metadata={"help": "SQLAlchemy URL of another database (default: SQLite in the data dir)"},
     )
     candidate_networks: tuple[str, ...] = field(
         default=("127.0.0.1/32",),
-        metadata={"help": "networks (CIDR, comma-separated) whose addresses peers may offer as ICE candidates"},
+        metadata={
+            "help": "networks (CIDR, comma-separated) whose addresses peers may offer as ICE candidates"
+        },
     )
-    listen_backlog: int = field(default=4096, metadata={"help": "TCP listen backlog (rooms connect in bursts)"})
-    poll_interval: float = field(default=0.5, metadata={"help": "seconds between scheduler passes over the database"})
-    heartbeat_interval: float = field(default=5.0, metadata={"help": "seconds between client pings"})
-    heartbeat_timeout: float = field(default=15.0, metadata={"help": "silence after which a peer is dropped"})
-    grace_seconds: float = field(default=30.0, metadata={"help": "how long a peer whose link dropped stays in its sessions"})
+    listen_backlog: int = field(
+        default=4096, metadata={"help": "TCP listen backlog (rooms connect in bursts)"}
+    )
+    poll_interval: float = field(
+        default=0.5, metadata={"help": "seconds between scheduler passes over the database"}
+    )
+    heartbeat_interval: float = field(
+        default=5.0, metadata={"help": "seconds between client pings"}
+    )
+    heartbeat_timeout: float = field(
+        default=15.0, metadata={"help": "silence after which a peer is dropped"}
+    )
+    grace_seconds: float = field(
+        default=30.0, metadata={"help": "how long a peer whose link dropped stays in its sessions"}
+    )
     mesh_cap: int = field(default=4, metadata={"help": "largest number of peers in a mesh session"})
-    rate_per_second: float = field(default=50.0, metadata={"help": "sustained messages per second per connection"})
+    rate_per_second: float = field(
+        default=50.0, metadata={"help": "sustained messages per second per connection"}
+    )
     rate_burst: int = field(default=200, metadata={"help": "burst of messages per connection"})
     log_level: str = field(default="INFO", metadata={"help": "logging level"})
 

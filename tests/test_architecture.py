@@ -1,0 +1,46 @@
+"""The package rules of DESIGN.md, as import-linter contracts (pyproject.toml), and
+the promise that a room PC needs none of the server's packages."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_import_linter_contracts_hold() -> None:
+    lint = Path(sys.executable).with_name("lint-imports")
+    proc = subprocess.run(
+        [str(lint), str(ROOT / "pyproject.toml"), "--no-cache"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Contracts: 3 kept, 0 broken." in proc.stdout
+
+
+def test_the_agent_command_loads_no_server_code() -> None:
+    """`telecentre agent` on a room PC: no sqlmodel, jinja2, icalendar, orchestrator."""
+    code = (
+        "import sys; from web import cli; from room_agents import agent; "
+        "bad = [m for m in ('sqlmodel', 'sqlalchemy', 'jinja2', 'icalendar', 'alembic', "
+        "'orchestrator', 'signalling.server') if m in sys.modules]; print(bad)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+
+
+def test_the_agent_extra_declares_no_server_package() -> None:
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    agent = " ".join(project["dependencies"] + project["optional-dependencies"]["agent"])
+    for name in ("sqlmodel", "jinja2", "icalendar", "alembic", "sqlalchemy"):
+        assert name not in agent

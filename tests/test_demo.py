@@ -1,0 +1,98 @@
+"""The README's first command: the demo serves its page and its booking goes live by itself."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.e2e_support import ROOT, base_env, free_port, wait_until
+
+pytestmark = pytest.mark.e2e
+
+
+def test_the_demo_command_serves_its_page_and_the_booking_goes_live(tmp_path: Path) -> None:
+    port = free_port()
+    data = tmp_path / "demo"
+    log = tmp_path / "demo.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [
+                "bash",
+                str(ROOT / "scripts" / "demo"),
+                "--start-in",
+                "20",
+                "--lead",
+                "8",
+                "--duration",
+                "400",
+                "--port",
+                str(port),
+                "--data-dir",
+                str(data),
+            ],
+            cwd=ROOT,
+            env=base_env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        def printed_url() -> bool:
+            assert proc.poll() is None, log.read_text()[-3000:]
+            return f"open {url}" in log.read_text()
+
+        wait_until("the demo to print its URL", printed_url, 120)
+        token = wait_until(
+            "the API token file", lambda: (data / "api-token").read_text().strip(), 10
+        )
+
+        def page() -> str:
+            with urllib.request.urlopen(url, timeout=5) as r:
+                return str(r.read().decode())
+
+        assert "Fontainebleau" in page() and "Montréal" in page()
+        try:
+            wait_until("the page to show the session live", lambda: 'data-state="live"' in page(), 40)
+        except AssertionError:
+            raise AssertionError(page()[-2500:] + log.read_text()[-2500:]) from None
+
+        def api(path: str) -> dict[str, object]:
+            req = urllib.request.Request(
+                f"http://127.0.0.1:{port}/api/v1{path}",
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            with urllib.request.urlopen(req, timeout=5) as r:
+                data: dict[str, object] = json.loads(r.read())
+                return data
+
+        rooms = api("/rooms")["rooms"]
+        assert isinstance(rooms, list) and len(rooms) >= 4
+        assert all(r["online"] for r in rooms)
+        sessions = api("/sessions")["sessions"]
+        assert isinstance(sessions, list)
+        session_id = sessions[0]["id"]
+
+        def all_live() -> bool:
+            detail = api(f"/sessions/{session_id}")
+            rooms = detail["rooms"]
+            assert isinstance(rooms, list) and len(rooms) == 3
+            return all(r["live_at"] for r in rooms)
+
+        wait_until("every booked room to report live", all_live, 20)
+        centres = {c["name"]: c["timezone"] for c in api("/centres")["centres"]}  # type: ignore[union-attr]
+        assert len(set(centres.values())) >= 3
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
