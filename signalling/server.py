@@ -167,7 +167,8 @@ class SignallingServer:
                 await self._refuse(link, p.ProtocolError(p.ErrorCode.HELLO_REQUIRED, "no hello"))
                 return None
             try:
-                msg = await ws.receive(timeout=remaining)
+                async with asyncio.timeout_at(deadline):  # WebSocket pings do not extend it
+                    msg = await ws.receive()
             except TimeoutError:
                 continue
             if msg.type != WSMsgType.TEXT:
@@ -237,9 +238,14 @@ class SignallingServer:
         self, ws: web.WebSocketResponse, link: _WebSocketLink, info: p.PeerInfo
     ) -> None:
         bucket = TokenBucket(self.settings.rate_per_second, self.settings.rate_burst)
+        loop = asyncio.get_running_loop()
         while True:
+            # The deadline counts protocol messages only: aiohttp answers WebSocket
+            # pings inside receive(), and they must not keep a silent peer alive.
+            deadline = loop.time() + self.settings.heartbeat_timeout
             try:
-                msg = await ws.receive(timeout=self.settings.heartbeat_timeout)
+                async with asyncio.timeout_at(deadline):
+                    msg = await ws.receive()
             except TimeoutError:
                 await self._refuse(
                     link,
@@ -250,6 +256,9 @@ class SignallingServer:
                 )
                 return
             if msg.type == WSMsgType.BINARY:
+                if not bucket.take(time.monotonic()):
+                    self._error(link, p.ProtocolError(p.ErrorCode.RATE_LIMITED, "slow down"))
+                    continue
                 self._error(
                     link, p.ProtocolError(p.ErrorCode.BAD_MESSAGE, "binary frames are not used")
                 )
@@ -289,8 +298,9 @@ class SignallingServer:
             self.hub.relay(peer_id, message)
         elif isinstance(message, p.Candidate):
             if message.candidate:
-                address = candidate_address(message.candidate)
-                if address is not None and not address_allowed(address, self.networks):
+                # An unreadable candidate cannot be checked, so it is not relayed either.
+                address = candidate_address(message.candidate) or message.candidate[:60]
+                if not address_allowed(address, self.networks):
                     self._check_candidates([address], message.id)
             self.hub.relay(peer_id, message)
         elif isinstance(message, p.Join):

@@ -316,3 +316,49 @@ async def test_messages_before_hello_are_refused() -> None:
         await ws.send_str(json.dumps({"type": "hello", "protocol": 99, "room_id": "a", "key": "k"}))
         assert (await next_of(ws, "error"))["code"] == p.ErrorCode.UNSUPPORTED_VERSION
         await ws.close()
+
+
+async def test_websocket_pings_do_not_keep_a_silent_peer_alive() -> None:
+    async with signalling_harness(heartbeat_timeout=0.5) as h:
+        h.add_room("a")
+        ws = await raw_hello(h, "a")
+        stop = asyncio.Event()
+
+        async def pinging() -> None:
+            while not stop.is_set():
+                await ws.ping()
+                await asyncio.sleep(0.05)
+
+        task = asyncio.create_task(pinging())
+        try:
+            err = await next_of(ws, "error")
+        finally:
+            stop.set()
+            await task
+        assert err["code"] == p.ErrorCode.HEARTBEAT_TIMEOUT
+        await ws.close()
+
+
+async def test_an_unreadable_trickled_candidate_is_not_relayed() -> None:
+    async with signalling_harness() as h:
+        a, b = await two_in_session(h)
+        await b.send(
+            p.Candidate(session_id="s1", to="room:a", conn="k", id="c", candidate="garbage")
+        )
+        err = await recv_type(b, p.Error)
+        assert err.code == p.ErrorCode.CANDIDATE_NOT_ALLOWED and err.ref == "c"
+        h.server.counters.candidate_violations.clear()
+        await asyncio.gather(a.close(), b.close())
+
+
+async def test_binary_frames_count_against_the_rate_limit() -> None:
+    async with signalling_harness(rate_per_second=1, rate_burst=5) as h:
+        h.add_room("a")
+        ws = await raw_hello(h, "a")
+        for _ in range(20):
+            await ws.send_bytes(b"\x00")
+        codes = set()
+        for _ in range(6):
+            codes.add((await next_of(ws, "error"))["code"])
+        assert p.ErrorCode.RATE_LIMITED in codes
+        await ws.close()

@@ -1,0 +1,168 @@
+"""The composed service in-process: the JSON API, the dashboard page, and key rotation
+reaching signalling through the ports."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from orchestrator import service
+from orchestrator.db import Database
+from signalling import protocol as p
+from signalling.client import SignallingClient, SignallingError
+from web.app import SERVICES, create_app
+from web.settings import Settings
+
+
+@dataclass
+class Service:
+    client: TestClient[Any, Any]
+    token: str
+    data_dir: Path
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    async def post(self, path: str, body: Any, status: int = 201) -> dict[str, Any]:
+        r = await self.client.post("/api/v1" + path, json=body, headers=self.auth)
+        data: dict[str, Any] = await r.json()
+        assert r.status == status, data
+        return data
+
+    async def get(self, path: str, status: int = 200) -> dict[str, Any]:
+        r = await self.client.get("/api/v1" + path, headers=self.auth)
+        data: dict[str, Any] = await r.json()
+        assert r.status == status, data
+        return data
+
+
+@pytest.fixture
+async def svc(tmp_path: Path) -> AsyncIterator[Service]:
+    db = Database(Settings(data_dir=tmp_path).effective_database_url)
+    db.migrate()
+    token = db.run_sync(lambda s: service.create_api_token(s, "test"))
+    db.close_sync()
+    app = create_app(Settings(data_dir=tmp_path, poll_interval=0.1))
+    client = TestClient(TestServer(app, host="127.0.0.1"))
+    await client.start_server()
+    try:
+        yield Service(client, token, tmp_path)
+    finally:
+        await client.close()
+
+
+async def network(svc: Service) -> tuple[str, str, str, str]:
+    paris = await svc.post("/centres", {"name": "Fontainebleau", "timezone": "Europe/Paris"})
+    adam = await svc.post("/centres", {"name": "Amsterdam", "timezone": "Europe/Amsterdam"})
+    a = await svc.post("/rooms", {"centre_id": paris["id"], "name": "Salle Bleue"})
+    b = await svc.post("/rooms", {"centre_id": adam["id"], "name": "Smart Work Room"})
+    return a["id"], a["key"], b["id"], b["key"]
+
+
+async def test_the_api_needs_the_admin_token(svc: Service) -> None:
+    for headers in ({}, {"Authorization": "Bearer tca_wrong"}, {"Authorization": "Basic x"}):
+        r = await svc.client.get("/api/v1/centres", headers=headers)
+        assert r.status == 401
+        assert (await r.json())["error"]["code"] == "unauthorised"
+
+
+async def test_centres_rooms_bookings_and_sessions_through_the_api(svc: Service) -> None:
+    room_a, key_a, room_b, _ = await network(svc)
+    assert key_a.startswith("tck_")
+    rooms = (await svc.get("/rooms"))["rooms"]
+    assert {r["id"] for r in rooms} == {room_a, room_b}
+    assert all(r["online"] is False and "key" not in r for r in rooms)
+    start = datetime.now(UTC) + timedelta(hours=2)
+    out = await svc.post(
+        "/bookings",
+        {
+            "title": "Delegation",
+            "start": start.isoformat(),
+            "end": (start + timedelta(hours=1)).isoformat(),
+            "room_ids": [room_a, room_b],
+            "lead_seconds": 30,
+        },
+    )
+    assert out["booking"]["timezone"] == "Europe/Paris"
+    detail = await svc.get(f"/sessions/{out['session_id']}")
+    assert detail["state"] == "scheduled" and detail["lead_seconds"] == 30
+    assert [t["state"] for t in detail["transitions"]] == ["scheduled"]
+    assert {r["room_id"] for r in detail["rooms"]} == {room_a, room_b}
+    listed = (await svc.get("/sessions"))["sessions"]
+    assert [s["id"] for s in listed] == [out["session_id"]]
+    # The page shows the network.
+    page = await (await svc.client.get("/")).text()
+    assert "Salle Bleue" in page and "Delegation" in page and "Europe/Amsterdam" in page
+
+
+async def test_the_key_is_stored_hashed_only(svc: Service) -> None:
+    _, key_a, _, key_b = await network(svc)
+    raw = (svc.data_dir / "telecentre.sqlite3").read_bytes()
+    wal = svc.data_dir / "telecentre.sqlite3-wal"
+    raw += wal.read_bytes() if wal.exists() else b""
+    assert key_a.encode() not in raw and key_b.encode() not in raw
+    with sqlite3.connect(svc.data_dir / "telecentre.sqlite3") as conn:
+        hashes = [row[0] for row in conn.execute("SELECT key_hash FROM room")]
+    assert all(len(h) == 64 for h in hashes)
+
+
+async def test_bad_requests_get_stable_codes_and_change_nothing(svc: Service) -> None:
+    room_a, _, room_b, _ = await network(svc)
+    r = await svc.client.post("/api/v1/centres", data=b"{nope", headers=svc.auth)
+    assert r.status == 400 and (await r.json())["error"]["code"] == "bad-json"
+    bad_zone = await svc.post("/centres", {"name": "Mars", "timezone": "Mars/Olympus"}, 400)
+    assert bad_zone["error"]["code"] == "unknown-timezone"
+    missing = await svc.post("/rooms", {"centre_id": "nope", "name": "X"}, 404)
+    assert missing["error"]["code"] == "not-found"
+    naive = await svc.post(
+        "/bookings",
+        {"title": "x", "start": "2030-01-01T09:00", "end": "2030-01-01T10:00", "room_ids": [room_a, room_b]},
+        400,
+    )
+    assert naive["error"]["code"] == "invalid-time"
+    backwards = await svc.post(
+        "/bookings",
+        {
+            "title": "x",
+            "start": "2030-01-01T10:00Z",
+            "end": "2030-01-01T09:00Z",
+            "room_ids": [room_a, room_b],
+        },
+        400,
+    )
+    assert backwards["error"]["code"] == "invalid-time"
+    assert (await svc.get("/sessions/nope", 404))["error"]["code"] == "not-found"
+    assert (await svc.get("/bookings"))["bookings"] == []
+    assert len((await svc.get("/centres"))["centres"]) == 2
+
+
+async def test_rotating_a_key_disconnects_the_room_and_refuses_the_old_key(svc: Service) -> None:
+    room_a, key_a, _, _ = await network(svc)
+    url = str(svc.client.make_url("/ws"))
+    scheduler = svc.client.app[SERVICES].scheduler  # type: ignore[union-attr]
+    await scheduler.step()  # the credentials of rooms made through the API
+    agent = SignallingClient(svc.client.session, url, key=key_a)
+    welcome = await agent.connect()
+    assert welcome.peer_id == f"room:{room_a}"
+    rooms = (await svc.get("/rooms"))["rooms"]
+    assert [r["online"] for r in rooms if r["id"] == room_a] == [True]
+    new_key = (await svc.post(f"/rooms/{room_a}/rotate-key", {}, 200))["key"]
+    await scheduler.step()
+    await asyncio.wait_for(agent.closed.wait(), 5)
+    assert agent.close_reason == p.ErrorCode.KEY_REVOKED
+    stale = SignallingClient(svc.client.session, url, key=key_a)
+    with pytest.raises(SignallingError) as err:
+        await stale.connect()
+    assert err.value.code == p.ErrorCode.KEY_REVOKED
+    fresh = SignallingClient(svc.client.session, url, key=new_key)
+    assert (await fresh.connect()).peer_id == f"room:{room_a}"
+    await asyncio.gather(agent.close(), stale.close(), fresh.close())
