@@ -72,6 +72,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import statistics
 import sys
 import tempfile
@@ -615,6 +616,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    # SIGTERM unwinds like Ctrl-C, so the finally blocks stop the processes, remove the dirs.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     resolutions = [parse_resolution(r) for r in args.resolutions.split(",") if r.strip()]
     began = time.monotonic()
     floors = asyncio.run(measure_floors(resolutions, args.floor_calls))
