@@ -90,21 +90,35 @@ class RoomAgent:
     # --- the main loops -------------------------------------------------------------
 
     async def run(self) -> None:
-        loops = [self._connection_loop(), self._timeline_loop(), self._stats_loop()]
+        timeline = asyncio.create_task(self._timeline_loop())
+        others = [
+            asyncio.create_task(self._connection_loop()),
+            asyncio.create_task(self._stats_loop()),
+        ]
         if self.config.status_file is not None:
-            loops.append(self._status_loop(self.config.status_file))
-        tasks = [asyncio.create_task(c) for c in loops]
+            others.append(asyncio.create_task(self._status_loop(self.config.status_file)))
         try:
-            await asyncio.gather(*tasks)
+            # asyncio.wait, not gather: cancelling this task must not cancel the
+            # connection before the agent has said goodbye on it.
+            done, _ = await asyncio.wait([timeline, *others], return_when=asyncio.FIRST_EXCEPTION)
+            for t in done:
+                t.result()  # a loop that crashed is a bug: let it surface
         finally:
-            for t in tasks:
+            # Stop acting on the schedule, leave while still connected, then stop the rest.
+            timeline.cancel()
+            await asyncio.gather(timeline, return_exceptions=True)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.shutdown(), 5.0)
+            for t in others:
                 t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await self.shutdown()
+            await asyncio.gather(*others, return_exceptions=True)
 
     async def shutdown(self) -> None:
+        """Leave every session (the others see ``peer-left``, the record gets left_at)."""
         for session_id in list(self.sessions):
             await self._leave(session_id)
+        self.outgoing.video.stop()
+        self.outgoing.audio.stop()
         await self.screen.close()
         for t in list(self._tasks):
             t.cancel()

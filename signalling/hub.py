@@ -271,6 +271,17 @@ class Hub:
 
     def push_schedule(self, schedule: p.Schedule) -> None:
         self._schedules[schedule.room_id] = schedule
+        for entry in schedule.sessions:
+            # A restarted node learns the state of sessions already under way from the
+            # schedules; a transition, when one comes, is newer and wins.
+            if entry.session_id not in self._states:
+                self._states[entry.session_id] = p.SessionState(
+                    session_id=entry.session_id,
+                    state=entry.state,
+                    at=schedule.generated_at,
+                    start=entry.start,
+                    end=entry.end,
+                )
         link = self._links.get(f"room:{schedule.room_id}")
         if link is not None:
             link.send(schedule)

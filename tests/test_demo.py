@@ -45,6 +45,7 @@ def test_the_demo_command_serves_its_page_and_the_booking_goes_live(tmp_path: Pa
         )
     url = f"http://127.0.0.1:{port}/"
     try:
+
         def printed_url() -> bool:
             assert proc.poll() is None, log.read_text()[-3000:]
             return f"open {url}" in log.read_text()
@@ -60,7 +61,9 @@ def test_the_demo_command_serves_its_page_and_the_booking_goes_live(tmp_path: Pa
 
         assert "Fontainebleau" in page() and "Montréal" in page()
         try:
-            wait_until("the page to show the session live", lambda: 'data-state="live"' in page(), 40)
+            wait_until(
+                "the page to show the session live", lambda: 'data-state="live"' in page(), 40
+            )
         except AssertionError:
             raise AssertionError(page()[-2500:] + log.read_text()[-2500:]) from None
 

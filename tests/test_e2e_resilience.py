@@ -76,6 +76,16 @@ def test_a_room_whose_agent_starts_after_t_joins_within_2_s(network: Network) ->
     frames_after(network, "amsterdam", "fontainebleau", joined_at, 5)
     frames_after(network, "fontainebleau", "amsterdam", joined_at, 5)
     assert_clean_logs(network)
+    # A room PC shut down mid-session leaves cleanly: its departure is recorded at once.
+    late.stop()
+    stopped_at = time.time()
+
+    def left() -> float | None:
+        rooms = {r["room_id"]: r for r in network.session(session_id)["rooms"]}
+        return ts(rooms[network.rooms["amsterdam"]]["left_at"])
+
+    left_at = wait_until("the stopped room's departure", left, 10)
+    assert left_at <= stopped_at + 5.0
 
 
 def test_an_agent_killed_mid_session_is_back_with_media_within_5_s(network: Network) -> None:

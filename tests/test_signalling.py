@@ -362,3 +362,28 @@ async def test_binary_frames_count_against_the_rate_limit() -> None:
             codes.add((await next_of(ws, "error"))["code"])
         assert p.ErrorCode.RATE_LIMITED in codes
         await ws.close()
+
+
+async def test_a_restarted_node_learns_session_states_from_the_schedules() -> None:
+    async with signalling_harness() as h:
+        h.add_room("a")
+        a = await h.client("a")
+        entry = p.ScheduleEntry(
+            session_id="s1",
+            booking_id="b1",
+            title="t",
+            start=time.time() - 10,
+            end=time.time() + 60,
+            lead=5,
+            state="live",
+            ticket="x",
+            rooms=[],
+        )
+        h.server.hub.push_schedule(
+            p.Schedule(room_id="a", generated_at=time.time(), sessions=[entry])
+        )
+        joined = await a.join("s1", h.minter.mint("room:a", "s1"))
+        assert joined.state == "live"
+        state = await recv_type(a, p.SessionState)
+        assert state.state == "live" and state.session_id == "s1"
+        await a.close()

@@ -125,7 +125,12 @@ async def test_bad_requests_get_stable_codes_and_change_nothing(svc: Service) ->
     assert missing["error"]["code"] == "not-found"
     naive = await svc.post(
         "/bookings",
-        {"title": "x", "start": "2030-01-01T09:00", "end": "2030-01-01T10:00", "room_ids": [room_a, room_b]},
+        {
+            "title": "x",
+            "start": "2030-01-01T09:00",
+            "end": "2030-01-01T10:00",
+            "room_ids": [room_a, room_b],
+        },
         400,
     )
     assert naive["error"]["code"] == "invalid-time"

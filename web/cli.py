@@ -198,6 +198,21 @@ def _logging(level: str) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+async def _until_signalled(coro: Any) -> None:
+    """Run ``coro`` until it ends or SIGTERM/SIGINT arrives; then cancel it, so its
+    cleanup runs (an agent leaves its sessions, serve closes its connections)."""
+    import signal
+
+    task = asyncio.ensure_future(coro)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, task.cancel)
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+
+
 def _run(coro: Any) -> None:
     try:
         import uvloop
@@ -206,7 +221,7 @@ def _run(coro: Any) -> None:
     except ImportError:
         runner = asyncio.run
     try:
-        runner(coro)
+        runner(_until_signalled(coro))
     except KeyboardInterrupt:
         pass
 
