@@ -94,6 +94,12 @@ class Room(SQLModel, table=True):
     name: str
     key_hash: str
     key_generation: int = 1
+    # Other names calendars use for this room (LOCATION, ATTENDEE CN), JSON list.
+    aliases: str = Field(default="[]", sa_type=sa.Text)
+    # Booking policy: buffer applies to the conflict test only, never to stored times.
+    buffer_seconds: int = 0
+    max_duration_seconds: int | None = None
+    max_advance_days: int = 180
     created_at: datetime = _created()
 
 
@@ -112,6 +118,18 @@ class Booking(SQLModel, table=True):
     timezone: str
     lead_seconds: int = 60
     connect_mode: str = "automatic"
+    # The series, in iCalendar's terms (RFC 5545): UID, SEQUENCE, RRULE values (one per
+    # line), RDATE/EXDATE as JSON lists of wall-clock times in ``timezone``.
+    uid: str = Field(default_factory=lambda: new_id() + "@telecentre")
+    source: str = "local"
+    sequence: int = 0
+    rrule: str | None = Field(default=None, sa_type=sa.Text, nullable=True)
+    rdates: str = Field(default="[]", sa_type=sa.Text)
+    exdates: str = Field(default="[]", sa_type=sa.Text)
+    status: str = "confirmed"
+    transparent: bool = False
+    all_day: bool = False
+    organiser: str | None = None
     created_at: datetime = _created()
     updated_at: datetime = _created()
 
@@ -127,6 +145,8 @@ class Session(SQLModel, table=True):
     """One meeting of a booking, with its lifecycle state; ``revision`` counts changes."""
 
     __tablename__ = "meeting_session"
+    __table_args__ = (sa.UniqueConstraint("booking_id", "recurrence_id"),)
+
     id: str = Field(default_factory=new_id, primary_key=True)
     booking_id: str = Field(foreign_key="booking.id", index=True)
     start_utc: datetime = _instant(index=True)
@@ -134,6 +154,10 @@ class Session(SQLModel, table=True):
     lead_seconds: int = 60
     state: str = "scheduled"
     revision: int = 1
+    # The occurrence's original start (RECURRENCE-ID, as a UTC instant); equal to
+    # start_utc unless this occurrence was moved on its own.
+    recurrence_id: datetime | None = _optional_instant()
+    title: str | None = None  # set when one occurrence was retitled
     created_at: datetime = _created()
     updated_at: datetime = _created()
 
@@ -163,6 +187,8 @@ class Participation(SQLModel, table=True):
     left_at: datetime | None = _optional_instant()
     media_summary: str | None = Field(default=None, sa_type=sa.Text, nullable=True)
     rejoins: int = 0
+    # No-show release: the room never joined, so it was freed for the rest of the slot.
+    released_at: datetime | None = _optional_instant()
 
 
 class ApiToken(SQLModel, table=True):
@@ -171,4 +197,49 @@ class ApiToken(SQLModel, table=True):
     id: str = Field(default_factory=new_id, primary_key=True)
     token_hash: str = Field(unique=True)
     name: str
+    created_at: datetime = _created()
+
+
+class RoomSlot(SQLModel, table=True):
+    """A room held by one occurrence over ``[start_utc, end_utc)``, buffer included.
+
+    The table exists for the conflict rule: on PostgreSQL an exclusion constraint
+    (btree_gist) refuses two overlapping slots of one room whichever connection
+    writes them; on SQLite the write transaction is serialised and checked first.
+    Cancelled, transparent and released occurrences hold no slot.
+    """
+
+    __tablename__ = "room_slot"
+
+    room_id: str = Field(foreign_key="room.id", primary_key=True)
+    session_id: str = Field(foreign_key="meeting_session.id", primary_key=True, index=True)
+    start_utc: datetime = _instant()
+    end_utc: datetime = _instant()
+
+
+class Feed(SQLModel, table=True):
+    """An iCalendar feed subscribed to, polled with ETag / If-Modified-Since."""
+
+    __tablename__ = "feed"
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    url: str = Field(sa_type=sa.Text)
+    room_id: str | None = Field(default=None, foreign_key="room.id", nullable=True)
+    interval_seconds: int = 300
+    etag: str | None = None
+    last_modified: str | None = None
+    last_polled_at: datetime | None = _optional_instant()
+    last_status: str | None = Field(default=None, sa_type=sa.Text, nullable=True)
+    created_at: datetime = _created()
+
+
+class CalendarToken(SQLModel, table=True):
+    """The secret in a subscription URL of a room's or a centre's feed; kept hashed."""
+
+    __tablename__ = "calendar_token"
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    token_hash: str = Field(unique=True)
+    room_id: str | None = Field(default=None, foreign_key="room.id", nullable=True)
+    centre_id: str | None = Field(default=None, foreign_key="centre.id", nullable=True)
     created_at: datetime = _created()

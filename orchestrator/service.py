@@ -203,6 +203,7 @@ def book(
     db.flush()  # parents first: no relationships tell the unit of work the order
     session = Session(
         booking_id=booking.id,
+        recurrence_id=start,
         start_utc=start,
         end_utc=end,
         lead_seconds=lead_seconds,

@@ -42,6 +42,9 @@ TABLES = {
     "participation",
     "room",
     "session_transition",
+    "room_slot",
+    "feed",
+    "calendar_token",
 }
 
 
