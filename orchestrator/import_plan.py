@@ -1,0 +1,213 @@
+"""What an iCalendar import would change, decided before anything is written.
+
+The plan is a pure function of the parsed calendar, what that source imported
+before, and the rooms: so it is tested without a database, and an import is
+applied all at once or not at all. Rules (issue 3, "iCalendar in"):
+
+- identity is (source, UID); re-importing the same calendar changes nothing;
+- a higher SEQUENCE wins; an older one is skipped with its reason; an equal
+  SEQUENCE with different content is taken as an update (many clients never bump
+  SEQUENCE for edits of their own);
+- rooms come from the source (a room's feed, ``--room``) or, failing that, from
+  ATTENDEE;CUTYPE=ROOM and LOCATION matched against room names and aliases;
+- an event that disappeared from an authoritative source (a feed, a CalDAV
+  calendar, not a one-off file) cancels its future occurrences only, never history;
+- a feed that comes back empty, or that would cancel most future occurrences at
+  once, is held back and reported instead of applied.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+
+from orchestrator.series import CANCELLED, SeriesSpec
+
+CREATE = "create"
+UPDATE = "update"
+CANCEL = "cancel"
+
+# More than this share of a source's future series cancelled at once looks like a
+# broken feed (an export that lost its events), not like a real change.
+MASS_CANCEL_SHARE = 0.5
+MASS_CANCEL_MIN = 3
+
+
+@dataclass(frozen=True, slots=True)
+class ImportSource:
+    key: str  # "file:<name>", "feed:<id>", "caldav:<id>"
+    rooms: tuple[str, ...] = ()  # room ids every event of this source books
+    authoritative: bool = False  # True for feeds and CalDAV: missing events are gone
+
+
+@dataclass(frozen=True, slots=True)
+class RoomNames:
+    room_id: str
+    names: tuple[str, ...]  # the room's name and aliases
+
+
+@dataclass(frozen=True, slots=True)
+class Existing:
+    """A series this source imported before."""
+
+    booking_id: str
+    spec: SeriesSpec
+    room_ids: tuple[str, ...]
+    has_future: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """One parsed event, with the room names its calendar gave."""
+
+    spec: SeriesSpec
+    room_names: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    kind: str  # create, update, cancel
+    uid: str
+    room_ids: tuple[str, ...] = ()
+    spec: SeriesSpec | None = None
+    booking_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Skip:
+    uid: str | None
+    code: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ImportPlan:
+    actions: tuple[Action, ...]
+    skipped: tuple[Skip, ...]
+    unchanged: int
+    held_back: Skip | None = None
+
+    def count(self, kind: str) -> int:
+        return sum(1 for a in self.actions if a.kind == kind)
+
+
+def normalise(name: str) -> str:
+    """Room names as people type them: case, accents and spacing do not matter."""
+    decomposed = unicodedata.normalize("NFKD", name)
+    bare = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return " ".join(bare.casefold().split())
+
+
+def match_rooms(names: Iterable[str], rooms: Iterable[RoomNames]) -> tuple[str, ...]:
+    """Room ids whose name or alias equals one of ``names`` (normalised)."""
+    wanted = {normalise(n) for n in names if n.strip()}
+    found = [r.room_id for r in rooms if wanted & {normalise(n) for n in r.names}]
+    return tuple(dict.fromkeys(found))
+
+
+def _same(a: SeriesSpec, b: SeriesSpec) -> bool:
+    # Room ids are not part of what a calendar says; compare the calendar content only.
+    return replace(a, rooms=()) == replace(b, rooms=())
+
+
+def plan_import(
+    source: ImportSource,
+    incoming: Iterable[Incoming],
+    existing: Mapping[str, Existing],
+    rooms: Iterable[RoomNames],
+) -> ImportPlan:
+    room_list = list(rooms)
+    actions: list[Action] = []
+    skipped: list[Skip] = []
+    unchanged = 0
+    seen: set[str] = set()
+    for item in incoming:
+        spec = item.spec
+        if spec.uid in seen:
+            skipped.append(Skip(spec.uid, "duplicate-uid", "the calendar holds this UID twice"))
+            continue
+        seen.add(spec.uid)
+        before = existing.get(spec.uid)
+        room_ids = source.rooms or match_rooms(item.room_names, room_list)
+        if not room_ids:
+            skipped.append(
+                Skip(spec.uid, "no-room", "no room of this network is named in the event")
+            )
+            continue
+        if before is None:
+            if spec.status == CANCELLED:
+                skipped.append(Skip(spec.uid, "cancelled", "cancelled before it was imported"))
+                continue
+            actions.append(Action(CREATE, spec.uid, room_ids, spec))
+            continue
+        if spec.sequence < before.spec.sequence:
+            skipped.append(
+                Skip(
+                    spec.uid,
+                    "older-sequence",
+                    f"SEQUENCE {spec.sequence} is older than {before.spec.sequence}",
+                )
+            )
+            continue
+        if _same(spec, before.spec) and set(room_ids) == set(before.room_ids):
+            unchanged += 1
+            continue
+        actions.append(Action(UPDATE, spec.uid, room_ids, spec, before.booking_id))
+    if source.authoritative:
+        for uid, before in existing.items():
+            if uid not in seen and before.has_future and before.spec.status != CANCELLED:
+                actions.append(Action(CANCEL, uid, before.room_ids, None, before.booking_id))
+    held_back = _hold_back(source, seen, existing, actions)
+    if held_back is not None:
+        return ImportPlan((), tuple(skipped), unchanged, held_back)
+    return ImportPlan(tuple(actions), tuple(skipped), unchanged)
+
+
+def _hold_back(
+    source: ImportSource,
+    seen: set[str],
+    existing: Mapping[str, Existing],
+    actions: list[Action],
+) -> Skip | None:
+    if not source.authoritative:
+        return None
+    live = [e for e in existing.values() if e.has_future and e.spec.status != CANCELLED]
+    if not seen and live:
+        return Skip(None, "empty-feed", f"the calendar is empty; {len(live)} series kept")
+    cancels = sum(1 for a in actions if a.kind == CANCEL)
+    if cancels >= MASS_CANCEL_MIN and cancels > MASS_CANCEL_SHARE * len(live):
+        return Skip(
+            None,
+            "mass-cancel",
+            f"the calendar would cancel {cancels} of {len(live)} series at once; held back",
+        )
+    return None
+
+
+@dataclass(slots=True)
+class ImportReport:
+    """What an import did (or, when ``held_back``, would have done and did not)."""
+
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    cancelled: int = 0
+    skipped: list[Skip] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)
+    held_back: Skip | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "created": self.created,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "cancelled": self.cancelled,
+            "skipped": [{"uid": s.uid, "code": s.code, "reason": s.reason} for s in self.skipped],
+            "conflicts": self.conflicts,
+            "held_back": (
+                None
+                if self.held_back is None
+                else {"code": self.held_back.code, "reason": self.held_back.reason}
+            ),
+        }
