@@ -243,3 +243,37 @@ class CalendarToken(SQLModel, table=True):
     room_id: str | None = Field(default=None, foreign_key="room.id", nullable=True)
     centre_id: str | None = Field(default=None, foreign_key="centre.id", nullable=True)
     created_at: datetime = _created()
+
+
+class CalDavLink(SQLModel, table=True):
+    """A room's calendar on a CalDAV server, kept in step both ways."""
+
+    __tablename__ = "caldav_link"
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    room_id: str = Field(foreign_key="room.id", index=True)
+    calendar_url: str = Field(sa_type=sa.Text)
+    username: str | None = None
+    # The server needs the password itself, so it cannot be hashed; keep the data
+    # directory private (docs/architecture.md).
+    password: str | None = Field(default=None, repr=False)
+    sync_token: str | None = Field(default=None, sa_type=sa.Text, nullable=True)
+    last_synced_at: datetime | None = _optional_instant()
+    last_status: str | None = Field(default=None, sa_type=sa.Text, nullable=True)
+    created_at: datetime = _created()
+
+
+class CalDavItem(SQLModel, table=True):
+    """One calendar resource on the server and the booking it stands for."""
+
+    __tablename__ = "caldav_item"
+
+    link_id: str = Field(foreign_key="caldav_link.id", primary_key=True)
+    href: str = Field(primary_key=True)
+    uid: str
+    etag: str | None = None
+    booking_id: str | None = Field(default=None, foreign_key="booking.id", nullable=True)
+    # The booking's sequence and update time when last written to or read from the
+    # server: a newer booking means a local edit to push.
+    synced_sequence: int = 0
+    synced_at: datetime | None = _optional_instant()

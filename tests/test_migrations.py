@@ -45,6 +45,8 @@ TABLES = {
     "room_slot",
     "feed",
     "calendar_token",
+    "caldav_link",
+    "caldav_item",
 }
 
 
