@@ -123,7 +123,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Application:
-    from web import api, pages
+    from web import api, calendars, pages
 
     app = web.Application(middlewares=[api.error_middleware])
     app[SERVICES] = build_services(settings, clock)
@@ -131,6 +131,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     app.router.add_get("/ws", app[SERVICES].signalling.handle)
     app.router.add_get("/healthz", _health)
     api.setup(app)
+    calendars.setup(app)
     pages.setup(app)
     return app
 
