@@ -108,6 +108,7 @@ class Booking(SQLModel, table=True):
     so a recurring series can later be expanded in local time across DST."""
 
     __tablename__ = "booking"
+    __table_args__ = (sa.UniqueConstraint("source", "uid"),)
 
     id: str = Field(default_factory=new_id, primary_key=True)
     title: str
@@ -210,6 +211,16 @@ class RoomSlot(SQLModel, table=True):
     """
 
     __tablename__ = "room_slot"
+    # Free/busy is a range scan per room; the covering index keeps it one.
+    __table_args__ = (
+        sa.Index(
+            "ix_room_slot_room_id_start_utc_end_utc_session_id",
+            "room_id",
+            "start_utc",
+            "end_utc",
+            "session_id",
+        ),
+    )
 
     room_id: str = Field(foreign_key="room.id", primary_key=True)
     session_id: str = Field(foreign_key="meeting_session.id", primary_key=True, index=True)

@@ -16,6 +16,14 @@ due, and tells the real-time plane through ``SessionControl``:
 The final warning one minute before the end is sent as a second ``ending``
 transition (see ``lifecycle``); it changes no schedule.
 
+Time also acts on bookings (``booking_horizon``): each step first releases the rooms
+that missed their session's no-show deadline (logged, and handed to every callable
+in ``release_hooks``: where a centre's notification plugs in), so their schedules
+drop the session in the same step; and every ``roll_interval`` seconds the booking
+horizon rolls forward, writing the sessions of occurrences that entered it (the
+first roll after a start looks at the whole horizon, later ones at what entered
+since). Either failing is logged and does not hold the lifecycle back.
+
 A transition is recorded at its planned time when it is taken within ``tolerance``
 (``max(1 s, 2 poll intervals)``) of it, else at the time it was actually taken (a
 restart, a stalled process): the record says when the rooms were told. Sends that
@@ -38,9 +46,12 @@ import sqlalchemy as sa
 from sqlmodel import col, select
 
 from orchestrator import lifecycle
+from orchestrator.booking_horizon import release_no_shows, roll_horizon
+from orchestrator.booking_series import horizon_end
 from orchestrator.clock import Clock
 from orchestrator.db import Database, DbSession
 from orchestrator.models import Session, SessionTransitionRecord
+from orchestrator.policy import BookingSettings
 from orchestrator.ports import (
     RoomCredential,
     SessionControl,
@@ -64,6 +75,9 @@ from orchestrator.service import MAX_LEAD_SECONDS, record_transition
 from orchestrator.tickets import TicketSigner, ticket_window
 
 log = logging.getLogger(__name__)
+
+ROLL_INTERVAL = 600.0
+"""Seconds between two rolls of the booking horizon (it moves by a day in 86,400)."""
 
 
 def _dt(t: float) -> datetime:
@@ -200,6 +214,8 @@ class Scheduler:
         *,
         horizon: float = SCHEDULE_HORIZON,
         seq: Iterator[int] | None = None,
+        booking_settings: BookingSettings | None = None,
+        roll_interval: float = ROLL_INTERVAL,
     ) -> None:
         if poll_interval <= 0:
             raise ValueError("poll_interval is positive")
@@ -220,6 +236,11 @@ class Scheduler:
         self._next_wake: float | None = None
         self._sleeping = False
         self._slept = asyncio.Event()
+        self.booking_settings = booking_settings or BookingSettings()
+        self.roll_interval = roll_interval
+        self.release_hooks: list[Callable[[list[tuple[str, str]]], None]] = []
+        self._rolled_until: datetime | None = None
+        self._next_roll = float("-inf")
 
     async def run(self) -> None:
         """Step, then sleep until the next poll or the next planned step, forever."""
@@ -249,6 +270,7 @@ class Scheduler:
     async def step(self) -> None:
         async with self._step_lock:
             now = self._clock.now()
+            await self._release_no_shows(now)
             watched = frozenset(session_id for _, session_id in self._tickets)
             snapshot = await self._db.run(
                 partial(
@@ -273,6 +295,8 @@ class Scheduler:
                     await self._push_schedule(room.room_id, entries, now)
             self._drop_stale_tickets(snapshot)
             await self._send_revocations()
+            if now >= self._next_roll:
+                await self._roll_horizon(now)
 
     async def room_connected(self, room_id: str) -> None:
         """Push the room's schedule now (it may have missed pushes while offline)."""
@@ -285,6 +309,40 @@ class Scheduler:
             await self._push_schedule(room_id, entries, now)
 
     # --- helpers -----------------------------------------------------------------------
+
+    async def _release_no_shows(self, now: float) -> None:
+        try:
+            released = await self._db.run(
+                partial(release_no_shows, now=_dt(now), settings=self.booking_settings)
+            )
+        except Exception:
+            log.exception("no-show release failed; retrying next step")
+            return
+        for session_id, room_id in released:
+            log.info("room %s released from session %s: it never joined", room_id, session_id)
+        for hook in self.release_hooks if released else ():
+            try:
+                hook(released)
+            except Exception:
+                log.exception("a no-show release hook failed")
+
+    async def _roll_horizon(self, now: float) -> None:
+        settings = self.booking_settings
+        try:
+            since = self._rolled_until
+            created = await self._db.run(
+                lambda db: (
+                    roll_horizon(db, _dt(now), settings, since=since),
+                    horizon_end(db, _dt(now), settings),
+                )
+            )
+        except Exception:
+            log.exception("rolling the booking horizon failed; retrying next step")
+            return
+        count, self._rolled_until = created
+        self._next_roll = now + self.roll_interval
+        if count:
+            log.info("booking horizon rolled: %d new sessions", count)
 
     def _transition(
         self,

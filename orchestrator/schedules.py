@@ -21,7 +21,15 @@ from sqlmodel import col, select
 
 from orchestrator import lifecycle
 from orchestrator.db import DbSession
-from orchestrator.models import Booking, BookingRoom, Centre, Room, Session, SessionTransitionRecord
+from orchestrator.models import (
+    Booking,
+    BookingRoom,
+    Centre,
+    Participation,
+    Room,
+    Session,
+    SessionTransitionRecord,
+)
 from orchestrator.ports import RoomSchedule, ScheduledRoom, ScheduleItem
 from orchestrator.tickets import TicketSigner, room_peer_id, ticket_window
 
@@ -99,7 +107,16 @@ def schedule_entries(
         .join(BookingRoom, col(BookingRoom.booking_id) == col(Session.booking_id))
         .join(Room, col(Room.id) == col(BookingRoom.room_id))
         .join(Centre, col(Centre.id) == col(Room.centre_id))
+        .outerjoin(
+            Participation,
+            sa.and_(
+                col(Participation.session_id) == col(Session.id),
+                col(Participation.room_id) == col(Room.id),
+            ),
+        )
         .where(
+            # A room released for a no-show has left the session's schedules.
+            col(Participation.released_at).is_(None),
             col(Session.state).in_(OPEN_STATES),
             col(Session.end_utc) > _dt(now),
             col(Session.start_utc) < _dt(now + horizon),

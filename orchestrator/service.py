@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -30,7 +30,6 @@ from orchestrator.db import DbSession
 from orchestrator.models import (
     ApiToken,
     Booking,
-    BookingRoom,
     Centre,
     Participation,
     Room,
@@ -42,7 +41,8 @@ from orchestrator.models import (
 MIN_ROOMS = 2
 """A telepresence booking links at least two rooms."""
 MAX_LEAD_SECONDS = 3600
-CONNECT_MODES = frozenset({"automatic", "manual"})
+CONNECT_MODES = frozenset({"automatic", "one-button", "reserve-only", "manual"})
+"""Accepted connect modes (``orchestrator.policy``; ``manual`` is ``one-button``)."""
 
 
 class DomainError(ValueError):
@@ -173,22 +173,38 @@ def book(
     timezone: str | None = None,
     connect_mode: str = "automatic",
 ) -> tuple[Booking, Session]:
-    """Book rooms (of any centres) together; the session exists at once, ``scheduled``.
+    """Book rooms (of any centres) together for one meeting; the session exists at once,
+    ``scheduled``, and holds the rooms (``bookings.BookingConflict`` if one is taken).
 
     ``timezone`` is the zone the wall-clock times are kept in; by default the first
-    room's centre's.
+    room's centre's. The instants are kept exactly as given (an ambiguous autumn wall
+    time is not re-read). Series, the booking window and an injected clock are
+    ``orchestrator.bookings.create_series``'s; this one-off command has no ``now`` and
+    so checks no booking window.
     """
+    from orchestrator import booking_busy, booking_store, policy
+    from orchestrator.series import Occurrence
+
     title = _name(title, "booking")
     check_times(start, end)
     if not 0 <= lead_seconds <= MAX_LEAD_SECONDS:
         raise DomainError("invalid-lead", f"lead is between 0 and {MAX_LEAD_SECONDS} s")
-    if connect_mode not in CONNECT_MODES:
-        raise DomainError("invalid-connect-mode", f"connect mode is one of {sorted(CONNECT_MODES)}")
+    try:
+        mode = policy.connect_mode(connect_mode)
+    except policy.PolicyError as exc:
+        raise DomainError("invalid-connect-mode", exc.message) from None
     _check_room_ids(room_ids)
     rooms = [_get(db, Room, room_id) for room_id in room_ids]
     if timezone is None:
         timezone = _get(db, Centre, rooms[0].centre_id).timezone
     tz = zone(timezone)
+    start, end = start.astimezone(UTC), end.astimezone(UTC)
+    policies = booking_busy.room_policies(db, room_ids)
+    try:
+        policy.check_duration(end - start, policies)
+    except policy.PolicyError as exc:
+        raise DomainError(exc.code, exc.message) from None
+    now = utcnow()
     booking = Booking(
         title=title,
         start_utc=start,
@@ -197,44 +213,49 @@ def book(
         end_local=_wall_clock(end, tz),
         timezone=timezone,
         lead_seconds=lead_seconds,
-        connect_mode=connect_mode,
+        connect_mode=mode,
+        created_at=now,
+        updated_at=now,
     )
     db.add(booking)
     db.flush()  # parents first: no relationships tell the unit of work the order
-    session = Session(
-        booking_id=booking.id,
+    booking_store.set_rooms(db, booking.id, room_ids)
+    occurrence = Occurrence(
         recurrence_id=start,
-        start_utc=start,
-        end_utc=end,
+        start=start,
+        end=end,
+        start_local=booking.start_local,
+        end_local=booking.end_local,
+    )
+    result = booking_store.apply_occurrences(
+        db,
+        booking.id,
+        [occurrence],
+        policies,
         lead_seconds=lead_seconds,
-        state=lifecycle.SCHEDULED,
+        on_conflict="reject",
+        now=now,
     )
-    db.add(session)
-    db.flush()
-    for room in rooms:
-        db.add(BookingRoom(booking_id=booking.id, room_id=room.id))
-        db.add(Participation(session_id=session.id, room_id=room.id))
-    db.add(
-        SessionTransitionRecord(
-            session_id=session.id, seq=1, state=lifecycle.SCHEDULED, at=session.created_at
-        )
-    )
-    db.flush()
+    session = _get(db, Session, result.session_ids[0])
     return booking, session
 
 
 def cancel_booking(db: DbSession, booking_id: str) -> list[Session]:
-    """Cancel every session of the booking that has not finished; the scheduler tells
-    signalling and revokes the tickets it minted for them."""
-    _get(db, Booking, booking_id)
+    """Cancel every session of the booking that has not finished, and free its rooms;
+    the scheduler tells signalling and revokes the tickets it minted for them."""
+    from orchestrator.booking_store import cancel_session
+
+    booking = _get(db, Booking, booking_id)
+    booking.status = "cancelled"
+    db.add(booking)
     query = select(Session).where(Session.booking_id == booking_id).with_for_update()
     cancelled = []
+    now = utcnow()
     for session in db.exec(query).all():
         if session.state in lifecycle.TERMINAL_STATES:
             continue
-        if not record_transition(db, session, lifecycle.CANCELLED, utcnow()):
-            raise DomainError("conflict", "the session changed meanwhile; try again")
-        cancelled.append(session)
+        if cancel_session(db, session.id, now):
+            cancelled.append(session)
     return cancelled
 
 

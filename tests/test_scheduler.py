@@ -426,7 +426,7 @@ async def test_fake_clock_wakes_sleepers_in_order() -> None:
 
 async def test_a_session_with_impossible_times_fails_alone(rig: Rig) -> None:
     good = rig.book(start_in=10, length=600, lead=5)
-    bad = rig.book(start_in=10, length=600, lead=5)
+    bad = rig.book(start_in=610, length=600, lead=5)  # the rooms are taken until then
 
     def corrupt(s: DbSession) -> None:  # no command writes this; a bad manual edit might
         s.connection().execute(

@@ -208,6 +208,8 @@ def test_booking_keeps_utc_and_wall_clock_in_the_first_rooms_zone(
     assert stored.start_local == datetime(2027, 3, 29, 5, 0)  # UTC-3, naive
     assert stored.end_local == datetime(2027, 3, 29, 6, 0)
 
+    # Same hour, and rooms[0] again: the first booking must let go of it first.
+    db.run_sync(lambda s: service.cancel_booking(s, booking.id))
     booking2, _ = _book(db, rooms[:2], start=start, end=start + timedelta(hours=1))
     stored2 = db.run_sync(lambda s: s.get(Booking, booking2.id))
     assert stored2 is not None and stored2.start_local == datetime(2027, 3, 29, 10, 0)

@@ -171,3 +171,34 @@ async def test_rotating_a_key_disconnects_the_room_and_refuses_the_old_key(svc: 
     fresh = SignallingClient(svc.client.session, url, key=new_key)
     assert (await fresh.connect()).peer_id == f"room:{room_a}"
     await asyncio.gather(agent.close(), stale.close(), fresh.close())
+
+
+async def test_an_overlapping_booking_is_refused_with_the_conflicting_room_and_booking(
+    svc: Service,
+) -> None:
+    room_a, _, room_b, _ = await network(svc)
+    centre = (await svc.get("/centres"))["centres"][0]["id"]
+    room_c = (await svc.post("/rooms", {"centre_id": centre, "name": "Salle Verte"}))["id"]
+    start = datetime.now(UTC) + timedelta(days=2)
+    body = {
+        "title": "First",
+        "start": start.isoformat(),
+        "end": (start + timedelta(hours=1)).isoformat(),
+        "room_ids": [room_a, room_b],
+    }
+    first = await svc.post("/bookings", body)
+    clash = await svc.post(
+        "/bookings",
+        {
+            **body,
+            "title": "Second",
+            "start": (start + timedelta(minutes=30)).isoformat(),
+            "end": (start + timedelta(hours=2)).isoformat(),
+            "room_ids": [room_a, room_c],
+        },
+        409,
+    )
+    assert clash["error"]["code"] == "conflict"
+    assert {c["booking_id"] for c in clash["error"]["conflicts"]} == {first["booking"]["id"]}
+    assert {c["room_id"] for c in clash["error"]["conflicts"]} == {room_a}
+    assert len((await svc.get("/bookings"))["bookings"]) == 1

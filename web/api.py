@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 API = "/api/v1"
 NOT_FOUND_CODES = frozenset({"not-found"})
+CONFLICT_CODES = frozenset({"duplicate", "conflict"})
 
 
 def error_response(status: int, code: str, message: str) -> web.Response:
@@ -37,8 +38,31 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except DomainError as exc:
-        status = 404 if exc.code in NOT_FOUND_CODES else 409 if exc.code == "duplicate" else 400
-        return error_response(status, exc.code, exc.message)
+        status = 404 if exc.code in NOT_FOUND_CODES else 409 if exc.code in CONFLICT_CODES else 400
+        response = error_response(status, exc.code, exc.message)
+        conflicts = getattr(exc, "conflicts", None)
+        if conflicts:
+            # Which room, which booking: the organiser needs both to choose another slot.
+            return web.json_response(
+                {
+                    "error": {
+                        "code": exc.code,
+                        "message": exc.message,
+                        "conflicts": [
+                            {
+                                "room_id": c.room_id,
+                                "booking_id": c.booking_id,
+                                "session_id": c.session_id,
+                                "start": c.occurrence.start.isoformat(),
+                                "end": c.occurrence.end.isoformat(),
+                            }
+                            for c in conflicts
+                        ],
+                    }
+                },
+                status=status,
+            )
+        return response
     except web.HTTPException:
         raise
     except Exception:

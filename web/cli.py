@@ -132,6 +132,48 @@ def cmd_book(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_booking_list(args: argparse.Namespace) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from orchestrator.booking_views import room_occurrences
+    from orchestrator.models import Centre, Room
+
+    def load(s: Any) -> Any:
+        room = s.get(Room, args.room)
+        centre = s.get(Centre, room.centre_id) if room is not None else None
+        zone = centre.timezone if centre is not None else "UTC"
+        since = parse_cli_instant(args.since, zone) if args.since else datetime.now(UTC)
+        until = parse_cli_instant(args.until, zone) if args.until else since + timedelta(days=7)
+        return room_occurrences(s, args.room, since, until)
+
+    found = _run_db(args, load)
+    items = [
+        {
+            "session_id": o.session_id,
+            "booking_id": o.booking_id,
+            "title": o.title,
+            "start": o.start.isoformat(),
+            "end": o.end.isoformat(),
+            "start_local": o.start_local.isoformat(),
+            "end_local": o.end_local.isoformat(),
+            "timezone": o.room_timezone,
+            "state": o.state,
+            "source": o.source,
+            "connect_mode": o.connect_mode,
+            "recurring": o.recurring,
+            "released_at": o.released_at.isoformat() if o.released_at else None,
+        }
+        for o in found
+    ]
+    lines = [
+        f"{o.start:%Y-%m-%d %H:%M}Z-{o.end:%H:%M}Z  {o.start_local:%Y-%m-%d %H:%M}-"
+        f"{o.end_local:%H:%M} {o.room_timezone}  {o.state:<9} {o.source:<10} {o.title}"
+        f"{'  (released)' if o.released_at else ''}  [{o.session_id}]"
+        for o in found
+    ]
+    _emit(args, {"room_id": args.room, "occurrences": items}, "\n".join(lines) or "(none)")
+
+
 def cmd_session_show(args: argparse.Namespace) -> None:
     from orchestrator import service
     from web.api import session_detail_json
@@ -271,6 +313,20 @@ def build_parser() -> argparse.ArgumentParser:
     book.add_argument("--lead", type=int, default=60, help="seconds of pre-roll before the start")
     data_opts(book)
     book.set_defaults(func=cmd_book)
+
+    booking = sub.add_parser("booking", help="bookings").add_subparsers(
+        dest="action", required=True
+    )
+    b_list = booking.add_parser(
+        "list", help="a room's occurrences, with UTC and room-local times, state and source"
+    )
+    b_list.add_argument("--room", required=True, help="room id")
+    b_list.add_argument(
+        "--from", dest="since", help="ISO 8601 (without offset: room-local); default now"
+    )
+    b_list.add_argument("--to", dest="until", help="ISO 8601; default 7 days after --from")
+    data_opts(b_list)
+    b_list.set_defaults(func=cmd_booking_list)
 
     session = sub.add_parser("session", help="sessions").add_subparsers(
         dest="action", required=True

@@ -75,6 +75,12 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("room_id", "session_id", name=op.f("pk_room_slot")),
     )
     op.create_index(op.f("ix_room_slot_session_id"), "room_slot", ["session_id"], unique=False)
+    op.create_index(
+        "ix_room_slot_room_id_start_utc_end_utc_session_id",
+        "room_slot",
+        ["room_id", "start_utc", "end_utc", "session_id"],
+        unique=False,
+    )
     if op.get_bind().dialect.name == "postgresql":
         op.execute("CREATE EXTENSION IF NOT EXISTS btree_gist")
         op.execute(
@@ -102,6 +108,7 @@ def upgrade() -> None:
     # Bookings made before series existed get a UID of their own.
     op.execute("UPDATE booking SET uid = id || '@telecentre' WHERE uid = ''")
     with op.batch_alter_table("booking") as batch:
+        batch.create_unique_constraint(op.f("uq_booking_source_uid"), ["source", "uid"])
         for name in (
             "uid",
             "source",
@@ -150,6 +157,7 @@ def downgrade() -> None:
         batch.drop_column("title")
         batch.drop_column("recurrence_id")
     with op.batch_alter_table("booking") as batch:
+        batch.drop_constraint(op.f("uq_booking_source_uid"), type_="unique")
         for name in (
             "organiser",
             "all_day",
@@ -163,6 +171,7 @@ def downgrade() -> None:
             "uid",
         ):
             batch.drop_column(name)
+    op.drop_index("ix_room_slot_room_id_start_utc_end_utc_session_id", table_name="room_slot")
     op.drop_index(op.f("ix_room_slot_session_id"), table_name="room_slot")
     op.drop_table("room_slot")
     op.drop_table("feed")
