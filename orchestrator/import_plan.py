@@ -18,6 +18,7 @@ applied all at once or not at all. Rules (issue 3, "iCalendar in"):
 
 from __future__ import annotations
 
+import hashlib
 import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -55,6 +56,7 @@ class Existing:
     spec: SeriesSpec
     room_ids: tuple[str, ...]
     has_future: bool
+    import_hash: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,9 +108,22 @@ def match_rooms(names: Iterable[str], rooms: Iterable[RoomNames]) -> tuple[str, 
     return tuple(dict.fromkeys(found))
 
 
-def _same(a: SeriesSpec, b: SeriesSpec) -> bool:
-    # Room ids are not part of what a calendar says; compare the calendar content only.
-    return replace(a, rooms=()) == replace(b, rooms=())
+def _comparable(spec: SeriesSpec) -> SeriesSpec:
+    # Room ids are not what a calendar says, and the store keeps an override's content
+    # but not its own SEQUENCE: compare the calendar content only.
+    overrides = tuple(replace(o, sequence=0) for o in spec.overrides)
+    return replace(spec, rooms=(), overrides=overrides)
+
+
+def spec_hash(spec: SeriesSpec) -> str:
+    """A fingerprint of what the calendar said (value objects have a stable repr)."""
+    return hashlib.sha256(repr(_comparable(spec)).encode()).hexdigest()
+
+
+def _same(incoming: SeriesSpec, before: Existing) -> bool:
+    if before.import_hash is not None and before.import_hash == spec_hash(incoming):
+        return True
+    return _comparable(incoming) == _comparable(before.spec)
 
 
 def plan_import(
@@ -150,7 +165,7 @@ def plan_import(
                 )
             )
             continue
-        if _same(spec, before.spec) and set(room_ids) == set(before.room_ids):
+        if _same(spec, before) and set(room_ids) == set(before.room_ids):
             unchanged += 1
             continue
         actions.append(Action(UPDATE, spec.uid, room_ids, spec, before.booking_id))

@@ -131,6 +131,9 @@ class Booking(SQLModel, table=True):
     transparent: bool = False
     all_day: bool = False
     organiser: str | None = None
+    # Fingerprint of the calendar content last imported for this booking: a re-import
+    # of the same event is recognised as unchanged, whatever the store normalised.
+    import_hash: str | None = None
     created_at: datetime = _created()
     updated_at: datetime = _created()
 

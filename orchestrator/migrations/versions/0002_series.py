@@ -105,6 +105,7 @@ def upgrade() -> None:
             sa.Column("all_day", sa.Boolean(), nullable=False, server_default=sa.false())
         )
         batch.add_column(sa.Column("organiser", sa.String(), nullable=True))
+        batch.add_column(sa.Column("import_hash", sa.String(), nullable=True))
     # Bookings made before series existed get a UID of their own.
     op.execute("UPDATE booking SET uid = id || '@telecentre' WHERE uid = ''")
     with op.batch_alter_table("booking") as batch:
@@ -159,6 +160,7 @@ def downgrade() -> None:
     with op.batch_alter_table("booking") as batch:
         batch.drop_constraint(op.f("uq_booking_source_uid"), type_="unique")
         for name in (
+            "import_hash",
             "organiser",
             "all_day",
             "transparent",
