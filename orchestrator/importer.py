@@ -17,9 +17,9 @@ from orchestrator.db import DbSession
 from orchestrator.ical_parse import ParsedCalendar, parse_calendar
 from orchestrator.import_plan import (
     CANCEL,
-    Action,
     CREATE,
     UPDATE,
+    Action,
     Existing,
     ImportPlan,
     ImportReport,
