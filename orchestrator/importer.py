@@ -8,6 +8,7 @@ one database transaction, so an import is applied whole or not at all.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import datetime
 
 from sqlmodel import col, select
@@ -31,7 +32,7 @@ from orchestrator.import_plan import (
     spec_hash,
 )
 from orchestrator.lifecycle import TERMINAL_STATES
-from orchestrator.models import Booking, BookingRoom, Room, Session
+from orchestrator.models import Booking, BookingRoom, Centre, Room, Session
 from orchestrator.policy import BookingSettings
 from orchestrator.series import SeriesSpec
 from orchestrator.service import DomainError
@@ -69,8 +70,24 @@ def load_existing(db: DbSession, source: str, now: datetime) -> dict[str, Existi
     return found
 
 
+def _source_zone(db: DbSession, source: ImportSource) -> str | None:
+    if not source.rooms:
+        return None
+    room = db.get(Room, source.rooms[0])
+    centre = db.get(Centre, room.centre_id) if room is not None else None
+    return centre.timezone if centre is not None else None
+
+
 def plan(db: DbSession, parsed: ParsedCalendar, source: ImportSource, now: datetime) -> ImportPlan:
-    incoming = [Incoming(event.spec, tuple(event.rooms.names)) for event in parsed.events]
+    zone = _source_zone(db, source)
+    incoming = [
+        Incoming(
+            # Floating times mean "wherever you are": the room's local time.
+            replace(event.spec, timezone=zone) if event.floating and zone else event.spec,
+            tuple(event.rooms.names),
+        )
+        for event in parsed.events
+    ]
     return plan_import(source, incoming, load_existing(db, source.key, now), load_rooms(db))
 
 
