@@ -115,6 +115,11 @@ def _get(db: DbSession, model: type[M], id_: str) -> M:
     return found
 
 
+def get_room(db: DbSession, room_id: str) -> Room:
+    """The room, or DomainError("not-found")."""
+    return _get(db, Room, room_id)
+
+
 def add_centre(db: DbSession, name: str, timezone: str) -> Centre:
     name = _name(name, "centre")
     zone(timezone)

@@ -15,7 +15,9 @@ from typing import Any
 from aiohttp import web
 
 from orchestrator import service
-from orchestrator.models import Booking, Centre, Room, Session
+from orchestrator.db import DbSession
+from orchestrator.ical_parse import MAX_BYTES, CalendarError
+from orchestrator.models import Booking, CalDavLink, Centre, Feed, Room, Session
 from orchestrator.service import DomainError, SessionDetail
 from web.app import SERVICES
 
@@ -37,6 +39,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     unexpected becomes ``internal`` without leaking details (or secrets) to the client."""
     try:
         return await handler(request)
+    except CalendarError as exc:
+        return error_response(413 if exc.code == "too-large" else 400, exc.code, exc.message)
     except DomainError as exc:
         status = 404 if exc.code in NOT_FOUND_CODES else 409 if exc.code in CONFLICT_CODES else 400
         response = error_response(status, exc.code, exc.message)
@@ -259,6 +263,82 @@ async def get_session(request: web.Request) -> web.Response:
     return web.json_response(session_detail_json(detail))
 
 
+async def import_calendar(request: web.Request) -> web.Response:
+    """Import an iCalendar file for the rooms given (``room_id``, repeatable) or, when
+    none is given, for the rooms its events name."""
+    rooms = tuple(request.query.getall("room_id", []))
+    if request.content_length is not None and request.content_length > MAX_BYTES:
+        raise CalendarError("too-large", f"calendars are limited to {MAX_BYTES} bytes")
+    body = await request.read()
+    name = request.query.get("name", "api")
+    report = await request.app[SERVICES].calendars.import_file(body, rooms, name)
+    return web.json_response(report.as_dict())
+
+
+def feed_json(f: Feed) -> dict[str, Any]:
+    return {
+        "id": f.id,
+        "url": f.url,
+        "room_id": f.room_id,
+        "interval_seconds": f.interval_seconds,
+        "last_polled_at": _iso(f.last_polled_at),
+        "last_status": json.loads(f.last_status) if f.last_status else None,
+    }
+
+
+async def add_feed(request: web.Request) -> web.Response:
+    data = await _body(request)
+    url = _field(data, "url", str)
+    if not url.startswith(("http://", "https://", "webcal://")):
+        raise DomainError("bad-request", "a feed URL starts with http://, https:// or webcal://")
+    url = "https://" + url[len("webcal://") :] if url.startswith("webcal://") else url
+    room_id = _field(data, "room_id", str, None)
+    interval = _field(data, "interval_seconds", int, 300)
+    if interval < 60:
+        raise DomainError("bad-request", "feeds are polled at most once a minute")
+
+    def add(s: DbSession) -> Feed:
+        if room_id is not None:
+            service.get_room(s, room_id)
+        feed = Feed(url=url, room_id=room_id, interval_seconds=interval)
+        s.add(feed)
+        s.flush()
+        return feed
+
+    feed = await request.app[SERVICES].db.run(add)
+    return web.json_response(feed_json(feed), status=201)
+
+
+async def list_feeds(request: web.Request) -> web.Response:
+    from sqlmodel import select
+
+    rows = await request.app[SERVICES].db.run(lambda s: list(s.exec(select(Feed)).all()))
+    return web.json_response({"feeds": [feed_json(f) for f in rows]})
+
+
+async def add_caldav_link(request: web.Request) -> web.Response:
+    data = await _body(request)
+    room_id = _field(data, "room_id", str)
+    url = _field(data, "calendar_url", str)
+    username = _field(data, "username", str, None)
+    password = _field(data, "password", str, None)
+
+    def add(s: DbSession) -> CalDavLink:
+        service.get_room(s, room_id)
+        link = CalDavLink(room_id=room_id, calendar_url=url, username=username, password=password)
+        s.add(link)
+        s.flush()
+        return link
+
+    link = await request.app[SERVICES].db.run(add)
+    return web.json_response({"id": link.id, "room_id": room_id, "calendar_url": url}, status=201)
+
+
+async def sync_caldav_link(request: web.Request) -> web.Response:
+    report = await request.app[SERVICES].calendars.sync_caldav(request.match_info["link_id"])
+    return web.json_response(report.as_dict())
+
+
 def setup(app: web.Application) -> None:
     app.middlewares.append(auth_middleware)
     r = app.router
@@ -271,3 +351,8 @@ def setup(app: web.Application) -> None:
     r.add_post(API + "/bookings", add_booking)
     r.add_get(API + "/sessions", list_sessions)
     r.add_get(API + "/sessions/{session_id}", get_session)
+    r.add_post(API + "/calendars/import", import_calendar)
+    r.add_get(API + "/feeds", list_feeds)
+    r.add_post(API + "/feeds", add_feed)
+    r.add_post(API + "/caldav-links", add_caldav_link)
+    r.add_post(API + "/caldav-links/{link_id}/sync", sync_caldav_link)

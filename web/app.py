@@ -9,15 +9,16 @@ task has an owner.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from orchestrator.calendar_jobs import CalendarJobs
 from orchestrator.clock import Clock, SystemClock
 from orchestrator.db import Database
+from orchestrator.feeds import FeedPoller
 from orchestrator.scheduler import Scheduler
 from orchestrator.tickets import TicketSigner
 from signalling.server import SignallingServer, SignallingSettings
@@ -64,6 +65,7 @@ class Services:
     events: OrchestratorEvents
     live: LiveView
     clock: Clock
+    calendars: CalendarJobs
 
 
 SERVICES = web.AppKey("services", Services)
@@ -100,7 +102,8 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
         db, SignallingControl(signalling), signer, clock, poll_interval=settings.poll_interval
     )
     holder["scheduler"] = scheduler
-    return Services(settings, db, signer, signalling, scheduler, events, live, clock)
+    calendars = CalendarJobs(db, clock)
+    return Services(settings, db, signer, signalling, scheduler, events, live, clock, calendars)
 
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
@@ -110,13 +113,22 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     # One pass before listening: room credentials and session states are loaded
     # before the first room can knock.
     await services.scheduler.step()
-    scheduler_task = asyncio.create_task(services.scheduler.run(), name="scheduler")
+    tasks = [
+        asyncio.create_task(services.scheduler.run(), name="scheduler"),
+        asyncio.create_task(
+            FeedPoller(services.db, services.calendars.import_feed, services.clock).run(),
+            name="feeds",
+        ),
+        asyncio.create_task(
+            services.calendars.run_caldav(services.settings.caldav_interval), name="caldav"
+        ),
+    ]
     try:
         yield
     finally:
-        scheduler_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await scheduler_task
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await services.signalling.close()
         await services.events.stop()
         await services.db.close()
@@ -125,7 +137,8 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
 def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Application:
     from web import api, calendars, pages
 
-    app = web.Application(middlewares=[api.error_middleware])
+    # Calendar imports may be up to 10 MB; the importer checks the exact cap.
+    app = web.Application(middlewares=[api.error_middleware], client_max_size=11 * 1024 * 1024)
     app[SERVICES] = build_services(settings, clock)
     app.cleanup_ctx.append(_lifecycle)
     app.router.add_get("/ws", app[SERVICES].signalling.handle)

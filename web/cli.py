@@ -132,6 +132,76 @@ def cmd_book(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_calendar_import(args: argparse.Namespace) -> None:
+    from datetime import UTC, datetime
+
+    from orchestrator.ical_parse import CalendarError, parse_calendar
+    from orchestrator.import_plan import ImportSource
+    from orchestrator.importer import apply
+    from orchestrator.policy import BookingSettings
+
+    path = Path(args.file)
+    try:
+        data = path.read_bytes()
+        parsed = parse_calendar(data)
+    except OSError as exc:
+        raise CliError("unreadable", f"cannot read {path}: {exc.strerror}") from None
+    except CalendarError as exc:
+        raise CliError(exc.code, exc.message) from None
+    source = ImportSource(f"file:{path.name}", rooms=tuple(args.room or ()))
+    now = datetime.now(UTC)
+    report = _run_db(args, lambda s: apply(s, parsed, source, now=now, settings=BookingSettings()))
+    data_out = report.as_dict()
+    lines = [
+        f"created {report.created}, updated {report.updated}, unchanged {report.unchanged}, "
+        f"cancelled {report.cancelled}, skipped {len(report.skipped)}, conflicts {len(report.conflicts)}"
+    ]
+    lines += [f"  skipped {s.uid or '-'}: {s.code}: {s.reason}" for s in report.skipped]
+    lines += [f"  conflict: {c}" for c in report.conflicts]
+    if report.held_back is not None:
+        lines.append(f"  held back: {report.held_back.reason}")
+    _emit(args, data_out, "\n".join(lines))
+
+
+def cmd_feed_add(args: argparse.Namespace) -> None:
+    from orchestrator import service
+    from orchestrator.models import Feed
+
+    def add(s: Any) -> Feed:
+        if args.room:
+            service.get_room(s, args.room)
+        feed = Feed(url=args.url, room_id=args.room, interval_seconds=args.interval)
+        s.add(feed)
+        s.flush()
+        return feed
+
+    feed = _run_db(args, add)
+    _emit(args, {"id": feed.id, "url": feed.url, "room_id": feed.room_id}, feed.id)
+
+
+def cmd_caldav_add(args: argparse.Namespace) -> None:
+    from orchestrator import service
+    from orchestrator.models import CalDavLink
+
+    password = None
+    if args.password_file:
+        password = Path(args.password_file).read_text(encoding="utf-8").strip()
+
+    def add(s: Any) -> CalDavLink:
+        service.get_room(s, args.room)
+        link = CalDavLink(
+            room_id=args.room, calendar_url=args.url, username=args.username, password=password
+        )
+        s.add(link)
+        s.flush()
+        return link
+
+    link = _run_db(args, add)
+    _emit(
+        args, {"id": link.id, "room_id": link.room_id, "calendar_url": link.calendar_url}, link.id
+    )
+
+
 def cmd_booking_list(args: argparse.Namespace) -> None:
     from datetime import UTC, datetime, timedelta
 
@@ -313,6 +383,38 @@ def build_parser() -> argparse.ArgumentParser:
     book.add_argument("--lead", type=int, default=60, help="seconds of pre-roll before the start")
     data_opts(book)
     book.set_defaults(func=cmd_book)
+
+    calendar = sub.add_parser("calendar", help="iCalendar files").add_subparsers(
+        dest="action", required=True
+    )
+    c_imp = calendar.add_parser("import", help="import an .ics file; prints the report")
+    c_imp.add_argument("file")
+    c_imp.add_argument(
+        "--room", action="append", help="room id (repeat); default: the rooms the events name"
+    )
+    data_opts(c_imp)
+    c_imp.set_defaults(func=cmd_calendar_import)
+
+    feed = sub.add_parser("feed", help="subscribed iCalendar feeds").add_subparsers(
+        dest="action", required=True
+    )
+    f_add = feed.add_parser("add", help="subscribe to a feed (polled by serve)")
+    f_add.add_argument("url")
+    f_add.add_argument("--room", help="room id the feed's events book")
+    f_add.add_argument("--interval", type=int, default=300, help="seconds between polls")
+    data_opts(f_add)
+    f_add.set_defaults(func=cmd_feed_add)
+
+    caldav = sub.add_parser("caldav", help="CalDAV calendars kept in sync").add_subparsers(
+        dest="action", required=True
+    )
+    d_add = caldav.add_parser("add", help="sync a room with a CalDAV calendar (by serve)")
+    d_add.add_argument("--room", required=True, help="room id")
+    d_add.add_argument("--url", required=True, help="the calendar collection URL")
+    d_add.add_argument("--username")
+    d_add.add_argument("--password-file", help="file holding the password")
+    data_opts(d_add)
+    d_add.set_defaults(func=cmd_caldav_add)
 
     booking = sub.add_parser("booking", help="bookings").add_subparsers(
         dest="action", required=True

@@ -52,6 +52,9 @@ class Settings:
         default=50.0, metadata={"help": "sustained messages per second per connection"}
     )
     rate_burst: int = field(default=200, metadata={"help": "burst of messages per connection"})
+    caldav_interval: float = field(
+        default=60.0, metadata={"help": "seconds between CalDAV sync passes"}
+    )
     log_level: str = field(default="INFO", metadata={"help": "logging level"})
 
     @property
