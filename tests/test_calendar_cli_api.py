@@ -41,20 +41,36 @@ def test_the_cli_imports_a_file_and_lists_room_local_times(tmp_path: Path) -> No
     paris = cli.run("centre", "add", "Fontainebleau", "--timezone", "Europe/Paris")["id"]
     montreal = cli.run("centre", "add", "Montréal", "--timezone", "America/Toronto")["id"]
     a = cli.run("room", "add", "--centre", paris, "Salle Bleue")["id"]
-    cli.run("room", "add", "--centre", montreal, "Smart Work Room")
+    b = cli.run("room", "add", "--centre", montreal, "Smart Work Room")["id"]
     ics = tmp_path / "weekly.ics"
     ics.write_bytes(FUTURE_WEEKLY)
     report = cli.run("calendar", "import", str(ics))
     assert report["created"] == 1 and report["skipped"] == []
     again = cli.run("calendar", "import", str(ics))
     assert again["created"] == 0 and again["unchanged"] == 1
-    listing = cli.run(
-        "booking", "list", "--room", a, "--from", "2027-02-25T00:00Z", "--to", "2027-05-01T00:00Z"
-    )
-    rows = listing["occurrences"] if "occurrences" in listing else listing["items"]
-    assert len(rows) == 6
-    text = json.dumps(rows)
-    assert "09:00" in text and "Europe/Paris" in text
+    window = ("--from", "2027-02-25T00:00Z", "--to", "2027-05-01T00:00Z")
+    paris_rows = cli.run("booking", "list", "--room", a, *window)["occurrences"]
+    montreal_rows = cli.run("booking", "list", "--room", b, *window)["occurrences"]
+    # One weekly booking across DST changes, seen from each site: Paris stays at 09:00;
+    # Montreal moves with the two continents' different change dates.
+    assert [r["start_local"][11:16] for r in paris_rows] == ["09:00"] * 6
+    assert {r["timezone"] for r in paris_rows} == {"Europe/Paris"}
+    assert [r["start_local"][11:16] for r in montreal_rows] == [
+        "03:00",
+        "03:00",
+        "04:00",
+        "04:00",
+        "03:00",
+        "03:00",
+    ]
+    assert [r["start"][11:16] for r in montreal_rows] == [
+        "08:00",
+        "08:00",
+        "08:00",
+        "08:00",
+        "07:00",
+        "07:00",
+    ]
     # Bad input: a clear error code, nothing written.
     junk = tmp_path / "junk.ics"
     junk.write_bytes((FIXTURES / "binary_junk.ics").read_bytes())
