@@ -115,6 +115,36 @@ def _get(db: DbSession, model: type[M], id_: str) -> M:
     return found
 
 
+def set_room_policy(
+    db: DbSession,
+    room_id: str,
+    *,
+    buffer_seconds: int | None = None,
+    max_duration_seconds: int | None = None,
+    max_advance_days: int | None = None,
+    aliases: Sequence[str] | None = None,
+) -> Room:
+    """Change a room's booking policy; the values apply to bookings made from now on."""
+    room = _get(db, Room, room_id)
+    if buffer_seconds is not None:
+        if not 0 <= buffer_seconds <= 4 * 3600:
+            raise DomainError("invalid-policy", "a buffer is between 0 and 4 hours")
+        room.buffer_seconds = buffer_seconds
+    if max_duration_seconds is not None:
+        if max_duration_seconds < 300:
+            raise DomainError("invalid-policy", "a maximum duration is at least 5 minutes")
+        room.max_duration_seconds = max_duration_seconds
+    if max_advance_days is not None:
+        if not 1 <= max_advance_days <= 3 * 365:
+            raise DomainError("invalid-policy", "rooms are booked 1 to 1095 days ahead")
+        room.max_advance_days = max_advance_days
+    if aliases is not None:
+        room.aliases = json.dumps([a.strip() for a in aliases if a.strip()])
+    db.add(room)
+    db.flush()
+    return room
+
+
 def get_room(db: DbSession, room_id: str) -> Room:
     """The room, or DomainError("not-found")."""
     return _get(db, Room, room_id)

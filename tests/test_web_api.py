@@ -202,3 +202,38 @@ async def test_an_overlapping_booking_is_refused_with_the_conflicting_room_and_b
     assert {c["booking_id"] for c in clash["error"]["conflicts"]} == {first["booking"]["id"]}
     assert {c["room_id"] for c in clash["error"]["conflicts"]} == {room_a}
     assert len((await svc.get("/bookings"))["bookings"]) == 1
+
+
+async def test_a_room_buffer_refuses_a_booking_too_close_and_its_policy_is_kept(
+    svc: Service,
+) -> None:
+    room_a, _, room_b, _ = await network(svc)
+    room = await svc.client.patch(
+        f"/api/v1/rooms/{room_a}",
+        json={"buffer_seconds": 900, "max_duration_seconds": 7200, "aliases": ["IT77 Salle"]},
+        headers=svc.auth,
+    )
+    assert room.status == 200
+    assert (await room.json())["aliases"] == ["IT77 Salle"]
+    start = datetime.now(UTC) + timedelta(days=3)
+    hour = timedelta(hours=1)
+
+    def booking(offset: timedelta, length: timedelta = hour) -> dict[str, Any]:
+        return {
+            "title": "x",
+            "start": (start + offset).isoformat(),
+            "end": (start + offset + length).isoformat(),
+            "room_ids": [room_a, room_b],
+        }
+
+    await svc.post("/bookings", booking(timedelta(0)))
+    # Ten minutes after the end: inside the 15-minute buffer.
+    too_close = await svc.post("/bookings", booking(hour + timedelta(minutes=10)), 409)
+    assert too_close["error"]["code"] == "conflict"
+    await svc.post("/bookings", booking(hour + timedelta(minutes=15)))
+    too_long = await svc.post("/bookings", booking(timedelta(hours=5), timedelta(hours=3)), 400)
+    assert too_long["error"]["code"] == "too-long"
+    bad = await svc.client.patch(
+        f"/api/v1/rooms/{room_a}", json={"buffer_seconds": -5}, headers=svc.auth
+    )
+    assert bad.status == 400 and (await bad.json())["error"]["code"] == "invalid-policy"

@@ -135,6 +135,10 @@ def centre_json(c: Centre) -> dict[str, Any]:
 
 def room_json(r: Room, online: bool) -> dict[str, Any]:
     return {
+        "buffer_seconds": r.buffer_seconds,
+        "max_duration_seconds": r.max_duration_seconds,
+        "max_advance_days": r.max_advance_days,
+        "aliases": json.loads(r.aliases),
         "id": r.id,
         "centre_id": r.centre_id,
         "name": r.name,
@@ -220,6 +224,26 @@ async def add_room(request: web.Request) -> web.Response:
     centre_id, name = _field(data, "centre_id", str), _field(data, "name", str)
     room, key = await request.app[SERVICES].db.run(lambda s: service.add_room(s, centre_id, name))
     return web.json_response({**room_json(room, False), "key": key}, status=201)
+
+
+async def set_room(request: web.Request) -> web.Response:
+    data = await _body(request)
+    room_id = request.match_info["room_id"]
+    aliases = _field(data, "aliases", list, None)
+    if aliases is not None and not all(isinstance(a, str) for a in aliases):
+        raise DomainError("bad-request", "aliases is a list of names")
+    room = await request.app[SERVICES].db.run(
+        lambda s: service.set_room_policy(
+            s,
+            room_id,
+            buffer_seconds=_field(data, "buffer_seconds", int, None),
+            max_duration_seconds=_field(data, "max_duration_seconds", int, None),
+            max_advance_days=_field(data, "max_advance_days", int, None),
+            aliases=aliases,
+        )
+    )
+    online = room.id in request.app[SERVICES].signalling.hub.online_rooms()
+    return web.json_response(room_json(room, online))
 
 
 async def rotate_key(request: web.Request) -> web.Response:
@@ -347,6 +371,7 @@ def setup(app: web.Application) -> None:
     r.add_get(API + "/rooms", list_rooms)
     r.add_post(API + "/rooms", add_room)
     r.add_post(API + "/rooms/{room_id}/rotate-key", rotate_key)
+    r.add_patch(API + "/rooms/{room_id}", set_room)
     r.add_get(API + "/bookings", list_bookings)
     r.add_post(API + "/bookings", add_booking)
     r.add_get(API + "/sessions", list_sessions)

@@ -132,6 +132,30 @@ def cmd_book(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_room_set(args: argparse.Namespace) -> None:
+    from orchestrator import service
+
+    room = _run_db(
+        args,
+        lambda s: service.set_room_policy(
+            s,
+            args.room_id,
+            buffer_seconds=args.buffer,
+            max_duration_seconds=args.max_duration,
+            max_advance_days=args.max_advance_days,
+            aliases=args.alias,
+        ),
+    )
+    data = {
+        "id": room.id,
+        "buffer_seconds": room.buffer_seconds,
+        "max_duration_seconds": room.max_duration_seconds,
+        "max_advance_days": room.max_advance_days,
+        "aliases": json.loads(room.aliases),
+    }
+    _emit(args, data, "\n".join(f"{k}: {v}" for k, v in data.items()))
+
+
 def cmd_calendar_import(args: argparse.Namespace) -> None:
     from datetime import UTC, datetime
 
@@ -368,6 +392,16 @@ def build_parser() -> argparse.ArgumentParser:
     r_add.add_argument("name")
     data_opts(r_add)
     r_add.set_defaults(func=cmd_room_add)
+    r_set = room.add_parser("set", help="a room's booking policy and aliases")
+    r_set.add_argument("room_id")
+    r_set.add_argument("--buffer", type=int, help="seconds kept free around each booking")
+    r_set.add_argument("--max-duration", type=int, help="longest booking, seconds")
+    r_set.add_argument("--max-advance-days", type=int, help="how far ahead it may be booked")
+    r_set.add_argument(
+        "--alias", action="append", help="another name calendars use for it (repeat)"
+    )
+    data_opts(r_set)
+    r_set.set_defaults(func=cmd_room_set)
     r_rot = room.add_parser("rotate-key", help="give a room a new key; the old one stops working")
     r_rot.add_argument("room_id")
     data_opts(r_rot)
