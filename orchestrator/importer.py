@@ -158,8 +158,24 @@ def _apply_action(
         report.updated += 1
         report.conflicts.extend(str(c) for c in result.skipped)
     elif action.kind == CANCEL and action.booking_id:
-        bookings.cancel_series(db, action.booking_id, now=now)
-        report.cancelled += 1
+        # Gone from its source: its future goes, its history and a meeting already
+        # under way stay.
+        first = db.exec(
+            select(Session)
+            .where(Session.booking_id == action.booking_id, Session.start_utc > now)
+            .where(col(Session.state).not_in(TERMINAL_STATES))
+            .order_by(col(Session.start_utc))
+            .limit(1)
+        ).first()
+        if first is not None and first.recurrence_id is not None:
+            bookings.cancel_series(
+                db,
+                action.booking_id,
+                recurrence_id=first.recurrence_id,
+                this_and_following=True,
+                now=now,
+            )
+            report.cancelled += 1
 
 
 def _fingerprint(db: DbSession, booking_id: str, spec: SeriesSpec) -> None:

@@ -191,10 +191,18 @@ def cmd_feed_add(args: argparse.Namespace) -> None:
     from orchestrator import service
     from orchestrator.models import Feed
 
+    url = args.url
+    if url.startswith("webcal://"):
+        url = "https://" + url[len("webcal://") :]
+    if not url.startswith(("http://", "https://")):
+        raise CliError("bad-request", "a feed URL starts with http://, https:// or webcal://")
+    if args.interval < 60:
+        raise CliError("bad-request", "feeds are polled at most once a minute")
+
     def add(s: Any) -> Feed:
         if args.room:
             service.get_room(s, args.room)
-        feed = Feed(url=args.url, room_id=args.room, interval_seconds=args.interval)
+        feed = Feed(url=url, room_id=args.room, interval_seconds=args.interval)
         s.add(feed)
         s.flush()
         return feed
