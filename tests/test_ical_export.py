@@ -727,7 +727,7 @@ def test_tokens_for_unknown_rooms_and_centres_are_refused(net: Network, db: Data
 
 
 def _occurrences_of(data: bytes, booking: BookingInfo) -> list[tuple[Any, ...]]:
-    ical_parse = pytest.importorskip("orchestrator.ical_parse")
+    from orchestrator import ical_parse
     from orchestrator.recurrence import expand
 
     parsed = ical_parse.parse_calendar(data)
@@ -783,7 +783,7 @@ def test_export_then_import_keeps_exdates_rdates_and_all_day_dates() -> None:
 def test_a_calendar_client_expands_the_feed_as_the_sessions_say() -> None:
     """recurring-ical-events (the expander the caldav client uses) as a stand-in for
     a subscriber: every session appears once, moved, retitled or cancelled as stored."""
-    rie = pytest.importorskip("recurring_ical_events")
+    import recurring_ical_events as rie
     week1, week3, week5 = weekly_session(1), weekly_session(3), weekly_session(5)
     later = timedelta(hours=5)
     booking = with_sessions(
