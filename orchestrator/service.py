@@ -145,6 +145,12 @@ def set_room_policy(
     return room
 
 
+def room_zone(db: DbSession, room_id: str) -> str:
+    """The IANA zone of the room's centre."""
+    room = _get(db, Room, room_id)
+    return _get(db, Centre, room.centre_id).timezone
+
+
 def get_room(db: DbSession, room_id: str) -> Room:
     """The room, or DomainError("not-found")."""
     return _get(db, Room, room_id)

@@ -237,3 +237,31 @@ async def test_a_room_buffer_refuses_a_booking_too_close_and_its_policy_is_kept(
         f"/api/v1/rooms/{room_a}", json={"buffer_seconds": -5}, headers=svc.auth
     )
     assert bad.status == 400 and (await bad.json())["error"]["code"] == "invalid-policy"
+
+
+async def test_a_weekly_series_through_the_api_with_reject_or_skip(svc: Service) -> None:
+    room_a, _, room_b, _ = await network(svc)
+    start = (datetime.now(UTC) + timedelta(days=7)).replace(microsecond=0)
+    hour = timedelta(hours=1)
+    blocker = await svc.post(
+        "/bookings",
+        {
+            "title": "Blocker",
+            "start": (start + timedelta(weeks=2)).isoformat(),
+            "end": (start + timedelta(weeks=2) + hour).isoformat(),
+            "room_ids": [room_a, room_b],
+        },
+    )
+    series = {
+        "title": "Weekly",
+        "start": start.isoformat(),
+        "end": (start + hour).isoformat(),
+        "room_ids": [room_a, room_b],
+        "rrule": "FREQ=WEEKLY;COUNT=4",
+    }
+    refused = await svc.post("/bookings", series, 409)
+    assert {c["booking_id"] for c in refused["error"]["conflicts"]} == {blocker["booking"]["id"]}
+    made = await svc.post("/bookings", {**series, "on_conflict": "skip"})
+    assert len(made["session_ids"]) == 3 and len(made["skipped"]) == 2  # one date, two rooms
+    bad = await svc.post("/bookings", {**series, "rrule": "FREQ=SOMETIMES"}, 400)
+    assert bad["error"]["code"] in ("bad-rrule", "invalid-rrule")

@@ -9,15 +9,16 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
-from orchestrator import service
+from orchestrator import bookings, recurrence, service
 from orchestrator.db import DbSession
 from orchestrator.ical_parse import MAX_BYTES, CalendarError
-from orchestrator.models import Booking, CalDavLink, Centre, Feed, Room, Session
+from orchestrator.models import Booking, CalDavLink, Centre, Feed, Room, Session, new_id
+from orchestrator.series import SeriesSpec
 from orchestrator.service import DomainError, SessionDetail
 from web.app import SERVICES
 
@@ -258,6 +259,9 @@ async def list_bookings(request: web.Request) -> web.Response:
 
 
 async def add_booking(request: web.Request) -> web.Response:
+    """A booking, one-off or recurring (``rrule``: RFC 5545 RRULE values, expanded in
+    ``timezone``, by default the first room's), with ``on_conflict`` "reject" (the
+    whole series fails) or "skip" (conflicting dates are left out and listed)."""
     data = await _body(request)
     title = _field(data, "title", str)
     start = parse_instant(_field(data, "start", str))
@@ -266,11 +270,50 @@ async def add_booking(request: web.Request) -> web.Response:
     if not all(isinstance(r, str) for r in room_ids):
         raise DomainError("bad-request", "room_ids is a list of room ids")
     lead = _field(data, "lead_seconds", int, 60)
-    booking, session = await request.app[SERVICES].db.run(
-        lambda s: service.book(s, title, start, end, room_ids, lead_seconds=lead)
-    )
+    rrule = _field(data, "rrule", str, None)
+    on_conflict = _field(data, "on_conflict", str, "reject")
+    connect_mode = _field(data, "connect_mode", str, "automatic")
+    zone = _field(data, "timezone", str, None)
+    if on_conflict not in ("reject", "skip"):
+        raise DomainError("bad-request", "on_conflict is reject or skip")
+    if end <= start:
+        raise DomainError("invalid-time", "a booking ends after it starts")
+    services = request.app[SERVICES]
+    now = datetime.fromtimestamp(services.clock.now(), UTC)
+
+    def book(s: DbSession) -> tuple[Booking, list[str], list[str]]:
+        tz = zone or (service.room_zone(s, room_ids[0]) if room_ids else "UTC")
+        wall = recurrence.to_wall(start, tz)
+        spec = SeriesSpec(
+            uid=new_id() + "@telecentre",
+            title=title,
+            timezone=tz,
+            start_local=wall,
+            duration=end - start,
+            rrules=(rrule,) if rrule else (),
+        )
+        result = bookings.create_series(
+            s,
+            spec,
+            room_ids,
+            lead_seconds=lead,
+            connect_mode=connect_mode,
+            on_conflict=on_conflict,
+            now=now,
+        )
+        booking = s.get(Booking, result.booking_id)
+        assert booking is not None
+        return booking, list(result.session_ids), [str(c) for c in result.skipped]
+
+    booking, session_ids, skipped = await services.db.run(book)
     return web.json_response(
-        {"booking": booking_json(booking), "session_id": session.id}, status=201
+        {
+            "booking": booking_json(booking),
+            "session_id": session_ids[0] if session_ids else None,
+            "session_ids": session_ids,
+            "skipped": skipped,
+        },
+        status=201,
     )
 
 
