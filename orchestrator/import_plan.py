@@ -101,11 +101,21 @@ def normalise(name: str) -> str:
     return " ".join(bare.casefold().split())
 
 
+def room_index(rooms: Iterable[RoomNames]) -> list[tuple[str, frozenset[str]]]:
+    """Each room's normalised names, computed once per import, not once per event."""
+    return [(r.room_id, frozenset(normalise(n) for n in r.names)) for r in rooms]
+
+
+def match_indexed(names: Iterable[str], index: list[tuple[str, frozenset[str]]]) -> tuple[str, ...]:
+    wanted = {normalise(n) for n in names if n.strip()}
+    if not wanted:
+        return ()
+    return tuple(dict.fromkeys(room_id for room_id, known in index if wanted & known))
+
+
 def match_rooms(names: Iterable[str], rooms: Iterable[RoomNames]) -> tuple[str, ...]:
     """Room ids whose name or alias equals one of ``names`` (normalised)."""
-    wanted = {normalise(n) for n in names if n.strip()}
-    found = [r.room_id for r in rooms if wanted & {normalise(n) for n in r.names}]
-    return tuple(dict.fromkeys(found))
+    return match_indexed(names, room_index(rooms))
 
 
 def _comparable(spec: SeriesSpec) -> SeriesSpec:
@@ -132,7 +142,7 @@ def plan_import(
     existing: Mapping[str, Existing],
     rooms: Iterable[RoomNames],
 ) -> ImportPlan:
-    room_list = list(rooms)
+    index = room_index(rooms)
     actions: list[Action] = []
     skipped: list[Skip] = []
     unchanged = 0
@@ -144,7 +154,7 @@ def plan_import(
             continue
         seen.add(spec.uid)
         before = existing.get(spec.uid)
-        room_ids = source.rooms or match_rooms(item.room_names, room_list)
+        room_ids = source.rooms or match_indexed(item.room_names, index)
         if not room_ids:
             skipped.append(
                 Skip(spec.uid, "no-room", "no room of this network is named in the event")
