@@ -370,6 +370,7 @@ class ParticipationView:
     left_at: datetime | None
     rejoins: int
     media: dict[str, Any]
+    released_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -425,6 +426,7 @@ def session_detail(db: DbSession, session_id: str) -> SessionDetail:
                 left_at=p.left_at,
                 rejoins=p.rejoins,
                 media=json.loads(p.media_summary) if p.media_summary else {},
+                released_at=p.released_at,
             )
             for p, room in rows
         ),

@@ -265,3 +265,24 @@ async def test_a_weekly_series_through_the_api_with_reject_or_skip(svc: Service)
     assert len(made["session_ids"]) == 3 and len(made["skipped"]) == 2  # one date, two rooms
     bad = await svc.post("/bookings", {**series, "rrule": "FREQ=SOMETIMES"}, 400)
     assert bad["error"]["code"] in ("bad-rrule", "invalid-rrule")
+
+
+async def test_a_room_that_never_joined_is_released_and_staff_see_it(svc: Service) -> None:
+    room_a, _, room_b, _ = await network(svc)
+    start = datetime.now(UTC) - timedelta(minutes=20)
+    made = await svc.post(
+        "/bookings",
+        {
+            "title": "Missed",
+            "start": start.isoformat(),
+            "end": (start + timedelta(hours=1)).isoformat(),
+            "room_ids": [room_a, room_b],
+        },
+    )
+    scheduler = svc.client.app[SERVICES].scheduler  # type: ignore[union-attr]
+    await scheduler.step()  # the session goes live (late: it started 20 min ago)
+    await scheduler.step()  # past T + 10 min and nobody joined: released
+    detail = await svc.get(f"/sessions/{made['session_id']}")
+    assert all(r["released_at"] for r in detail["rooms"]), detail["rooms"]
+    page = await (await svc.client.get("/")).text()
+    assert "released (no-show)" in page

@@ -193,6 +193,7 @@ def session_detail_json(d: SessionDetail) -> dict[str, Any]:
                 "first_frame_at": _iso(p.first_frame_at),
                 "live_at": _iso(p.live_at),
                 "left_at": _iso(p.left_at),
+                "released_at": _iso(p.released_at),
                 "rejoins": p.rejoins,
                 "media": p.media,
             }

@@ -102,8 +102,16 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
         db, SignallingControl(signalling), signer, clock, poll_interval=settings.poll_interval
     )
     holder["scheduler"] = scheduler
+    scheduler.release_hooks.append(_tell_centres)
     calendars = CalendarJobs(db, clock)
     return Services(settings, db, signer, signalling, scheduler, events, live, clock, calendars)
+
+
+def _tell_centres(released: list[tuple[str, str]]) -> None:
+    """No-show releases reach staff on the dashboard (the session shows the room as
+    released) and in the log; email to the centre comes with accounts (issue 4)."""
+    for session_id, room_id in released:
+        log.warning("room %s released from session %s: no agent joined", room_id, session_id)
 
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
