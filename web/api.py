@@ -301,6 +301,7 @@ async def add_booking(request: web.Request) -> web.Response:
             connect_mode=connect_mode,
             on_conflict=on_conflict,
             now=now,
+            settings=services.booking_settings,
         )
         booking = s.get(Booking, result.booking_id)
         assert booking is not None

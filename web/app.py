@@ -19,6 +19,7 @@ from orchestrator.calendar_jobs import CalendarJobs
 from orchestrator.clock import Clock, SystemClock
 from orchestrator.db import Database
 from orchestrator.feeds import FeedPoller
+from orchestrator.policy import BookingSettings
 from orchestrator.scheduler import Scheduler
 from orchestrator.tickets import TicketSigner
 from signalling.server import SignallingServer, SignallingSettings
@@ -66,6 +67,7 @@ class Services:
     live: LiveView
     clock: Clock
     calendars: CalendarJobs
+    booking_settings: BookingSettings
 
 
 SERVICES = web.AppKey("services", Services)
@@ -98,13 +100,32 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
         clock=clock.now,
     )
     signalling.tickets.add_public_key(signer.kid, signer.public_key_pem())
+    booking_settings = BookingSettings(
+        horizon_days=settings.horizon_days, no_show_seconds=settings.no_show_seconds
+    )
     scheduler = Scheduler(
-        db, SignallingControl(signalling), signer, clock, poll_interval=settings.poll_interval
+        db,
+        SignallingControl(signalling),
+        signer,
+        clock,
+        poll_interval=settings.poll_interval,
+        booking_settings=booking_settings,
     )
     holder["scheduler"] = scheduler
     scheduler.release_hooks.append(_tell_centres)
-    calendars = CalendarJobs(db, clock)
-    return Services(settings, db, signer, signalling, scheduler, events, live, clock, calendars)
+    calendars = CalendarJobs(db, clock, booking_settings)
+    return Services(
+        settings,
+        db,
+        signer,
+        signalling,
+        scheduler,
+        events,
+        live,
+        clock,
+        calendars,
+        booking_settings,
+    )
 
 
 def _tell_centres(released: list[tuple[str, str]]) -> None:

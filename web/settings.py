@@ -52,6 +52,12 @@ class Settings:
         default=50.0, metadata={"help": "sustained messages per second per connection"}
     )
     rate_burst: int = field(default=200, metadata={"help": "burst of messages per connection"})
+    horizon_days: int = field(
+        default=180, metadata={"help": "how far ahead recurring bookings get their sessions"}
+    )
+    no_show_seconds: int = field(
+        default=600, metadata={"help": "a room not joined this long after the start is released"}
+    )
     caldav_interval: float = field(
         default=60.0, metadata={"help": "seconds between CalDAV sync passes"}
     )
