@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from icalendar import Calendar, FreeBusy, vCalAddress, vDuration
@@ -37,12 +37,11 @@ from orchestrator.ical_out_events import (
     BUSY,
     DEFAULT_ORGANISER,
     Style,
-    base_event,
     master_event,
     occurrence_times,
+    override_event,
     series_events,
     site_times,
-    when,
 )
 from orchestrator.ical_out_load import (
     load_booking,
@@ -60,7 +59,6 @@ from orchestrator.ical_out_model import (
     SessionInfo,
     booking_info,
     first_year,
-    local,
     room_address,
     room_id_from_address,
 )
@@ -297,17 +295,8 @@ def cancellation_ics(
         event["STATUS"] = "CANCELLED"
     else:
         session = occurrence_times(booking, occurrence)
-        event = base_event(
-            booking,
-            style,
-            start_local=local(session.start, booking.timezone),
-            end_local=local(session.end, booking.timezone),
-            start=session.start,
-            title=session.title or booking.title,
-            status=CANCELLED,
-            revised=max(booking.updated_at, session.updated_at),
-        )
-        event.add("RECURRENCE-ID", when(booking, local(occurrence, booking.timezone)))
+        # The same VEVENT a feed writes for a cancelled occurrence.
+        event = override_event(booking, replace(session, state=CANCELLED), style)
     cal.add_component(event)
     return _bytes(cal)
 
