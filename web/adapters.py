@@ -137,46 +137,40 @@ class OrchestratorEvents:
     async def room_offline(self, event: RoomOffline) -> None:
         self._notify(event)
 
+    def _record(self, write: Callable[[DbSession], object]) -> None:
+        """Queue a database write; the worker runs them in arrival order."""
+        self._queue.put_nowait(lambda: self._db.run(write))
+
     async def peer_joined(self, event: PeerJoinedSession) -> None:
         self._notify(event)
-        if event.room_id is not None:
-            room_id = event.room_id
-            self._queue.put_nowait(
-                lambda: self._db.run(
-                    lambda s: participation.record_joined(s, event.session_id, room_id, event.at)
-                )
+        if (room_id := event.room_id) is not None:
+            self._record(
+                lambda s: participation.record_joined(s, event.session_id, room_id, event.at)
             )
 
     async def peer_left(self, event: PeerLeftSession) -> None:
         self._notify(event)
-        if event.room_id is not None:
-            room_id = event.room_id
-            self._queue.put_nowait(
-                lambda: self._db.run(
-                    lambda s: participation.record_left(s, event.session_id, room_id, event.at)
-                )
+        if (room_id := event.room_id) is not None:
+            self._record(
+                lambda s: participation.record_left(s, event.session_id, room_id, event.at)
             )
 
     async def media_milestone(self, event: MediaMilestone) -> None:
         self._notify(event)
-        if event.room_id is not None:
-            room_id = event.room_id
-            self._queue.put_nowait(
-                lambda: self._db.run(
-                    lambda s: participation.record_milestone(
-                        s, event.session_id, room_id, event.event, event.at
-                    )
+        if (room_id := event.room_id) is not None:
+            self._record(
+                lambda s: participation.record_milestone(
+                    s, event.session_id, room_id, event.event, event.at
                 )
             )
 
     async def media_report(self, event: MediaReport) -> None:
         self._notify(event)
-        if event.room_id is not None:
-            room_id = event.room_id
+        if (room_id := event.room_id) is not None:
             reports = [asdict(m) for m in event.media]
 
             def record(s: DbSession) -> None:
                 for media in reports:
                     participation.record_media(s, event.session_id, room_id, media, at=event.at)
 
-            self._queue.put_nowait(lambda: self._db.run(record))
+            self._record(record)
