@@ -9,29 +9,17 @@ reconnect, and the session still ends on time.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.e2e_support import Network, wait_until
-from tests.test_e2e_autostart import CENTRES, _keep_logs, assert_clean_logs, online, ts
+
+# The autostart tests' fixture: serve running, rooms in Fontainebleau and Amsterdam (ROOMS).
+from tests.test_e2e_autostart import assert_clean_logs, network, online, ts  # noqa: F401
 
 pytestmark = pytest.mark.e2e
 ROOMS = ["fontainebleau", "amsterdam"]
-
-
-@pytest.fixture
-def network(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Network]:
-    net = Network.create(tmp_path, [(r, *CENTRES[r]) for r in ROOMS])
-    net.serve.start()
-    try:
-        net.serve.wait_ready()
-        yield net
-    finally:
-        net.stop_all()
-        _keep_logs(net, request.node.name)
 
 
 def peer_totals(net: Network, room: str, sender: str) -> dict[str, Any]:
@@ -56,7 +44,7 @@ def book_now(net: Network, start_in: float, duration: float) -> tuple[str, float
     return net.book(start, end, ROOMS, lead=5), start, end
 
 
-def test_a_room_whose_agent_starts_after_t_joins_within_2_s(network: Network) -> None:
+def test_a_room_whose_agent_starts_after_t_joins_within_2_s(network: Network) -> None:  # noqa: F811
     network.agent("fontainebleau").start()
     online(network, "fontainebleau")
     session_id, start, _ = book_now(network, 10, 30)
@@ -88,7 +76,7 @@ def test_a_room_whose_agent_starts_after_t_joins_within_2_s(network: Network) ->
     assert left_at <= stopped_at + 5.0
 
 
-def test_an_agent_killed_mid_session_is_back_with_media_within_5_s(network: Network) -> None:
+def test_an_agent_killed_mid_session_is_back_with_media_within_5_s(network: Network) -> None:  # noqa: F811
     for room in ROOMS:
         network.agent(room).start()
     online(network, *ROOMS)
@@ -123,7 +111,7 @@ def test_an_agent_killed_mid_session_is_back_with_media_within_5_s(network: Netw
 
 
 def test_media_keeps_flowing_while_serve_is_down_and_the_session_still_ends_on_time(
-    network: Network,
+    network: Network,  # noqa: F811
 ) -> None:
     for room in ROOMS:
         network.agent(room).start()
