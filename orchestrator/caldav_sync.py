@@ -178,7 +178,7 @@ class CalDavSync:
             now=self._now,
             settings=self._settings,
         )
-        _merge(report.imported, outcome)
+        report.imported.merge(outcome)
         uid = parsed.events[0].spec.uid if parsed.events else (row.uid if row else "")
         found = bookings.find_booking(db, source_key(link.id), uid) if uid else None
         self._remember(db, link.id, item.href, uid, item.etag, found)
@@ -327,14 +327,3 @@ class CalDavSync:
         link.last_synced_at = self._now
         link.last_status = json.dumps(report.as_dict(), default=str)
         db.add(link)
-
-
-def _merge(into: ImportReport, other: ImportReport) -> None:
-    into.created += other.created
-    into.updated += other.updated
-    into.unchanged += other.unchanged
-    into.cancelled += other.cancelled
-    into.skipped.extend(other.skipped)
-    into.conflicts.extend(other.conflicts)
-    if other.held_back is not None:
-        into.held_back = other.held_back

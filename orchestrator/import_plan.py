@@ -222,6 +222,17 @@ class ImportReport:
     conflicts: list[str] = field(default_factory=list)
     held_back: Skip | None = None
 
+    def merge(self, other: ImportReport) -> None:
+        """Add what another import did (one CalDAV pass applies several)."""
+        self.created += other.created
+        self.updated += other.updated
+        self.unchanged += other.unchanged
+        self.cancelled += other.cancelled
+        self.skipped.extend(other.skipped)
+        self.conflicts.extend(other.conflicts)
+        if other.held_back is not None:
+            self.held_back = other.held_back
+
     def as_dict(self) -> dict[str, object]:
         return {
             "created": self.created,
