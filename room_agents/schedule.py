@@ -16,7 +16,7 @@ from pathlib import Path
 
 from signalling import protocol as p
 
-TERMINAL_STATES = frozenset({"ended", "cancelled", "failed"})
+TERMINAL_STATES = p.TERMINAL_SESSION_STATES
 # Connect modes in which the room joins by itself (issue: reserve-only never connects).
 AUTO_JOIN_MODES = frozenset({"automatic"})
 

@@ -28,7 +28,7 @@ from signalling.ports import (
 
 log = logging.getLogger(__name__)
 
-TERMINAL_STATES = frozenset({"ended", "cancelled", "failed"})
+TERMINAL_STATES = p.TERMINAL_SESSION_STATES
 
 
 class Link(Protocol):

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final, Literal, Union
 
 PROTOCOL_VERSION: Final = 1
+# Session states after which nobody joins; a session-state with one of them ends it.
+TERMINAL_SESSION_STATES: Final = frozenset({"ended", "cancelled", "failed"})
 MAX_ID_LENGTH: Final = 64
 
 
