@@ -73,17 +73,17 @@ import os
 import platform
 import shutil
 import signal
-import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from bench.measure import compact_json, cpu_seconds, machine_busy_seconds, ratio, summary
 from tests.e2e_support import Agent, Network, wait_until
 
 ROOMS: tuple[tuple[str, str, str], ...] = (
@@ -134,43 +134,6 @@ def ts(value: str | None) -> float | None:
 
 def ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000.0, 1)
-
-
-def summary(values: Iterable[float | None]) -> Json:
-    """p50 (median), min and max over the values that exist, plus the raw values."""
-    raw = list(values)
-    present = [v for v in raw if v is not None]
-    if not present:
-        return {"p50": None, "min": None, "max": None, "n": 0, "values": raw}
-    return {
-        "p50": round(statistics.median(present), 3),
-        "min": round(min(present), 3),
-        "max": round(max(present), 3),
-        "n": len(present),
-        "values": raw,
-    }
-
-
-def ratio(a: float | None, b: float | None) -> float | None:
-    return None if a is None or b is None or b == 0 else round(a / b, 3)
-
-
-def cpu_seconds(pid: int) -> float | None:
-    """utime + stime of a process, in seconds (None once it is gone)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def machine_busy_seconds() -> float:
-    """CPU seconds all processors spent busy since boot (/proc/stat, all CPUs summed)."""
-    with open("/proc/stat") as f:
-        fields = [int(v) for v in f.readline().split()[1:]]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
 def sleep_until(instant: float) -> None:
@@ -565,21 +528,6 @@ def aggregate(runs: list[Json], floor: Json | None) -> Json:
         "rooms": per_room,
         "serve_cpu_s_per_s": summary(r["serve_cpu_s_per_s"] for r in good),
     }
-
-
-def compact_json(value: Any, indent: int = 0, width: int = 100) -> str:
-    """JSON with small objects and lists kept on one line, larger ones indented."""
-    flat = json.dumps(value)
-    if len(flat) + indent <= width or not isinstance(value, dict | list) or not value:
-        return flat
-    pad = " " * (indent + 2)
-    if isinstance(value, dict):
-        items = [
-            f"{pad}{json.dumps(k)}: {compact_json(v, indent + 2, width)}" for k, v in value.items()
-        ]
-        return "{\n" + ",\n".join(items) + "\n" + " " * indent + "}"
-    items = [pad + compact_json(v, indent + 2, width) for v in value]
-    return "[\n" + ",\n".join(items) + "\n" + " " * indent + "]"
 
 
 # --- main -----------------------------------------------------------------------------

@@ -91,13 +91,11 @@ import functools
 import gc
 import hashlib
 import io
-import json
 import os
 import platform
 import pstats
 import shutil
 import signal
-import statistics
 import sys
 import tempfile
 import time
@@ -111,9 +109,11 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
+from bench import measure
 from bench.calendar_ics import CENTRES, HORIZON_DAYS, ROOMS, Generated, generate
 from bench.calendar_ics import room_name as bench_room_name
 from bench.calendar_ics import room_zone as bench_room_zone
+from bench.measure import compact_json, machine_busy_seconds, own_cpu_seconds, ratio
 from orchestrator import booking_busy, ical_export, importer, service
 from orchestrator.db import Database, DbSession
 from orchestrator.ical_parse import ParsedCalendar, parse_calendar
@@ -151,22 +151,8 @@ def log(message: str) -> None:
 
 
 def summary(values: Iterable[float | None], digits: int = 4) -> Json:
-    """p50 (median), min and max over the values that exist, plus the raw values."""
-    raw = [None if v is None else round(v, digits) for v in values]
-    present = [v for v in raw if v is not None]
-    if not present:
-        return {"p50": None, "min": None, "max": None, "n": 0, "values": raw}
-    return {
-        "p50": round(statistics.median(present), digits),
-        "min": min(present),
-        "max": max(present),
-        "n": len(present),
-        "values": raw,
-    }
-
-
-def ratio(a: float | None, b: float | None) -> float | None:
-    return None if a is None or b is None or b == 0 else round(a / b, 3)
+    """This benchmark's figures keep 4 digits, raw values included."""
+    return measure.summary(values, digits, round_values=True)
 
 
 def timed(fn: Callable[[], T]) -> tuple[T, float]:
@@ -178,32 +164,17 @@ def timed(fn: Callable[[], T]) -> tuple[T, float]:
     return result, time.perf_counter() - began
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (all its threads), in seconds."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def machine_busy_seconds() -> float:
-    """CPU seconds all processors spent busy since boot (/proc/stat, all CPUs summed)."""
-    with open("/proc/stat") as f:
-        fields = [int(v) for v in f.readline().split()[1:]]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-
-
 class OtherCpu:
     """What the rest of the machine used while a block ran, in CPU seconds per second."""
 
     def __init__(self) -> None:
         self.machine = machine_busy_seconds()
-        self.own = cpu_seconds(os.getpid())
+        self.own = own_cpu_seconds()
         self.began = time.monotonic()
 
     def per_second(self) -> float:
         wall = time.monotonic() - self.began
-        own = cpu_seconds(os.getpid()) - self.own
+        own = own_cpu_seconds() - self.own
         other = machine_busy_seconds() - self.machine - own
         return round(max(other, 0.0) / wall, 3) if wall > 0 else 0.0
 
@@ -216,23 +187,6 @@ def versions() -> Json:
         except metadata.PackageNotFoundError:
             found[dist] = None
     return found
-
-
-def compact_json(value: Any, indent: int = 0, width: int = 100) -> str:
-    """JSON with small objects and lists kept on one line, larger ones indented."""
-    flat = json.dumps(value)
-    if len(flat) + indent <= width or not isinstance(value, dict | list) or not value:
-        return flat
-    if isinstance(value, list) and not any(isinstance(v, dict | list) for v in value):
-        return flat  # raw timings: one line however long
-    pad = " " * (indent + 2)
-    if isinstance(value, dict):
-        items = [
-            f"{pad}{json.dumps(k)}: {compact_json(v, indent + 2, width)}" for k, v in value.items()
-        ]
-        return "{\n" + ",\n".join(items) + "\n" + " " * indent + "}"
-    items = [pad + compact_json(v, indent + 2, width) for v in value]
-    return "[\n" + ",\n".join(items) + "\n" + " " * indent + "]"
 
 
 # --- databases --------------------------------------------------------------------------
@@ -836,7 +790,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if profile is not None:
         document["profile"] = profile
     document["elapsed_s"] = round(time.monotonic() - began, 1)
-    print(compact_json(document))
+    print(compact_json(document, flat_scalar_lists=True))
     return 0
 
 
