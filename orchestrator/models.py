@@ -100,6 +100,9 @@ class Room(SQLModel, table=True):
     buffer_seconds: int = 0
     max_duration_seconds: int | None = None
     max_advance_days: int = 180
+    # Cross-centre courtesy: bookings by people of other centres wait for this
+    # room's centre staff to approve them (holding the slot meanwhile).
+    requires_approval: bool = False
     created_at: datetime = _created()
 
 
@@ -134,6 +137,10 @@ class Booking(SQLModel, table=True):
     # Fingerprint of the calendar content last imported for this booking: a re-import
     # of the same event is recognised as unchanged, whatever the store normalised.
     import_hash: str | None = None
+    # Who booked it through the web application, and that person's centre then;
+    # both empty for bookings from calendars, the CLI or the API.
+    owner_id: str | None = Field(default=None, foreign_key="app_user.id", nullable=True)
+    owner_centre_id: str | None = Field(default=None, foreign_key="centre.id", nullable=True)
     created_at: datetime = _created()
     updated_at: datetime = _created()
 
@@ -291,3 +298,108 @@ class CalDavItem(SQLModel, table=True):
     # server: a newer booking means a local edit to push.
     synced_sequence: int = 0
     synced_at: datetime | None = _optional_instant()
+
+
+class User(SQLModel, table=True):
+    """A person who logs in to the web application.
+
+    ``role`` is ``admin`` (everything), ``staff`` (their centre's rooms and bookings,
+    approvals for their rooms) or ``organiser`` (books). The password is kept as an
+    argon2 hash only.
+    """
+
+    __tablename__ = "app_user"
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    email: str = Field(unique=True)
+    name: str
+    password_hash: str = Field(repr=False)
+    role: str
+    centre_id: str | None = Field(default=None, foreign_key="centre.id", nullable=True)
+    locale: str | None = None
+    timezone: str | None = None
+    disabled: bool = False
+    created_at: datetime = _created()
+
+
+class WebSession(SQLModel, table=True):
+    """A login: the cookie holds a random secret, the table its SHA-256."""
+
+    __tablename__ = "web_session"
+
+    token_hash: str = Field(primary_key=True)
+    user_id: str = Field(foreign_key="app_user.id", index=True)
+    created_at: datetime = _created()
+    expires_at: datetime = _instant()
+
+
+class LoginThrottle(SQLModel, table=True):
+    """Failed logins per key (an email address or a client address)."""
+
+    __tablename__ = "login_throttle"
+
+    key: str = Field(primary_key=True)
+    failures: int = 0
+    first_failure_at: datetime = _instant()
+    locked_until: datetime | None = _optional_instant()
+
+
+class Approval(SQLModel, table=True):
+    """A room's centre deciding on a booking from another centre."""
+
+    __tablename__ = "approval"
+
+    booking_id: str = Field(foreign_key="booking.id", primary_key=True)
+    room_id: str = Field(foreign_key="room.id", primary_key=True, index=True)
+    state: str = "pending"  # pending | approved | declined
+    requested_at: datetime = _created()
+    decided_at: datetime | None = _optional_instant()
+    decided_by: str | None = Field(default=None, foreign_key="app_user.id", nullable=True)
+    note: str | None = None
+
+
+class Guest(SQLModel, table=True):
+    """A named person joining a booking's sessions from a browser, by a personal link
+    whose secret is kept hashed."""
+
+    __tablename__ = "guest"
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    booking_id: str = Field(foreign_key="booking.id", index=True)
+    name: str
+    email: str | None = None
+    token_hash: str = Field(unique=True)
+    revoked_at: datetime | None = _optional_instant()
+    created_at: datetime = _created()
+
+
+class PanelToken(SQLModel, table=True):
+    """The secret in a room panel's URL (the tablet in the room has no login)."""
+
+    __tablename__ = "panel_token"
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    token_hash: str = Field(unique=True)
+    room_id: str = Field(foreign_key="room.id", index=True)
+    created_at: datetime = _created()
+
+
+class OutboxMail(SQLModel, table=True):
+    """An email waiting for (or done with) the SMTP server: written in the same
+    transaction as what it announces, sent by a background task, retried."""
+
+    __tablename__ = "outbox_mail"
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    recipient: str
+    subject: str
+    body: str = Field(sa_type=sa.Text)
+    # An attached calendar object (text/calendar), with its METHOD.
+    ics: str | None = Field(default=None, sa_type=sa.Text, nullable=True)
+    ics_method: str | None = None
+    kind: str = "notice"
+    created_at: datetime = _created()
+    sent_at: datetime | None = _optional_instant()
+    attempts: int = 0
+    next_attempt_at: datetime = _created()
+    last_error: str | None = Field(default=None, sa_type=sa.Text, nullable=True)

@@ -17,6 +17,8 @@ apt_install() {
 }
 
 command -v faketime >/dev/null 2>&1 || apt_install faketime || true
+# Browser tests drive Debian's Chromium through Playwright (no browser download).
+[ -x /usr/bin/chromium ] || apt_install chromium fonts-dejavu-core || true
 
 if ! (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; then
     command -v pg_ctlcluster >/dev/null 2>&1 || apt_install postgresql || true

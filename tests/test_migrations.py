@@ -47,6 +47,13 @@ TABLES = {
     "calendar_token",
     "caldav_link",
     "caldav_item",
+    "app_user",
+    "web_session",
+    "login_throttle",
+    "approval",
+    "guest",
+    "panel_token",
+    "outbox_mail",
 }
 
 

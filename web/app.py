@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -165,6 +166,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
 
 def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Application:
     from web import api, calendars, pages
+    from web.ui import base as ui
 
     # Calendar imports may be up to 10 MB; the importer checks the exact cap.
     app = web.Application(middlewares=[api.error_middleware], client_max_size=11 * 1024 * 1024)
@@ -175,11 +177,25 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     api.setup(app)
     calendars.setup(app)
     pages.setup(app)
+    ui.setup(app)
     return app
 
 
 async def _health(request: web.Request) -> web.Response:
     return web.json_response({"ok": True})
+
+
+def tls_context(settings: Settings) -> ssl.SSLContext | None:
+    """TLS from a certificate chain and key (PEM): browsers grant the camera and the
+    microphone only to secure pages. Both or neither must be given."""
+    if settings.tls_cert is None and settings.tls_key is None:
+        return None
+    if settings.tls_cert is None or settings.tls_key is None:
+        raise ValueError("TLS needs both a certificate (--tls-cert) and its key (--tls-key)")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(settings.tls_cert, settings.tls_key)
+    return context
 
 
 async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> None:
@@ -188,9 +204,17 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> No
     app = create_app(settings)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port, backlog=settings.listen_backlog)
+    ssl_context = tls_context(settings)
+    site = web.TCPSite(
+        runner,
+        settings.host,
+        settings.port,
+        backlog=settings.listen_backlog,
+        ssl_context=ssl_context,
+    )
     await site.start()
-    log.info("serving on http://%s:%d/", settings.host, settings.port)
+    scheme = "https" if ssl_context else "http"
+    log.info("serving on %s://%s:%d/", scheme, settings.host, settings.port)
     if ready is not None:
         ready.set()
     try:

@@ -35,6 +35,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         data_dir=Path(args.data_dir) if getattr(args, "data_dir", None) else None,
         host=getattr(args, "host", None),
         port=getattr(args, "port", None),
+        tls_cert=Path(args.tls_cert) if getattr(args, "tls_cert", None) else None,
+        tls_key=Path(args.tls_key) if getattr(args, "tls_key", None) else None,
     )
 
 
@@ -384,6 +386,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the service")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
+    serve.add_argument("--tls-cert", help="PEM certificate chain: serve HTTPS")
+    serve.add_argument("--tls-key", help="PEM private key of that certificate")
     data_opts(serve, json_flag=False)
     serve.set_defaults(func=cmd_serve)
 

@@ -62,6 +62,26 @@ class Settings:
         default=60.0, metadata={"help": "seconds between CalDAV sync passes"}
     )
     log_level: str = field(default="INFO", metadata={"help": "logging level"})
+    tls_cert: Path | None = field(
+        default=None, metadata={"help": "PEM certificate chain: serve HTTPS (needs tls_key)"}
+    )
+    tls_key: Path | None = field(
+        default=None, repr=False, metadata={"help": "PEM private key of the TLS certificate"}
+    )
+    public_url: str | None = field(
+        default=None,
+        metadata={"help": "the service's address as people reach it, for links in email"},
+    )
+    smtp_host: str | None = field(
+        default=None, metadata={"help": "SMTP server for email (none: mail stays queued)"}
+    )
+    smtp_port: int = field(default=25, metadata={"help": "SMTP port"})
+    smtp_starttls: bool = field(default=False, metadata={"help": "use STARTTLS with SMTP"})
+    smtp_username: str | None = field(default=None, metadata={"help": "SMTP login"})
+    smtp_password: str | None = field(default=None, repr=False, metadata={"help": "SMTP password"})
+    mail_from: str = field(
+        default="telecentre@localhost", metadata={"help": "sender address of the email"}
+    )
 
     @property
     def effective_database_url(self) -> str:
@@ -87,7 +107,7 @@ def _convert(name: str, raw: str, current: type) -> Any:
     try:
         if name == "candidate_networks":
             return tuple(x.strip() for x in raw.split(",") if x.strip())
-        if name == "data_dir":
+        if name in ("data_dir", "tls_cert", "tls_key"):
             return Path(raw)
         if current is bool:
             return raw.lower() in ("1", "true", "yes", "on")

@@ -1,0 +1,237 @@
+"""People who log in: users with a role, argon2 password hashes, login sessions and
+throttling of failed logins.
+
+The throttle rule is a pure function (``throttle_after_failure``); the store
+functions each run in one transaction (``Database.run``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from sqlmodel import col, delete, select
+
+from orchestrator.db import DbSession
+from orchestrator.models import Centre, LoginThrottle, User, WebSession
+from orchestrator.service import DomainError
+
+ROLES = ("admin", "staff", "organiser")
+"""``admin``: everything; ``staff``: their centre's rooms, bookings and approvals;
+``organiser``: books sessions."""
+MIN_PASSWORD = 10
+SESSION_LIFETIME = timedelta(hours=12)
+
+_hasher = PasswordHasher()
+# Verifying against this when the email is unknown costs the same time as a real
+# check, so response times do not tell which addresses have accounts.
+_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+@dataclass(frozen=True, slots=True)
+class ThrottlePolicy:
+    """Five failures within 15 minutes lock the key for 15 minutes."""
+
+    max_failures: int = 5
+    window: timedelta = timedelta(minutes=15)
+    lockout: timedelta = timedelta(minutes=15)
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The logged-in person as the web layer sees them (no password hash)."""
+
+    id: str
+    email: str
+    name: str
+    role: str
+    centre_id: str | None
+    locale: str | None
+    timezone: str | None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+    def has_rights_on(self, centre_id: str | None) -> bool:
+        """Rights on a centre: an administrator, or a member (staff or organiser)."""
+        return self.is_admin or (centre_id is not None and centre_id == self.centre_id)
+
+    def is_staff_of(self, centre_id: str | None) -> bool:
+        return self.is_admin or (
+            self.role == "staff" and centre_id is not None and centre_id == self.centre_id
+        )
+
+
+def principal(user: User) -> Principal:
+    return Principal(
+        user.id, user.email, user.name, user.role, user.centre_id, user.locale, user.timezone
+    )
+
+
+# --- pure rules -----------------------------------------------------------------------
+
+
+def normalise_email(email: str) -> str:
+    value = email.strip().lower()
+    local, at, domain = value.partition("@")
+    if not at or not local or "." not in domain or len(value) > 254 or " " in value:
+        raise DomainError("invalid-email", f"not an email address: {email[:60]!r}")
+    return value
+
+
+def check_password_strength(password: str) -> None:
+    if len(password) < MIN_PASSWORD:
+        raise DomainError("weak-password", f"a password has at least {MIN_PASSWORD} characters")
+
+
+def throttle_after_failure(
+    row: LoginThrottle | None, now: datetime, policy: ThrottlePolicy
+) -> tuple[int, datetime, datetime | None]:
+    """(failures, first failure, locked until) after one more failure."""
+    if row is None or now - row.first_failure_at > policy.window:
+        failures, first = 1, now
+    else:
+        failures, first = row.failures + 1, row.first_failure_at
+    locked = now + policy.lockout if failures >= policy.max_failures else None
+    return failures, first, locked
+
+
+def locked_until(row: LoginThrottle | None, now: datetime) -> datetime | None:
+    if row is None or row.locked_until is None or row.locked_until <= now:
+        return None
+    return row.locked_until
+
+
+def hash_session_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+# --- store ----------------------------------------------------------------------------
+
+
+def create_user(
+    db: DbSession,
+    email: str,
+    name: str,
+    password: str,
+    role: str,
+    centre_id: str | None = None,
+    *,
+    locale: str | None = None,
+) -> User:
+    email = normalise_email(email)
+    if role not in ROLES:
+        raise DomainError("bad-request", f"role is one of {', '.join(ROLES)}")
+    if role != "admin" and centre_id is None:
+        raise DomainError("bad-request", f"a {role} belongs to a centre")
+    if centre_id is not None and db.get(Centre, centre_id) is None:
+        raise DomainError("not-found", f"no centre {centre_id}")
+    if not name.strip():
+        raise DomainError("bad-request", "a user has a name")
+    check_password_strength(password)
+    if db.exec(select(User).where(col(User.email) == email)).first() is not None:
+        raise DomainError("duplicate", f"a user with email {email} exists")
+    user = User(
+        email=email,
+        name=name.strip(),
+        password_hash=_hasher.hash(password),
+        role=role,
+        centre_id=centre_id,
+        locale=locale,
+    )
+    db.add(user)
+    db.flush()
+    return user
+
+
+def set_password(db: DbSession, user_id: str, password: str) -> None:
+    check_password_strength(password)
+    user = db.get(User, user_id)
+    if user is None:
+        raise DomainError("not-found", f"no user {user_id}")
+    user.password_hash = _hasher.hash(password)
+    db.add(user)
+    # A new password ends every open login of that person.
+    db.exec(delete(WebSession).where(col(WebSession.user_id) == user_id))
+
+
+def list_users(db: DbSession) -> list[User]:
+    return list(db.exec(select(User).order_by(col(User.email))).all())
+
+
+def _throttle_rows(db: DbSession, keys: tuple[str, ...]) -> list[LoginThrottle | None]:
+    return [db.get(LoginThrottle, k) for k in keys]
+
+
+def login(
+    db: DbSession,
+    email: str,
+    password: str,
+    client: str,
+    now: datetime,
+    policy: ThrottlePolicy = ThrottlePolicy(),
+) -> tuple[Principal, str]:
+    """Check the password and open a login session: (principal, cookie token).
+
+    Failures count per email address and per client address; a locked key is
+    refused with ``login-throttled`` before the password is even checked.
+    """
+    key_email = "email:" + email.strip().lower()[:254]
+    keys = (key_email, "client:" + client)
+    for row in _throttle_rows(db, keys):
+        until = locked_until(row, now)
+        if until is not None:
+            seconds = int((until - now).total_seconds()) + 1
+            raise DomainError(
+                "login-throttled", f"too many failed logins; try again in {seconds} s"
+            )
+    user = db.exec(select(User).where(col(User.email) == email.strip().lower())).first()
+    ok = False
+    try:
+        ok = _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        ok = False
+    if not ok or user is None or user.disabled:
+        for key, row in zip(keys, _throttle_rows(db, keys), strict=True):
+            failures, first, locked = throttle_after_failure(row, now, policy)
+            if row is None:
+                row = LoginThrottle(key=key, failures=failures, first_failure_at=first)
+            row.failures, row.first_failure_at, row.locked_until = failures, first, locked
+            db.add(row)
+        raise DomainError("login-failed", "wrong email address or password")
+    for key in keys:
+        if (row := db.get(LoginThrottle, key)) is not None:
+            db.delete(row)
+    if _hasher.check_needs_rehash(user.password_hash):
+        user.password_hash = _hasher.hash(password)
+        db.add(user)
+    token = secrets.token_urlsafe(32)
+    db.add(
+        WebSession(
+            token_hash=hash_session_token(token),
+            user_id=user.id,
+            created_at=now,
+            expires_at=now + SESSION_LIFETIME,
+        )
+    )
+    return principal(user), token
+
+
+def session_user(db: DbSession, token: str, now: datetime) -> Principal | None:
+    row = db.get(WebSession, hash_session_token(token))
+    if row is None or row.expires_at <= now:
+        return None
+    user = db.get(User, row.user_id)
+    if user is None or user.disabled:
+        return None
+    return principal(user)
+
+
+def logout(db: DbSession, token: str) -> None:
+    if (row := db.get(WebSession, hash_session_token(token))) is not None:
+        db.delete(row)

@@ -1,0 +1,58 @@
+"""Wires the pages into the application: environments, static files, the security
+middleware, HTML error pages for the pages' paths, the language switch, and each
+area's routes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aiohttp import web
+
+from orchestrator.service import DomainError
+from web.ui import i18n
+from web.ui.render import ENVIRONMENTS, make_environments, render_error
+from web.ui.security import Handler, is_ui_path, safe_next, security_middleware
+
+STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+NOT_FOUND = frozenset({"not-found"})
+CONFLICT = frozenset({"duplicate", "conflict"})
+
+
+@web.middleware
+async def html_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Refusals on pages become a page naming the code; the API keeps JSON."""
+    if not is_ui_path(request.path):
+        return await handler(request)
+    try:
+        return await handler(request)
+    except DomainError as exc:
+        status = 404 if exc.code in NOT_FOUND else 409 if exc.code in CONFLICT else 400
+        return await render_error(request, status, exc.code, exc.message)
+    except web.HTTPForbidden:
+        return await render_error(request, 403, "forbidden", "You do not have access to this page.")
+    except web.HTTPNotFound:
+        return await render_error(request, 404, "not-found", "There is no such page.")
+
+
+async def switch_language(request: web.Request) -> web.Response:
+    """``/lang/fr?next=/path``: remember the choice in a cookie and go back."""
+    code = request.match_info["code"]
+    if code not in i18n.LANGUAGES:
+        raise web.HTTPNotFound()
+    response = web.HTTPSeeOther(safe_next(request.query.get("next")))
+    response.set_cookie(
+        i18n.LANG_COOKIE, code, max_age=365 * 86400, samesite="Lax", path="/", secure=request.secure
+    )
+    raise response
+
+
+def setup(app: web.Application) -> None:
+    from web.ui import accounts, booking, dashboard, guest, panel, usage
+
+    app[ENVIRONMENTS] = make_environments()
+    app.middlewares.append(html_errors)
+    app.middlewares.append(security_middleware)
+    app.router.add_static("/static/", STATIC_DIR, name="static")
+    app.router.add_get("/lang/{code}", switch_language)
+    for area in (accounts, dashboard, booking, panel, guest, usage):
+        area.setup(app)
