@@ -47,12 +47,32 @@ async def switch_language(request: web.Request) -> web.Response:
 
 
 def setup(app: web.Application) -> None:
-    from web.ui import accounts, booking, dashboard, guest, panel, usage
+    from web.ui import (
+        accounts,
+        admin,
+        approvals,
+        booking,
+        booking_detail,
+        dashboard,
+        guest,
+        panel,
+        usage,
+    )
 
     app[ENVIRONMENTS] = make_environments()
     app.middlewares.append(html_errors)
     app.middlewares.append(security_middleware)
     app.router.add_static("/static/", STATIC_DIR, name="static")
     app.router.add_get("/lang/{code}", switch_language)
-    for area in (accounts, dashboard, booking, panel, guest, usage):
+    for area in (
+        accounts,
+        admin,
+        dashboard,
+        booking,
+        booking_detail,
+        approvals,
+        panel,
+        guest,
+        usage,
+    ):
         area.setup(app)
