@@ -1,0 +1,123 @@
+"""Guests: named people who join a booking's sessions from a browser by a personal
+link. The link's secret is shown once and kept as SHA-256; a link works only inside
+a session's window and can be revoked."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlmodel import col, select
+
+from orchestrator.db import DbSession
+from orchestrator.models import Booking, Guest, Session
+from orchestrator.service import DomainError
+
+GUEST_TOKEN_PREFIX = "tcg_"
+EARLY = timedelta(minutes=15)
+"""A guest may open the link this long before the start, to check camera and
+microphone; joining the session itself follows the session's own lead."""
+OPEN_STATES = frozenset({"scheduled", "preparing", "live", "ending"})
+
+
+@dataclass(frozen=True, slots=True)
+class GuestAccess:
+    guest_id: str
+    name: str
+    booking_id: str
+    title: str
+    session_id: str
+    start: datetime
+    end: datetime
+    lead_seconds: int
+    state: str
+
+
+def hash_guest_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def link_window(start: datetime, end: datetime) -> tuple[datetime, datetime]:
+    """When a guest link opens a session: from 15 minutes before its start to its end."""
+    return start - EARLY, end
+
+
+def add_guest(
+    db: DbSession, booking_id: str, name: str, email: str | None = None
+) -> tuple[Guest, str]:
+    """A guest and the secret of their personal link (shown once)."""
+    name = name.strip()
+    if not name or len(name) > 100:
+        raise DomainError("bad-request", "a guest has a name of at most 100 characters")
+    if db.get(Booking, booking_id) is None:
+        raise DomainError("not-found", f"no booking {booking_id}")
+    token = GUEST_TOKEN_PREFIX + secrets.token_urlsafe(32)
+    guest = Guest(
+        booking_id=booking_id,
+        name=name,
+        email=(email or "").strip() or None,
+        token_hash=hash_guest_token(token),
+    )
+    db.add(guest)
+    db.flush()
+    return guest, token
+
+
+def list_guests(db: DbSession, booking_id: str) -> list[Guest]:
+    rows = db.exec(
+        select(Guest).where(col(Guest.booking_id) == booking_id).order_by(col(Guest.created_at))
+    )
+    return list(rows.all())
+
+
+def revoke_guest(db: DbSession, guest_id: str, now: datetime) -> Guest:
+    guest = db.get(Guest, guest_id)
+    if guest is None:
+        raise DomainError("not-found", f"no guest {guest_id}")
+    if guest.revoked_at is None:
+        guest.revoked_at = now
+        db.add(guest)
+    return guest
+
+
+def resolve_link(db: DbSession, token: str, now: datetime) -> GuestAccess:
+    """The session a guest link opens now, or a refusal with a stable code:
+    ``guest-link-invalid``, ``guest-link-revoked``, ``guest-link-outside-window``."""
+    guest = db.exec(select(Guest).where(col(Guest.token_hash) == hash_guest_token(token))).first()
+    if guest is None:
+        raise DomainError("guest-link-invalid", "this link is not valid")
+    if guest.revoked_at is not None:
+        raise DomainError("guest-link-revoked", "this link was withdrawn by the organiser")
+    booking = db.get(Booking, guest.booking_id)
+    if booking is None or booking.status == "cancelled":
+        raise DomainError("guest-link-outside-window", "this booking was cancelled")
+    sessions = db.exec(
+        select(Session)
+        .where(col(Session.booking_id) == guest.booking_id)
+        .where(col(Session.state).in_(OPEN_STATES))
+        .where(col(Session.end_utc) > now)
+        .order_by(col(Session.start_utc))
+    ).all()
+    for session in sessions:
+        opens, closes = link_window(session.start_utc, session.end_utc)
+        if opens <= now < closes:
+            return GuestAccess(
+                guest_id=guest.id,
+                name=guest.name,
+                booking_id=booking.id,
+                title=session.title or booking.title,
+                session_id=session.id,
+                start=session.start_utc,
+                end=session.end_utc,
+                lead_seconds=session.lead_seconds,
+                state=session.state,
+            )
+    if sessions:
+        opens, _ = link_window(sessions[0].start_utc, sessions[0].end_utc)
+        raise DomainError(
+            "guest-link-outside-window",
+            f"this link opens at {opens.isoformat(timespec='minutes')} (UTC)",
+        )
+    raise DomainError("guest-link-outside-window", "this booking has no session to come")
