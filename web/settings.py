@@ -68,6 +68,12 @@ class Settings:
     tls_key: Path | None = field(
         default=None, repr=False, metadata={"help": "PEM private key of the TLS certificate"}
     )
+    trusted_proxies: tuple[str, ...] = field(
+        default=(),
+        metadata={
+            "help": "reverse proxies (CIDR, comma-separated) whose X-Forwarded-* headers are believed"
+        },
+    )
     public_url: str | None = field(
         default=None,
         metadata={"help": "the service's address as people reach it, for links in email"},
@@ -105,7 +111,7 @@ class Settings:
 
 def _convert(name: str, raw: str, current: type) -> Any:
     try:
-        if name == "candidate_networks":
+        if name in ("candidate_networks", "trusted_proxies"):
             return tuple(x.strip() for x in raw.split(",") if x.strip())
         if name in ("data_dir", "tls_cert", "tls_key"):
             return Path(raw)

@@ -4,7 +4,7 @@
   SameSite=Lax, Secure when the page was served over TLS.
 - ``tc_csrf``: a random token every visitor gets; every unsafe request outside the
   bearer-token API must repeat it in the form field ``csrf_token`` or the header
-  ``X-CSRF-Token`` (double submit; the cookie is HttpOnly and SameSite=Strict, the
+  ``X-CSRF-Token`` (double submit; the cookie is HttpOnly and SameSite=Lax, the
   page carries the value it was rendered with).
 """
 
@@ -91,17 +91,27 @@ async def security_middleware(request: web.Request, handler: Handler) -> web.Str
         request[USER] = await request.app[SERVICES].db.run(
             lambda s: accounts.session_user(s, token, now)
         )
-    response = await handler(request)
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        # Redirects and refusals raised as exceptions carry the cookie too.
+        if cookie is None:
+            _set_csrf_cookie(request, exc)
+        raise
     if cookie is None:
-        response.set_cookie(
-            CSRF_COOKIE,
-            request[CSRF],
-            httponly=True,
-            samesite="Strict",
-            secure=request.secure,
-            path="/",
-        )
+        _set_csrf_cookie(request, response)
     return response
+
+
+def _set_csrf_cookie(request: web.Request, response: web.StreamResponse) -> None:
+    response.set_cookie(
+        CSRF_COOKIE,
+        request[CSRF],
+        httponly=True,
+        samesite="Lax",
+        secure=request.secure,
+        path="/",
+    )
 
 
 def set_session_cookie(request: web.Request, response: web.StreamResponse, token: str) -> None:

@@ -1,0 +1,65 @@
+"""Behind a reverse proxy that terminates TLS: trust ``X-Forwarded-Proto`` and
+``X-Forwarded-For`` only from the proxies named in ``trusted_proxies``, so secure
+cookies, https links and per-client login throttling see the real request.
+
+Without trusted proxies the headers are ignored (anyone could send them).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Awaitable, Callable, Sequence
+
+from aiohttp import web
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(values: Sequence[str]) -> tuple[Network, ...]:
+    return tuple(ipaddress.ip_network(v.strip(), strict=False) for v in values if v.strip())
+
+
+def _trusted(address: str | None, networks: tuple[Network, ...]) -> bool:
+    if not address:
+        return False
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in n for n in networks)
+
+
+def client_from_forwarded(remote: str, header: str, networks: tuple[Network, ...]) -> str:
+    """The first address, walking ``X-Forwarded-For`` from the right, that is not one
+    of our proxies (the rightmost entries are the ones our proxies appended)."""
+    hops = [h.strip() for h in header.split(",") if h.strip()]
+    client = remote
+    for hop in reversed(hops):
+        if not _trusted(client, networks):
+            break
+        client = hop
+    return client
+
+
+def forwarded_middleware(trusted: Sequence[str]) -> Callable[..., Awaitable[web.StreamResponse]]:
+    networks = parse_networks(trusted)
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not networks or not _trusted(request.remote, networks):
+            return await handler(request)
+        proto = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
+        host = request.headers.get("X-Forwarded-Host", "").split(",")[0].strip()
+        forwarded_for = request.headers.get("X-Forwarded-For")
+        remote = request.remote
+        if forwarded_for and remote:
+            remote = client_from_forwarded(remote, forwarded_for, networks)
+        clone = request.clone(
+            scheme=proto if proto in ("http", "https") else request.scheme,
+            host=host or request.host,
+            remote=remote or "",
+        )
+        return await handler(clone)
+
+    return middleware
