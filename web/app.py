@@ -166,10 +166,14 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
 
 def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Application:
     from web import api, calendars, pages
+    from web.proxy import forwarded_middleware
     from web.ui import base as ui
 
     # Calendar imports may be up to 10 MB; the importer checks the exact cap.
-    app = web.Application(middlewares=[api.error_middleware], client_max_size=11 * 1024 * 1024)
+    app = web.Application(
+        middlewares=[forwarded_middleware(settings.trusted_proxies), api.error_middleware],
+        client_max_size=11 * 1024 * 1024,
+    )
     app[SERVICES] = build_services(settings, clock)
     app.cleanup_ctx.append(_lifecycle)
     app.router.add_get("/ws", app[SERVICES].signalling.handle)
