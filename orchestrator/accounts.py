@@ -18,7 +18,7 @@ from sqlmodel import col, delete, select
 
 from orchestrator.db import DbSession
 from orchestrator.models import Centre, LoginThrottle, User, WebSession
-from orchestrator.service import DomainError
+from orchestrator.service import DomainError, zone
 
 ROLES = ("admin", "staff", "organiser")
 """``admin``: everything; ``staff``: their centre's rooms, bookings and approvals;
@@ -107,6 +107,13 @@ def locked_until(row: LoginThrottle | None, now: datetime) -> datetime | None:
     return row.locked_until
 
 
+def _password_matches(password_hash: str, password: str) -> bool:
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+
+
 def hash_session_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -164,6 +171,74 @@ def list_users(db: DbSession) -> list[User]:
     return list(db.exec(select(User).order_by(col(User.email))).all())
 
 
+def user_by_email(db: DbSession, email: str) -> User:
+    """The user with that address, or ``DomainError("not-found")``."""
+    found = db.exec(select(User).where(col(User.email) == email.strip().lower())).first()
+    if found is None:
+        raise DomainError("not-found", f"no user {email.strip()[:60]!r}")
+    return found
+
+
+def _user(db: DbSession, user_id: str) -> User:
+    user = db.get(User, user_id)
+    if user is None:
+        raise DomainError("not-found", f"no user {user_id}")
+    return user
+
+
+def update_profile(
+    db: DbSession, user_id: str, *, name: str, locale: str | None, timezone: str | None
+) -> Principal:
+    """A person's own settings: their name, language (None: the browser's) and time
+    zone (None: each centre's own)."""
+    user = _user(db, user_id)
+    if not name.strip() or len(name) > 200:
+        raise DomainError("invalid-name", "a name has 1 to 200 characters")
+    if timezone is not None:
+        zone(timezone)
+    user.name, user.locale, user.timezone = name.strip(), locale, timezone
+    db.add(user)
+    db.flush()
+    return principal(user)
+
+
+def change_password(db: DbSession, user_id: str, current: str, new: str, now: datetime) -> str:
+    """A person changes their own password, proving the current one. Every open
+    login of theirs ends (a stolen cookie dies with the old password); the token of
+    a fresh login session for the caller is returned."""
+    user = _user(db, user_id)
+    if not _password_matches(user.password_hash, current):
+        raise DomainError("wrong-password", "the current password is not right")
+    if new == current:
+        raise DomainError("weak-password", "the new password is the same as the current one")
+    set_password(db, user_id, new)
+    return _open_session(db, user.id, now)
+
+
+def set_disabled(db: DbSession, user_id: str, disabled: bool) -> User:
+    """A disabled person cannot log in; their open logins end at once."""
+    user = _user(db, user_id)
+    user.disabled = disabled
+    db.add(user)
+    if disabled:
+        db.exec(delete(WebSession).where(col(WebSession.user_id) == user_id))
+    db.flush()
+    return user
+
+
+def _open_session(db: DbSession, user_id: str, now: datetime) -> str:
+    token = secrets.token_urlsafe(32)
+    db.add(
+        WebSession(
+            token_hash=hash_session_token(token),
+            user_id=user_id,
+            created_at=now,
+            expires_at=now + SESSION_LIFETIME,
+        )
+    )
+    return token
+
+
 def _throttle_rows(db: DbSession, keys: tuple[str, ...]) -> list[LoginThrottle | None]:
     return [db.get(LoginThrottle, k) for k in keys]
 
@@ -191,11 +266,7 @@ def login(
                 "login-throttled", f"too many failed logins; try again in {seconds} s"
             )
     user = db.exec(select(User).where(col(User.email) == email.strip().lower())).first()
-    ok = False
-    try:
-        ok = _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
-    except (VerifyMismatchError, VerificationError, InvalidHashError):
-        ok = False
+    ok = _password_matches(user.password_hash if user else _DUMMY_HASH, password)
     if not ok or user is None or user.disabled:
         for key, row in zip(keys, _throttle_rows(db, keys), strict=True):
             failures, first, locked = throttle_after_failure(row, now, policy)
@@ -203,6 +274,9 @@ def login(
                 row = LoginThrottle(key=key, failures=failures, first_failure_at=first)
             row.failures, row.first_failure_at, row.locked_until = failures, first, locked
             db.add(row)
+        # The refusal below rolls the transaction back (``Database.run``); the failure
+        # must outlive it, or the throttle would never count anything.
+        db.commit()
         raise DomainError("login-failed", "wrong email address or password")
     for key in keys:
         if (row := db.get(LoginThrottle, key)) is not None:
@@ -210,16 +284,7 @@ def login(
     if _hasher.check_needs_rehash(user.password_hash):
         user.password_hash = _hasher.hash(password)
         db.add(user)
-    token = secrets.token_urlsafe(32)
-    db.add(
-        WebSession(
-            token_hash=hash_session_token(token),
-            user_id=user.id,
-            created_at=now,
-            expires_at=now + SESSION_LIFETIME,
-        )
-    )
-    return principal(user), token
+    return principal(user), _open_session(db, user.id, now)
 
 
 def session_user(db: DbSession, token: str, now: datetime) -> Principal | None:

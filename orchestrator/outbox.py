@@ -81,10 +81,26 @@ def mark_sent(db: DbSession, mail_id: str, now: datetime) -> None:
         db.add(mail)
 
 
-def mark_failed(db: DbSession, mail_id: str, now: datetime, error: str) -> None:
+def mark_failed(
+    db: DbSession, mail_id: str, now: datetime, error: str, *, permanent: bool = False
+) -> None:
+    """A failed attempt, retried after ``retry_delay``; a permanent failure (the
+    server refused the recipient for good, a 5xx reply) is never retried."""
     mail = db.get(OutboxMail, mail_id)
     if mail is not None:
-        mail.attempts += 1
+        mail.attempts = MAX_ATTEMPTS if permanent else mail.attempts + 1
         mail.last_error = error[:500]
         mail.next_attempt_at = now + retry_delay(mail.attempts)
         db.add(mail)
+
+
+def failed(db: DbSession, limit: int = 100) -> list[OutboxMail]:
+    """Mail given up on (refused, or out of attempts), newest first."""
+    rows = db.exec(
+        select(OutboxMail)
+        .where(col(OutboxMail.sent_at).is_(None))
+        .where(col(OutboxMail.attempts) >= MAX_ATTEMPTS)
+        .order_by(col(OutboxMail.created_at).desc())
+        .limit(limit)
+    )
+    return list(rows.all())
