@@ -15,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import col, select
 
-from orchestrator import bookings, lifecycle, service, session_actions
+from orchestrator import bookings, lifecycle, participation, service, session_actions
 from orchestrator.booking_store import BookingConflict
 from orchestrator.clock import FakeClock
 from orchestrator.db import Database, DbSession
@@ -170,7 +170,7 @@ def test_extend_skips_a_room_released_for_a_no_show(db: Database) -> None:
     a, b, _ = make_rooms(db)
     [sid] = book(db, meeting("m1", datetime(2027, 1, 5, 9, 0)), [a, b])
     go_live(db, sid)
-    db.run_sync(lambda s: service_join(s, sid, a))
+    join(db, sid, a)
     released = db.run_sync(
         lambda s: bookings.release_no_shows(s, now=T + 11 * MIN, settings=SETTINGS)
     )
@@ -183,10 +183,8 @@ def test_extend_skips_a_room_released_for_a_no_show(db: Database) -> None:
     assert slots(db, sid) == {a: (T, T + 90 * MIN), b: (T, T + 11 * MIN)}
 
 
-def service_join(s: DbSession, session_id: str, room_id: str) -> None:
-    from orchestrator import participation
-
-    participation.record_joined(s, session_id, room_id, T.timestamp())
+def join(db: Database, session_id: str, room_id: str) -> None:
+    db.run_sync(lambda s: participation.record_joined(s, session_id, room_id, T.timestamp()))
 
 
 def test_extend_refuses_an_ended_session_and_odd_lengths(db: Database) -> None:
@@ -277,8 +275,9 @@ async def test_the_scheduler_keeps_the_rooms_until_the_new_end(tmp_path: Path) -
     try:
         a, b, _ = make_rooms(database)
         [sid] = book(database, meeting("m1", datetime(2027, 1, 5, 9, 0)), [a, b])
-        for room in (a, b):  # both joined: neither is released as a no-show
-            database.run_sync(lambda s, room=room: service_join(s, sid, room))
+        # Both joined: neither is released as a no-show.
+        for room in (a, b):
+            join(database, sid, room)
         clock = FakeClock((T + 56 * MIN).timestamp())
         control = FakeControl()
         scheduler = Scheduler(database, control, TicketSigner.generate(), clock)
