@@ -6,6 +6,12 @@ with a join ticket minted for that room, so its agent can join by itself at
 message without touching anything but the ticket function it is given. The other
 readers here serve the scheduler's step: the rooms' credentials, and the present
 state of sessions that dropped out of every schedule.
+
+A room waiting for its centre's approval of a booking (``orchestrator.approvals``)
+holds its slot but takes no part: the session is not in its schedule (no ticket,
+so it cannot join) and it is not among the session's rooms in the others'
+schedules or transitions (nobody waits for it). A declined room has left the
+booking altogether.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from sqlmodel import col, select
 from orchestrator import lifecycle
 from orchestrator.db import DbSession
 from orchestrator.models import (
+    Approval,
     Booking,
     BookingRoom,
     Centre,
@@ -36,6 +43,14 @@ from orchestrator.tickets import TicketSigner, room_peer_id, ticket_window
 SCHEDULE_HORIZON = 24 * 3600.0
 """A room's schedule holds the sessions that start within this many seconds."""
 OPEN_STATES = tuple(s for s in lifecycle.STATES if s not in lifecycle.TERMINAL_STATES)
+APPROVED = "approved"
+# A room takes part in its booking's sessions unless it waits for (or was refused)
+# its centre's approval: no approval asked, or approved.
+TAKES_PART = sa.or_(col(Approval.state).is_(None), col(Approval.state) == APPROVED)
+
+
+def _approval_of(booking_id: Any, room_id: Any) -> sa.ColumnElement[bool]:
+    return sa.and_(col(Approval.booking_id) == booking_id, col(Approval.room_id) == room_id)
 
 
 def _dt(t: float) -> datetime:
@@ -114,9 +129,11 @@ def schedule_entries(
                 col(Participation.room_id) == col(Room.id),
             ),
         )
+        .outerjoin(Approval, _approval_of(col(Session.booking_id), col(Room.id)))
         .where(
             # A room released for a no-show has left the session's schedules.
             col(Participation.released_at).is_(None),
+            TAKES_PART,
             col(Session.state).in_(OPEN_STATES),
             col(Session.end_utc) > _dt(now),
             col(Session.start_utc) < _dt(now + horizon),
@@ -147,10 +164,12 @@ def schedule_entries(
 
 
 def room_ids_of_sessions(db: DbSession, session_ids: set[str]) -> dict[str, tuple[str, ...]]:
+    """Session id -> the rooms taking part (those waiting for approval left out)."""
     rows = db.connection().execute(
         sa.select(col(Session.id), col(BookingRoom.room_id))
         .join(BookingRoom, col(BookingRoom.booking_id) == col(Session.booking_id))
-        .where(col(Session.id).in_(session_ids))
+        .outerjoin(Approval, _approval_of(col(BookingRoom.booking_id), col(BookingRoom.room_id)))
+        .where(col(Session.id).in_(session_ids), TAKES_PART)
         .order_by(col(BookingRoom.room_id))
     )
     found: dict[str, list[str]] = defaultdict(list)
