@@ -22,6 +22,15 @@ microphone; joining the session itself follows the session's own lead."""
 OPEN_STATES = frozenset({"scheduled", "preparing", "live", "ending"})
 
 
+class GuestLinkClosed(DomainError):
+    """``guest-link-outside-window``, with when the link opens next (None: it will not,
+    the booking was cancelled or has no session to come), so a page can say when."""
+
+    def __init__(self, message: str, opens: datetime | None = None) -> None:
+        super().__init__("guest-link-outside-window", message)
+        self.opens = opens
+
+
 @dataclass(frozen=True, slots=True)
 class GuestAccess:
     guest_id: str
@@ -92,7 +101,7 @@ def resolve_link(db: DbSession, token: str, now: datetime) -> GuestAccess:
         raise DomainError("guest-link-revoked", "this link was withdrawn by the organiser")
     booking = db.get(Booking, guest.booking_id)
     if booking is None or booking.status == "cancelled":
-        raise DomainError("guest-link-outside-window", "this booking was cancelled")
+        raise GuestLinkClosed("this booking was cancelled")
     sessions = db.exec(
         select(Session)
         .where(col(Session.booking_id) == guest.booking_id)
@@ -116,8 +125,7 @@ def resolve_link(db: DbSession, token: str, now: datetime) -> GuestAccess:
             )
     if sessions:
         opens, _ = link_window(sessions[0].start_utc, sessions[0].end_utc)
-        raise DomainError(
-            "guest-link-outside-window",
-            f"this link opens at {opens.isoformat(timespec='minutes')} (UTC)",
+        raise GuestLinkClosed(
+            f"this link opens at {opens.isoformat(timespec='minutes')} (UTC)", opens
         )
-    raise DomainError("guest-link-outside-window", "this booking has no session to come")
+    raise GuestLinkClosed("this booking has no session to come")
