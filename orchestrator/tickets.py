@@ -10,6 +10,7 @@ import hashlib
 import logging
 import math
 import os
+import re
 import secrets
 import time
 from pathlib import Path
@@ -31,6 +32,9 @@ TICKET_GRACE_SECONDS = 300
 """Slack on both sides of a ticket's window: agents cache tickets and clocks drift."""
 DEFAULT_KEY_FILENAME = "ticket-signing-key.pem"
 ROLES = frozenset({"room", "guest"})
+GUEST_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+"""A guest id: 1 to 64 URL-safe characters; the guest's peer id is ``guest:<id>``."""
+MAX_NAME_LENGTH = 100
 
 
 def ticket_window(start: float, end: float, lead: float) -> tuple[int, int]:
@@ -51,6 +55,13 @@ def ticket_window(start: float, end: float, lead: float) -> tuple[int, int]:
 def room_peer_id(room_id: str) -> str:
     """The peer id of a room agent, as tickets and the wire protocol spell it."""
     return f"room:{room_id}"
+
+
+def guest_peer_id(guest_id: str) -> str:
+    """The peer id of a browser guest (a guest ticket's ``sub``): ``guest:<guest_id>``."""
+    if not GUEST_ID.fullmatch(guest_id):
+        raise ValueError("a guest id is 1 to 64 characters of A-Z, a-z, 0-9, '_' and '-'")
+    return f"guest:{guest_id}"
 
 
 class TicketSigner:
@@ -118,14 +129,21 @@ class TicketSigner:
         expires: float,
         *,
         issued_at: float | None = None,
+        name: str | None = None,
     ) -> tuple[str, str]:
-        """A signed ticket and its id (``jti``), for revocation."""
+        """A signed ticket and its id (``jti``), for revocation.
+
+        ``name``, when given, becomes the ``name`` claim: the display name
+        signalling shows for a guest (at most 100 characters, not blank).
+        """
         if role not in ROLES:
             raise ValueError(f"unknown ticket role {role!r}")
+        if name is not None and not (name.strip() and len(name) <= MAX_NAME_LENGTH):
+            raise ValueError(f"a display name is 1 to {MAX_NAME_LENGTH} characters, not blank")
         if expires <= not_before:
             raise ValueError("a ticket expires after it becomes valid")
         jti = secrets.token_urlsafe(16)
-        claims = {
+        claims: dict[str, str | int] = {
             "iss": TICKET_ISSUER,
             "sub": peer_id,
             "sid": session_id,
@@ -135,5 +153,7 @@ class TicketSigner:
             "iat": math.floor(time.time() if issued_at is None else issued_at),
             "jti": jti,
         }
+        if name is not None:
+            claims["name"] = name
         token = jwt.encode(claims, self._key, algorithm="EdDSA", headers={"kid": self.kid})
         return token, jti

@@ -1,16 +1,23 @@
 """The room agent daemon: stays connected, follows the room's schedule, runs the calls.
 
-Nobody in the room presses anything. The agent keeps a WebSocket to signalling
-(reconnecting with backoff and jitter), a local copy of its schedule, and a
-timeline on the server's clock: at T - lead it joins behind the starting card,
-at T it sends its camera, at T_end it leaves. Peer connections outlive a lost
-WebSocket, so media keeps flowing while signalling is away.
+Nobody in the room has to press anything. The agent keeps a WebSocket to
+signalling (reconnecting with backoff and jitter), a local copy of its schedule,
+and a timeline on the server's clock: at T - lead it joins behind the starting
+card, at T it sends its camera, at T_end it leaves. Peer connections outlive a
+lost WebSocket, so media keeps flowing while signalling is away.
+
+The room's touch panel reaches the agent as ``control`` commands (through the
+server): join a one-button session, leave, privacy, content share. The agent
+answers each with a ``control-result`` and reports its ``room-state`` after
+connecting and whenever it changes. Commands and the timeline take turns (one
+lock), so a command never races the timeline's own join or leave.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import random
@@ -24,8 +31,22 @@ import aiohttp
 from room_agents.calls import Outgoing, SessionCalls
 from room_agents.config import AgentConfig
 from room_agents.ice import local_addresses_in, pin_host_addresses
-from room_agents.media import OutgoingVideoTrack, StartingCard, SyntheticAudioTrack, SyntheticCamera
-from room_agents.schedule import ScheduleCache, merge_state, next_change, plan_at, status_json
+from room_agents.media import (
+    OutgoingVideoTrack,
+    PrivacyCard,
+    StartingCard,
+    SyntheticAudioTrack,
+    SyntheticCamera,
+)
+from room_agents.schedule import (
+    Command,
+    ScheduleCache,
+    join_refusal,
+    merge_state,
+    next_change,
+    plan_at,
+    status_json,
+)
 from room_agents.screen import HeadlessScreen
 from signalling import protocol as p
 from signalling.candidates import Network, parse_networks
@@ -72,11 +93,16 @@ class RoomAgent:
         card = StartingCard(
             self.clock, config.width, config.height, config.fps, label=config.label, title=""
         )
+        privacy = PrivacyCard(self.clock, config.width, config.height, config.fps, config.label)
         self.outgoing = Outgoing(
-            video=OutgoingVideoTrack(camera, card, fps=config.fps), audio=SyntheticAudioTrack()
+            video=OutgoingVideoTrack(camera, card, fps=config.fps, privacy_card=privacy),
+            audio=SyntheticAudioTrack(),
         )
         self.sessions: dict[str, SessionCalls] = {}
         self.joined_on: dict[str, SignallingClient] = {}  # session -> connection it joined on
+        self.commands: dict[str, Command] = {}  # session -> the touch panel's last word on it
+        self._act = asyncio.Lock()  # the timeline and the touch panel take turns
+        self._state_sent: tuple[SignallingClient, p.RoomControlState] | None = None
         self.reported: set[tuple[str, str]] = set()
         self.violations: list[str] = []
         self.ice_servers: list[p.IceServer] = []
@@ -160,6 +186,7 @@ class RoomAgent:
         self.connected_at = self.clock.now()
         self.connected.set()
         self._wake.set()
+        self._spawn(self._publish_state())
         log.info(
             "connected as %s (%s), clock offset %.3f s",
             welcome.peer_id,
@@ -202,6 +229,10 @@ class RoomAgent:
             calls = self.sessions.get(message.session_id)
             if calls is not None:
                 await calls.on_answer(message)
+        elif isinstance(message, p.Candidate):
+            calls = self.sessions.get(message.session_id)
+            if calls is not None:
+                await calls.on_candidate(message)
         elif isinstance(message, p.PeerJoined):
             calls = self.sessions.get(message.session_id)
             if calls is not None:
@@ -210,6 +241,8 @@ class RoomAgent:
             calls = self.sessions.get(message.session_id)
             if calls is not None:
                 await calls.peer_left(message.peer_id)
+        elif isinstance(message, p.Control):
+            self._spawn(self._on_control(message))
         elif isinstance(message, p.Error):
             log.warning("server error %s: %s", message.code, message.message)
 
@@ -217,7 +250,8 @@ class RoomAgent:
         """Every wake-up: compare what the schedule says with what we do, and fix it."""
         while True:
             now = self.clock.now()
-            await self._reconcile(now)
+            async with self._act:
+                await self._reconcile(now)
             nxt = next_change(self.entries, now)
             delay = 1.0 if nxt is None else min(1.0, max(0.0, nxt - self.clock.now()))
             self._wake.clear()
@@ -225,7 +259,13 @@ class RoomAgent:
                 await asyncio.wait_for(self._wake.wait(), delay)
 
     async def _reconcile(self, now: float) -> None:
-        plans = {e.session_id: (e, plan_at(e, now)) for e in self.entries}
+        plans = {
+            e.session_id: (e, plan_at(e, now, self.commands.get(e.session_id)))
+            for e in self.entries
+        }
+        for session_id in list(self.commands):
+            if session_id not in plans:
+                del self.commands[session_id]
         live = False
         for session_id, (entry, plan) in plans.items():
             if plan.in_call:
@@ -239,8 +279,11 @@ class RoomAgent:
         if live != self.outgoing.video.live:
             self.outgoing.video.set_live(live)
             log.info("camera %s at %.3f", "live" if live else "off", now)
+        await self._publish_state()
 
-    async def _ensure_joined(self, entry: p.ScheduleEntry) -> None:
+    async def _ensure_joined(self, entry: p.ScheduleEntry) -> SignallingError | None:
+        """Join (or rejoin on a new connection) and offer to the peers already there;
+        the server's refusal, or ConnectionLost, is returned (and logged), not raised."""
         calls = self.sessions.get(entry.session_id)
         if calls is None:
             calls = SessionCalls(
@@ -256,19 +299,23 @@ class RoomAgent:
             self.sessions[entry.session_id] = calls
             self.outgoing.video.set_card_title(entry.title)
         client = self.client
-        if client is None or self.joined_on.get(entry.session_id) is client:
-            return
+        if client is None:
+            return ConnectionLost("not connected")
+        if self.joined_on.get(entry.session_id) is client:
+            return None
         try:
             joined = await client.join(entry.session_id, entry.ticket)
         except SignallingError as exc:
             log.warning("join %s refused: %s", entry.session_id, exc)
-            return
+            return exc
+        self.joined_on.pop(entry.session_id, None)  # re-insert: the latest joined is last
         self.joined_on[entry.session_id] = client
         log.info("joined %s with %d peer(s)", entry.session_id, len(joined.peers))
         for peer in joined.peers:
             calls.members.add(peer.peer_id)
             if not calls.has_healthy(peer.peer_id):
                 await calls.offer_to(peer.peer_id)
+        return None
 
     async def _leave(self, session_id: str) -> None:
         calls = self.sessions.pop(session_id, None)
@@ -283,6 +330,92 @@ class RoomAgent:
         if self.client is None:
             raise ConnectionLost("not connected")
         await self.client.send(message)
+
+    # --- the touch panel --------------------------------------------------------------
+
+    def control_state(self) -> p.RoomControlState:
+        """What the touch panel shows; ``session_id`` is the session joined last."""
+        return p.RoomControlState(
+            privacy=self.outgoing.video.privacy,
+            content_share=False,
+            content_available=False,  # no capture source yet (x11grab comes later)
+            session_id=next(reversed(self.joined_on), None),
+        )
+
+    async def _publish_state(self) -> None:
+        """Send ``room-state`` on a new connection and whenever the state changes."""
+        client, state = self.client, self.control_state()
+        if client is None or self._state_sent == (client, state):
+            return
+        self._state_sent = (client, state)
+        with contextlib.suppress(SignallingError):
+            await client.send(p.RoomState(state=state))
+
+    async def _on_control(self, message: p.Control) -> None:
+        async with self._act:
+            ok, code, text = await self._obey(message.command, message.args)
+        log.info(
+            "control %s %s: %s", message.command, message.args, "ok" if ok else f"{code} ({text})"
+        )
+        result = p.ControlResult(
+            request_id=message.request_id,
+            ok=ok,
+            state=self.control_state(),
+            error_code=code,
+            message=text,
+        )
+        with contextlib.suppress(SignallingError):
+            await self._send(result)
+        await self._publish_state()
+
+    async def _obey(
+        self, command: str, args: dict[str, Any]
+    ) -> tuple[bool, str | None, str | None]:
+        """Carry out one command: (ok, error code, message)."""
+        try:
+            p.check_control(command, args)
+        except p.ProtocolError as exc:
+            return False, exc.code, exc.message
+        if command == "privacy":
+            on = bool(args["on"])
+            self.outgoing.video.set_privacy(on)
+            self.outgoing.audio.muted = on
+            return True, None, None
+        if command == "content-share":
+            if args["on"]:
+                return False, p.ErrorCode.NO_CONTENT_SOURCE, "this room has no content source"
+            return True, None, None
+        session_id = str(args["session_id"])
+        if command == "join":
+            return await self._join_on_command(session_id)
+        if session_id not in self.sessions:
+            return False, p.ErrorCode.NOT_IN_SESSION, "the room is not in this session"
+        self.commands[session_id] = "leave"
+        await self._leave(session_id)
+        await self._reconcile(self.clock.now())
+        return True, None, None
+
+    async def _join_on_command(self, session_id: str) -> tuple[bool, str | None, str | None]:
+        entry = next((e for e in self.entries if e.session_id == session_id), None)
+        reason = join_refusal(entry, self.clock.now())
+        if entry is None or reason is not None:
+            return False, p.ErrorCode.NOT_JOINABLE, reason
+        previous = self.commands.get(session_id)
+        self.commands[session_id] = "join"
+        error = await self._ensure_joined(entry)
+        if error is not None:
+            if previous is None:
+                del self.commands[session_id]
+            else:
+                self.commands[session_id] = previous
+            if session_id not in self.joined_on:
+                # Not in it after all: drop the calls object, without a leave.
+                calls = self.sessions.pop(session_id, None)
+                if calls is not None:
+                    await calls.close()
+            return False, error.code, error.message
+        await self._reconcile(self.clock.now())  # the camera, if the session has started
+        return True, None, None
 
     # --- reports --------------------------------------------------------------------
 
@@ -327,6 +460,7 @@ class RoomAgent:
             "server_now": self.clock.now(),
             "clock_offset": self.clock.offset,
             "live": self.outgoing.video.live,
+            "room_state": dataclasses.asdict(self.control_state()),
             "sessions": {sid: sorted(c.calls) for sid, c in self.sessions.items()},
             "peers": self.screen.totals(),
             "violations": self.violations,

@@ -3,7 +3,10 @@
 Rules (docs/protocol.md): the later joiner offers; an offer from a peer replaces
 any older connection with that peer (aiortc has no ICE restart, so recovery is a
 new RTCPeerConnection); every received track is drained by the screen; every SDP
-we send is checked against the deployment's candidate address filter.
+we send is checked against the deployment's candidate address filter. Remote
+peers may be rooms or browser guests: a browser may trickle its candidates
+(``candidate`` messages), which are added to the connection they name; the agent
+itself never trickles.
 """
 
 from __future__ import annotations
@@ -18,12 +21,13 @@ from typing import Any
 
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.contrib.media import MediaRelay
+from aiortc.sdp import candidate_from_sdp
 
 from room_agents.ice import filter_sdp, rtc_configuration
 from room_agents.media import OutgoingVideoTrack, SyntheticAudioTrack
 from room_agents.screen import HeadlessScreen
 from signalling import protocol as p
-from signalling.candidates import Network
+from signalling.candidates import Network, address_allowed, candidate_address
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +167,28 @@ class SessionCalls:
         if removed:
             self._on_violation(removed)
         await call.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+
+    async def on_candidate(self, message: p.Candidate) -> None:
+        """A candidate trickled by a browser for the connection ``conn``; an absent or
+        empty ``candidate`` ends them. Candidates for a replaced connection are dropped,
+        and so are those outside the allowed networks (host names included)."""
+        call = self.calls.get(message.from_ or "")
+        if call is None or call.conn != message.conn or call.pc.remoteDescription is None:
+            return
+        text = (message.candidate or "").strip()
+        if not text:
+            await call.pc.addIceCandidate(None)
+            return
+        address = candidate_address(text)
+        if address is None or not address_allowed(address, self._networks):
+            self._on_violation([address or text[:60]])
+            return
+        candidate = candidate_from_sdp(text.removeprefix("a=").removeprefix("candidate:"))
+        candidate.sdpMid = message.sdp_mid
+        candidate.sdpMLineIndex = message.sdp_mline_index
+        if candidate.sdpMid is None and candidate.sdpMLineIndex is None:
+            candidate.sdpMLineIndex = 0  # bundled: the first m-line carries the transport
+        await call.pc.addIceCandidate(candidate)
 
     async def peer_left(self, peer_id: str) -> None:
         self.members.discard(peer_id)

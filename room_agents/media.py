@@ -1,4 +1,5 @@
-"""Outgoing media: a stamped synthetic camera, the "starting" card, and their tracks.
+"""Outgoing media: a stamped synthetic camera, the "starting" and privacy cards, and
+their tracks.
 
 Rules:
 
@@ -11,8 +12,10 @@ Rules:
   RTP clock and audio on the 48 kHz sample clock, like aiortc's
   ``VideoStreamTrack.next_timestamp``; a track that falls behind skips the missed
   ticks instead of bursting them.
-- ``OutgoingVideoTrack`` picks its source per frame, so ``set_live`` takes effect on
-  the next frame. It is meant to be shared through
+- ``OutgoingVideoTrack`` picks its source per frame, so ``set_live`` and
+  ``set_privacy`` take effect on the next frame. Privacy wins over everything: a
+  room in privacy sends its privacy card (stamp flag ``FLAG_PRIVACY``), never its
+  camera, and its audio track sends silence. It is meant to be shared through
   ``MediaRelay().subscribe(track, buffered=False)``: one source, one frame per tick,
   every subscriber gets the same frame objects.
 - The sources sit behind ``VideoSource`` so that a real camera can replace them.
@@ -261,28 +264,76 @@ class StartingCard:
         return av.VideoFrame.from_ndarray(self._yuv, format="yuv420p")
 
 
+class PrivacyCard:
+    """Sent instead of the camera while the room is in privacy; static but for its stamp,
+    which carries ``FLAG_PRIVACY`` so a receiver can tell it from the starting card."""
+
+    BACKGROUND: Final = 24
+    TINT_U: Final = 118  # a dark red: neither the camera nor the blue starting card
+    TINT_V: Final = 160
+
+    def __init__(
+        self, clock: Clock, width: int = 640, height: int = 360, fps: int = 30, label: str = ""
+    ) -> None:
+        check_frame_size(width, height)
+        self.clock = clock
+        self.width, self.height, self.fps = width, height, fps
+        self._yuv = np.empty((height * 3 // 2, width), np.uint8)
+        self._card = np.empty_like(self._yuv)
+        lines = [("Privacy", height // 8), ("Camera and microphone off", height // 14)]
+        lines.append((label, height // 18))
+        self._card[:height] = render_text_lines(width, height, lines, self.BACKGROUND, LUMA_WHITE)
+        u, v = chroma_planes(self._card, width, height)
+        u[:], v[:] = self.TINT_U, self.TINT_V
+
+    def next_frame(self) -> av.VideoFrame:
+        np.copyto(self._yuv, self._card)
+        write_stamp(
+            self._yuv, self.width, self.height, capture_ms(self.clock), camera=False, privacy=True
+        )
+        return av.VideoFrame.from_ndarray(self._yuv, format="yuv420p")
+
+
 # --- tracks ---------------------------------------------------------------------------
 
 
 class OutgoingVideoTrack(MediaStreamTrack):
-    """The room's outgoing video: the card until ``set_live(True)``, then the camera."""
+    """The room's outgoing video: the card until ``set_live(True)``, then the camera;
+    the privacy card whenever privacy is on."""
 
     kind = "video"
 
-    def __init__(self, camera: VideoSource, card: CardSource, fps: int = 30) -> None:
+    def __init__(
+        self,
+        camera: VideoSource,
+        card: CardSource,
+        fps: int = 30,
+        privacy_card: VideoSource | None = None,
+    ) -> None:
         super().__init__()
         self.camera = camera
         self.card = card
+        self.privacy_card = privacy_card
         self.fps = fps
         self._live = False
+        self._privacy = False
         self._pacer = Pacer(fps, VIDEO_CLOCK_RATE)
 
     @property
     def live(self) -> bool:
         return self._live
 
+    @property
+    def privacy(self) -> bool:
+        return self._privacy
+
     def set_live(self, live: bool) -> None:
         self._live = live
+
+    def set_privacy(self, on: bool) -> None:
+        if on and self.privacy_card is None:
+            raise ValueError("this track has no privacy card")
+        self._privacy = on
 
     def set_card_title(self, title: str) -> None:
         self.card.set_title(title)
@@ -295,7 +346,11 @@ class OutgoingVideoTrack(MediaStreamTrack):
             # Stopped while waiting: a MediaRelay reading us must see the end.
             raise MediaStreamError
         # The source is chosen after the wait, so a switch lands on the next frame.
-        source = self.camera if self._live else self.card
+        source: VideoSource = self.card
+        if self._privacy and self.privacy_card is not None:
+            source = self.privacy_card
+        elif self._live:
+            source = self.camera
         frame = source.next_frame()
         frame.pts = pts
         frame.time_base = VIDEO_TIME_BASE
@@ -303,7 +358,8 @@ class OutgoingVideoTrack(MediaStreamTrack):
 
 
 class SyntheticAudioTrack(MediaStreamTrack):
-    """20 ms frames of a quiet sine tone, s16 mono 48 kHz (non-zero, so sinks can tell)."""
+    """20 ms frames of a quiet sine tone, s16 mono 48 kHz (non-zero, so sinks can tell);
+    digital silence while ``muted`` (privacy)."""
 
     kind = "audio"
 
@@ -311,6 +367,7 @@ class SyntheticAudioTrack(MediaStreamTrack):
         super().__init__()
         self.hz = hz
         self.amplitude = amplitude
+        self.muted = False
         self._pacer = Pacer(1.0 / AUDIO_PTIME, AUDIO_SAMPLE_RATE)
 
     async def recv(self) -> av.AudioFrame:
@@ -319,7 +376,10 @@ class SyntheticAudioTrack(MediaStreamTrack):
         pts = await self._pacer.wait()
         if self.readyState != "live":
             raise MediaStreamError
-        samples = sine_tone(pts, AUDIO_SAMPLES, self.hz, self.amplitude)
+        if self.muted:
+            samples = np.zeros(AUDIO_SAMPLES, np.int16)
+        else:
+            samples = sine_tone(pts, AUDIO_SAMPLES, self.hz, self.amplitude)
         frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
         frame.sample_rate = AUDIO_SAMPLE_RATE
         frame.pts = pts

@@ -13,12 +13,17 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from signalling import protocol as p
 
 TERMINAL_STATES = p.TERMINAL_SESSION_STATES
 # Connect modes in which the room joins by itself (issue: reserve-only never connects).
 AUTO_JOIN_MODES = frozenset({"automatic"})
+# Connect modes a touch-panel ``join`` command may join: one-button (``manual`` is the
+# orchestrator's alias), and automatic, so a room that left on command can come back.
+COMMAND_JOIN_MODES = frozenset({"one-button", "manual", "automatic"})
+Command = Literal["join", "leave"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,13 +35,38 @@ class Plan:
     live: bool  # between start and end: send the camera, not the card
 
 
-def plan_at(entry: p.ScheduleEntry, now: float) -> Plan:
+def plan_at(entry: p.ScheduleEntry, now: float, command: Command | None = None) -> Plan:
+    """In the call between ``start - lead`` and ``end`` unless terminal, if the connect
+    mode joins by itself or the touch panel said ``join``, and not after it said
+    ``leave``; live (camera) from ``start``."""
+    wanted = command == "join" or (command is None and entry.connect_mode in AUTO_JOIN_MODES)
     active = (
-        entry.state not in TERMINAL_STATES
-        and entry.connect_mode in AUTO_JOIN_MODES
+        wanted
+        and entry.state not in TERMINAL_STATES
         and entry.start - entry.lead <= now < entry.end
     )
     return Plan(entry.session_id, in_call=active, live=active and now >= entry.start)
+
+
+def join_refusal(entry: p.ScheduleEntry | None, now: float) -> str | None:
+    """Why a touch-panel ``join`` of this session cannot be obeyed now; None if it can.
+
+    A room joins on command a session of its schedule whose connect mode allows it
+    (``COMMAND_JOIN_MODES``), that is not terminal, from ``start - lead`` to ``end``.
+    """
+    if entry is None:
+        return "the session is not in this room's schedule"
+    if entry.connect_mode not in COMMAND_JOIN_MODES:
+        return f"the session's connect mode is {entry.connect_mode}: rooms do not connect"
+    if entry.state in TERMINAL_STATES:
+        return f"the session is {entry.state}"
+    if now < entry.start - entry.lead:
+        return (
+            f"too early: the session can be joined {entry.start - entry.lead - now:.0f} s from now"
+        )
+    if now >= entry.end:
+        return "the session is over"
+    return None
 
 
 def next_change(entries: list[p.ScheduleEntry], now: float) -> float | None:

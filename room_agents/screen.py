@@ -8,7 +8,9 @@ Rules:
   kind keeps being drained, but its frames are no longer counted.
 - Video: every frame counts; a frame whose stamp (room_agents.stamp) reads gives a
   glass-to-glass latency sample, ``clock.now() * 1000 - stamp.capture_ms``, and its
-  camera flag. A peer is live once a camera frame arrived.
+  camera and privacy flags. A peer is live once a camera frame arrived. A peer is
+  in privacy while its latest stamped frame is its privacy card
+  (``privacy_frames`` counts them).
 - Freezes follow the W3C webrtc-stats ``freezeCount`` rule: an inter-frame gap
   longer than ``max(3 * mean, mean + 150 ms)``, where ``mean`` is the mean of the
   last ``FREEZE_HISTORY`` inter-frame gaps that were not freezes themselves (so one
@@ -128,6 +130,8 @@ class PeerMedia:
         self.frames = 0
         self.stamped_frames = 0
         self.camera_frames = 0
+        self.privacy_frames = 0
+        self.privacy = False  # the latest stamped frame was the privacy card
         self.freezes = 0
         self.audio_frames = 0
         self.first_frame_at: float | None = None
@@ -173,6 +177,9 @@ class PeerMedia:
         self._period_latency.append(latency)
         clamped = max(-LATENCY_CLAMP_MS, min(LATENCY_CLAMP_MS, round(latency)))
         self._latency_hist[clamped] += 1
+        self.privacy = stamp.privacy
+        if stamp.privacy:
+            self.privacy_frames += 1
         if stamp.camera:
             self.camera_frames += 1
             if self.first_camera_at is None:
@@ -201,6 +208,7 @@ class PeerMedia:
             audio_frames=self._period_audio_frames,
             audio_level=level,
             live=self.camera_frames > 0,
+            privacy=self.privacy,
         )
         if reset:
             self._period_start = mono_now
@@ -215,6 +223,8 @@ class PeerMedia:
             "frames": self.frames,
             "stamped_frames": self.stamped_frames,
             "camera_frames": self.camera_frames,
+            "privacy_frames": self.privacy_frames,
+            "privacy": self.privacy,
             "freezes": self.freezes,
             "audio_frames": self.audio_frames,
             "audio_level": (
@@ -273,6 +283,11 @@ class HeadlessScreen:
 
     def totals(self) -> dict[str, Totals]:
         return {peer_id: media.totals() for peer_id, media in self._media.items()}
+
+    def in_privacy(self, peer_id: str) -> bool:
+        """Whether the peer's latest stamped frame was its privacy card."""
+        media = self._media.get(peer_id)
+        return media is not None and media.privacy
 
     def _attach(self, peer_id: str, kind: str, track: MediaStreamTrack) -> None:
         loop = asyncio.get_running_loop()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -20,6 +21,10 @@ from signalling.protocol import ErrorCode, ProtocolError
 
 TICKET_ISSUER = "telecentre"
 TICKET_LEEWAY_SECONDS = 5.0
+GUEST_ROLE = "guest"
+GUEST_PEER_ID = re.compile(r"guest:[A-Za-z0-9_-]{1,64}")
+"""A guest's peer id (a guest ticket's ``sub``): ``guest:`` and 1 to 64 URL-safe characters."""
+MAX_NAME_LENGTH = 100
 
 
 def hash_key(key: str) -> str:
@@ -44,6 +49,7 @@ class TicketClaims:
     role: str
     not_before: float
     expires: float
+    name: str | None = None
 
 
 class CredentialStore:
@@ -107,7 +113,10 @@ class TicketVerifier:
         for ticket_id in ticket_ids:
             self._revoked[ticket_id] = until
 
-    def verify(self, token: str, *, peer_id: str | None, session_id: str) -> TicketClaims:
+    def verify(self, token: str, *, peer_id: str | None, session_id: str | None) -> TicketClaims:
+        """The ticket's claims, once its signature, window, session (unless
+        ``session_id`` is None), peer (unless ``peer_id`` is None) and revocation
+        are checked, in that order; the first failure raises its ``ticket-*`` code."""
         try:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError:
@@ -144,13 +153,13 @@ class TicketVerifier:
             raise ProtocolError(ErrorCode.TICKET_EXPIRED, "ticket expired")
         if now < nbf - TICKET_LEEWAY_SECONDS:
             raise ProtocolError(ErrorCode.TICKET_NOT_YET_VALID, "ticket not valid yet")
-        if sid != session_id:
+        if session_id is not None and sid != session_id:
             raise ProtocolError(ErrorCode.TICKET_WRONG_SESSION, "ticket is for another session")
         if peer_id is not None and sub != peer_id:
             raise ProtocolError(ErrorCode.TICKET_WRONG_PEER, "ticket is for another peer")
         if jti in self._revoked:
             raise ProtocolError(ErrorCode.TICKET_REVOKED, "ticket revoked")
-        role = claims.get("role")
+        role, name = claims.get("role"), claims.get("name")
         return TicketClaims(
             ticket_id=jti,
             peer_id=sub,
@@ -158,4 +167,14 @@ class TicketVerifier:
             role=role if isinstance(role, str) else "room",
             not_before=float(nbf),
             expires=float(exp),
+            name=name[:MAX_NAME_LENGTH] if isinstance(name, str) and name.strip() else None,
         )
+
+    def verify_guest(self, token: str) -> TicketClaims:
+        """A ``hello`` ticket: valid as ``verify`` checks it (for any session) and made
+        out to a guest, role ``guest`` and ``sub`` of the form ``guest:<id>``; a
+        ticket for a room, or of another role, is ``auth-failed``."""
+        claims = self.verify(token, peer_id=None, session_id=None)
+        if claims.role != GUEST_ROLE or not GUEST_PEER_ID.fullmatch(claims.peer_id):
+            raise ProtocolError(ErrorCode.AUTH_FAILED, "this ticket does not admit a guest")
+        return claims

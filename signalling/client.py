@@ -63,12 +63,16 @@ class ClockOffset:
 
 
 class SignallingClient:
+    """One connection: a room authenticates with ``key``, a browser guest (or a test
+    standing in for one) with its guest ``ticket``."""
+
     def __init__(
         self,
         http: aiohttp.ClientSession,
         url: str,
         *,
-        key: str,
+        key: str | None = None,
+        ticket: str | None = None,
         room_id: str | None = None,
         agent: str = "telecentre-python",
         clock: Callable[[], float] = time.time,
@@ -76,7 +80,10 @@ class SignallingClient:
         self._http = http
         self._url = url
         self._room_id = room_id
+        if (key is None) == (ticket is None):
+            raise ValueError("a room connects with its key, a guest with its ticket: give one")
         self._key = key
+        self._ticket = ticket
         self._agent = agent
         self._clock = clock
         self._ids = itertools.count(1)
@@ -113,6 +120,7 @@ class SignallingClient:
             protocol=p.PROTOCOL_VERSION,
             room_id=self._room_id,
             key=self._key,
+            ticket=self._ticket,
             agent=self._agent,
             id=self.next_id(),
         )

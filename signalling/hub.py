@@ -4,6 +4,9 @@ The hub knows peers by id, not by socket: a peer that reconnects gets its new
 link attached to the same memberships, and a lost link starts a grace period
 during which the peer stays in its sessions (its peer connections may well still
 be carrying media). Sending never waits on a slow peer: each link queues.
+
+The hub is also the web layer's door to the rooms' touch-panel commands
+(``control``, ``room_state``; the bookkeeping is in signalling.control).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from signalling import protocol as p
+from signalling.control import RoomControls, RoomStateListener
 from signalling.ports import (
     MediaMilestone,
     MediaReport,
@@ -77,6 +81,7 @@ class Hub:
         self._schedules: dict[str, p.Schedule] = {}
         self._seq = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._controls = RoomControls()
 
     # --- queries -------------------------------------------------------------------
 
@@ -132,6 +137,7 @@ class Hub:
                 )
         info = self._infos.get(peer_id)
         if info is not None and info.room_id is not None:
+            self._controls.offline(info.room_id)
             await self._events.room_offline(
                 RoomOffline(seq=next(self._seq), room_id=info.room_id, at=self._clock())
             )
@@ -267,6 +273,55 @@ class Hub:
                 )
             )
 
+    # --- room control (the web layer's API) -----------------------------------------
+
+    async def control(
+        self, room_id: str, command: str, args: dict[str, object], timeout: float = 5.0
+    ) -> p.ControlResult:
+        """Send a touch-panel command to a room's agent and return its answer.
+
+        ``command`` is one of ``p.CONTROL_COMMANDS`` with its arguments:
+        ``join``/``leave`` ``{"session_id": str}``, ``privacy``/``content-share``
+        ``{"on": bool}``. The answer says whether the room obeyed (``ok``; if not,
+        ``error_code`` and ``message`` say why) and carries the room's state after it.
+
+        Raises ``p.ProtocolError`` with ``bad-message`` (unknown command, missing or
+        mistyped argument), ``room-offline`` (no agent connected, or it went offline
+        before answering) or ``control-timeout`` (no answer within ``timeout`` s).
+        """
+        p.check_control(command, args)
+        link = self._links.get(f"room:{room_id}")
+        if link is None:
+            raise p.ProtocolError(p.ErrorCode.ROOM_OFFLINE, "no agent is connected for this room")
+        request_id, future = self._controls.open(room_id)
+        try:
+            link.send(p.Control(command=command, args=dict(args), request_id=request_id))
+            return await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            raise p.ProtocolError(
+                p.ErrorCode.CONTROL_TIMEOUT, f"the room did not answer within {timeout:g} s"
+            ) from None
+        finally:
+            self._controls.close(request_id)
+
+    def room_state(self, room_id: str) -> p.RoomControlState | None:
+        """The room's latest reported control state; None while it is offline (or has
+        not reported one since it connected)."""
+        return self._controls.state(room_id)
+
+    def add_room_state_listener(self, listener: RoomStateListener) -> Callable[[], None]:
+        """Call ``listener(room_id, state)`` on every change of a room's reported state
+        (``state`` None: the room went offline). Returns the function that removes it.
+        The listener runs on the event loop and must not block."""
+        return self._controls.add_listener(listener)
+
+    def control_result(self, room_id: str, message: p.ControlResult) -> None:
+        """A room's ``control-result``; ignored unless it answers a request sent to it."""
+        self._controls.result(room_id, message)
+
+    def report_room_state(self, room_id: str, message: p.RoomState) -> None:
+        self._controls.report(room_id, message.state)
+
     # --- what the orchestrator pushes ----------------------------------------------
 
     def push_schedule(self, schedule: p.Schedule) -> None:
@@ -327,6 +382,7 @@ class Hub:
         task.add_done_callback(self._tasks.discard)
 
     async def close(self) -> None:
+        self._controls.cancel_all()
         for session in self._sessions.values():
             for member in session.members.values():
                 if member.grace is not None:

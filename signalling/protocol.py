@@ -16,6 +16,7 @@ import dataclasses
 import json
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final, Literal, Union
 
@@ -51,6 +52,14 @@ class ErrorCode:
     HEARTBEAT_TIMEOUT: Final = "heartbeat-timeout"
     REPLACED: Final = "replaced"
     INTERNAL: Final = "internal"
+    # Room control (raised by Hub.control, never sent as an ``error`` on the wire).
+    ROOM_OFFLINE: Final = "room-offline"
+    CONTROL_TIMEOUT: Final = "control-timeout"
+    # ``control-result.error_code`` values a room agent answers with, besides the
+    # codes above (``bad-message``, ``not-in-session``, a refused join's ``ticket-*``
+    # or ``session-full``, ``connection-lost``).
+    NOT_JOINABLE: Final = "not-joinable"
+    NO_CONTENT_SOURCE: Final = "no-content-source"
 
 
 class ProtocolError(Exception):
@@ -131,6 +140,17 @@ class MediaStats:
     audio_frames: int = 0
     audio_level: float = 0.0
     live: bool = False
+    privacy: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RoomControlState:
+    """What a room's touch panel shows: the room's own switches and where it is."""
+
+    privacy: bool
+    content_share: bool
+    content_available: bool
+    session_id: str | None = None
 
 
 # --- client -> server -------------------------------------------------------------------
@@ -220,7 +240,31 @@ class Stats:
     id: str | None = None
 
 
-ClientMessage = Union[Hello, Join, Leave, Offer, Answer, Candidate, Ping, Stats]
+@dataclass(frozen=True, slots=True)
+class ControlResult:
+    """A room's answer to ``control``; ``state`` is the room's state after it."""
+
+    type: ClassVar[str] = "control-result"
+    request_id: str
+    ok: bool
+    state: RoomControlState
+    error_code: str | None = None
+    message: str | None = None
+    id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RoomState:
+    """Unsolicited, from a room: its control state, after connecting and on each change."""
+
+    type: ClassVar[str] = "room-state"
+    state: RoomControlState
+    id: str | None = None
+
+
+ClientMessage = Union[
+    Hello, Join, Leave, Offer, Answer, Candidate, Ping, Stats, ControlResult, RoomState
+]
 
 # --- server -> client -------------------------------------------------------------------
 
@@ -292,6 +336,16 @@ class Pong:
 
 
 @dataclass(frozen=True, slots=True)
+class Control:
+    """A command from the room's touch panel (through the web layer) to its agent."""
+
+    type: ClassVar[str] = "control"
+    command: str
+    args: dict[str, Any]
+    request_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class Error:
     type: ClassVar[str] = "error"
     code: str
@@ -310,11 +364,13 @@ ServerMessage = Union[
     Answer,
     Candidate,
     Pong,
+    Control,
     Error,
 ]
 
 CLIENT_TYPES: Final[dict[str, type[Any]]] = {
-    m.type: m for m in (Hello, Join, Leave, Offer, Answer, Candidate, Ping, Stats)
+    m.type: m
+    for m in (Hello, Join, Leave, Offer, Answer, Candidate, Ping, Stats, ControlResult, RoomState)
 }
 SERVER_TYPES: Final[dict[str, type[Any]]] = {
     m.type: m
@@ -329,9 +385,33 @@ SERVER_TYPES: Final[dict[str, type[Any]]] = {
         Answer,
         Candidate,
         Pong,
+        Control,
         Error,
     )
 }
+
+# --- room control ---------------------------------------------------------------------
+
+CONTROL_COMMANDS: Final[Mapping[str, Mapping[str, type]]] = {
+    "join": {"session_id": str},  # join a one-button session now
+    "leave": {"session_id": str},
+    "privacy": {"on": bool},  # card instead of camera, silence instead of microphone
+    "content-share": {"on": bool},
+}
+"""Each command with the arguments it requires; further arguments are ignored."""
+
+
+def check_control(command: str, args: Mapping[str, object]) -> None:
+    """Refuse an unknown command or missing/mistyped arguments with ``bad-message``."""
+    spec = CONTROL_COMMANDS.get(command)
+    if spec is None:
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, f"unknown control command {command[:40]!r}")
+    for name, tp in spec.items():
+        value = args.get(name)
+        if not isinstance(value, tp) or (tp is str and not value):
+            kind = "a boolean" if tp is bool else "a non-empty string"
+            raise ProtocolError(ErrorCode.BAD_MESSAGE, f"{command}: args.{name} must be {kind}")
+
 
 # --- encoding ---------------------------------------------------------------------------
 
@@ -390,6 +470,11 @@ def _check(value: Any, tp: Any, where: str) -> Any:
         if value is not None:
             raise ProtocolError(ErrorCode.BAD_MESSAGE, f"{where}: expected null")
         return None
+    if origin is dict:
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise ProtocolError(ErrorCode.BAD_MESSAGE, f"{where}: expected an object")
+        _, value_tp = typing.get_args(tp)
+        return {k: _check(v, value_tp, f"{where}.{k}") for k, v in value.items()}
     if origin is list:
         if not isinstance(value, list):
             raise ProtocolError(ErrorCode.BAD_MESSAGE, f"{where}: expected a list")

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from aiohttp import WSMsgType, web
 
 from signalling import protocol as p
-from signalling.auth import CredentialStore, RoomRecord, TicketVerifier
+from signalling.auth import CredentialStore, RoomRecord, TicketClaims, TicketVerifier
 from signalling.candidates import (
     address_allowed,
     candidate_address,
@@ -37,6 +37,19 @@ CLOSE_AUTH = 4401
 CLOSE_HEARTBEAT = 4408
 CLOSE_SLOW = 4429
 CLOSE_REVOKED = 4403
+# A hello refused with one of these closes the connection (4401).
+HELLO_REFUSALS = frozenset(
+    {
+        p.ErrorCode.AUTH_FAILED,
+        p.ErrorCode.KEY_REVOKED,
+        p.ErrorCode.UNSUPPORTED_VERSION,
+        p.ErrorCode.TICKET_INVALID,
+        p.ErrorCode.TICKET_EXPIRED,
+        p.ErrorCode.TICKET_NOT_YET_VALID,
+        p.ErrorCode.TICKET_REVOKED,
+    }
+)
+DEFAULT_GUEST_NAME = "Guest"
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +115,14 @@ class _WebSocketLink:
             await self.writer
 
 
+@dataclass(frozen=True, slots=True)
+class _Identity:
+    """Who a connection authenticated as; a guest also keeps the ticket it said hello with."""
+
+    info: p.PeerInfo
+    guest_ticket: TicketClaims | None = None
+
+
 @dataclass(slots=True)
 class ServerCounters:
     messages: int = 0
@@ -142,11 +163,11 @@ class SignallingServer:
         link = _WebSocketLink(ws, self.settings.send_queue_limit)
         peer_id: str | None = None
         try:
-            info = await self._authenticate(ws, link)
-            if info is not None:
-                peer_id = info.peer_id
-                await self.hub.attach(link, info)
-                await self._serve(ws, link, info)
+            identity = await self._authenticate(ws, link)
+            if identity is not None:
+                peer_id = identity.info.peer_id
+                await self.hub.attach(link, identity.info)
+                await self._serve(ws, link, identity)
         finally:
             if peer_id is not None:
                 await self.hub.detach(link, peer_id)
@@ -158,7 +179,7 @@ class SignallingServer:
 
     async def _authenticate(
         self, ws: web.WebSocketResponse, link: _WebSocketLink
-    ) -> p.PeerInfo | None:
+    ) -> _Identity | None:
         bucket = TokenBucket(self.settings.rate_per_second, self.settings.rate_burst)
         deadline = asyncio.get_running_loop().time() + self.settings.hello_timeout
         while True:
@@ -181,13 +202,9 @@ class SignallingServer:
                     raise p.ProtocolError(
                         p.ErrorCode.HELLO_REQUIRED, "say hello first", getattr(message, "id", None)
                     )
-                info = self._check_hello(message)
+                identity = self._check_hello(message)
             except p.ProtocolError as exc:
-                if exc.code in (
-                    p.ErrorCode.AUTH_FAILED,
-                    p.ErrorCode.KEY_REVOKED,
-                    p.ErrorCode.UNSUPPORTED_VERSION,
-                ):
+                if exc.code in HELLO_REFUSALS:
                     await self._refuse(link, exc)
                     return None
                 self._error(link, exc)
@@ -195,8 +212,8 @@ class SignallingServer:
             link.send(
                 p.Welcome(
                     protocol=p.PROTOCOL_VERSION,
-                    peer_id=info.peer_id,
-                    name=info.name,
+                    peer_id=identity.info.peer_id,
+                    name=identity.info.name,
                     server_time=self.clock(),
                     heartbeat_interval=self.settings.heartbeat_interval,
                     heartbeat_timeout=self.settings.heartbeat_timeout,
@@ -212,30 +229,38 @@ class SignallingServer:
                     ref=message.id,
                 )
             )
-            return info
+            return identity
 
-    def _check_hello(self, hello: p.Hello) -> p.PeerInfo:
+    def _check_hello(self, hello: p.Hello) -> _Identity:
+        """A room authenticates with its key; a guest (no key) with its guest ticket."""
         if hello.protocol != p.PROTOCOL_VERSION:
             raise p.ProtocolError(
                 p.ErrorCode.UNSUPPORTED_VERSION,
                 f"this server speaks protocol {p.PROTOCOL_VERSION}",
                 hello.id,
             )
-        if hello.key is None:
-            raise p.ProtocolError(p.ErrorCode.AUTH_FAILED, "a room key is required", hello.id)
         try:
-            record = self.credentials.verify(hello.room_id, hello.key)
+            if hello.key is not None:
+                record = self.credentials.verify(hello.room_id, hello.key)
+                info = p.PeerInfo(
+                    peer_id=f"room:{record.room_id}",
+                    name=record.name,
+                    room_id=record.room_id,
+                    centre=record.centre,
+                )
+                return _Identity(info)
+            if hello.ticket is not None:
+                claims = self.tickets.verify_guest(hello.ticket)
+                info = p.PeerInfo(peer_id=claims.peer_id, name=claims.name or DEFAULT_GUEST_NAME)
+                return _Identity(info, guest_ticket=claims)
         except p.ProtocolError as exc:
             raise p.ProtocolError(exc.code, exc.message, hello.id) from None
-        return p.PeerInfo(
-            peer_id=f"room:{record.room_id}",
-            name=record.name,
-            room_id=record.room_id,
-            centre=record.centre,
+        raise p.ProtocolError(
+            p.ErrorCode.AUTH_FAILED, "a room key or a guest ticket is required", hello.id
         )
 
     async def _serve(
-        self, ws: web.WebSocketResponse, link: _WebSocketLink, info: p.PeerInfo
+        self, ws: web.WebSocketResponse, link: _WebSocketLink, identity: _Identity
     ) -> None:
         bucket = TokenBucket(self.settings.rate_per_second, self.settings.rate_burst)
         loop = asyncio.get_running_loop()
@@ -268,7 +293,7 @@ class SignallingServer:
             try:
                 message = self._parse(msg.data, bucket)
                 if message is not None:
-                    await self._dispatch(info, message)
+                    await self._dispatch(identity, message)
             except p.ProtocolError as exc:
                 self._error(link, exc)
 
@@ -287,7 +312,8 @@ class SignallingServer:
             )
         return p.decode_client(data)
 
-    async def _dispatch(self, info: p.PeerInfo, message: p.ClientMessage) -> None:
+    async def _dispatch(self, identity: _Identity, message: p.ClientMessage) -> None:
+        info = identity.info
         peer_id = info.peer_id
         if isinstance(message, p.Ping):
             link = self.hub.link(peer_id)
@@ -305,14 +331,32 @@ class SignallingServer:
             self.hub.relay(peer_id, message)
         elif isinstance(message, p.Join):
             try:
-                self.tickets.verify(message.ticket, peer_id=peer_id, session_id=message.session_id)
+                claims = self.tickets.verify(
+                    message.ticket, peer_id=peer_id, session_id=message.session_id
+                )
             except p.ProtocolError as exc:
                 raise p.ProtocolError(exc.code, exc.message, message.id) from None
+            guest = identity.guest_ticket
+            if guest is not None and claims.ticket_id != guest.ticket_id:
+                raise p.ProtocolError(
+                    p.ErrorCode.TICKET_INVALID,
+                    "a guest joins with the ticket it said hello with",
+                    message.id,
+                )
             await self.hub.join(peer_id, message.session_id, message.id)
         elif isinstance(message, p.Leave):
             await self.hub.leave(peer_id, message.session_id, message.id)
         elif isinstance(message, p.Stats):
             await self.hub.stats(peer_id, message)
+        elif isinstance(message, p.ControlResult | p.RoomState):
+            if info.room_id is None:
+                raise p.ProtocolError(
+                    p.ErrorCode.BAD_MESSAGE, f"only rooms send {message.type}", message.id
+                )
+            if isinstance(message, p.ControlResult):
+                self.hub.control_result(info.room_id, message)
+            else:
+                self.hub.report_room_state(info.room_id, message)
         elif isinstance(message, p.Hello):
             raise p.ProtocolError(p.ErrorCode.BAD_MESSAGE, "already authenticated", message.id)
 

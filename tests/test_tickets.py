@@ -22,7 +22,7 @@ from orchestrator.credentials import (
     new_room_key,
     verify_api_token,
 )
-from orchestrator.tickets import TicketSigner, room_peer_id, ticket_window
+from orchestrator.tickets import TicketSigner, guest_peer_id, room_peer_id, ticket_window
 
 START = 1_800_000_000.0
 
@@ -64,6 +64,21 @@ def test_minted_ticket_decodes_with_the_public_key() -> None:
         "jti": jti,
     }
     assert all(isinstance(claims[k], int) for k in ("nbf", "exp", "iat"))
+
+
+def test_a_guest_ticket_carries_the_guest_s_peer_id_and_display_name() -> None:
+    signer = TicketSigner.generate()
+    token, _ = signer.mint(guest_peer_id("7f3a90"), "s1", "guest", START, START + 60, name="Inès")
+    claims = jwt.decode(token, options={"verify_signature": False})
+    assert (claims["sub"], claims["role"], claims["name"]) == ("guest:7f3a90", "guest", "Inès")
+    unnamed, _ = signer.mint(guest_peer_id("g"), "s1", "guest", START, START + 60)
+    assert "name" not in jwt.decode(unnamed, options={"verify_signature": False})
+    for bad_name in ("", "   ", "x" * 101):
+        with pytest.raises(ValueError):
+            signer.mint("guest:g", "s1", "guest", START, START + 60, name=bad_name)
+    for bad_id in ("", "a b", "x" * 65, "g:1"):
+        with pytest.raises(ValueError):
+            guest_peer_id(bad_id)
 
 
 def test_ticket_signed_by_another_key_is_rejected() -> None:
