@@ -41,6 +41,14 @@ class ThrottlePolicy:
     lockout: timedelta = timedelta(minutes=15)
 
 
+class LoginThrottled(DomainError):
+    """``login-throttled``, with the seconds until the lock ends."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__("login-throttled", f"too many failed logins; try again in {retry_after} s")
+        self.retry_after = retry_after
+
+
 @dataclass(frozen=True, slots=True)
 class Principal:
     """The logged-in person as the web layer sees them (no password hash)."""
@@ -133,13 +141,13 @@ def create_user(
 ) -> User:
     email = normalise_email(email)
     if role not in ROLES:
-        raise DomainError("bad-request", f"role is one of {', '.join(ROLES)}")
+        raise DomainError("invalid-role", f"role is one of {', '.join(ROLES)}")
     if role != "admin" and centre_id is None:
-        raise DomainError("bad-request", f"a {role} belongs to a centre")
+        raise DomainError("needs-centre", f"a {role} belongs to a centre")
     if centre_id is not None and db.get(Centre, centre_id) is None:
-        raise DomainError("not-found", f"no centre {centre_id}")
+        raise DomainError("unknown-centre", f"no centre {centre_id}")
     if not name.strip():
-        raise DomainError("bad-request", "a user has a name")
+        raise DomainError("invalid-name", "a user has a name")
     check_password_strength(password)
     if db.exec(select(User).where(col(User.email) == email)).first() is not None:
         raise DomainError("duplicate", f"a user with email {email} exists")
@@ -210,7 +218,7 @@ def change_password(db: DbSession, user_id: str, current: str, new: str, now: da
     if not _password_matches(user.password_hash, current):
         raise DomainError("wrong-password", "the current password is not right")
     if new == current:
-        raise DomainError("weak-password", "the new password is the same as the current one")
+        raise DomainError("same-password", "the new password is the same as the current one")
     set_password(db, user_id, new)
     return _open_session(db, user.id, now)
 
@@ -261,10 +269,7 @@ def login(
     for row in _throttle_rows(db, keys):
         until = locked_until(row, now)
         if until is not None:
-            seconds = int((until - now).total_seconds()) + 1
-            raise DomainError(
-                "login-throttled", f"too many failed logins; try again in {seconds} s"
-            )
+            raise LoginThrottled(int((until - now).total_seconds()) + 1)
     user = db.exec(select(User).where(col(User.email) == email.strip().lower())).first()
     ok = _password_matches(user.password_hash if user else _DUMMY_HASH, password)
     if not ok or user is None or user.disabled:

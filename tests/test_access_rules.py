@@ -71,9 +71,9 @@ def test_create_user_hashes_the_password_with_argon2_and_normalises_the_email(
     [
         ("not-an-address", "X", PASSWORD, "organiser", 0, "invalid-email"),
         ("x@example.org", "X", "short", "organiser", 0, "weak-password"),
-        ("x@example.org", "X", PASSWORD, "root", 0, "bad-request"),
-        ("x@example.org", "X", PASSWORD, "staff", None, "bad-request"),
-        ("x@example.org", "  ", PASSWORD, "staff", 0, "bad-request"),
+        ("x@example.org", "X", PASSWORD, "root", 0, "invalid-role"),
+        ("x@example.org", "X", PASSWORD, "staff", None, "needs-centre"),
+        ("x@example.org", "  ", PASSWORD, "staff", 0, "invalid-name"),
     ],
 )
 def test_create_user_refuses_bad_input_with_a_stable_code(
@@ -108,7 +108,7 @@ def test_create_user_refuses_a_duplicate_address_and_an_unknown_centre(
     ghost = lambda: db.run_sync(  # noqa: E731
         lambda s: accounts.create_user(s, "b@example.org", "B", PASSWORD, "staff", "nope")
     )
-    assert _code(ghost) == "not-found"
+    assert _code(ghost) == "unknown-centre"
 
 
 # --- accounts: logging in and the throttle --------------------------------------------
@@ -249,6 +249,10 @@ def test_change_password_needs_the_current_one_and_ends_other_logins(
         lambda s: accounts.change_password(s, anne.id, PASSWORD, "short", NOW)
     )
     assert _code(weak) == "weak-password"
+    same = lambda: db.run_sync(  # noqa: E731
+        lambda s: accounts.change_password(s, anne.id, PASSWORD, PASSWORD, NOW)
+    )
+    assert _code(same) == "same-password"
     fresh = db.run_sync(
         lambda s: accounts.change_password(s, anne.id, PASSWORD, "a new password 1", NOW)
     )
