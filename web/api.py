@@ -21,6 +21,7 @@ from orchestrator.models import Booking, CalDavLink, Centre, Feed, Room, Session
 from orchestrator.series import SeriesSpec
 from orchestrator.service import DomainError, SessionDetail
 from web.app import SERVICES
+from web.openapi import OPENAPI_PATH, openapi_document
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,12 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 API = "/api/v1"
 NOT_FOUND_CODES = frozenset({"not-found"})
 CONFLICT_CODES = frozenset({"duplicate", "conflict"})
+MAX_JSON_INT = 2**53 - 1
+"""Integers beyond this are not exchanged reliably in JSON (RFC 7493 §2.2); they would
+also overflow the database's 64-bit integers and Python's timedelta."""
+MAX_FEED_INTERVAL = 7 * 86400
+MAX_DURATION_SECONDS = 366 * 86400
+"""The longest occurrence limit a room policy may set (a timedelta must hold it)."""
 
 
 def error_response(status: int, code: str, message: str) -> web.Response:
@@ -86,7 +93,9 @@ async def _authorised(request: web.Request) -> bool:
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.path.startswith(API + "/") and not await _authorised(request):
+    # The OpenAPI document is public: it describes the API's shape, holds no data.
+    path = request.path
+    if path.startswith(API + "/") and path != OPENAPI_PATH and not await _authorised(request):
         return error_response(401, "unauthorised", "an admin bearer token is required")
     return await handler(request)
 
@@ -104,11 +113,16 @@ async def _body(request: web.Request) -> dict[str, Any]:
 
 
 def _field(data: dict[str, Any], name: str, kind: type, default: Any = ...) -> Any:
-    value = data.get(name, default)
-    if value is ...:
-        raise DomainError("bad-request", f"missing field {name!r}")
-    if value is not None and value is not default and not isinstance(value, kind):
+    value = data.get(name)
+    if value is None:  # absent or null: the default, when the field has one
+        if default is ...:
+            raise DomainError("bad-request", f"missing field {name!r}")
+        return default
+    # JSON true is not a number, though Python's bool is an int.
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
         raise DomainError("bad-request", f"field {name!r} has the wrong type")
+    if isinstance(value, int) and not -MAX_JSON_INT <= value <= MAX_JSON_INT:
+        raise DomainError("bad-request", f"field {name!r} is out of range")
     return value
 
 
@@ -234,12 +248,15 @@ async def set_room(request: web.Request) -> web.Response:
     aliases = _field(data, "aliases", list, None)
     if aliases is not None and not all(isinstance(a, str) for a in aliases):
         raise DomainError("bad-request", "aliases is a list of names")
+    max_duration = _field(data, "max_duration_seconds", int, None)
+    if max_duration is not None and max_duration > MAX_DURATION_SECONDS:
+        raise DomainError("invalid-policy", "a maximum duration is at most 366 days")
     room = await request.app[SERVICES].db.run(
         lambda s: service.set_room_policy(
             s,
             room_id,
             buffer_seconds=_field(data, "buffer_seconds", int, None),
-            max_duration_seconds=_field(data, "max_duration_seconds", int, None),
+            max_duration_seconds=max_duration,
             max_advance_days=_field(data, "max_advance_days", int, None),
             aliases=aliases,
         )
@@ -365,6 +382,8 @@ async def add_feed(request: web.Request) -> web.Response:
     interval = _field(data, "interval_seconds", int, 300)
     if interval < 60:
         raise DomainError("bad-request", "feeds are polled at most once a minute")
+    if interval > MAX_FEED_INTERVAL:
+        raise DomainError("bad-request", "feeds are polled at least once a week")
 
     def add(s: DbSession) -> Feed:
         if room_id is not None:
@@ -404,13 +423,18 @@ async def add_caldav_link(request: web.Request) -> web.Response:
 
 
 async def sync_caldav_link(request: web.Request) -> web.Response:
-    report = await request.app[SERVICES].calendars.sync_caldav(request.match_info["link_id"])
+    link_id = request.match_info["link_id"]
+    services = request.app[SERVICES]
+    if not await services.db.run(lambda s: s.get(CalDavLink, link_id) is not None):
+        raise DomainError("not-found", f"no CalDAV link {link_id!r}")
+    report = await services.calendars.sync_caldav(link_id)
     return web.json_response(report.as_dict())
 
 
 def setup(app: web.Application) -> None:
     app.middlewares.append(auth_middleware)
     r = app.router
+    r.add_get(OPENAPI_PATH, openapi_document)
     r.add_get(API + "/centres", list_centres)
     r.add_post(API + "/centres", add_centre)
     r.add_get(API + "/rooms", list_rooms)
