@@ -1,0 +1,440 @@
+"""Acceptance 2: a guest in real Chromium (fake camera and microphone) joins a live
+session with a real aiortc room agent, the whole service in-process over HTTPS.
+
+What is shown, not assumed: the agent decodes the guest's video (its screen counts
+frames from the guest's peer id); the page shows the agent's stamped video (a frame
+drawn from the page's video element carries a camera stamp from the last seconds)
+with frames advancing (the page's figures and the video element's own counter, read
+twice); every SDP and candidate the page sent over the WebSocket names only
+127.0.0.1, and the server refused none. Then the organiser ends the session and the
+page says so. A revoked link, a link out of its window and a full session are
+refused in the browser with a clear message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import aiohttp
+import aiohttp.connector
+import numpy as np
+import pytest
+
+from orchestrator import guests, service, session_actions
+from orchestrator.db import DbSession
+from orchestrator.tickets import guest_peer_id, ticket_window
+from room_agents.stamp import read_stamp
+from signalling.candidates import candidate_address
+from signalling.client import SignallingClient
+from tests.browser_support import browser, new_page, screenshot_path  # noqa: F401
+from tests.signalling_fixtures import eventually
+from tests.ui_support import RunningApp, running_app
+from web.settings import Settings
+
+pytestmark = pytest.mark.timeout(90)
+
+ALLOWED = "127.0.0.1"
+UNSPECIFIED = {"0.0.0.0", "::"}
+
+# The agent's frame, as the page's video element shows it, reduced to luma (BT.601,
+# studio range, as the agent wrote it) for room_agents.stamp.read_stamp.
+READ_FRAME = """(peer) => {
+  const video = document.querySelector(`[data-peer="${peer}"] video`);
+  const canvas = document.createElement("canvas");
+  canvas.width = video.videoWidth; canvas.height = video.videoHeight;
+  const ctx = canvas.getContext("2d");
+  ctx.drawImage(video, 0, 0);
+  const rgba = ctx.getImageData(0, 0, canvas.width, canvas.height).data;
+  const luma = new Array(canvas.width * canvas.height);
+  for (let i = 0; i < luma.length; i++) {
+    const y = 0.299 * rgba[4 * i] + 0.587 * rgba[4 * i + 1] + 0.114 * rgba[4 * i + 2];
+    luma[i] = Math.round(16 + y * 219 / 255);
+  }
+  return {width: canvas.width, height: canvas.height, luma, at: Date.now()};
+}"""
+VIDEO_FRAMES = """(peer) => {
+  const video = document.querySelector(`[data-peer="${peer}"] video`);
+  return video ? video.getVideoPlaybackQuality().totalVideoFrames : 0;
+}"""
+
+
+@contextmanager
+def trusting(cert: Path) -> Iterator[None]:
+    """The in-process agent trusts the test's self-signed certificate. The agent
+    builds its own aiohttp session and has no CA option, so the default verifying
+    context of aiohttp is swapped for the test's duration."""
+    context = ssl.create_default_context(cafile=str(cert))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(aiohttp.connector, "_SSL_CONTEXT_VERIFIED", context)
+        yield
+
+
+@dataclass
+class Meeting:
+    app: RunningApp
+    rooms: dict[str, str]  # name -> room id
+    keys: dict[str, str]
+    booking_id: str
+    session_id: str
+    links: dict[str, tuple[str, str]] = field(default_factory=dict)  # guest -> (id, token)
+
+    def url(self, guest: str) -> str:
+        return f"{self.app.url}/join/{self.links[guest][1]}"
+
+    async def add_guest(self, name: str, booking_id: str | None = None) -> None:
+        guest, token = await self.app.services.db.run(
+            lambda s: guests.add_guest(s, booking_id or self.booking_id, name)
+        )
+        self.links[name] = (guest.id, token)
+
+
+@asynccontextmanager
+async def meeting(
+    tmp_path: Path, start: datetime, end: datetime, **settings: Any
+) -> AsyncIterator[Meeting]:
+    """The service over HTTPS with two rooms in two centres booked from start to end."""
+    config = Settings(data_dir=tmp_path, poll_interval=0.1, **settings)
+    async with running_app(config, tls=True) as app:
+
+        def work(s: DbSession) -> tuple[dict[str, str], dict[str, str], str, str]:
+            paris = service.add_centre(s, "IT77 Fontainebleau", "Europe/Paris")
+            adam = service.add_centre(s, "Bright City Amsterdam", "Europe/Amsterdam")
+            a, key_a = service.add_room(s, paris.id, "Salle TelePresence")
+            b, key_b = service.add_room(s, adam.id, "TelePresence Room")
+            booking, session = service.book(
+                s, "Délégation Bright City / IT77", start, end, [a.id, b.id], lead_seconds=5
+            )
+            rooms = {"paris": a.id, "amsterdam": b.id}
+            return rooms, {"paris": key_a, "amsterdam": key_b}, booking.id, session.id
+
+        rooms, keys, booking_id, session_id = await app.services.db.run(work)
+        yield Meeting(app, rooms, keys, booking_id, session_id)
+
+
+@asynccontextmanager
+async def room_agent(m: Meeting, room: str, cert: Path) -> AsyncIterator[Any]:
+    from room_agents.agent import RoomAgent
+    from room_agents.config import AgentConfig
+    from room_agents.ice import unpin_host_addresses
+
+    config = AgentConfig(
+        server_url=m.app.url.replace("https://", "wss://") + "/ws",
+        key=m.keys[room],
+        width=320,
+        height=180,
+        fps=15,
+        label=room,
+    )
+    with trusting(cert):
+        agent = RoomAgent(config)
+        task = asyncio.create_task(agent.run())
+        try:
+            await asyncio.wait_for(agent.connected.wait(), 15)
+            yield agent
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            unpin_host_addresses()
+
+
+def sent_addresses(frames: list[str]) -> tuple[list[str], list[str]]:
+    """Every candidate address and every SDP connection address the page sent."""
+    candidates: list[str] = []
+    connections: list[str] = []
+    for frame in frames:
+        message = json.loads(frame)
+        if message.get("type") in ("offer", "answer"):
+            for line in message["sdp"].splitlines():
+                if line.startswith("a=candidate:"):
+                    address = candidate_address(line)
+                    candidates.append(address or line)
+                    if " raddr " in line:
+                        candidates.append(line.split(" raddr ")[1].split()[0])
+                elif line.startswith("c="):
+                    connections.append(line.split()[2])
+        elif message.get("type") == "candidate" and message.get("candidate"):
+            candidates.append(candidate_address(message["candidate"]) or message["candidate"])
+    return candidates, connections
+
+
+async def guest_status(page: Any) -> dict[str, Any]:
+    status: dict[str, Any] = await page.evaluate("() => window.telecentreGuest")
+    return status
+
+
+async def until(page: Any, condition: str, what: str, arg: Any = None, within: float = 15) -> None:
+    """Wait for a JavaScript condition on the page; on timeout, say what the page was at."""
+    from playwright.async_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        await page.wait_for_function(condition, arg=arg, timeout=within * 1000)
+    except PlaywrightTimeout:
+        state = await page.evaluate("() => window.telecentreGuest || null")
+        raise AssertionError(f"timed out after {within} s waiting for {what}: {state}") from None
+
+
+FRAMES_DECODED = (
+    "([peer, above]) => (window.telecentreGuest.peers[peer] || {}).framesDecoded > above"
+)
+
+
+async def test_a_guest_joins_a_live_session_with_a_room_agent_over_https(
+    browser: Any,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    now = datetime.now(UTC)
+    # Live already: the agent joins as soon as it has its schedule and sends its camera.
+    async with meeting(tmp_path, now - timedelta(seconds=2), now + timedelta(minutes=10)) as m:
+        await m.add_guest("Ada Lovelace")
+        guest_id, _ = m.links["Ada Lovelace"]
+        guest_peer = guest_peer_id(guest_id)
+        room_peer = f"room:{m.rooms['paris']}"
+        async with room_agent(m, "paris", tmp_path / "cert.pem") as agent:
+            await eventually(lambda: m.session_id in agent.joined_on, "the agent joined", 15)
+
+            page = await new_page(browser)
+            sent: list[str] = []
+            received: list[str] = []
+            sockets: list[str] = []
+
+            def on_websocket(ws: Any) -> None:
+                sockets.append(ws.url)
+                ws.on("framesent", lambda payload: sent.append(payload))
+                ws.on("framereceived", lambda payload: received.append(payload))
+
+            page.on("websocket", on_websocket)
+            await page.goto(m.url("Ada Lovelace"))
+            await until(
+                page, "() => document.getElementById('preview').videoWidth > 0", "the preview"
+            )
+            assert await page.text_content("h1") == "Délégation Bright City / IT77"
+            assert await page.locator("#camera option").count() >= 1
+            await page.screenshot(path=screenshot_path("guest-before-joining"), full_page=True)
+
+            await page.click("#join")
+            await until(page, FRAMES_DECODED, "the agent's video on the page", [room_peer, 10], 20)
+            # The agent decodes the guest's video.
+            await eventually(
+                lambda: (agent.screen.totals().get(guest_peer, {}).get("frames") or 0) > 10,
+                "the agent decoding the guest's video",
+                15,
+            )
+            agent_frames = agent.screen.totals()[guest_peer]["frames"]
+
+            # The page shows the agent's stamped camera, frames advancing.
+            first = await guest_status(page)
+            first_video = await page.evaluate(VIDEO_FRAMES, room_peer)
+            frame = await page.evaluate(READ_FRAME, room_peer)
+            luma = np.array(frame["luma"], dtype=np.uint8).reshape(frame["height"], frame["width"])
+            stamp = read_stamp(luma)
+            assert stamp is not None, "no stamp in the frame the page shows"
+            assert stamp.camera, "the page shows the card, not the agent's camera"
+            assert -1_000 < frame["at"] - stamp.capture_ms < 5_000  # shown within seconds
+            decoded = first["peers"][room_peer]["framesDecoded"]
+            await until(page, FRAMES_DECODED, "decoded frames advancing", [room_peer, decoded + 5])
+            await until(
+                page,
+                f"([peer, above]) => ({VIDEO_FRAMES})(peer) > above",
+                "the video element's frames advancing",
+                [room_peer, first_video + 5],
+            )
+            await eventually(
+                lambda: agent.screen.totals()[guest_peer]["frames"] > agent_frames + 5,
+                "the guest's frames advancing at the agent",
+                10,
+            )
+            status = await guest_status(page)
+            assert status["state"] == "joined" and status["peerId"] == guest_peer
+            assert status["peers"][room_peer]["live"] is True
+            assert status["peers"][room_peer]["name"] == "Salle TelePresence"
+            tile = page.locator(f'[data-peer="{room_peer}"]')
+            assert "Salle TelePresence · IT77 Fontainebleau" in await tile.inner_text()
+            assert await tile.get_attribute("data-live") == "live"
+            # The room without an agent has its tile too, waiting.
+            absent = page.locator(f'[data-peer="room:{m.rooms["amsterdam"]}"]')
+            assert "TelePresence Room · Bright City Amsterdam" in await absent.inner_text()
+            assert await absent.get_attribute("data-live") == "absent"
+            await page.screenshot(path=screenshot_path("guest-in-session"), full_page=True)
+
+            # Over TLS, only loopback was offered, and the server refused nothing.
+            assert sockets == [m.app.url.replace("https://", "wss://") + "/ws"]
+            kinds = [json.loads(f).get("type") for f in sent]
+            assert "offer" in kinds, "the page sent no offer"
+            candidates, connections = sent_addresses(sent)
+            assert candidates, "the page's SDPs carried no candidate"
+            assert set(candidates) == {ALLOWED}, candidates
+            assert set(connections) <= {ALLOWED} | UNSPECIFIED, connections
+            assert all('"candidate-not-allowed"' not in f for f in received)
+            counters = m.app.services.signalling.counters
+            assert counters.candidate_violations == []
+            assert counters.errors["candidate-not-allowed"] == 0
+            assert agent.violations == []
+
+            # The organiser ends the session: the page leaves and says so.
+            await m.app.services.db.run(
+                lambda s: session_actions.end_now(s, m.session_id, datetime.now(UTC))
+            )
+            await until(
+                page, "() => !document.getElementById('ended').hidden", "the end", within=10
+            )
+            assert await page.text_content("#ended-title") == "The session has ended"
+            assert (await guest_status(page))["state"] == "ended"
+            await eventually(
+                lambda: (
+                    m.session_id not in agent.sessions
+                    or guest_peer not in agent.sessions[m.session_id].calls
+                ),
+                "the agent dropping the guest's connection",
+                10,
+            )
+            await page.screenshot(path=screenshot_path("guest-session-ended"), full_page=True)
+            await page.context.close()
+
+
+async def test_revoked_out_of_window_and_full_are_refused_in_the_browser(
+    browser: Any,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    now = datetime.now(UTC)
+    # One member fills the session.
+    async with meeting(
+        tmp_path, now - timedelta(minutes=1), now + timedelta(minutes=30), mesh_cap=1
+    ) as m:
+        for name in ("Ada Lovelace", "Grace Hopper", "Revoked Guest"):
+            await m.add_guest(name)
+        later = now + timedelta(days=1)
+        tomorrow = await m.app.services.db.run(
+            lambda s: (
+                service.book(
+                    s, "Tomorrow", later, later + timedelta(hours=1), list(m.rooms.values())
+                )[0].id
+            )
+        )
+        await m.add_guest("Early Bird", tomorrow)
+        context = await browser.new_context(
+            ignore_https_errors=True, locale="en-GB", timezone_id="Asia/Tokyo"
+        )
+        page = await context.new_page()
+        page.set_default_timeout(15_000)
+
+        # Out of its window: refused, saying when it opens in the browser's zone.
+        response = await page.goto(m.url("Early Bird"))
+        assert response is not None and response.status == 403
+        assert await page.text_content("h1") == "This meeting is not open yet"
+        opens = await page.text_content("#opens") or ""
+        in_tokyo = (later - timedelta(minutes=15)).astimezone(ZoneInfo("Asia/Tokyo"))
+        assert f"{in_tokyo:%H:%M} (Asia/Tokyo)" in opens, opens
+        assert "guest-link-outside-window" in await page.content()
+        await page.screenshot(path=screenshot_path("guest-link-not-open"), full_page=True)
+
+        # Revoked: refused with its own code.
+        revoked_id, _ = m.links["Revoked Guest"]
+        await m.app.services.db.run(lambda s: guests.revoke_guest(s, revoked_id, now))
+        response = await page.goto(m.url("Revoked Guest"))
+        assert response is not None and response.status == 410
+        assert await page.text_content("h1") == "This link was withdrawn"
+        assert "guest-link-revoked" in await page.content()
+
+        # Revoked after the page was opened: the join is refused too.
+        await page.goto(m.url("Grace Hopper"))
+        grace_id, _ = m.links["Grace Hopper"]
+        await m.app.services.db.run(lambda s: guests.revoke_guest(s, grace_id, now))
+        await page.click("#join")
+        await page.wait_for_selector("#alert", state="visible")
+        assert "withdrew this invitation" in (await page.text_content("#alert") or "")
+        assert (await guest_status(page))["errors"] == ["guest-link-revoked"]
+
+        # Full: another guest is in the session already (mesh cap 1).
+        ada_id, _ = m.links["Ada Lovelace"]
+        start, end = now - timedelta(minutes=1), now + timedelta(minutes=30)
+        nbf, exp = ticket_window(start.timestamp(), end.timestamp(), 5)
+        ticket, _ = m.app.services.signer.mint(
+            guest_peer_id(ada_id), m.session_id, "guest", nbf, exp, name="Ada Lovelace"
+        )
+        context_ssl = ssl.create_default_context(cafile=str(tmp_path / "cert.pem"))
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context_ssl)) as http:
+            member = SignallingClient(
+                http, m.app.url.replace("https://", "wss://") + "/ws", ticket=ticket
+            )
+            try:
+                await member.connect()
+                await member.join(m.session_id, ticket)
+                await m.add_guest("Late Comer")
+                await page.goto(m.url("Late Comer"))
+                await page.click("#join")
+                await until(page, "() => window.telecentreGuest.state === 'full'", "full")
+                alert = await page.text_content("#alert") or ""
+                assert "This meeting is full" in alert
+                assert await page.is_visible("#alert") and await page.is_enabled("#join")
+                await page.screenshot(path=screenshot_path("guest-session-full"), full_page=True)
+            finally:
+                await member.close()
+        await context.close()
+
+
+async def test_a_room_joining_after_the_guest_offers_and_the_page_answers(
+    browser: Any,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    now = datetime.now(UTC)
+    async with meeting(tmp_path, now - timedelta(seconds=2), now + timedelta(minutes=10)) as m:
+        await m.add_guest("Ada Lovelace")
+        guest_peer = guest_peer_id(m.links["Ada Lovelace"][0])
+        room_peer = f"room:{m.rooms['paris']}"
+        page = await new_page(browser, locale="fr-FR")
+        sent: list[str] = []
+        page.on("websocket", lambda ws: ws.on("framesent", lambda payload: sent.append(payload)))
+        await page.goto(m.url("Ada Lovelace"))
+        await page.click("#join")
+        await until(page, "() => window.telecentreGuest.state === 'joined'", "joined")
+        assert "En attente des autres sites" in (await page.text_content("#call-status") or "")
+        async with room_agent(m, "paris", tmp_path / "cert.pem") as agent:
+            await until(page, FRAMES_DECODED, "the late room's video", [room_peer, 10], 20)
+            await eventually(
+                lambda: (agent.screen.totals().get(guest_peer, {}).get("frames") or 0) > 10,
+                "the late room decoding the guest",
+                15,
+            )
+            kinds = [json.loads(f).get("type") for f in sent]
+            assert "answer" in kinds and "offer" not in kinds, kinds
+            candidates, connections = sent_addresses(sent)
+            assert set(candidates) == {ALLOWED}, candidates
+            assert set(connections) <= {ALLOWED} | UNSPECIFIED, connections
+            assert m.app.services.signalling.counters.candidate_violations == []
+            tile = page.locator(f'[data-peer="{room_peer}"]')
+            assert "En direct" in await tile.inner_text()
+
+            # The server drops the page's WebSocket: the page comes back with a fresh
+            # ticket and joins again; the media never stopped and nobody re-offers.
+            link = m.app.services.signalling.hub.link(guest_peer)
+            assert link is not None
+            await link.close(1011, "test: link lost")
+            await until(
+                page,
+                "() => window.telecentreGuest.errors.length === 0"
+                " && window.telecentreGuest.state === 'joined'"
+                " && document.getElementById('call-status').textContent !== ''",
+                "the page back in the session",
+            )
+            await eventually(
+                lambda: m.app.services.signalling.hub.link(guest_peer) not in (None, link),
+                "the page's new connection",
+                10,
+            )
+            decoded = (await guest_status(page))["peers"][room_peer]["framesDecoded"]
+            await until(
+                page, FRAMES_DECODED, "frames after the reconnection", [room_peer, decoded + 5]
+            )
+            kinds = [json.loads(f).get("type") for f in sent]
+            assert kinds.count("hello") == 2 and kinds.count("join") == 2, kinds
+            assert "offer" not in kinds and kinds.count("answer") == 1, kinds
+        await page.context.close()
