@@ -1,9 +1,490 @@
-"""Pages of the booking detail area (being built)."""
+"""Bookings a person may see, one booking in full, and what one does to its sessions.
+
+- ``GET /bookings?when=upcoming|past``: the person's bookings (and, for staff, their
+  centre's; every booking for an administrator).
+- ``GET /bookings/{booking_id}``: title, organiser, rooms with their centre and
+  approval, each site's local time, the sessions, the participants of the session
+  under way (or next) with their state, the guests; for those who may manage it,
+  the forms: extend, end now, cancel one occurrence or the series, guests.
+- ``GET /sessions/{session_id}``: the booking's page, at the session.
+- ``POST /sessions/{session_id}/extend`` (``minutes``), ``.../end``, ``.../cancel``;
+  ``POST /bookings/{booking_id}/cancel``; ``POST /bookings/{booking_id}/guests``
+  (``name``, ``email``), ``.../guests/{guest_id}/revoke``, ``.../new-link``.
+
+Privacy (``orchestrator.access``): a booking someone may not see does not exist for
+them (404); someone who may see but not manage it sees no forms and their POSTs are
+refused (403). The rules and the commands are the orchestrator's
+(``booking_overview``, ``session_actions``, ``guests``); this module reads forms
+and shows results. A guest's link is shown once, on the page answering the POST
+that made it.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
 from aiohttp import web
+
+from orchestrator import guests, service, session_actions
+from orchestrator.accounts import Principal, normalise_email
+from orchestrator.booking_overview import (
+    BookingOverview,
+    SessionLine,
+    When,
+    booking_of_session,
+    booking_overview,
+    list_bookings_for,
+)
+from orchestrator.booking_store import BookingConflict
+from orchestrator.db import DbSession
+from orchestrator.models import Booking, Centre, Guest
+from orchestrator.policy import RESERVE_ONLY
+from orchestrator.service import DomainError, SessionDetail
+from web.app import SERVICES
+from web.ui.i18n import Formatter
+from web.ui.render import gettext, language, render
+from web.ui.security import now_utc, require_user
+
+ID = "{%s:[0-9a-f]{32}}"
+NOTICES = {
+    "extended": "The session was extended.",
+    "ended": "The session ends now; the rooms leave within a few seconds.",
+    "cancelled": "The occurrence was cancelled.",
+    "series-cancelled": "The booking was cancelled.",
+    "guest-revoked": "The guest's link no longer works.",
+}
+
+REFUSALS = {
+    "conflict": "A room was booked meanwhile. Reload the page and try again.",
+    "ended": "This session has already ended.",
+    "not-begun": "This session has not begun: cancel it instead.",
+    "past": "An occurrence that has ended cannot be cancelled.",
+    "invalid-extension": "Choose one of the extensions offered.",
+    "bad-request": "Enter the guest's name (at most 100 characters).",
+    "invalid-email": "Enter an email address such as name@example.org.",
+    "guests-need-call": "A reserve-only booking sets up no call, so it has no guests.",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Participant:
+    """A room in the session under way (or next) and what signalling reported."""
+
+    room_id: str
+    name: str
+    centre: str
+    approval: str | None
+    joined_at: datetime | None
+    first_frame_at: datetime | None
+    live_at: datetime | None
+    left_at: datetime | None
+    released_at: datetime | None
+    fps: float | None
+    latency_ms: float | None
+
+    @property
+    def present(self) -> bool:
+        return self.joined_at is not None and self.left_at is None
+
+
+@dataclass(frozen=True, slots=True)
+class DetailPage:
+    booking: BookingOverview
+    manage: bool
+    viewer_zone: str
+    current: SessionLine | None
+    participants: tuple[Participant, ...]
+    extend_options: tuple[int, ...]
+    can_end: bool
+    now: datetime
+
+    @property
+    def zones(self) -> list[tuple[str, str]]:
+        """(zone, centres there) for every site of the booking, the viewer's first."""
+        found: dict[str, list[str]] = {}
+        for room in self.booking.rooms:
+            if room.in_booking and room.centre_name not in found.setdefault(room.timezone, []):
+                found[room.timezone].append(room.centre_name)
+        ordered = sorted(found.items(), key=lambda z: (z[0] != self.viewer_zone, z[0]))
+        return [(zone, ", ".join(names)) for zone, names in ordered]
+
+
+# --- loading -----------------------------------------------------------------------------
+
+
+def viewer_zone(db: DbSession, user: Principal, fallback: str | None = None) -> str:
+    """The person's own zone, else the fallback (the booking's), else their centre's."""
+    if user.timezone:
+        return user.timezone
+    if fallback:
+        return fallback
+    centre = db.get(Centre, user.centre_id) if user.centre_id else None
+    return centre.timezone if centre else "UTC"
+
+
+def _media(
+    live: dict[tuple[str, str], dict[str, Any]], session_id: str, room_id: str
+) -> tuple[float | None, float | None]:
+    """The room's frame rate (mean over its peers) and worst median latency, fresh."""
+    report = live.get((session_id, room_id))
+    peers = report.get("peers", []) if report else []
+    rates = [p["fps"] for p in peers if isinstance(p.get("fps"), int | float)]
+    latencies = [
+        p["latency_p50_ms"] for p in peers if isinstance(p.get("latency_p50_ms"), int | float)
+    ]
+    return (
+        sum(rates) / len(rates) if rates else None,
+        max(latencies) if latencies else None,
+    )
+
+
+def _participants(
+    booking: BookingOverview, detail: SessionDetail | None, live: dict[Any, Any]
+) -> tuple[Participant, ...]:
+    if detail is None:
+        return ()
+    rooms = {r.room_id: r for r in booking.rooms}
+    found = []
+    for p in detail.participations:
+        room = rooms.get(p.room_id)
+        fps, latency = _media(live, detail.id, p.room_id)
+        found.append(
+            Participant(
+                room_id=p.room_id,
+                name=p.room_name,
+                centre=room.centre_name if room else "",
+                approval=room.approval if room else None,
+                joined_at=p.joined_at,
+                first_frame_at=p.first_frame_at,
+                live_at=p.live_at,
+                left_at=p.left_at,
+                released_at=p.released_at,
+                fps=fps,
+                latency_ms=latency,
+            )
+        )
+    return tuple(found)
+
+
+def _visible_or_404(booking: BookingOverview, user: Principal) -> None:
+    if not booking.visible_to(user):
+        raise web.HTTPNotFound()
+
+
+async def load_page(request: web.Request, booking_id: str, user: Principal) -> DetailPage:
+    services = request.app[SERVICES]
+    now = now_utc(request)
+
+    def load(s: DbSession) -> DetailPage:
+        booking = booking_overview(s, booking_id, now)
+        _visible_or_404(booking, user)
+        manage = booking.manageable_by(user)
+        current = booking.current
+        detail = service.session_detail(s, current.id) if current else None
+        options: tuple[int, ...] = ()
+        if manage and current is not None and booking.status != "cancelled":
+            options = session_actions.extension_options(s, current.id, now)
+        return DetailPage(
+            booking=booking,
+            manage=manage,
+            viewer_zone=viewer_zone(s, user, booking.timezone),
+            current=current,
+            participants=_participants(booking, detail, services.live.media),
+            extend_options=options,
+            can_end=manage and current is not None and current.start <= now,
+            now=now,
+        )
+
+    return await services.db.run(load)
+
+
+async def show(
+    request: web.Request,
+    booking_id: str,
+    user: Principal,
+    *,
+    status: int = 200,
+    errors: dict[str, str] | None = None,
+    values: dict[str, str] | None = None,
+    new_link: tuple[str, str] | None = None,
+) -> web.Response:
+    page = await load_page(request, booking_id, user)
+    notice = NOTICES.get(request.query.get("done", ""))
+    return render(
+        request,
+        "booking_detail/detail.html",
+        status=status,
+        page=page,
+        b=page.booking,
+        notice=gettext(request, notice) if notice else None,
+        errors=errors or {},
+        values=values or {},
+        new_link=new_link,
+    )
+
+
+# --- pages -------------------------------------------------------------------------------
+
+
+async def bookings_page(request: web.Request) -> web.Response:
+    user = require_user(request)
+    when: When = "past" if request.query.get("when") == "past" else "upcoming"
+    now = now_utc(request)
+
+    def load(s: DbSession) -> tuple[list[Any], str]:
+        return list_bookings_for(s, user, now, when), viewer_zone(s, user)
+
+    lines, zone = await request.app[SERVICES].db.run(load)
+    return render(request, "booking_detail/list.html", lines=lines, when=when, zone=zone, now=now)
+
+
+async def booking_page(request: web.Request) -> web.Response:
+    user = require_user(request)
+    return await show(request, request.match_info["booking_id"], user)
+
+
+async def session_page(request: web.Request) -> web.Response:
+    user = require_user(request)
+    session_id = request.match_info["session_id"]
+    services = request.app[SERVICES]
+    now = now_utc(request)
+
+    def find(s: DbSession) -> str:
+        booking_id = booking_of_session(s, session_id)
+        if booking_id is None:
+            raise web.HTTPNotFound()
+        _visible_or_404(booking_overview(s, booking_id, now), user)
+        return booking_id
+
+    booking_id = await services.db.run(find)
+    raise web.HTTPSeeOther(f"/bookings/{booking_id}#session-{session_id}")
+
+
+# --- actions -------------------------------------------------------------------------------
+
+
+async def _managed(
+    request: web.Request, booking_id: str | None, session_id: str | None
+) -> tuple[Principal, str]:
+    """The person and the booking, if they may manage it: 404 if they may not see it
+    (or it does not exist), 403 if they may only see it."""
+    user = require_user(request)
+    now = now_utc(request)
+
+    def check(s: DbSession) -> str:
+        found = booking_id or (booking_of_session(s, session_id) if session_id else None)
+        if found is None:
+            raise web.HTTPNotFound()
+        booking = booking_overview(s, found, now)
+        _visible_or_404(booking, user)
+        if not booking.manageable_by(user):
+            raise web.HTTPForbidden()
+        return found
+
+    return user, await request.app[SERVICES].db.run(check)
+
+
+def _refusal(request: web.Request, page_rooms: dict[str, tuple[str, str]], exc: DomainError) -> str:
+    """A refused action in the visitor's words: which room is taken, and when there."""
+    if isinstance(exc, BookingConflict) and exc.conflicts:
+        fmt = Formatter(language(request))
+        parts = []
+        for c in exc.conflicts:
+            name, zone = page_rooms.get(c.room_id, (c.room_id, "UTC"))
+            parts.append(
+                gettext(
+                    request,
+                    "%(room)s is booked from %(start)s to %(end)s (%(zone)s).",
+                    room=name,
+                    start=fmt.time(c.busy.start, zone),
+                    end=fmt.time(c.busy.end, zone),
+                    zone=zone,
+                )
+            )
+        return gettext(request, "Not every room is free:") + " " + " ".join(dict.fromkeys(parts))
+    return gettext(request, REFUSALS.get(exc.code, exc.message))
+
+
+async def _act(
+    request: web.Request,
+    booking_id: str,
+    user: Principal,
+    form_key: str,
+    action: Any,
+    done: str,
+    anchor: str = "",
+) -> web.Response:
+    services = request.app[SERVICES]
+    try:
+        await services.db.run(action)
+    except DomainError as exc:
+        rooms = await services.db.run(
+            lambda s: {
+                r.room_id: (r.name, r.timezone)
+                for r in booking_overview(s, booking_id, now_utc(request)).rooms
+            }
+        )
+        status = 409 if exc.code in ("conflict", "ended", "past", "not-begun") else 400
+        return await show(
+            request,
+            booking_id,
+            user,
+            status=status,
+            errors={form_key: _refusal(request, rooms, exc)},
+        )
+    raise web.HTTPSeeOther(f"/bookings/{booking_id}?done={done}{anchor}")
+
+
+async def extend(request: web.Request) -> web.Response:
+    session_id = request.match_info["session_id"]
+    user, booking_id = await _managed(request, None, session_id)
+    form = await request.post()
+    try:
+        minutes = int(str(form.get("minutes", "")))
+    except ValueError:
+        minutes = 0
+    now = now_utc(request)
+    settings = request.app[SERVICES].booking_settings
+    return await _act(
+        request,
+        booking_id,
+        user,
+        "extend",
+        lambda s: session_actions.extend(s, session_id, minutes, now, settings),
+        "extended",
+        f"#session-{session_id}",
+    )
+
+
+async def end_now(request: web.Request) -> web.Response:
+    session_id = request.match_info["session_id"]
+    user, booking_id = await _managed(request, None, session_id)
+    now = now_utc(request)
+    return await _act(
+        request,
+        booking_id,
+        user,
+        "end",
+        lambda s: session_actions.end_now(s, session_id, now),
+        "ended",
+        f"#session-{session_id}",
+    )
+
+
+async def cancel_occurrence(request: web.Request) -> web.Response:
+    session_id = request.match_info["session_id"]
+    user, booking_id = await _managed(request, None, session_id)
+    now = now_utc(request)
+    return await _act(
+        request,
+        booking_id,
+        user,
+        "cancel",
+        lambda s: session_actions.cancel_occurrence(s, session_id, now),
+        "cancelled",
+        f"#session-{session_id}",
+    )
+
+
+async def cancel_series(request: web.Request) -> web.Response:
+    user, booking_id = await _managed(request, request.match_info["booking_id"], None)
+    now = now_utc(request)
+    return await _act(
+        request,
+        booking_id,
+        user,
+        "series",
+        lambda s: session_actions.cancel_series(s, booking_id, now),
+        "series-cancelled",
+    )
+
+
+def guest_url(request: web.Request, token: str) -> str:
+    """The guest's personal address, under the service's public address."""
+    settings = request.app[SERVICES].settings
+    base = (settings.public_url or f"{request.scheme}://{request.host}").rstrip("/")
+    resource = request.app.router.named_resources().get("guest-join")
+    path = str(resource.url_for(token=token)) if resource else f"/join/{token}"
+    return base + path
+
+
+async def _issue(
+    request: web.Request, booking_id: str, user: Principal, make: Any, values: dict[str, str]
+) -> web.Response:
+    """Run ``make`` (returns ``(guest, token)``) and show the link once."""
+    try:
+        guest, token = await request.app[SERVICES].db.run(make)
+    except DomainError as exc:
+        return await show(
+            request,
+            booking_id,
+            user,
+            status=400,
+            errors={"guest": _refusal(request, {}, exc)},
+            values=values,
+        )
+    return await show(request, booking_id, user, new_link=(guest.name, guest_url(request, token)))
+
+
+async def add_guest(request: web.Request) -> web.Response:
+    user, booking_id = await _managed(request, request.match_info["booking_id"], None)
+    form = await request.post()
+    name, email = str(form.get("name", "")), str(form.get("email", "")).strip()
+
+    def make(s: DbSession) -> tuple[Any, str]:
+        booking = s.get(Booking, booking_id)
+        if booking is not None and booking.connect_mode == RESERVE_ONLY:
+            raise DomainError("guests-need-call", "a reserve-only booking has no guests")
+        return guests.add_guest(s, booking_id, name, normalise_email(email) if email else None)
+
+    return await _issue(request, booking_id, user, make, {"name": name, "email": email})
+
+
+def _guest_of(s: DbSession, booking_id: str, guest_id: str) -> Guest:
+    guest = s.get(Guest, guest_id)
+    if guest is None or guest.booking_id != booking_id:
+        raise web.HTTPNotFound()
+    return guest
+
+
+async def revoke_guest(request: web.Request) -> web.Response:
+    booking_id, guest_id = request.match_info["booking_id"], request.match_info["guest_id"]
+    user, _ = await _managed(request, booking_id, None)
+    now = now_utc(request)
+
+    def revoke(s: DbSession) -> None:
+        _guest_of(s, booking_id, guest_id)
+        guests.revoke_guest(s, guest_id, now)
+
+    return await _act(request, booking_id, user, "guest", revoke, "guest-revoked", "#guests")
+
+
+async def new_link(request: web.Request) -> web.Response:
+    """A new link for a guest who lost theirs: the old one stops working."""
+    booking_id, guest_id = request.match_info["booking_id"], request.match_info["guest_id"]
+    user, _ = await _managed(request, booking_id, None)
+    now = now_utc(request)
+
+    def make(s: DbSession) -> tuple[Any, str]:
+        old = _guest_of(s, booking_id, guest_id)
+        guests.revoke_guest(s, guest_id, now)
+        return guests.add_guest(s, booking_id, old.name, old.email)
+
+    return await _issue(request, booking_id, user, make, {})
 
 
 def setup(app: web.Application) -> None:
-    return None
+    booking = "/bookings/" + ID % "booking_id"
+    session = "/sessions/" + ID % "session_id"
+    app.router.add_get("/bookings", bookings_page, name="bookings")
+    app.router.add_get(booking, booking_page, name="booking-detail")
+    app.router.add_get(session, session_page, name="session-detail")
+    app.router.add_post(session + "/extend", extend)
+    app.router.add_post(session + "/end", end_now)
+    app.router.add_post(session + "/cancel", cancel_occurrence)
+    app.router.add_post(booking + "/cancel", cancel_series)
+    app.router.add_post(booking + "/guests", add_guest)
+    app.router.add_post(booking + "/guests/" + ID % "guest_id" + "/revoke", revoke_guest)
+    app.router.add_post(booking + "/guests/" + ID % "guest_id" + "/new-link", new_link)

@@ -1,0 +1,463 @@
+"""The booking pages and approvals over HTTP, the whole service in-process on loopback:
+privacy (404 for another centre, no forms and 403 for someone who may only look),
+the session actions through their forms, guests' links, and approvals.
+
+People log in by a login session written in the database, carrying its cookie,
+so these tests exercise the pages, not the login form.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import ClientSession, CookieJar
+from sqlmodel import col, select
+from yarl import URL
+
+from orchestrator import accounts, bookings, guests, participation, service
+from orchestrator.clock import FakeClock
+from orchestrator.db import Database, DbSession
+from orchestrator.models import (
+    Approval,
+    Booking,
+    Guest,
+    OutboxMail,
+    Room,
+    Session,
+    User,
+    WebSession,
+)
+from orchestrator.series import SeriesSpec
+from tests.browser_support import browser, new_page, screenshot_path
+from tests.ui_support import RunningApp, csrf_of, running_app
+from web.app import SERVICES
+from web.settings import Settings
+
+__all__ = ["browser"]  # the fixture
+
+T = datetime(2027, 1, 5, 7, 50, tzinfo=UTC)  # 08:50 in Paris; the meeting is at 09:00
+START = T + timedelta(minutes=10)
+
+
+@dataclass
+class World:
+    app: RunningApp
+    booking_id: str
+    session_id: str
+    paris_room: str
+    amsterdam_room: str
+    tokens: dict[str, str]  # person -> login cookie
+    clock: FakeClock
+
+    async def client(self, who: str | None) -> ClientSession:
+        jar = CookieJar(unsafe=True)  # cookies for 127.0.0.1
+        if who is not None:
+            jar.update_cookies({"tc_session": self.tokens[who]}, URL(self.app.url))
+        return ClientSession(cookie_jar=jar)
+
+    def db(self) -> Database:
+        return self.app.app[SERVICES].db
+
+
+@pytest.fixture
+async def world(tmp_path: Path) -> AsyncIterator[World]:
+    clock = FakeClock(T.timestamp())
+    async with running_app(Settings(data_dir=tmp_path, poll_interval=0.1), clock=clock) as app:
+
+        def setup(s: DbSession) -> tuple[str, str, str, str, dict[str, str]]:
+            paris = service.add_centre(s, "Paris", "Europe/Paris")
+            amsterdam = service.add_centre(s, "Amsterdam", "Europe/Amsterdam")
+            montreal = service.add_centre(s, "Montréal", "America/Toronto")
+            a = service.add_room(s, paris.id, "Fontainebleau")[0]
+            x = service.add_room(s, amsterdam.id, "Bright City")[0]
+            x.requires_approval = True
+            s.add(x)
+            people = {
+                "owner": ("owner@paris.fr", "organiser", paris.id),
+                "colleague": ("colleague@paris.fr", "organiser", paris.id),
+                "paris-staff": ("staff@paris.fr", "staff", paris.id),
+                "amsterdam-staff": ("staff@amsterdam.nl", "staff", amsterdam.id),
+                "stranger": ("someone@montreal.ca", "organiser", montreal.id),
+            }
+            users = {}
+            for key, (email, role, centre) in people.items():
+                # Written directly: these tests are about the pages, not passwords
+                # (argon2 would cost a second per person on a loaded machine).
+                users[key] = User(
+                    email=email, name=key.title(), password_hash="-", role=role, centre_id=centre
+                )
+                s.add(users[key])
+            s.flush()
+            owner_id = users["owner"].id
+            spec = SeriesSpec(
+                uid="weekly-review",
+                title="Weekly review Seine-et-Marne",
+                timezone="Europe/Paris",
+                start_local=datetime(2027, 1, 5, 9, 0),
+                duration=timedelta(hours=1),
+                rrules=("FREQ=WEEKLY;COUNT=3",),
+            )
+            result = bookings.create_series(s, spec, [a.id, x.id], now=T)
+            booking = s.get(Booking, result.booking_id)
+            assert booking is not None
+            booking.owner_id, booking.owner_centre_id = owner_id, paris.id
+            s.add(booking)
+            s.add(Approval(booking_id=booking.id, room_id=x.id, requested_at=T))
+            tokens = {}
+            for key, user in users.items():
+                tokens[key] = secrets.token_urlsafe(32)
+                s.add(
+                    WebSession(
+                        token_hash=accounts.hash_session_token(tokens[key]),
+                        user_id=user.id,
+                        created_at=T,
+                        expires_at=T + accounts.SESSION_LIFETIME,
+                    )
+                )
+            return booking.id, result.session_ids[0], a.id, x.id, tokens
+
+        booking_id, session_id, a, x, tokens = await app.services.db.run(setup)
+        yield World(app, booking_id, session_id, a, x, tokens, clock)
+
+
+async def get(w: World, who: str | None, path: str) -> tuple[int, str]:
+    async with await w.client(who) as http:
+        async with http.get(w.app.url + path, allow_redirects=False) as r:
+            return r.status, await r.text()
+
+
+async def post(
+    w: World, who: str, path: str, data: dict[str, str] | None = None, page: str | None = None
+) -> tuple[int, str, str]:
+    """POST a form as the person, with the CSRF token of ``page`` (the booking's)."""
+    async with await w.client(who) as http:
+        token = await csrf_of(http, w.app.url + (page or f"/bookings/{w.booking_id}"))
+        form = {"csrf_token": token, **(data or {})}
+        async with http.post(w.app.url + path, data=form, allow_redirects=False) as r:
+            return r.status, await r.text(), r.headers.get("Location", "")
+
+
+async def session(w: World, session_id: str | None = None) -> Session:
+    found = await w.db().run(lambda s: s.get(Session, session_id or w.session_id))
+    assert found is not None
+    return found
+
+
+# --- privacy -------------------------------------------------------------------------------
+
+
+async def test_the_organiser_sees_rooms_sites_approvals_and_the_forms(world: World) -> None:
+    w = world
+    status, html = await get(w, "owner", f"/bookings/{w.booking_id}")
+    assert status == 200
+    assert "Weekly review Seine-et-Marne" in html
+    assert "Fontainebleau" in html and "Bright City" in html and "Amsterdam" in html
+    assert "Europe/Paris" in html and "Europe/Amsterdam" in html
+    assert "pending-mine" in html  # the pending room is highlighted for its organiser
+    assert "Waiting for approval: Bright City" in html
+    for action in (
+        f"/sessions/{w.session_id}/extend",
+        f"/sessions/{w.session_id}/cancel",
+        f"/bookings/{w.booking_id}/cancel",
+        f"/bookings/{w.booking_id}/guests",
+    ):
+        assert f'action="{action}"' in html
+    assert f'id="session-{w.session_id}"' in html
+    assert "End the session now" not in html  # it has not begun
+
+
+async def test_an_organiser_of_another_centre_gets_404_everywhere(world: World) -> None:
+    w = world
+    assert (await get(w, "stranger", f"/bookings/{w.booking_id}"))[0] == 404
+    assert (await get(w, "stranger", f"/sessions/{w.session_id}"))[0] == 404
+    status, html = await get(w, "stranger", "/bookings")
+    assert status == 200 and "Weekly review" not in html
+    status, _, _ = await post(
+        w, "stranger", f"/sessions/{w.session_id}/extend", {"minutes": "15"}, page="/bookings"
+    )
+    assert status == 404
+    assert (await session(w)).end_utc == START + timedelta(hours=1)
+
+
+async def test_someone_who_may_only_look_sees_no_forms_and_is_refused(world: World) -> None:
+    w = world
+    status, html = await get(w, "colleague", f"/bookings/{w.booking_id}")
+    assert status == 200 and "Weekly review Seine-et-Marne" in html
+    assert "/extend" not in html and "/cancel" not in html and "/guests" not in html
+    for path, data in (
+        (f"/sessions/{w.session_id}/extend", {"minutes": "15"}),
+        (f"/sessions/{w.session_id}/end", {}),
+        (f"/sessions/{w.session_id}/cancel", {}),
+        (f"/bookings/{w.booking_id}/cancel", {}),
+        (f"/bookings/{w.booking_id}/guests", {"name": "Ada"}),
+    ):
+        assert (await post(w, "colleague", path, data))[0] == 403, path
+    assert (await session(w)).state == "scheduled"
+    assert (await session(w)).end_utc == START + timedelta(hours=1)
+
+
+async def test_pages_need_a_login_and_forms_a_csrf_token(world: World) -> None:
+    w = world
+    status, _ = await get(w, None, f"/bookings/{w.booking_id}")
+    assert status == 303
+    async with await w.client("owner") as http:
+        async with http.post(
+            f"{w.app.url}/sessions/{w.session_id}/cancel", allow_redirects=False
+        ) as r:
+            assert r.status == 403
+    assert (await session(w)).state == "scheduled"
+
+
+async def test_a_session_address_leads_to_its_booking(world: World) -> None:
+    w = world
+    async with await w.client("owner") as http:
+        async with http.get(f"{w.app.url}/sessions/{w.session_id}", allow_redirects=False) as r:
+            assert r.status == 303
+            assert r.headers["Location"] == f"/bookings/{w.booking_id}#session-{w.session_id}"
+
+
+async def test_lists_show_the_persons_bookings(world: World) -> None:
+    w = world
+    for who in ("owner", "paris-staff", "amsterdam-staff"):
+        status, html = await get(w, who, "/bookings")
+        assert status == 200 and f'href="/bookings/{w.booking_id}"' in html, who
+    status, html = await get(w, "colleague", "/bookings")  # not theirs, not staff
+    assert status == 200 and "Weekly review" not in html
+    status, html = await get(w, "owner", "/bookings?when=past")
+    assert status == 200 and "Weekly review" not in html
+
+
+# --- actions -------------------------------------------------------------------------------
+
+
+async def test_extend_through_the_form_and_its_refusal(world: World) -> None:
+    w = world
+    status, _, location = await post(
+        w, "owner", f"/sessions/{w.session_id}/extend", {"minutes": "15"}
+    )
+    assert status == 303 and location.startswith(f"/bookings/{w.booking_id}?done=extended")
+    assert (await session(w)).end_utc == START + timedelta(minutes=75)
+
+    def book_after(s: DbSession) -> None:
+        spec = SeriesSpec(
+            uid="after",
+            title="Private council",
+            timezone="Europe/Paris",
+            start_local=datetime(2027, 1, 5, 10, 30),
+            duration=timedelta(hours=1),
+        )
+        bookings.create_series(s, spec, [w.paris_room], now=T)
+
+    await w.db().run(book_after)
+    status, html = await get(w, "owner", f"/bookings/{w.booking_id}")
+    assert 'name="minutes" value="15"' in html and 'name="minutes" value="30"' not in html
+    status, html, _ = await post(w, "owner", f"/sessions/{w.session_id}/extend", {"minutes": "30"})
+    assert status == 409
+    assert 'role="alert"' in html and "Fontainebleau is booked from" in html
+    assert "Private council" not in html
+    assert (await session(w)).end_utc == START + timedelta(minutes=75)
+
+
+async def test_staff_of_a_room_cancel_one_occurrence_and_the_series(world: World) -> None:
+    w = world
+    ids = await w.db().run(
+        lambda s: list(
+            s.exec(
+                select(Session.id)
+                .where(Session.booking_id == w.booking_id)
+                .order_by(col(Session.start_utc))
+            ).all()
+        )
+    )
+    status, _, _ = await post(w, "paris-staff", f"/sessions/{ids[1]}/cancel")
+    assert status == 303
+    assert [(await session(w, i)).state for i in ids] == ["scheduled", "cancelled", "scheduled"]
+    status, _, location = await post(w, "paris-staff", f"/bookings/{w.booking_id}/cancel")
+    assert status == 303 and "done=series-cancelled" in location
+    assert {(await session(w, i)).state for i in ids} == {"cancelled"}
+    status, html = await get(w, "owner", f"/bookings/{w.booking_id}")
+    assert "This booking is cancelled." in html and "/extend" not in html
+
+
+async def test_a_guest_link_is_shown_once_and_a_new_one_replaces_it(world: World) -> None:
+    w = world
+    status, html, _ = await post(
+        w, "owner", f"/bookings/{w.booking_id}/guests", {"name": "Ada", "email": ""}
+    )
+    assert status == 200
+    first = re.search(r'value="(https?://[^"]+/join/(tcg_[^"]+))"', html)
+    assert first, html
+    status, html = await get(w, "owner", f"/bookings/{w.booking_id}")
+    assert first.group(2) not in html  # shown once
+    guest = await w.db().run(lambda s: s.exec(select(Guest)).one())
+    status, html, _ = await post(w, "owner", f"/bookings/{w.booking_id}/guests/{guest.id}/new-link")
+    second = re.search(r'/join/(tcg_[^"]+)"', html)
+    assert status == 200 and second and second.group(1) != first.group(2)
+    rows = await w.db().run(lambda s: s.exec(select(Guest).order_by(col(Guest.created_at))).all())
+    assert [(g.name, g.revoked_at is not None) for g in rows] == [("Ada", True), ("Ada", False)]
+    status, html, _ = await post(w, "owner", f"/bookings/{w.booking_id}/guests", {"name": " "})
+    assert status == 400 and 'id="guest-error"' in html
+
+
+# --- approvals -----------------------------------------------------------------------------
+
+
+async def test_staff_decline_a_request_and_the_organiser_is_told(world: World) -> None:
+    w = world
+    status, html = await get(w, "amsterdam-staff", "/approvals")
+    assert status == 200 and "Weekly review Seine-et-Marne" in html and "Bright City" in html
+    status, html = await get(w, "paris-staff", "/approvals")
+    assert status == 200 and "Weekly review" not in html
+    assert (await get(w, "owner", "/approvals"))[0] == 403
+    path = f"/approvals/{w.booking_id}/{w.amsterdam_room}"
+    assert (await post(w, "paris-staff", path, {"decision": "approve"}, "/approvals"))[0] == 403
+
+    status, _, location = await post(
+        w,
+        "amsterdam-staff",
+        path,
+        {"decision": "decline", "note": "Closed for works"},
+        "/approvals",
+    )
+    assert status == 303 and location == "/approvals?done=declined"
+    mail = await w.db().run(lambda s: s.exec(select(OutboxMail)).one())
+    assert mail.recipient == "owner@paris.fr" and mail.kind == "approval-decision"
+    assert "Closed for works" in mail.body and f"/bookings/{w.booking_id}" in mail.body
+    booking = await w.db().run(lambda s: s.get(Booking, w.booking_id))
+    assert booking is not None and booking.connect_mode == "reserve-only"
+    status, html = await get(w, "owner", f"/bookings/{w.booking_id}")
+    assert "Declined" in html and "Closed for works" in html
+    status, html, _ = await post(w, "amsterdam-staff", path, {"decision": "approve"}, "/approvals")
+    assert status == 409 and "already decided" in html
+    room = await w.db().run(lambda s: s.get(Room, w.amsterdam_room))
+    assert room is not None
+
+
+async def test_a_bad_decision_keeps_the_note(world: World) -> None:
+    w = world
+    path = f"/approvals/{w.booking_id}/{w.amsterdam_room}"
+    status, html, _ = await post(
+        w, "amsterdam-staff", path, {"decision": "approve", "note": "x" * 501}, "/approvals"
+    )
+    assert status == 400 and 'role="alert"' in html and "x" * 501 in html
+    approval = await w.db().run(lambda s: s.get(Approval, (w.booking_id, w.amsterdam_room)))
+    assert approval is not None and approval.state == "pending"
+
+
+# --- languages -------------------------------------------------------------------------------
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "web" / "templates"
+
+
+def test_every_message_of_these_pages_is_translated() -> None:
+    from babel.messages.extract import extract_from_file
+
+    from web.ui import approvals as approvals_page
+    from web.ui import booking_detail, i18n
+
+    wanted: set[str] = set()
+    for template in [
+        *(TEMPLATES / "booking_detail").glob("*.html"),
+        TEMPLATES / "approvals/list.html",
+    ]:
+        for _, message, _, _ in extract_from_file(
+            "jinja2.ext:babel_extract", template, options={"extensions": "jinja2.ext.i18n"}
+        ):
+            wanted.add(message if isinstance(message, str) else message[0])
+    for module in (booking_detail, approvals_page):
+        for _, message, _, _ in extract_from_file(
+            "python", module.__file__ or "", keywords={"gettext": (2,), "_": None}
+        ):
+            wanted.add(message if isinstance(message, str) else message[0])
+    for table in (
+        booking_detail.NOTICES,
+        booking_detail.REFUSALS,
+        approvals_page.DONE,
+        approvals_page.ERRORS,
+    ):
+        wanted |= set(table.values())
+    assert len(wanted) > 100
+    for lang in ("fr", "nl"):
+        catalogue = i18n.catalogue(lang)
+        found = {m: catalogue.get(m) for m in wanted}
+        missing = sorted(m for m, entry in found.items() if entry is None or not entry.string)
+        assert missing == [], lang
+
+
+async def test_the_detail_page_speaks_french(world: World) -> None:
+    w = world
+    async with await w.client("owner") as http:
+        http.cookie_jar.update_cookies({"tc_lang": "fr"}, URL(w.app.url))
+        async with http.get(f"{w.app.url}/bookings/{w.booking_id}") as r:
+            html = await r.text()
+    assert r.headers["Content-Language"] == "fr"
+    assert "À propos de cette réservation" in html and "En attente d’approbation" in html
+    assert "About this booking" not in html
+
+
+# --- in Chromium -----------------------------------------------------------------------------
+
+
+async def _until(check: Any, what: str, timeout: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await check():
+        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.05)
+
+
+async def test_detail_and_approvals_pages_in_chromium(world: World, browser: Any) -> None:
+    """The organiser watches the session under way and extends it; Amsterdam's staff
+    approve their room. Screenshots of both pages go to the test output."""
+    from playwright.async_api import expect
+
+    w = world
+    await w.clock.set((START + timedelta(minutes=5)).timestamp())
+
+    async def live() -> bool:
+        return (await session(w)).state == "live"
+
+    await _until(live, "the scheduler to take the session live")
+
+    def under_way(s: DbSession) -> None:
+        at = (START + timedelta(seconds=20)).timestamp()
+        participation.record_joined(s, w.session_id, w.paris_room, at - 50)
+        participation.record_milestone(s, w.session_id, w.paris_room, "first-frame", at - 45)
+        participation.record_milestone(s, w.session_id, w.paris_room, "live", at)
+        guests.add_guest(s, w.booking_id, "Ada Lovelace", "ada@example.org")
+
+    await w.db().run(under_way)
+
+    page = await new_page(browser)
+    await page.context.add_cookies(
+        [{"name": "tc_session", "value": w.tokens["owner"], "url": w.app.url}]
+    )
+    await page.goto(f"{w.app.url}/bookings/{w.booking_id}")
+    await expect(page.get_by_role("heading", name="Session under way")).to_be_visible()
+    await expect(page.locator(".pending-mine").first).to_be_visible()
+    await page.screenshot(path=str(screenshot_path("booking-detail")), full_page=True)
+    await page.get_by_role("button", name="+15 min").click()
+    await expect(page.get_by_role("status").first).to_contain_text("The session was extended.")
+    assert (await session(w)).end_utc == START + timedelta(minutes=75)
+
+    staff = await new_page(browser, locale="fr-FR")
+    await staff.context.add_cookies(
+        [{"name": "tc_session", "value": w.tokens["amsterdam-staff"], "url": w.app.url}]
+    )
+    await staff.goto(f"{w.app.url}/approvals")
+    await expect(staff.get_by_role("heading", name="Approbations", exact=True)).to_be_visible()
+    await staff.get_by_label("Note pour l’organisateur (facultative)").fill(
+        "Bienvenue à Bright City"
+    )
+    await staff.screenshot(path=str(screenshot_path("approvals")), full_page=True)
+    await staff.get_by_role("button", name="Approuver").click()
+    await expect(staff.get_by_role("status")).to_contain_text("Approuvée")
+    approval = await w.db().run(lambda s: s.get(Approval, (w.booking_id, w.amsterdam_room)))
+    assert approval is not None and approval.state == "approved"
