@@ -1,0 +1,173 @@
+"""The room panel's state as JSON: what ``GET /panel/{token}/state`` answers and the
+page renders first. Plain functions of the panel view, the time and the room's
+reported control state; times are formatted for the visitor's language in the
+room's zone (each other site's start in its own zone).
+
+Shape (``server_time`` drives every countdown, so a test's fake clock drives the page)::
+
+    {"server_time": ISO, "online": bool,
+     "room": {"id", "name", "centre", "timezone", "utc_offset"},
+     "clock": {"time", "date", "timezone", "utc_offset"},
+     "sessions": [{"id", "title" (null: not shown), "private", "start", "end",
+                   "start_local", "end_local", "day" ("today"|"tomorrow"), "state",
+                   "connect_mode", "sites": [{"room", "centre", "timezone", "start_local"}]}],
+     "current": null | {"session_id", "title", "private", "phase", "starts_in", "ends_in",
+                        "warning" (null|5|1), "joinable", "joined", "connect_mode",
+                        "start_local", "end_local", "extendable"},
+     "next": null | {"session_id", "title", "private", "starts_in", "start_local", "day"},
+     "agent": null | {"privacy", "content_share", "content_available", "session_id"},
+     "extend_minutes": 15}
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from orchestrator import lifecycle
+from orchestrator.panels import (
+    PanelSession,
+    PanelView,
+    current_session,
+    next_session,
+    session_timing,
+)
+from web.ui.i18n import Formatter
+
+EXTEND_MINUTES = 15
+EXTENDABLE_PHASES = frozenset({lifecycle.LIVE, lifecycle.ENDING})
+
+
+@dataclass(frozen=True, slots=True)
+class AgentState:
+    """The room agent's reported switches (``signalling.protocol.RoomControlState``)."""
+
+    privacy: bool
+    content_share: bool
+    content_available: bool
+    session_id: str | None
+
+
+def utc_offset(at: datetime, timezone: str) -> str:
+    """``UTC+01:00``: the zone's offset at ``at``."""
+    offset = at.astimezone(ZoneInfo(timezone)).utcoffset()
+    minutes = int(offset.total_seconds() // 60) if offset is not None else 0
+    sign = "+" if minutes >= 0 else "-"
+    return f"UTC{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+
+def day_of(at: datetime, now: datetime, timezone: str) -> str:
+    """``today``, ``tomorrow`` or ``later``, by the room's local date."""
+    tz = ZoneInfo(timezone)
+    days = (at.astimezone(tz).date() - now.astimezone(tz).date()).days
+    return "today" if days <= 0 else "tomorrow" if days == 1 else "later"
+
+
+def seconds(value: float) -> int:
+    """Whole seconds, rounded up: a countdown shows 0:01 until the very start."""
+    return max(0, math.ceil(value - 1e-9))
+
+
+def agent_json(state: AgentState | None) -> dict[str, Any] | None:
+    if state is None:
+        return None
+    return {
+        "privacy": state.privacy,
+        "content_share": state.content_share,
+        "content_available": state.content_available,
+        "session_id": state.session_id,
+    }
+
+
+def _session_json(
+    s: PanelSession, view: PanelView, now: datetime, fmt: Formatter
+) -> dict[str, Any]:
+    tz = view.timezone
+    return {
+        "id": s.session_id,
+        "title": s.title,
+        "private": s.title is None,
+        "start": s.start.isoformat(),
+        "end": s.end.isoformat(),
+        "start_local": fmt.time(s.start, tz),
+        "end_local": fmt.time(s.end, tz),
+        "day": day_of(s.start, now, tz),
+        "state": s.state,
+        "connect_mode": s.connect_mode,
+        "sites": [
+            {
+                "room": site.room_name,
+                "centre": site.centre_name,
+                "timezone": site.timezone,
+                "start_local": fmt.time(s.start, site.timezone),
+            }
+            for site in s.sites
+        ],
+    }
+
+
+def panel_state(
+    view: PanelView,
+    now: datetime,
+    agent: AgentState | None,
+    online: bool,
+    fmt: Formatter,
+) -> dict[str, Any]:
+    tz = view.timezone
+    current = current_session(view.sessions, now)
+    upcoming = next_session(view.sessions, now, after=current)
+    current_json: dict[str, Any] | None = None
+    if current is not None:
+        timing = session_timing(
+            current.start, current.end, current.lead_seconds, current.connect_mode, now
+        )
+        current_json = {
+            "session_id": current.session_id,
+            "title": current.title,
+            "private": current.title is None,
+            "phase": timing.phase,
+            "starts_in": seconds(timing.starts_in),
+            "ends_in": seconds(timing.ends_in),
+            "warning": timing.warning,
+            "joinable": timing.joinable,
+            "joined": agent is not None and agent.session_id == current.session_id,
+            "connect_mode": current.connect_mode,
+            "start_local": fmt.time(current.start, tz),
+            "end_local": fmt.time(current.end, tz),
+            "extendable": timing.phase in EXTENDABLE_PHASES,
+        }
+    next_json: dict[str, Any] | None = None
+    if upcoming is not None:
+        next_json = {
+            "session_id": upcoming.session_id,
+            "title": upcoming.title,
+            "private": upcoming.title is None,
+            "starts_in": seconds((upcoming.start - now).total_seconds()),
+            "start_local": fmt.time(upcoming.start, tz),
+            "day": day_of(upcoming.start, now, tz),
+        }
+    return {
+        "server_time": now.isoformat(),
+        "online": online,
+        "room": {
+            "id": view.room_id,
+            "name": view.room_name,
+            "centre": view.centre_name,
+            "timezone": tz,
+            "utc_offset": utc_offset(now, tz),
+        },
+        "clock": {
+            "time": fmt.time(now, tz),
+            "date": fmt.date(now, tz),
+            "timezone": tz,
+            "utc_offset": utc_offset(now, tz),
+        },
+        "sessions": [_session_json(s, view, now, fmt) for s in view.sessions],
+        "current": current_json,
+        "next": next_json,
+        "agent": agent_json(agent),
+        "extend_minutes": EXTEND_MINUTES,
+    }
