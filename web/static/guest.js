@@ -488,7 +488,8 @@
     else if (state === "preparing") message = say("preparing", { time: formatTime(config.start) });
     else if (state === "live") message = say("live");
     else if (state === "ending") message = say("ending", { time: formatTime(status.end) });
-    ui.callStatus.textContent = message;
+    // A live region: rewriting the same words would announce them again every second.
+    if (ui.callStatus.textContent !== message) ui.callStatus.textContent = message;
   }
 
   function scheduleEnd(end) {
