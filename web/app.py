@@ -165,7 +165,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Application:
-    from web import api, calendars, pages
+    from web import api, calendars
     from web.proxy import forwarded_middleware
     from web.ui import base as ui
 
@@ -180,7 +180,6 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     app.router.add_get("/healthz", _health)
     api.setup(app)
     calendars.setup(app)
-    pages.setup(app)
     ui.setup(app)
     return app
 

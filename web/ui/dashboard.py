@@ -1,9 +1,98 @@
-"""Pages of the dashboard area (being built)."""
+"""The network dashboard: every centre and room with its state, today's and live
+sessions with each site's media, updated in place every two seconds.
+
+Routes (all need a login: the audience is staff and organisers; an anonymous visit
+to ``/`` goes to ``/login``, the JSON and the fragment answer 401):
+
+- ``GET /``: the page (rendered complete, so it reads without JavaScript).
+- ``GET /dashboard/state``: the same state as JSON (``DashboardState.to_json``),
+  polled by ``/static/dashboard.js``, which patches the page in place.
+- ``GET /dashboard/fragment``: the page's live part as HTML, which the script swaps
+  in when rooms or sessions appear or go (the ``layout`` value changes).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+
 from aiohttp import web
+
+from orchestrator.accounts import Principal
+from orchestrator.db import DbSession
+from orchestrator.network_view import NetworkSnapshot, network_snapshot
+from orchestrator.service import list_centres
+from web.app import SERVICES
+from web.ui.dashboard_state import DashboardState, Readiness, build_state, day_window, viewer_zone
+from web.ui.i18n import Formatter
+from web.ui.render import gettext, language, render
+from web.ui.security import current_user, now_utc, require_user
+
+ReadinessSource = Callable[[], Mapping[str, Readiness]]
+READINESS: web.AppKey[ReadinessSource] = web.AppKey("dashboard_readiness")
+"""Where each room's readiness comes from (room id -> ``Readiness``). Nothing reports
+it yet (issue 5: the agent's readiness check), so every room shows "unknown"; the
+code that receives the agents' readiness replaces this source."""
+
+
+def _no_readiness() -> Mapping[str, Readiness]:
+    return {}
+
+
+async def dashboard_state(request: web.Request, user: Principal) -> DashboardState:
+    services = request.app[SERVICES]
+    now = now_utc(request)
+
+    def load(s: DbSession) -> NetworkSnapshot:
+        zone = viewer_zone(user, {c.id: c.timezone for c in list_centres(s)})
+        since, until = day_window(now, zone)
+        return network_snapshot(s, since, until)
+
+    snapshot = await services.db.run(load)
+    return build_state(
+        snapshot,
+        online=services.signalling.hub.online_rooms(),
+        media=services.live.media,
+        readiness=request.app[READINESS](),
+        user=user,
+        now=now,
+        fmt=Formatter(language(request)),
+        gettext=lambda message: gettext(request, message),
+    )
+
+
+def _logged_in_or_401(request: web.Request) -> Principal:
+    user = current_user(request)
+    if user is None:
+        raise web.HTTPUnauthorized(
+            text='{"error": {"code": "login-required", "message": "log in to see the network"}}',
+            content_type="application/json",
+        )
+    return user
+
+
+async def page(request: web.Request) -> web.Response:
+    user = require_user(request)
+    state = await dashboard_state(request, user)
+    return render(request, "dashboard/page.html", state=state)
+
+
+async def state_json(request: web.Request) -> web.Response:
+    user = _logged_in_or_401(request)
+    state = await dashboard_state(request, user)
+    response = web.json_response(state.to_json())
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+async def fragment(request: web.Request) -> web.Response:
+    user = _logged_in_or_401(request)
+    state = await dashboard_state(request, user)
+    return render(request, "dashboard/body.html", state=state)
 
 
 def setup(app: web.Application) -> None:
-    return None
+    if READINESS not in app:
+        app[READINESS] = _no_readiness
+    app.router.add_get("/", page)
+    app.router.add_get("/dashboard/state", state_json)
+    app.router.add_get("/dashboard/fragment", fragment)

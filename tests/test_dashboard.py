@@ -1,0 +1,242 @@
+"""The network dashboard over HTTP: who may see it, whose titles they see, and what
+its JSON state says about rooms and sites."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import ClientSession
+from sqlmodel import col, select
+
+from orchestrator import guests, participation, service
+from orchestrator.db import DbSession
+from orchestrator.models import User
+from signalling.client import SignallingClient
+from signalling.ports import MediaReport
+from signalling.protocol import MediaStats
+from tests.dashboard_support import (
+    ADMIN,
+    AMSTERDAM_STAFF,
+    PARIS_ORGANISER,
+    Network,
+    logged_in,
+    make_network,
+)
+from tests.ui_support import RunningApp, running_app
+from web.settings import Settings
+
+SECRET = "Board of Amsterdam: merger talks"
+ORGANISER = "cfo@amsterdam.example"
+GUEST = "Ms Secret Guest"
+
+
+async def get_state(http: ClientSession, app: RunningApp) -> dict[str, Any]:
+    async with http.get(app.url + "/dashboard/state") as r:
+        assert r.status == 200, await r.text()
+        assert r.headers["Cache-Control"] == "no-store"
+        data: dict[str, Any] = await r.json()
+        return data
+
+
+async def test_anonymous_visitors_are_sent_to_the_login_page(tmp_path: Path) -> None:
+    async with running_app(Settings(data_dir=tmp_path)) as app, ClientSession() as http:
+        async with http.get(app.url + "/", allow_redirects=False) as r:
+            assert r.status == 303
+            assert r.headers["Location"] in ("/login?next=%2F", "/login?next=/")
+        for path in ("/dashboard/state", "/dashboard/fragment"):
+            async with http.get(app.url + path, allow_redirects=False) as r:
+                assert r.status == 401, path
+                assert (await r.json())["error"]["code"] == "login-required"
+
+
+def book_private(net: Network, start: datetime) -> Callable[[DbSession], tuple[str, str, str]]:
+    """Amsterdam staff book their own room; a Paris person has no rights on it."""
+
+    def run(s: DbSession) -> tuple[str, str, str]:
+        staff = s.exec(select(User).where(col(User.email) == AMSTERDAM_STAFF)).one()
+        booking, session = service.book(
+            s, SECRET, start, start + timedelta(hours=1), [net.smart_work_room, net.studio]
+        )
+        booking.owner_id, booking.owner_centre_id = staff.id, net.amsterdam
+        booking.organiser = ORGANISER
+        s.add(booking)
+        guest, _ = guests.add_guest(s, booking.id, GUEST)
+        return booking.id, session.id, guest.id
+
+    return run
+
+
+async def test_titles_organisers_and_guests_are_shown_only_to_those_with_rights(
+    tmp_path: Path,
+) -> None:
+    async with running_app(Settings(data_dir=tmp_path)) as app:
+        db = app.services.db
+        net = await db.run(make_network)
+        start = datetime.now(UTC) - timedelta(minutes=2)
+        _, session_id, guest_id = await db.run(book_private(net, start))
+        shared_start = start + timedelta(hours=3)
+        await db.run(
+            lambda s: service.book(
+                s,
+                "Delegation Amsterdam – Seine-et-Marne",
+                shared_start,
+                shared_start + timedelta(hours=1),
+                [net.salle_bleue, net.smart_work_room],
+            )
+        )
+        await app.services.scheduler.step()  # the private session goes live
+        # The Amsterdam room reports the guest's media: the guest's name is private too.
+        app.services.live.listen(
+            MediaReport(
+                seq=1,
+                session_id=session_id,
+                peer_id=f"room:{net.smart_work_room}",
+                room_id=net.smart_work_room,
+                at=app.services.clock.now(),
+                media=(MediaStats(peer_id=f"guest:{guest_id}", fps=24.0, latency_p50_ms=80.0),),
+            )
+        )
+        seen: dict[str, tuple[dict[str, Any], str]] = {}
+        for email in (PARIS_ORGANISER, AMSTERDAM_STAFF, ADMIN):
+            async with await logged_in(app, email) as http:
+                state = await get_state(http, app)
+                async with http.get(app.url + "/") as r:
+                    assert r.status == 200
+                    page = await r.text()
+                seen[email] = (state, page)
+
+    state, page = seen[PARIS_ORGANISER]
+    private = next(s for s in state["sessions"] if s["id"] == session_id)
+    assert private["visible"] is False and private["title"] == "Session"
+    assert private["organiser"] is None and private["state"] == "live"
+    room = next(r for r in state["rooms"] if r["id"] == net.smart_work_room)
+    assert room["activity"] == "in-session" and room["activity_label"] == "In session (busy)"
+    assert private["sites"][0]["stats_detail"].startswith("from Guest: 24 fps")
+    for text in (str(state), page):
+        assert SECRET not in text and ORGANISER not in text and GUEST not in text
+    # A session using a room of their own centre shows its title.
+    assert "Delegation Amsterdam – Seine-et-Marne" in page
+
+    for email in (AMSTERDAM_STAFF, ADMIN):
+        state, page = seen[email]
+        private = next(s for s in state["sessions"] if s["id"] == session_id)
+        assert private["visible"] is True and private["title"] == SECRET
+        assert private["organiser"] == ORGANISER
+        assert private["sites"][0]["stats_detail"].startswith(f"from {GUEST}: 24 fps")
+        assert SECRET in page and ORGANISER in page
+        room = next(r for r in state["rooms"] if r["id"] == net.smart_work_room)
+        assert room["activity_label"] == f"In session: {SECRET}"
+
+
+async def test_the_state_shows_presence_sites_media_and_releases(tmp_path: Path) -> None:
+    async with running_app(Settings(data_dir=tmp_path)) as app:
+        db = app.services.db
+        net = await db.run(make_network)
+        start = datetime.now(UTC) - timedelta(seconds=30)
+        _, session = await db.run(
+            lambda s: service.book(
+                s,
+                "Delegation",
+                start,
+                start + timedelta(hours=1),
+                [net.salle_bleue, net.smart_work_room],
+            )
+        )
+        await app.services.scheduler.step()
+        t = start.timestamp()
+
+        def cdr(s: DbSession) -> None:
+            participation.record_joined(s, session.id, net.salle_bleue, t - 40)
+            participation.record_milestone(s, session.id, net.salle_bleue, "first-frame", t - 20)
+            participation.record_milestone(s, session.id, net.salle_bleue, "live", t + 0.25)
+            participation.record_left(s, session.id, net.salle_bleue, t + 5)
+            participation.record_joined(s, session.id, net.salle_bleue, t + 9)
+
+        await db.run(cdr)
+        app.services.live.listen(
+            MediaReport(
+                seq=1,
+                session_id=session.id,
+                peer_id=f"room:{net.salle_bleue}",
+                room_id=net.salle_bleue,
+                at=app.services.clock.now(),
+                media=(
+                    MediaStats(
+                        peer_id=f"room:{net.smart_work_room}",
+                        fps=29.5,
+                        latency_p50_ms=81.0,
+                        latency_p95_ms=133.0,
+                        live=True,
+                    ),
+                ),
+            )
+        )
+        async with aiohttp.ClientSession() as ws_http:
+            room = SignallingClient(
+                ws_http, app.url + "/ws", room_id=net.salle_bleue, key=net.salle_bleue_key
+            )
+            await room.connect()
+            try:
+                async with await logged_in(app, ADMIN) as http:
+                    state = await get_state(http, app)
+                    async with http.get(
+                        app.url + "/dashboard/fragment", headers={"Accept-Language": "fr"}
+                    ) as r:
+                        fragment = await r.text()
+            finally:
+                await room.close()
+
+    rooms = {r["id"]: r for r in state["rooms"]}
+    assert rooms[net.salle_bleue]["online"] is True
+    assert rooms[net.salle_bleue]["presence_label"] == "Online"
+    assert rooms[net.smart_work_room]["presence"] == "offline"
+    assert all(r["readiness"] == "unknown" for r in rooms.values())
+    assert [c["name"] for c in state["centres"]] == ["Amsterdam Bright City", "Fontainebleau"]
+    (live,) = state["sessions"]
+    assert live["state"] == "live" and live["state_label"] == "Live"
+    assert live["when_label"].endswith("Europe/Paris")
+    sites = {s["room_id"]: s for s in live["sites"]}
+    bleue = sites[net.salle_bleue]
+    assert bleue["joined"] is True and bleue["media"] == "live"
+    assert bleue["joined_offset"] == "T-40.00 s"
+    assert (bleue["fps"], bleue["latency_p50_ms"], bleue["latency_p95_ms"]) == (29.5, 81.0, 133.0)
+    assert bleue["fps_label"] == "29.5 fps" and bleue["latency_label"] == "81 ms / 133 ms"
+    assert bleue["rejoins"] == 1 and bleue["stats_fresh"] is True
+    assert bleue["announce"] == "Salle Bleue: media live"
+    swr = sites[net.smart_work_room]
+    assert swr["joined"] is False and swr["media"] == "none" and swr["fps"] is None
+    assert swr["announce"] == "Smart Work Room: not joined"
+    # The fragment speaks the visitor's language.
+    assert "En ligne" in fragment and "Hors ligne" in fragment and "En direct" in fragment
+
+
+async def test_a_room_released_as_a_no_show_says_so(tmp_path: Path) -> None:
+    async with running_app(Settings(data_dir=tmp_path)) as app:
+        db = app.services.db
+        net = await db.run(make_network)
+        start = datetime.now(UTC) - timedelta(minutes=20)
+        await db.run(
+            lambda s: service.book(
+                s,
+                "Missed",
+                start,
+                start + timedelta(hours=1),
+                [net.salle_bleue, net.smart_work_room],
+            )
+        )
+        await app.services.scheduler.step()  # live, late
+        await app.services.scheduler.step()  # nobody joined within 10 minutes: released
+        async with await logged_in(app, ADMIN) as http:
+            state = await get_state(http, app)
+            async with http.get(app.url + "/") as r:
+                page = await r.text()
+    (missed,) = state["sessions"]
+    assert all(s["released"] for s in missed["sites"])
+    assert all(s["end_label"].startswith("Released (no-show)") for s in missed["sites"])
+    assert "Released (no-show)" in page
+    rooms = {r["id"]: r for r in state["rooms"]}
+    assert rooms[net.salle_bleue]["activity"] == "free"

@@ -1,0 +1,490 @@
+"""The network dashboard's state: a pure function of what the database holds (a
+``NetworkSnapshot``), what signalling knows now (rooms online, fresh media
+reports), each room's readiness, who is looking and when.
+
+The same state renders the page and answers ``GET /dashboard/state`` (JSON), so the
+page and its live updates never disagree. Each item carries machine values (for
+scripts and tests) and labels in the viewer's language (for the page), plus
+``announce``: the short sentence screen readers hear when it changes.
+
+Privacy: a session's title, organiser and guest names are shown only to people
+``orchestrator.access.can_see_booking`` allows; others see "Session" and "busy".
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from babel.numbers import format_decimal
+
+from orchestrator.access import can_see_booking
+from orchestrator.accounts import Principal
+from orchestrator.network_view import UNDER_WAY, NetworkSnapshot, SessionRow, SiteRow
+from web.ui.i18n import Formatter
+
+STALE_SECONDS = 10.0
+"""A media report older than this no longer describes the media (agents report
+every few seconds)."""
+UNKNOWN = "unknown"
+Gettext = Callable[[str], str]
+
+
+@dataclass(frozen=True, slots=True)
+class Readiness:
+    """A room's readiness check (issue 5: the room agent tests camera, microphone,
+    screen and network before a session). ``value``: ``ready``, ``degraded``,
+    ``failing`` or ``unknown``; ``detail``: what the agent said, if anything."""
+
+    value: str = UNKNOWN
+    detail: str | None = None
+    checked_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CentreView:
+    key: str
+    id: str
+    name: str
+    timezone: str
+    local_time: str
+    announce: str
+
+
+@dataclass(frozen=True, slots=True)
+class RoomView:
+    key: str
+    id: str
+    name: str
+    centre_id: str
+    centre_name: str
+    timezone: str
+    online: bool
+    presence: str
+    presence_label: str
+    activity: str
+    activity_label: str
+    session_id: str | None
+    readiness: str
+    readiness_label: str
+    readiness_checked_at: str | None
+    announce: str
+
+
+@dataclass(frozen=True, slots=True)
+class SiteView:
+    key: str
+    room_id: str
+    room_name: str
+    centre_name: str
+    timezone: str
+    local_start: str
+    joined: bool
+    joined_at: str | None
+    joined_label: str
+    joined_offset: str
+    media: str
+    media_label: str
+    first_frame_at: str | None
+    live_at: str | None
+    fps: float | None
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+    stats_at: str | None
+    stats_fresh: bool
+    fps_label: str
+    latency_label: str
+    stats_detail: str
+    rejoins: int
+    rejoins_label: str
+    left_at: str | None
+    released: bool
+    released_at: str | None
+    end_label: str
+    announce: str
+
+
+@dataclass(frozen=True, slots=True)
+class SessionView:
+    key: str
+    id: str
+    booking_id: str
+    visible: bool
+    title: str
+    organiser: str | None
+    state: str
+    state_label: str
+    under_way: bool
+    start: str
+    end: str
+    timezone: str
+    when_label: str
+    connect_mode: str
+    connect_mode_label: str
+    sites: tuple[SiteView, ...]
+    announce: str
+
+
+@dataclass(frozen=True, slots=True)
+class DashboardState:
+    generated_at: str
+    viewer_timezone: str
+    now_label: str
+    day_label: str
+    layout: str
+    centres: tuple[CentreView, ...]
+    rooms: tuple[RoomView, ...]
+    sessions: tuple[SessionView, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def iso(value: datetime | None) -> str | None:
+    return None if value is None else value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def viewer_zone(user: Principal | None, centre_zones: Mapping[str, str]) -> str:
+    """The person's own zone, else their centre's, else UTC (always shown with it)."""
+    if user is not None and user.timezone:
+        return user.timezone
+    if user is not None and user.centre_id is not None and user.centre_id in centre_zones:
+        return centre_zones[user.centre_id]
+    return "UTC"
+
+
+def day_window(now: datetime, zone: str) -> tuple[datetime, datetime]:
+    """Today in ``zone`` as UTC instants (23 or 25 hours long on DST days)."""
+    tz = ZoneInfo(zone)
+    today: date = now.astimezone(tz).date()
+    start = datetime.combine(today, time(0), tz)
+    end = datetime.combine(today + timedelta(days=1), time(0), tz)
+    return start.astimezone(UTC), end.astimezone(UTC)
+
+
+def _offset(value: datetime | None, start: datetime) -> str:
+    """A time relative to the booked start, which is what staff compare against."""
+    if value is None:
+        return ""
+    return f"T{(value - start).total_seconds():+.2f} s"
+
+
+def _number(value: float, lang: str) -> str:
+    return format_decimal(value, "#,##0.#", locale=lang)
+
+
+def _worst(values: Sequence[float | None], pick: Callable[[list[float]], float]) -> float | None:
+    present = [v for v in values if v is not None]
+    return pick(present) if present else None
+
+
+@dataclass(frozen=True, slots=True)
+class _Context:
+    user: Principal | None
+    now: datetime
+    fmt: Formatter
+    _: Gettext
+    zones: Mapping[str, str]
+    centre_names: Mapping[str, str]
+    room_names: Mapping[str, str]
+    room_centres: Mapping[str, str]
+    online: frozenset[str]
+    media: Mapping[tuple[str, str], Mapping[str, Any]]
+
+    def time(self, value: datetime | None, zone: str, fmt: str = "medium") -> str:
+        return self.fmt.time(value, zone, fmt)
+
+
+def _state_labels(_: Gettext) -> dict[str, str]:
+    return {
+        "scheduled": _("Scheduled"),
+        "preparing": _("Preparing"),
+        "live": _("Live"),
+        "ending": _("Ending"),
+        "ended": _("Ended"),
+        "cancelled": _("Cancelled"),
+        "failed": _("Failed"),
+    }
+
+
+def _connect_mode_labels(_: Gettext) -> dict[str, str]:
+    return {
+        "automatic": _("Automatic connect"),
+        "one-button": _("One button"),
+        "manual": _("One button"),
+        "reserve-only": _("Reserve only"),
+    }
+
+
+def _readiness_labels(_: Gettext) -> dict[str, str]:
+    return {
+        "ready": _("Ready"),
+        "degraded": _("Degraded"),
+        "failing": _("Failing"),
+        UNKNOWN: _("Unknown"),
+    }
+
+
+def _peer_name(peer_id: str, ctx: _Context, guests: Mapping[str, str], visible: bool) -> str:
+    kind, _sep, ident = peer_id.partition(":")
+    if kind == "room" and ident in ctx.room_names:
+        return ctx.room_names[ident]
+    if kind == "guest":
+        return guests[ident] if visible and ident in guests else ctx._("Guest")
+    return peer_id
+
+
+def _site(session: SessionRow, site: SiteRow, ctx: _Context, visible: bool) -> SiteView:
+    _ = ctx._
+    zone = ctx.zones.get(ctx.room_centres.get(site.room_id, ""), "UTC")
+    room_name = ctx.room_names.get(site.room_id, site.room_id)
+    start = session.start
+    report = ctx.media.get((session.id, site.room_id))
+    peers: list[Mapping[str, Any]] = list(report.get("peers", [])) if report else []
+    stats_at = report.get("at") if report else None
+    at = datetime.fromtimestamp(stats_at, UTC) if isinstance(stats_at, int | float) else None
+    fresh = at is not None and (ctx.now - at).total_seconds() <= STALE_SECONDS
+    fps = _worst([p.get("fps") for p in peers], min) if fresh else None
+    p50 = _worst([p.get("latency_p50_ms") for p in peers], max) if fresh else None
+    p95 = _worst([p.get("latency_p95_ms") for p in peers], max) if fresh else None
+    lang = ctx.fmt.lang
+    guests = dict(session.guests)
+    fps_unit = _("fps")
+    details = []
+    for peer in peers if fresh else []:
+        name = _peer_name(str(peer.get("peer_id", "")), ctx, guests, visible)
+        parts = [f"{_number(float(peer.get('fps') or 0.0), lang)} {fps_unit}"]
+        if peer.get("latency_p50_ms") is not None:
+            parts.append(f"p50 {_number(float(peer['latency_p50_ms']), lang)} ms")
+        if peer.get("latency_p95_ms") is not None:
+            parts.append(f"p95 {_number(float(peer['latency_p95_ms']), lang)} ms")
+        details.append(
+            _("from %(peer)s: %(figures)s") % {"peer": name, "figures": ", ".join(parts)}
+        )
+    present = site.joined_at is not None and site.left_at is None
+    if site.live_at is not None and present:
+        media = "live"
+        media_label = _("Live since %(time)s") % {"time": ctx.time(site.live_at, zone)}
+    elif site.first_frame_at is not None and present:
+        media = "first-frame"
+        media_label = _("First frame %(time)s") % {"time": ctx.time(site.first_frame_at, zone)}
+    else:
+        media = "none"
+        media_label = _("No media")
+    if site.released_at is not None:
+        end_label = _("Released (no-show) %(time)s") % {"time": ctx.time(site.released_at, zone)}
+        status = _("released (no-show)")
+    elif site.left_at is not None:
+        end_label = _("Left %(time)s") % {"time": ctx.time(site.left_at, zone)}
+        status = _("left")
+    else:
+        end_label = "–"
+        status = {
+            "live": _("media live"),
+            "first-frame": _("first frame"),
+        }.get(media, _("joined") if present else _("not joined"))
+    joined_label = (
+        ctx.time(site.joined_at, zone) if site.joined_at is not None else _("Not joined")
+    )
+    return SiteView(
+        key=f"site:{session.id}:{site.room_id}",
+        room_id=site.room_id,
+        room_name=room_name,
+        centre_name=ctx.centre_names.get(ctx.room_centres.get(site.room_id, ""), ""),
+        timezone=zone,
+        local_start=f"{ctx.time(start, zone, 'short')} {zone}",
+        joined=site.joined_at is not None,
+        joined_at=iso(site.joined_at),
+        joined_label=joined_label,
+        joined_offset=_offset(site.joined_at, start),
+        media=media,
+        media_label=media_label,
+        first_frame_at=iso(site.first_frame_at),
+        live_at=iso(site.live_at),
+        fps=fps,
+        latency_p50_ms=p50,
+        latency_p95_ms=p95,
+        stats_at=iso(at),
+        stats_fresh=fresh,
+        fps_label="–" if fps is None else f"{_number(fps, lang)} {fps_unit}",
+        latency_label=(
+            "–"
+            if p50 is None and p95 is None
+            else " / ".join("–" if v is None else f"{_number(v, lang)} ms" for v in (p50, p95))
+        ),
+        stats_detail="; ".join(details),
+        rejoins=site.rejoins,
+        rejoins_label=str(site.rejoins),
+        left_at=iso(site.left_at),
+        released=site.released_at is not None,
+        released_at=iso(site.released_at),
+        end_label=end_label,
+        announce=f"{room_name}: {status}",
+    )
+
+
+def _session(session: SessionRow, ctx: _Context) -> SessionView:
+    _ = ctx._
+    room_centres = [ctx.room_centres.get(s.room_id, "") for s in session.sites]
+    visible = can_see_booking(ctx.user, session.owner_id, session.owner_centre_id, room_centres)
+    title = session.title if visible else _("Session")
+    state_label = _state_labels(_).get(session.state, session.state)
+    zone = session.timezone
+    when = "{} {}–{} {}".format(
+        ctx.fmt.date(session.start, zone, "medium"),
+        ctx.time(session.start, zone, "short"),
+        ctx.time(session.end, zone, "short"),
+        zone,
+    )
+    return SessionView(
+        key=f"session:{session.id}",
+        id=session.id,
+        booking_id=session.booking_id,
+        visible=visible,
+        title=title,
+        organiser=session.organiser if visible else None,
+        state=session.state,
+        state_label=state_label,
+        under_way=session.state in UNDER_WAY,
+        start=iso(session.start) or "",
+        end=iso(session.end) or "",
+        timezone=zone,
+        when_label=when,
+        connect_mode=session.connect_mode,
+        connect_mode_label=_connect_mode_labels(_).get(session.connect_mode, session.connect_mode),
+        sites=tuple(_site(session, s, ctx, visible) for s in session.sites),
+        announce=f"{title}: {state_label}",
+    )
+
+
+def _room_activity(
+    room_id: str,
+    sessions: Sequence[tuple[SessionRow, SessionView]],
+    zone: str,
+    ctx: _Context,
+) -> tuple[str, str, str | None]:
+    """(activity, label, session id): in a session under way, next today, or free."""
+    _ = ctx._
+    taking_part = [
+        (row, s)
+        for row, s in sessions
+        if any(site.room_id == room_id and not site.released for site in s.sites)
+    ]
+    for _row, s in taking_part:
+        if s.under_way:
+            if s.visible:
+                return "in-session", _("In session: %(title)s") % {"title": s.title}, s.id
+            return "in-session", _("In session (busy)"), s.id
+    upcoming = [
+        (row, s) for row, s in taking_part if s.state == "scheduled" and row.start > ctx.now
+    ]
+    if upcoming:
+        row, nxt = upcoming[0]
+        at = ctx.time(row.start, zone, "short")
+        if nxt.visible:
+            return (
+                "booked",
+                _("Next %(time)s: %(title)s") % {"time": at, "title": nxt.title},
+                nxt.id,
+            )
+        return "booked", _("Next %(time)s (busy)") % {"time": at}, nxt.id
+    return "free", _("Free"), None
+
+
+def build_state(
+    snapshot: NetworkSnapshot,
+    *,
+    online: set[str] | frozenset[str],
+    media: Mapping[tuple[str, str], Mapping[str, Any]],
+    readiness: Mapping[str, Readiness],
+    user: Principal | None,
+    now: datetime,
+    fmt: Formatter,
+    gettext: Gettext,
+) -> DashboardState:
+    _ = gettext
+    zones = {c.id: c.timezone for c in snapshot.centres}
+    ctx = _Context(
+        user=user,
+        now=now,
+        fmt=fmt,
+        _=gettext,
+        zones=zones,
+        centre_names={c.id: c.name for c in snapshot.centres},
+        room_names={r.id: r.name for r in snapshot.rooms},
+        room_centres={r.id: r.centre_id for r in snapshot.rooms},
+        online=frozenset(online),
+        media=media,
+    )
+    zone = viewer_zone(user, zones)
+    pairs = [(s, _session(s, ctx)) for s in snapshot.sessions]
+    sessions = tuple(view for _row, view in pairs)
+    centres = tuple(
+        CentreView(
+            key=f"centre:{c.id}",
+            id=c.id,
+            name=c.name,
+            timezone=c.timezone,
+            local_time=ctx.time(now, c.timezone, "short"),
+            announce="",
+        )
+        for c in snapshot.centres
+    )
+    readiness_labels = _readiness_labels(_)
+    rooms = []
+    for centre in snapshot.centres:
+        for room in snapshot.rooms:
+            if room.centre_id != centre.id:
+                continue
+            activity, activity_label, session_id = _room_activity(
+                room.id, pairs, centre.timezone, ctx
+            )
+            is_online = room.id in ctx.online
+            presence_label = _("Online") if is_online else _("Offline")
+            ready = readiness.get(room.id, Readiness())
+            readiness_label = readiness_labels.get(ready.value, ready.value)
+            if ready.detail:
+                readiness_label = f"{readiness_label} ({ready.detail})"
+            in_session = (_("in session") + " ") if activity == "in-session" else ""
+            rooms.append(
+                RoomView(
+                    key=f"room:{room.id}",
+                    id=room.id,
+                    name=room.name,
+                    centre_id=centre.id,
+                    centre_name=centre.name,
+                    timezone=centre.timezone,
+                    online=is_online,
+                    presence="online" if is_online else "offline",
+                    presence_label=presence_label,
+                    activity=activity,
+                    activity_label=activity_label,
+                    session_id=session_id,
+                    readiness=ready.value,
+                    readiness_label=readiness_label,
+                    readiness_checked_at=iso(ready.checked_at),
+                    announce=f"{room.name} ({centre.name}): {presence_label.lower()}"
+                    + (f", {in_session.strip()}" if in_session else ""),
+                )
+            )
+    layout = hashlib.sha256(
+        "|".join(
+            [r.key for r in rooms]
+            + [s.key for s in sessions]
+            + [x.key for s in sessions for x in s.sites]
+        ).encode()
+    ).hexdigest()[:16]
+    return DashboardState(
+        generated_at=iso(now) or "",
+        viewer_timezone=zone,
+        now_label=f"{fmt.time(now, zone, 'medium')} {zone}",
+        day_label=fmt.date(now, zone),
+        layout=layout,
+        centres=centres,
+        rooms=tuple(rooms),
+        sessions=sessions,
+    )
