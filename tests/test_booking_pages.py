@@ -114,6 +114,26 @@ async def test_the_finder_proposes_the_shared_afternoon_across_paris_and_montrea
     assert "Montréal 8:00 AM–9:00 AM America/Montreal" in words
     # Header rows: the organiser's time and each site's own hours.
     assert 'class="site-hours"' in page and "America/Montreal" in page
+    async with await logged_in(app, world.organiser) as http:
+        # Montreal opens at 06:00 this time: 11:00 in Paris becomes common.
+        early = await get(
+            http,
+            f"{app.url}/availability?{query}&from_{world.montreal_centre}=06:00"
+            f"&to_{world.montreal_centre}=19:00",
+        )
+        week = await get(http, app.url + "/availability?" + query.replace("span=day", "span=week"))
+        bad = await get(
+            http,
+            f"{app.url}/availability?{query}&from_{world.montreal_centre}=19:00"
+            f"&to_{world.montreal_centre}=06:00",
+            status=400,
+        )
+    first = parse_qs(
+        urlsplit(unescape(re.findall(r'href="(/bookings/new\?[^"]+)"', early)[0])).query
+    )
+    assert first["start"] == ["11:00"]
+    assert len(re.findall(r"<caption", week)) == 7
+    assert f'id="err-hours_{world.montreal_centre}" role="alert"' in bad
 
 
 async def test_other_centres_bookings_show_only_as_busy(env: Env) -> None:
