@@ -13,6 +13,7 @@ import logging
 import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from functools import partial
 
 from aiohttp import web
 
@@ -113,7 +114,6 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
         booking_settings=booking_settings,
     )
     holder["scheduler"] = scheduler
-    scheduler.release_hooks.append(_tell_centres)
     calendars = CalendarJobs(db, clock, booking_settings)
     return Services(
         settings,
@@ -129,11 +129,19 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
     )
 
 
-def _tell_centres(released: list[tuple[str, str]]) -> None:
+def _tell_centres(
+    services: Services, pending: set[asyncio.Task[None]], released: list[tuple[str, str]]
+) -> None:
     """No-show releases reach staff on the dashboard (the session shows the room as
-    released) and in the log; email to the centre comes with accounts (issue 4)."""
+    released), in the log, and by email to the staff of the room's centre (queued in
+    the outbox by a task in ``pending``, which the application awaits on shutdown)."""
+    from web import mailer
+
     for session_id, room_id in released:
         log.warning("room %s released from session %s: no agent joined", room_id, session_id)
+    task = asyncio.get_running_loop().create_task(mailer.tell_centres(services, released))
+    pending.add(task)
+    task.add_done_callback(pending.discard)
 
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
@@ -143,6 +151,9 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     # One pass before listening: room credentials and session states are loaded
     # before the first room can knock.
     await services.scheduler.step()
+    notices: set[asyncio.Task[None]] = set()
+    hook = partial(_tell_centres, services, notices)
+    services.scheduler.release_hooks.append(hook)
     tasks = [
         asyncio.create_task(services.scheduler.run(), name="scheduler"),
         asyncio.create_task(
@@ -153,12 +164,18 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
             services.calendars.run_caldav(services.settings.caldav_interval), name="caldav"
         ),
     ]
+    if services.settings.smtp_host:
+        from web.mailer import run_mailer
+
+        tasks.append(asyncio.create_task(run_mailer(services), name="mailer"))
     try:
         yield
     finally:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        services.scheduler.release_hooks.remove(hook)
+        await asyncio.gather(*notices, return_exceptions=True)
         await services.signalling.close()
         await services.events.stop()
         await services.db.close()
