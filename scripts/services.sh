@@ -20,6 +20,13 @@ command -v faketime >/dev/null 2>&1 || apt_install faketime || true
 # Browser tests drive Debian's Chromium through Playwright (no browser download).
 [ -x /usr/bin/chromium ] || apt_install chromium fonts-dejavu-core || true
 
+# axe-core for the accessibility tests, from the npm registry (tests/js/package-lock.json).
+JS_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/js"
+if [ ! -f "$JS_DIR/node_modules/axe-core/axe.min.js" ] && command -v npm >/dev/null 2>&1; then
+    npm ci --prefix "$JS_DIR" --no-audit --no-fund --loglevel=error >/dev/null 2>&1 \
+        || echo "services: npm ci in tests/js failed"
+fi
+
 if ! (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; then
     command -v pg_ctlcluster >/dev/null 2>&1 || apt_install postgresql || true
     if command -v pg_ctlcluster >/dev/null 2>&1; then
