@@ -29,7 +29,7 @@ from orchestrator.booking_series import expand_checked, horizon_end, master_spec
 from orchestrator.booking_store import apply_occurrences, booking_room_ids
 from orchestrator.conflicts import held
 from orchestrator.db import DbSession
-from orchestrator.models import Booking, Participation, Room, RoomSlot, Session
+from orchestrator.models import Approval, Booking, Participation, Room, RoomSlot, Session
 from orchestrator.policy import BookingSettings
 from orchestrator.series import CANCELLED
 
@@ -109,6 +109,13 @@ def release_no_shows(
                 col(Session.end_utc) > now,
                 col(Booking.connect_mode).in_(sorted(policy.CALL_MODES | {policy.MANUAL})),
                 col(Booking.all_day).is_(False),
+                # A room still waiting for its centre's approval was never due to
+                # join: it keeps holding its slot until staff decide.
+                ~sa.exists().where(
+                    col(Approval.booking_id) == col(Booking.id),
+                    col(Approval.room_id) == col(Participation.room_id),
+                    col(Approval.state) == "pending",
+                ),
             )
             .order_by(col(Session.start_utc), col(Participation.room_id))
         )

@@ -22,7 +22,7 @@ from orchestrator.booking_horizon import release_no_shows
 from orchestrator.booking_store import BookingConflict
 from orchestrator.clock import FakeClock
 from orchestrator.db import Database, DbSession
-from orchestrator.models import Participation, Room, RoomSlot, Session
+from orchestrator.models import Approval, Participation, Room, RoomSlot, Session
 from orchestrator.policy import BookingSettings
 from orchestrator.ports import RoomSchedule
 from orchestrator.series import SeriesSpec
@@ -123,6 +123,28 @@ def test_a_room_that_never_joins_is_released_at_t_plus_10_minutes(
                 s, dataclasses.replace(later, uid="x"), [a], now=T + 12 * MIN
             )
         )
+
+
+def test_a_room_still_waiting_for_approval_keeps_its_slot(db: Database, rooms: list[str]) -> None:
+    """Cross-centre courtesy: the booking holds the slot until staff decide, so a room
+    whose approval is pending is not a no-show; once approved, it is."""
+    a, b, _ = rooms
+    session_id = book(db, meeting("Courtesy", datetime(2027, 1, 5, 9, 0), hours=2), [a, b])
+    booking_id = db.run_sync(lambda s: s.get(Session, session_id).booking_id)  # type: ignore[union-attr]
+    db.run_sync(lambda s: s.add(Approval(booking_id=booking_id, room_id=b, state="pending")))
+    go_live(db, session_id)
+    db.run_sync(lambda s: participation.record_joined(s, session_id, a, (T - MIN).timestamp()))
+
+    assert release(db, T + 10 * MIN) == []
+
+    def approve(s: DbSession) -> None:
+        row = s.get(Approval, (booking_id, b))
+        assert row is not None
+        row.state = "approved"
+        s.add(row)
+
+    db.run_sync(approve)
+    assert release(db, T + 11 * MIN) == [(session_id, b)]
 
 
 def test_no_release_for_reserve_only_all_day_or_sessions_not_live(
