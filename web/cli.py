@@ -305,24 +305,99 @@ def cmd_token_create(args: argparse.Namespace) -> None:
     )
 
 
-def cmd_agent(args: argparse.Namespace) -> None:
-    from room_agents.agent import RoomAgent
-    from room_agents.config import AgentConfig, ws_url
+def _password_from_stdin() -> str:
+    """The first line of standard input (a pipe or a prompt-less terminal read)."""
+    line = sys.stdin.readline()
+    password = line.rstrip("\r\n")
+    if not password:
+        raise CliError("weak-password", "no password on standard input")
+    return password
 
-    _logging(args.log_level)
-    config = AgentConfig(
-        server_url=ws_url(args.server),
-        key=args.key,
-        key_file=Path(args.key_file) if args.key_file else None,
-        cache_dir=Path(args.cache_dir) if args.cache_dir else None,
-        status_file=Path(args.status_file) if args.status_file else None,
-        width=args.width,
-        height=args.height,
-        fps=args.fps,
-        label=args.label,
+
+def cmd_user_add(args: argparse.Namespace) -> None:
+    import secrets
+
+    from orchestrator import accounts
+
+    generated = not args.password_stdin
+    password = secrets.token_urlsafe(12) if generated else _password_from_stdin()
+    user = _run_db(
+        args,
+        lambda s: accounts.create_user(s, args.email, args.name, password, args.role, args.centre),
     )
-    config.read_key()  # fail now, clearly, rather than in the connection loop
-    _run(RoomAgent(config).run())
+    data: dict[str, Any] = {
+        "id": user.id,
+        "email": user.email,
+        "name": user.name,
+        "role": user.role,
+        "centre_id": user.centre_id,
+    }
+    text = f"user {user.id} {user.email} ({user.role})"
+    if generated:
+        data["password"] = password
+        text += f"\npassword  {password}\n(shown only this once; they can change it on /account)"
+    _emit(args, data, text)
+
+
+def cmd_user_list(args: argparse.Namespace) -> None:
+    from orchestrator import accounts
+
+    users = _run_db(args, accounts.list_users)
+    items = [
+        {
+            "id": u.id,
+            "email": u.email,
+            "name": u.name,
+            "role": u.role,
+            "centre_id": u.centre_id,
+            "locale": u.locale,
+            "timezone": u.timezone,
+            "disabled": u.disabled,
+        }
+        for u in users
+    ]
+    lines = [
+        f"{u.email:<32} {u.role:<9} {u.centre_id or '-':<32} {u.name}"
+        f"{'  (disabled)' if u.disabled else ''}"
+        for u in users
+    ]
+    _emit(args, {"users": items}, "\n".join(lines) or "(none)")
+
+
+def cmd_user_set_password(args: argparse.Namespace) -> None:
+    from orchestrator import accounts
+
+    if not args.password_stdin:
+        raise CliError("bad-request", "give the password on standard input (--password-stdin)")
+    password = _password_from_stdin()
+
+    def change(s: Any) -> Any:
+        user = accounts.user_by_email(s, args.email)
+        accounts.set_password(s, user.id, password)
+        return user
+
+    user = _run_db(args, change)
+    _emit(
+        args,
+        {"id": user.id, "email": user.email},
+        f"password of {user.email} changed (their open logins ended)",
+    )
+
+
+def cmd_room_panel_link(args: argparse.Namespace) -> None:
+    from orchestrator.panels import create_panel_token
+
+    settings = _settings(args)
+    token = _run_db(args, lambda s: create_panel_token(s, args.room_id))
+    base = settings.public_url or (
+        f"{'https' if settings.tls_cert else 'http'}://{settings.host}:{settings.port}"
+    )
+    url = f"{base.rstrip('/')}/panel/{token}"
+    _emit(
+        args,
+        {"room_id": args.room_id, "url": url},
+        f"{url}\n(shown only this once; open it on the room's tablet or touch panel)",
+    )
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -419,6 +494,40 @@ def build_parser() -> argparse.ArgumentParser:
     data_opts(r_rot)
     r_rot.set_defaults(func=cmd_room_rotate)
 
+    r_panel = room.add_parser(
+        "panel-link", help="a new URL for the room's tablet or touch panel (shown once)"
+    )
+    r_panel.add_argument("room_id")
+    data_opts(r_panel)
+    r_panel.set_defaults(func=cmd_room_panel_link)
+
+    user = sub.add_parser("user", help="people who log in").add_subparsers(
+        dest="action", required=True
+    )
+    u_add = user.add_parser(
+        "add",
+        help="add a person; without --password-stdin a password is generated and printed once",
+    )
+    u_add.add_argument("email")
+    u_add.add_argument("--name", required=True)
+    u_add.add_argument("--role", required=True, choices=("admin", "staff", "organiser"))
+    u_add.add_argument("--centre", help="centre id (staff and organisers belong to one)")
+    u_add.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
+    data_opts(u_add)
+    u_add.set_defaults(func=cmd_user_add)
+    u_list = user.add_parser("list", help="everyone who may log in")
+    data_opts(u_list)
+    u_list.set_defaults(func=cmd_user_list)
+    u_pw = user.add_parser("set-password", help="a new password; their open logins end")
+    u_pw.add_argument("email")
+    u_pw.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
+    data_opts(u_pw)
+    u_pw.set_defaults(func=cmd_user_set_password)
+
     book = sub.add_parser("book", help="book rooms together; prints the booking and session ids")
     book.add_argument("--title", required=True)
     book.add_argument(
@@ -492,18 +601,9 @@ def build_parser() -> argparse.ArgumentParser:
     data_opts(t_create)
     t_create.set_defaults(func=cmd_token_create)
 
-    agent = sub.add_parser("agent", help="run a room agent")
-    agent.add_argument("--server", required=True, help="http(s):// or ws(s):// URL of the service")
-    agent.add_argument("--key-file", help="file holding the room key")
-    agent.add_argument("--key", help="the room key (prefer --key-file or TELECENTRE_ROOM_KEY)")
-    agent.add_argument("--cache-dir", help="where the schedule cache lives")
-    agent.add_argument("--status-file", help="write the agent's state as JSON here, twice a second")
-    agent.add_argument("--width", type=int, default=640)
-    agent.add_argument("--height", type=int, default=360)
-    agent.add_argument("--fps", type=int, default=30)
-    agent.add_argument("--label", default="", help="text drawn on the synthetic camera")
-    agent.add_argument("--log-level", default="INFO")
-    agent.set_defaults(func=cmd_agent)
+    from room_agents.cli import add_agent_parser
+
+    add_agent_parser(sub)  # run, devices, config: room_agents/cli.py
 
     demo = sub.add_parser("demo", help="serve a demo network whose booking goes live by itself")
     demo.add_argument(

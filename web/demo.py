@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from orchestrator import service
+from orchestrator import accounts, service
 from orchestrator.db import Database, DbSession
 from web.app import serve
 from web.settings import Settings
@@ -30,6 +30,14 @@ NETWORK: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("Montréal", "America/Toronto", ("Salle du Vieux-Port",)),
 )
 BOOKED_ROOMS = 3  # the first three rooms confer; Montréal stays idle and online
+DEMO_PASSWORD = "telecentre-demo"
+# (email, name, role, index of the centre in NETWORK or None): one person per role.
+# Tests and the README rely on these exact values.
+PEOPLE: tuple[tuple[str, str, str, int | None], ...] = (
+    ("admin@telecentre.demo", "Demo Administrator", "admin", None),
+    ("staff@telecentre.demo", "Demo Staff (Fontainebleau)", "staff", 0),
+    ("organiser@telecentre.demo", "Demo Organiser (Amsterdam)", "organiser", 1),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,11 +52,16 @@ def create_network(db: Database, keys_dir: Path) -> list[DemoRoom]:
 
     def create(s: DbSession) -> list[tuple[str, str, str]]:
         out = []
+        centre_ids = []
         for centre_name, zone, rooms in NETWORK:
             centre = service.add_centre(s, centre_name, zone)
+            centre_ids.append(centre.id)
             for room_name in rooms:
                 room, key = service.add_room(s, centre.id, room_name)
                 out.append((room.id, room_name, key))
+        for email, name, role, centre_index in PEOPLE:
+            centre_id = None if centre_index is None else centre_ids[centre_index]
+            accounts.create_user(s, email, name, DEMO_PASSWORD, role, centre_id)
         return out
 
     rooms = []
@@ -97,6 +110,8 @@ async def run_demo(args: argparse.Namespace) -> None:
     print(f"  data dir   {data_dir}", flush=True)
     print(f"  session    {session_id} starts in {args.start_in:.0f} s", flush=True)
     print(f"  API token  written to {data_dir / 'api-token'}", flush=True)
+    for email, _, role, _ in PEOPLE:
+        print(f"  log in     {email:<27} password {DEMO_PASSWORD}  ({role})", flush=True)
     (data_dir / "api-token").write_text(token + "\n")
     os.chmod(data_dir / "api-token", 0o600)
     stop = asyncio.Event()
