@@ -27,7 +27,7 @@ from web.settings import Settings
 
 browser = browser_support.browser  # the Chromium fixture, used by name
 MARKER = "window.__dashboardLoadedOnce"
-WAIT_MS = 10_000  # the page polls every 2 s
+WAIT_MS = 15_000  # the page polls every 2 s; the machine may be busy
 
 
 async def open_dashboard(browser: Any, app: RunningApp) -> tuple[Any, list[str]]:

@@ -4,6 +4,7 @@ its JSON state says about rooms and sites."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from aiohttp import ClientSession
 from sqlmodel import col, select
 
 from orchestrator import guests, participation, service
+from orchestrator.accounts import Principal
 from orchestrator.db import DbSession
 from orchestrator.models import User
 from signalling.client import SignallingClient
@@ -28,6 +30,7 @@ from tests.dashboard_support import (
 )
 from tests.ui_support import RunningApp, running_app
 from web.settings import Settings
+from web.ui.dashboard_state import day_window, viewer_zone
 
 SECRET = "Board of Amsterdam: merger talks"
 ORGANISER = "cfo@amsterdam.example"
@@ -240,3 +243,18 @@ async def test_a_room_released_as_a_no_show_says_so(tmp_path: Path) -> None:
     assert "Released (no-show)" in page
     rooms = {r["id"]: r for r in state["rooms"]}
     assert rooms[net.salle_bleue]["activity"] == "free"
+
+
+def test_today_is_the_viewer_s_day_in_their_zone_and_dst_days_are_short_or_long() -> None:
+    person = Principal("u", "e@example.org", "E", "staff", "c1", None, None)
+    assert viewer_zone(person, {"c1": "Europe/Paris"}) == "Europe/Paris"
+    assert viewer_zone(replace(person, timezone="America/Toronto"), {}) == "America/Toronto"
+    assert viewer_zone(replace(person, timezone="Not/AZone"), {"c1": "Europe/Paris"}) == (
+        "Europe/Paris"
+    )
+    assert viewer_zone(replace(person, role="admin", centre_id=None), {}) == "UTC"
+    start, end = day_window(datetime(2025, 3, 30, 12, 0, tzinfo=UTC), "Europe/Paris")
+    assert (start, end - start) == (datetime(2025, 3, 29, 23, 0, tzinfo=UTC), timedelta(hours=23))
+    # 01:30 UTC on 26 October is still the 26th in Paris, a 25-hour day.
+    start, end = day_window(datetime(2025, 10, 26, 1, 30, tzinfo=UTC), "Europe/Paris")
+    assert (start, end - start) == (datetime(2025, 10, 25, 22, 0, tzinfo=UTC), timedelta(hours=25))

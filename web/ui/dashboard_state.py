@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from babel.numbers import format_decimal
 
@@ -148,9 +148,17 @@ def iso(value: datetime | None) -> str | None:
     return None if value is None else value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+def _known_zone(name: str) -> bool:
+    try:
+        ZoneInfo(name)
+    except (ValueError, ZoneInfoNotFoundError):
+        return False
+    return True
+
+
 def viewer_zone(user: Principal | None, centre_zones: Mapping[str, str]) -> str:
     """The person's own zone, else their centre's, else UTC (always shown with it)."""
-    if user is not None and user.timezone:
+    if user is not None and user.timezone and _known_zone(user.timezone):
         return user.timezone
     if user is not None and user.centre_id is not None and user.centre_id in centre_zones:
         return centre_zones[user.centre_id]
@@ -287,9 +295,7 @@ def _site(session: SessionRow, site: SiteRow, ctx: _Context, visible: bool) -> S
             "live": _("media live"),
             "first-frame": _("first frame"),
         }.get(media, _("joined") if present else _("not joined"))
-    joined_label = (
-        ctx.time(site.joined_at, zone) if site.joined_at is not None else _("Not joined")
-    )
+    joined_label = ctx.time(site.joined_at, zone) if site.joined_at is not None else _("Not joined")
     return SiteView(
         key=f"site:{session.id}:{site.room_id}",
         room_id=site.room_id,
