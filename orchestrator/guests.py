@@ -19,6 +19,9 @@ GUEST_TOKEN_PREFIX = "tcg_"
 EARLY = timedelta(minutes=15)
 """A guest may open the link this long before the start, to check camera and
 microphone; joining the session itself follows the session's own lead."""
+REVOCATION_MEMORY = timedelta(days=7)
+"""How long signalling refuses a revoked guest's tickets: longer than any ticket
+minted for it can live (a session's end plus five minutes)."""
 OPEN_STATES = frozenset({"scheduled", "preparing", "live", "ending"})
 
 
@@ -129,3 +132,9 @@ def resolve_link(db: DbSession, token: str, now: datetime) -> GuestAccess:
             f"this link opens at {opens.isoformat(timespec='minutes')} (UTC)", opens
         )
     raise GuestLinkClosed("this booking has no session to come")
+
+
+def recently_revoked(db: DbSession, now: datetime) -> list[str]:
+    """Guests revoked within ``REVOCATION_MEMORY``: signalling is told again at start."""
+    rows = db.exec(select(Guest.id).where(col(Guest.revoked_at) > now - REVOCATION_MEMORY))
+    return list(rows.all())

@@ -100,6 +100,7 @@ class TicketVerifier:
         self._clock = clock
         self._keys: dict[str, Ed25519PublicKey] = {}
         self._revoked: dict[str, float] = {}  # ticket id -> forget after
+        self._revoked_subjects: dict[str, float] = {}  # peer id -> forget after
 
     def add_public_key(self, kid: str, pem: bytes) -> None:
         key = load_pem_public_key(pem)
@@ -112,6 +113,16 @@ class TicketVerifier:
         self._revoked = {t: u for t, u in self._revoked.items() if u > now}
         for ticket_id in ticket_ids:
             self._revoked[ticket_id] = until
+
+    def revoke_subject(self, peer_id: str, until: float) -> None:
+        """Refuse every ticket made out to ``peer_id`` (a withdrawn guest link) until
+        ``until``, whichever ticket id it carries."""
+        now = self._clock()
+        self._revoked_subjects = {t: u for t, u in self._revoked_subjects.items() if u > now}
+        self._revoked_subjects[peer_id] = until
+
+    def subject_revoked(self, peer_id: str) -> bool:
+        return self._revoked_subjects.get(peer_id, 0.0) > self._clock()
 
     def verify(self, token: str, *, peer_id: str | None, session_id: str | None) -> TicketClaims:
         """The ticket's claims, once its signature, window, session (unless
@@ -157,7 +168,7 @@ class TicketVerifier:
             raise ProtocolError(ErrorCode.TICKET_WRONG_SESSION, "ticket is for another session")
         if peer_id is not None and sub != peer_id:
             raise ProtocolError(ErrorCode.TICKET_WRONG_PEER, "ticket is for another peer")
-        if jti in self._revoked:
+        if jti in self._revoked or self._revoked_subjects.get(sub, 0.0) > now:
             raise ProtocolError(ErrorCode.TICKET_REVOKED, "ticket revoked")
         role, name = claims.get("role"), claims.get("name")
         return TicketClaims(

@@ -360,6 +360,16 @@ class Hub:
             for pid in list(session.members):
                 await self._remove_member(state.session_id, pid, "session-" + state.state)
 
+    async def eject(self, peer_id: str, code: int, error: p.Error) -> None:
+        """Remove a peer at once from every session (no grace period: it was sent
+        away, not lost) and close its connection, telling it why."""
+        for session_id in [sid for sid, s in self._sessions.items() if peer_id in s.members]:
+            await self._remove_member(session_id, peer_id, "revoked")
+        link = self._links.get(peer_id)
+        if link is not None:
+            link.send(error)
+            await link.close(code, error.code)
+
     async def disconnect_room(self, room_id: str, code: int, error: p.Error) -> None:
         link = self._links.get(f"room:{room_id}")
         if link is not None:

@@ -150,6 +150,16 @@ class SignallingServer:
         self.counters = ServerCounters()
         self._sockets: set[web.WebSocketResponse] = set()
 
+    async def revoke_peer(self, peer_id: str, until: float) -> None:
+        """A withdrawn guest: every ticket made out to it is refused until ``until``,
+        and it leaves its sessions now (its connection is closed with 4403)."""
+        self.tickets.revoke_subject(peer_id, until)
+        await self.hub.eject(
+            peer_id,
+            CLOSE_REVOKED,
+            p.Error(code=p.ErrorCode.TICKET_REVOKED, message="your access was withdrawn"),
+        )
+
     def set_room(self, record: RoomRecord) -> bool:
         """Store a room credential; True when an older key was revoked by it."""
         return self.credentials.set(record)

@@ -303,6 +303,12 @@ async def test_a_guest_link_is_shown_once_and_a_new_one_replaces_it(world: World
     assert status == 200 and second and second.group(1) != first.group(2)
     rows = await w.db().run(lambda s: s.exec(select(Guest).order_by(col(Guest.created_at))).all())
     assert [(g.name, g.revoked_at is not None) for g in rows] == [("Ada", True), ("Ada", False)]
+    # Signalling refuses the withdrawn guest's tickets (and ejects it if connected).
+    tickets = w.app.app[SERVICES].signalling.tickets
+    assert tickets.subject_revoked(f"guest:{guest.id}")
+    assert not tickets.subject_revoked(f"guest:{rows[1].id}")
+    await post(w, "owner", f"/bookings/{w.booking_id}/guests/{rows[1].id}/revoke")
+    assert tickets.subject_revoked(f"guest:{rows[1].id}")
     status, html, _ = await post(w, "owner", f"/bookings/{w.booking_id}/guests", {"name": " "})
     assert status == 400 and 'id="guest-error"' in html
 

@@ -217,3 +217,25 @@ async def test_a_signalling_refusal_of_a_stale_ticket_is_not_the_page_s_business
         assert refused.value.code == "ticket-not-yet-valid"
     finally:
         await client.close()
+
+
+async def test_a_restarted_service_still_refuses_a_guest_revoked_before(tmp_path: Path) -> None:
+    """Signalling keeps revocations in memory; the service tells it again at start."""
+    clock = FakeClock(START.timestamp())
+    settings = Settings(data_dir=tmp_path, poll_interval=0.05)
+
+    def work(s: DbSession) -> tuple[str, str]:
+        paris = service.add_centre(s, "Paris", "Europe/Paris")
+        rooms = [service.add_room(s, paris.id, n)[0].id for n in ("A", "B")]
+        booking, _ = service.book(s, "Revue", START, END, rooms)
+        kept, _ = guests.add_guest(s, booking.id, "Kept")
+        gone, _ = guests.add_guest(s, booking.id, "Gone")
+        guests.revoke_guest(s, gone.id, START)
+        return kept.id, gone.id
+
+    async with running_app(settings, clock=clock) as first:
+        kept, gone = await first.services.db.run(work)
+    async with running_app(settings, clock=clock) as second:
+        tickets = second.services.signalling.tickets
+        assert tickets.subject_revoked(f"guest:{gone}")
+        assert not tickets.subject_revoked(f"guest:{kept}")

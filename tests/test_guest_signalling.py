@@ -204,6 +204,35 @@ async def test_a_guest_ticket_revoked_after_hello_cannot_join() -> None:
         await guest.close()
 
 
+async def test_a_withdrawn_guest_is_ejected_at_once_and_none_of_its_tickets_open_again() -> None:
+    async with signalling_harness() as h:
+        h.add_room("a")
+        room = await h.client("a")
+        await room.join("s1", h.minter.mint("room:a", "s1"))
+        signer = signer_for(h)
+        ticket, _ = guest_ticket(signer)
+        guest = await h.guest(ticket)
+        await guest.join("s1", ticket)
+        assert await recv_type(room, p.PeerJoined)
+
+        await h.server.revoke_peer("guest:g1", time.time() + 900)
+
+        left = await recv_type(room, p.PeerLeft)
+        assert (left.peer_id, left.reason) == ("guest:g1", "revoked")
+        assert h.server.hub.members("s1") == ["room:a"]
+        assert not h.server.hub.connected("guest:g1")
+        # Neither the ticket it held nor a fresh one (another jti) opens again.
+        fresh, _ = guest_ticket(signer)
+        for held in (ticket, fresh):
+            answer, code = await raw_guest_hello(h, held)
+            assert answer["code"] == p.ErrorCode.TICKET_REVOKED and code == 4401
+        # Another guest of the same session is unaffected.
+        other, _ = guest_ticket(signer, guest_id="g2")
+        second = await h.guest(other)
+        await second.join("s1", other)
+        await asyncio.gather(room.close(), guest.close(), second.close())
+
+
 async def test_session_full_applies_to_guests() -> None:
     async with signalling_harness(mesh_cap=2) as h:
         h.add_room("a")

@@ -13,6 +13,7 @@ import logging
 import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import partial
 
 from aiohttp import web
@@ -144,6 +145,19 @@ def _tell_centres(
     task.add_done_callback(pending.discard)
 
 
+async def _remember_withdrawn_guests(services: Services) -> None:
+    """Signalling keeps guest revocations in memory: tell it again after a restart."""
+    from orchestrator.guests import REVOCATION_MEMORY, recently_revoked
+    from orchestrator.tickets import guest_peer_id
+
+    now = services.clock.now()
+    revoked = await services.db.run(lambda s: recently_revoked(s, datetime.fromtimestamp(now, UTC)))
+    for guest_id in revoked:
+        await services.signalling.revoke_peer(
+            guest_peer_id(guest_id), now + REVOCATION_MEMORY.total_seconds()
+        )
+
+
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     services = app[SERVICES]
     await asyncio.to_thread(services.db.migrate)
@@ -151,6 +165,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     # One pass before listening: room credentials and session states are loaded
     # before the first room can knock.
     await services.scheduler.step()
+    await _remember_withdrawn_guests(services)
     notices: set[asyncio.Task[None]] = set()
     hook = partial(_tell_centres, services, notices)
     services.scheduler.release_hooks.append(hook)

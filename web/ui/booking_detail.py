@@ -39,9 +39,11 @@ from orchestrator.booking_overview import (
 )
 from orchestrator.booking_store import BookingConflict
 from orchestrator.db import DbSession
+from orchestrator.guests import REVOCATION_MEMORY
 from orchestrator.models import Booking, Centre, Guest
 from orchestrator.policy import RESERVE_ONLY
 from orchestrator.service import DomainError, SessionDetail
+from orchestrator.tickets import guest_peer_id
 from web.app import SERVICES
 from web.ui.i18n import Formatter
 from web.ui.render import gettext, language, render
@@ -458,7 +460,19 @@ async def revoke_guest(request: web.Request) -> web.Response:
         _guest_of(s, booking_id, guest_id)
         guests.revoke_guest(s, guest_id, now)
 
-    return await _act(request, booking_id, user, "guest", revoke, "guest-revoked", "#guests")
+    try:
+        return await _act(request, booking_id, user, "guest", revoke, "guest-revoked", "#guests")
+    except web.HTTPSeeOther:
+        await _withdraw(request, guest_id)
+        raise
+
+
+async def _withdraw(request: web.Request, guest_id: str) -> None:
+    """A revoked guest already in a session leaves it now, and no ticket it still
+    holds opens another (signalling refuses its peer id)."""
+    services = request.app[SERVICES]
+    until = services.clock.now() + REVOCATION_MEMORY.total_seconds()
+    await services.signalling.revoke_peer(guest_peer_id(guest_id), until)
 
 
 async def new_link(request: web.Request) -> web.Response:
@@ -472,7 +486,10 @@ async def new_link(request: web.Request) -> web.Response:
         guests.revoke_guest(s, guest_id, now)
         return guests.add_guest(s, booking_id, old.name, old.email)
 
-    return await _issue(request, booking_id, user, make, {})
+    response = await _issue(request, booking_id, user, make, {})
+    if response.status < 400:
+        await _withdraw(request, guest_id)
+    return response
 
 
 def setup(app: web.Application) -> None:
