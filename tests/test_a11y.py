@@ -211,6 +211,19 @@ async def check_pages(
                 name = f"a11y-{role or 'visitor'}-{lang}-{len(problems)}"
                 await page.screenshot(path=str(screenshot_path(name)), full_page=True)
                 problems.append(f"{path} ({status}, screenshot {name}):\n{describe(violations)}")
+        if role is None:
+            # A form shown again with its error: the login refused.
+            await page.goto(run.url + "/login", wait_until="load")
+            await page.fill('input[name="email"]', seed.emails["organiser"])
+            await page.fill('input[name="password"]', "not the password")
+            async with page.expect_navigation(wait_until="load"):
+                await page.click('form[action="/login"] [type="submit"]')
+            if await page.locator('[role="alert"]').count() == 0:
+                problems.append("POST /login (refused): no error announced with role=alert")
+            violations = await blocking_violations(page)
+            checked.append("POST /login (refused)")
+            if violations:
+                problems.append(f"POST /login (refused):\n{describe(violations)}")
     finally:
         await http.close()
         await context.close()
