@@ -29,15 +29,10 @@ from typing import Any
 import aiohttp
 
 from room_agents.calls import Outgoing, SessionCalls
+from room_agents.capture import RoomDevices
 from room_agents.config import AgentConfig
 from room_agents.ice import local_addresses_in, pin_host_addresses
-from room_agents.media import (
-    OutgoingVideoTrack,
-    PrivacyCard,
-    StartingCard,
-    SyntheticAudioTrack,
-    SyntheticCamera,
-)
+from room_agents.media import OutgoingAudioTrack, OutgoingVideoTrack, PrivacyCard, StartingCard
 from room_agents.schedule import (
     Command,
     ScheduleCache,
@@ -87,16 +82,17 @@ class RoomAgent:
         self.screen = HeadlessScreen(self.clock)
         self.screen.on_first_frame = self._first_frame
         self.screen.on_first_camera_frame = self._first_camera_frame
-        camera = SyntheticCamera(
-            self.clock, config.width, config.height, config.fps, label=config.label
-        )
+        self.devices = RoomDevices(config, self.clock)
+        self.screen.on_audio_frame = self.devices.feed_speaker
         card = StartingCard(
             self.clock, config.width, config.height, config.fps, label=config.label, title=""
         )
         privacy = PrivacyCard(self.clock, config.width, config.height, config.fps, config.label)
         self.outgoing = Outgoing(
-            video=OutgoingVideoTrack(camera, card, fps=config.fps, privacy_card=privacy),
-            audio=SyntheticAudioTrack(),
+            video=OutgoingVideoTrack(
+                self.devices.camera, card, fps=config.fps, privacy_card=privacy
+            ),
+            audio=OutgoingAudioTrack(self.devices.microphone),
         )
         self.sessions: dict[str, SessionCalls] = {}
         self.joined_on: dict[str, SignallingClient] = {}  # session -> connection it joined on
@@ -116,6 +112,7 @@ class RoomAgent:
     # --- the main loops -------------------------------------------------------------
 
     async def run(self) -> None:
+        self.devices.start()
         timeline = asyncio.create_task(self._timeline_loop())
         others = [
             asyncio.create_task(self._connection_loop()),
@@ -146,6 +143,7 @@ class RoomAgent:
         self.outgoing.video.stop()
         self.outgoing.audio.stop()
         await self.screen.close()
+        await self.devices.close()
         for t in list(self._tasks):
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -465,6 +463,7 @@ class RoomAgent:
             "peers": self.screen.totals(),
             "violations": self.violations,
             "schedule": [e.session_id for e in self.entries],
+            "devices": self.devices.status(),
         }
 
     async def _status_loop(self, path: Path) -> None:

@@ -1,5 +1,5 @@
-"""Outgoing media: a stamped synthetic camera, the "starting" and privacy cards, and
-their tracks.
+"""Outgoing media: a stamped synthetic camera, the "starting", privacy and "camera
+unavailable" cards, and their tracks.
 
 Rules:
 
@@ -18,7 +18,9 @@ Rules:
   camera, and its audio track sends silence. It is meant to be shared through
   ``MediaRelay().subscribe(track, buffered=False)``: one source, one frame per tick,
   every subscriber gets the same frame objects.
-- The sources sit behind ``VideoSource`` so that a real camera can replace them.
+- The sources sit behind ``VideoSource`` and ``AudioSource`` so that a real camera
+  and microphone (room_agents.capture) can replace them; a camera that cannot be
+  opened sends ``UnavailableCard`` (stamp flag ``FLAG_NO_CAMERA``) instead.
 """
 
 from __future__ import annotations
@@ -65,6 +67,13 @@ class VideoSource(Protocol):
 
 class CardSource(VideoSource, Protocol):
     def set_title(self, title: str) -> None: ...
+
+
+class AudioSource(Protocol):
+    def read(self, start_sample: int, samples: int) -> npt.NDArray[np.int16]:
+        """``samples`` s16 mono 48 kHz samples for the tick that starts at ``start_sample``
+        (the track's sample clock); silence where the source has nothing."""
+        ...
 
 
 # --- pure helpers -------------------------------------------------------------------
@@ -294,6 +303,47 @@ class PrivacyCard:
         return av.VideoFrame.from_ndarray(self._yuv, format="yuv420p")
 
 
+class UnavailableCard:
+    """Sent instead of the camera while the room's camera cannot be opened (missing,
+    busy, unplugged); its stamp carries ``FLAG_NO_CAMERA`` so a receiver can tell."""
+
+    BACKGROUND: Final = 48
+    TINT_U: Final = 112  # a dark amber: neither the camera, the blue nor the red card
+    TINT_V: Final = 142
+
+    def __init__(
+        self, clock: Clock, width: int = 640, height: int = 360, fps: int = 30, label: str = ""
+    ) -> None:
+        check_frame_size(width, height)
+        self.clock = clock
+        self.width, self.height, self.fps = width, height, fps
+        self._yuv = np.empty((height * 3 // 2, width), np.uint8)
+        self._card = np.empty_like(self._yuv)
+        lines = [("Camera unavailable", height // 9), ("Staff have been told", height // 16)]
+        lines.append((label, height // 18))
+        self._card[:height] = render_text_lines(width, height, lines, self.BACKGROUND, LUMA_WHITE)
+        u, v = chroma_planes(self._card, width, height)
+        u[:], v[:] = self.TINT_U, self.TINT_V
+
+    def next_frame(self) -> av.VideoFrame:
+        np.copyto(self._yuv, self._card)
+        write_stamp(
+            self._yuv, self.width, self.height, capture_ms(self.clock), camera=False, no_camera=True
+        )
+        return av.VideoFrame.from_ndarray(self._yuv, format="yuv420p")
+
+
+class SineSource:
+    """The synthetic microphone: a quiet sine tone, continuous across ticks."""
+
+    def __init__(self, hz: float = 440.0, amplitude: float = 0.05) -> None:
+        self.hz = hz
+        self.amplitude = amplitude
+
+    def read(self, start_sample: int, samples: int) -> npt.NDArray[np.int16]:
+        return sine_tone(start_sample, samples, self.hz, self.amplitude)
+
+
 # --- tracks ---------------------------------------------------------------------------
 
 
@@ -357,16 +407,15 @@ class OutgoingVideoTrack(MediaStreamTrack):
         return frame
 
 
-class SyntheticAudioTrack(MediaStreamTrack):
-    """20 ms frames of a quiet sine tone, s16 mono 48 kHz (non-zero, so sinks can tell);
-    digital silence while ``muted`` (privacy)."""
+class OutgoingAudioTrack(MediaStreamTrack):
+    """20 ms frames, s16 mono 48 kHz, from ``source`` (by default the synthetic tone,
+    quiet but non-zero so sinks can tell); digital silence while ``muted`` (privacy)."""
 
     kind = "audio"
 
-    def __init__(self, hz: float = 440.0, amplitude: float = 0.05) -> None:
+    def __init__(self, source: AudioSource | None = None) -> None:
         super().__init__()
-        self.hz = hz
-        self.amplitude = amplitude
+        self.source: AudioSource = source if source is not None else SineSource()
         self.muted = False
         self._pacer = Pacer(1.0 / AUDIO_PTIME, AUDIO_SAMPLE_RATE)
 
@@ -379,9 +428,14 @@ class SyntheticAudioTrack(MediaStreamTrack):
         if self.muted:
             samples = np.zeros(AUDIO_SAMPLES, np.int16)
         else:
-            samples = sine_tone(pts, AUDIO_SAMPLES, self.hz, self.amplitude)
+            samples = self.source.read(pts, AUDIO_SAMPLES)
         frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
         frame.sample_rate = AUDIO_SAMPLE_RATE
         frame.pts = pts
         frame.time_base = AUDIO_TIME_BASE
         return frame
+
+
+# The name the calls and the tests know the room's audio track by; its default source
+# is the synthetic tone.
+SyntheticAudioTrack = OutgoingAudioTrack

@@ -10,7 +10,8 @@ Rules:
   glass-to-glass latency sample, ``clock.now() * 1000 - stamp.capture_ms``, and its
   camera and privacy flags. A peer is live once a camera frame arrived. A peer is
   in privacy while its latest stamped frame is its privacy card
-  (``privacy_frames`` counts them).
+  (``privacy_frames`` counts them); ``no_camera_frames`` counts its "camera
+  unavailable" card.
 - Freezes follow the W3C webrtc-stats ``freezeCount`` rule: an inter-frame gap
   longer than ``max(3 * mean, mean + 150 ms)``, where ``mean`` is the mean of the
   last ``FREEZE_HISTORY`` inter-frame gaps that were not freezes themselves (so one
@@ -20,7 +21,8 @@ Rules:
   ``last_frame_at`` instead. Re-attaching a peer restarts the gap history, so time
   spent away is not a freeze.
 - Audio: frames are counted and the level is the RMS of all samples in the period,
-  as a fraction of full scale (0..1).
+  as a fraction of full scale (0..1). Each counted frame is also handed to
+  ``on_audio_frame`` (the room's speaker), after it is measured.
 - ``snapshot()`` reports per attached peer over the period since the last reset;
   ``totals()`` reports cumulative figures for every peer ever attached.
 """
@@ -56,6 +58,7 @@ FREEZE_FACTOR: Final = 3.0
 FREEZE_EXTRA_S: Final = 0.150
 
 FirstFrameCallback = Callable[[str, float], None]
+AudioFrameCallback = Callable[[str, av.AudioFrame], None]
 Totals = dict[str, float | int | None]
 
 
@@ -131,6 +134,7 @@ class PeerMedia:
         self.stamped_frames = 0
         self.camera_frames = 0
         self.privacy_frames = 0
+        self.no_camera_frames = 0
         self.privacy = False  # the latest stamped frame was the privacy card
         self.freezes = 0
         self.audio_frames = 0
@@ -180,6 +184,8 @@ class PeerMedia:
         self.privacy = stamp.privacy
         if stamp.privacy:
             self.privacy_frames += 1
+        if stamp.no_camera:
+            self.no_camera_frames += 1
         if stamp.camera:
             self.camera_frames += 1
             if self.first_camera_at is None:
@@ -224,6 +230,7 @@ class PeerMedia:
             "stamped_frames": self.stamped_frames,
             "camera_frames": self.camera_frames,
             "privacy_frames": self.privacy_frames,
+            "no_camera_frames": self.no_camera_frames,
             "privacy": self.privacy,
             "freezes": self.freezes,
             "audio_frames": self.audio_frames,
@@ -248,6 +255,7 @@ class HeadlessScreen:
         self.clock = clock
         self.on_first_frame: FirstFrameCallback | None = None
         self.on_first_camera_frame: FirstFrameCallback | None = None
+        self.on_audio_frame: AudioFrameCallback | None = None
         self._media: dict[str, PeerMedia] = {}
         self._attached: dict[str, set[asyncio.Task[None]]] = {}
         # The task whose frames count, per (peer, kind); superseded tasks still drain.
@@ -337,8 +345,10 @@ class HeadlessScreen:
                 continue
             try:
                 self._media[peer_id].add_audio_frame(*audio_energy(frame))
+                if self.on_audio_frame is not None:
+                    self.on_audio_frame(peer_id, frame)
             except Exception:
-                logger.exception("screen: cannot measure an audio frame from %s", peer_id)
+                logger.exception("screen: cannot measure or play an audio frame from %s", peer_id)
 
     def _on_video_frame(self, peer_id: str, frame: av.VideoFrame) -> None:
         media = self._media[peer_id]

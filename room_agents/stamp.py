@@ -10,8 +10,10 @@ Layout, in the luma plane, from the top-left corner:
   significant bit first;
 - then 8 bits of flags: bit 0 (``FLAG_CAMERA``) is 1 for camera content and 0 for
   a card; bit 1 (``FLAG_PRIVACY``) is 1 for the privacy card (the room muted its
-  camera and microphone from its touch panel), 0 otherwise; the other bits are 0.
-  A frame never has both bits: the privacy card is not camera content;
+  camera and microphone from its touch panel), 0 otherwise; bit 2
+  (``FLAG_NO_CAMERA``) is 1 for the "camera unavailable" card (the room should
+  send its camera but cannot open it); the other bits are 0. At most one bit is
+  set: neither card is camera content;
 - then a CRC-8 (polynomial 0x07, initial value 0, no reflection, no final XOR)
   over the 7 payload bytes (6 time bytes, then the flags byte), as 8 bits.
 
@@ -42,7 +44,8 @@ FLAG_BITS: Final = 8
 CRC_BITS: Final = 8
 FLAG_CAMERA: Final = 0x01
 FLAG_PRIVACY: Final = 0x02
-KNOWN_FLAGS: Final = FLAG_CAMERA | FLAG_PRIVACY
+FLAG_NO_CAMERA: Final = 0x04
+KNOWN_FLAGS: Final = FLAG_CAMERA | FLAG_PRIVACY | FLAG_NO_CAMERA
 CRC_POLY: Final = 0x07
 REFERENCE_BLOCKS: Final = 2
 STAMP_BLOCKS: Final = REFERENCE_BLOCKS + TIME_BITS + FLAG_BITS + CRC_BITS  # 66
@@ -59,6 +62,7 @@ class Stamp:
     capture_ms: int
     camera: bool
     privacy: bool = False
+    no_camera: bool = False
 
 
 def crc8(data: bytes) -> int:
@@ -79,10 +83,14 @@ def stamp_rows(width: int) -> int:
     return -(-STAMP_BLOCKS // cols)
 
 
-def _payload(capture_ms: int, camera: bool, privacy: bool) -> bytes:
-    if camera and privacy:
-        raise ValueError("the privacy card is not camera content")
-    flags = (FLAG_CAMERA if camera else 0) | (FLAG_PRIVACY if privacy else 0)
+def _payload(capture_ms: int, camera: bool, privacy: bool, no_camera: bool = False) -> bytes:
+    if camera + privacy + no_camera > 1:
+        raise ValueError("a frame is camera content, the privacy card or the unavailable card")
+    flags = (
+        (FLAG_CAMERA if camera else 0)
+        | (FLAG_PRIVACY if privacy else 0)
+        | (FLAG_NO_CAMERA if no_camera else 0)
+    )
     return capture_ms.to_bytes(TIME_BITS // 8, "big") + bytes([flags])
 
 
@@ -90,17 +98,25 @@ def _bits(data: bytes) -> list[int]:
     return [(byte >> (7 - i)) & 1 for byte in data for i in range(8)]
 
 
-def stamp_levels(capture_ms: int, camera: bool, privacy: bool = False) -> Array:
+def stamp_levels(
+    capture_ms: int, camera: bool, privacy: bool = False, no_camera: bool = False
+) -> Array:
     """The luma level of each of the ``STAMP_BLOCKS`` blocks, in layout order."""
     if not 0 <= capture_ms <= _MAX_MS:
         raise ValueError(f"capture time {capture_ms} ms does not fit in {TIME_BITS} bits")
-    payload = _payload(capture_ms, camera, privacy)
+    payload = _payload(capture_ms, camera, privacy, no_camera)
     bits = [0, 1, *_bits(payload), *_bits(bytes([crc8(payload)]))]
     return np.where(np.array(bits, dtype=bool), WHITE, BLACK).astype(np.uint8)
 
 
 def write_stamp(
-    yuv: Array, width: int, height: int, capture_ms: int, camera: bool, privacy: bool = False
+    yuv: Array,
+    width: int,
+    height: int,
+    capture_ms: int,
+    camera: bool,
+    privacy: bool = False,
+    no_camera: bool = False,
 ) -> None:
     """Write the stamp in place into a yuv420p array of shape (height * 3 // 2, width).
 
@@ -120,7 +136,7 @@ def write_stamp(
     if rows * BLOCK > height:
         raise ValueError(f"a frame {height} px high is too short for a stamp")
     cols = width // BLOCK
-    levels = stamp_levels(capture_ms, camera, privacy)
+    levels = stamp_levels(capture_ms, camera, privacy, no_camera)
     flat = yuv.reshape(-1)
     chroma_size = (height // 2) * (width // 2)
     u = flat[width * height : width * height + chroma_size].reshape(height // 2, width // 2)
@@ -166,10 +182,11 @@ def read_stamp(luma: Array) -> Stamp | None:
     if crc8(payload) != crc:
         return None
     flags = payload[-1]
-    if flags & ~KNOWN_FLAGS or flags == KNOWN_FLAGS:
+    if flags & ~KNOWN_FLAGS or flags & (flags - 1):
         return None  # bits we never write together: a collision the CRC let through
     return Stamp(
         capture_ms=int.from_bytes(payload[: TIME_BITS // 8], "big"),
         camera=bool(flags & FLAG_CAMERA),
         privacy=bool(flags & FLAG_PRIVACY),
+        no_camera=bool(flags & FLAG_NO_CAMERA),
     )

@@ -1,0 +1,359 @@
+"""Capture from real devices: the camera and the microphone, each read on its own
+thread through PyAV, and the room's devices put together from the configuration.
+
+Rules:
+
+- A capture thread opens its device spec (room_agents.devices), decodes, and hands
+  each frame on; it never raises. A device that cannot be opened, fails while
+  read, or stalls longer than ``read_timeout`` is logged with the reason (once per
+  distinct reason) and retried every ``retry`` seconds until it comes back. A file
+  that ends is opened again at once, so a file camera loops.
+- Devices pace themselves; lavfi and files decode as fast as they can, so their
+  frames are released on their own timestamps (``DeviceSpec.live``).
+- Camera frames are converted and scaled to the configured size (yuv420p, by
+  swscale) and stamped on the capture thread with the capture time from the
+  agent's clock, camera flag set, as the synthetic camera stamps its frames: the
+  stamp overwrites a band at the top of the picture, and glass-to-glass latency
+  reads from it the same way. The track takes the latest frame at its own rate
+  (a faster camera drops frames, a slower one repeats them, with their original
+  capture time).
+- With no frame for ``stale_after`` seconds (a missing, busy, unplugged or stalled
+  camera), the camera source sends the "camera unavailable" card instead
+  (``FLAG_NO_CAMERA``), and the camera again as soon as it delivers.
+- Microphone samples are converted to s16 mono 48 kHz and queued (bounded) for the
+  audio track; a microphone that cannot be opened leaves the track silent.
+- Every thread is started and stopped by ``RoomDevices``, which the agent owns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Final
+
+import av
+import numpy as np
+import numpy.typing as npt
+
+from room_agents.config import AgentConfig
+from room_agents.devices import (
+    DEVICE_FAILED,
+    DEVICE_MISSING,
+    DEVICE_STALLED,
+    DeviceError,
+    DeviceSpec,
+    Kind,
+    open_error,
+    open_input,
+    parse_spec,
+    use_system_alsa,
+)
+from room_agents.media import (
+    AudioSource,
+    Clock,
+    SyntheticCamera,
+    UnavailableCard,
+    VideoSource,
+    capture_ms,
+    check_frame_size,
+)
+from room_agents.playback import SampleFifo, Speaker, new_resampler, rms, to_mono_48k
+from room_agents.stamp import write_stamp
+
+log = logging.getLogger(__name__)
+
+RETRY: Final = 3.0
+READ_TIMEOUT: Final = 2.0
+STALE_AFTER: Final = 1.5
+# A period quieter than this (about -80 dBFS) counts as silence for ``last_sound``.
+SOUND_FLOOR: Final = 1e-4
+
+Yuv = npt.NDArray[np.uint8]
+
+
+class CaptureThread:
+    """Reads one device spec on a thread, forever, until stopped; subclasses pick the
+    stream and take the frames."""
+
+    kind: Kind = "camera"
+
+    def __init__(self, spec: DeviceSpec, retry: float = RETRY, read_timeout: float = READ_TIMEOUT):
+        self.spec = spec
+        self.retry = retry
+        self.read_timeout = read_timeout
+        self.state = "stopped"  # starting, ok, unavailable, stopped
+        self.error: DeviceError | None = None
+        self.frames = 0
+        self.opened = 0  # how many times the device was opened
+        self.last_frame: float | None = None  # monotonic
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self.state = "starting"
+        self._thread = threading.Thread(target=self._run, name=f"{self.kind}-capture", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.warning(
+                    "%s %s: capture did not stop within %.0f s", self.kind, self.spec, timeout
+                )
+            self._thread = None
+        self.state = "stopped"
+
+    def status(self) -> dict[str, Any]:
+        age = None if self.last_frame is None else time.monotonic() - self.last_frame
+        return {
+            "spec": str(self.spec),
+            "state": self.state,
+            "error": self.error.message if self.error else None,
+            "error_code": self.error.code if self.error else None,
+            "frames": self.frames,
+            "opened": self.opened,
+            "last_frame_age": age,
+        }
+
+    # -- the thread --
+
+    def _select(self, container: Any) -> Any:
+        raise NotImplementedError
+
+    def _take(self, frame: Any) -> None:
+        raise NotImplementedError
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                container = open_input(self.spec, self.kind, self.read_timeout)
+            except DeviceError as exc:
+                self._unavailable(exc)
+                self._stop.wait(self.retry)
+                continue
+            self.opened += 1
+            before = self.frames
+            try:
+                self._read(container, self._select(container))
+            except DeviceError as exc:
+                self._unavailable(exc)
+            except av.ExitError:
+                self._unavailable(
+                    DeviceError(
+                        DEVICE_STALLED,
+                        f"{self.kind} {self.spec}: nothing for {self.read_timeout:.0f} s",
+                    )
+                )
+            except av.FFmpegError as exc:
+                self._unavailable(open_error(self.spec, self.kind, exc.errno, str(exc)))
+            except Exception:
+                log.exception("%s %s: capture failed", self.kind, self.spec)
+                self._unavailable(DeviceError(DEVICE_FAILED, f"{self.kind} {self.spec} failed"))
+            else:
+                if self._stop.is_set():
+                    break
+                if not self.spec.live and self.frames > before:
+                    continue  # a file or a finite lavfi graph: loop it
+                self._unavailable(
+                    DeviceError(DEVICE_MISSING, f"{self.kind} {self.spec}: the input ended")
+                )
+            finally:
+                with contextlib.suppress(av.FFmpegError, OSError):
+                    container.close()
+            self._stop.wait(self.retry)
+
+    def _read(self, container: Any, stream: Any) -> None:
+        origin: float | None = None
+        for frame in container.decode(stream):
+            if self._stop.is_set():
+                return
+            if not self.spec.live and frame.time is not None:
+                now = time.monotonic()
+                if origin is None:
+                    origin = now - frame.time
+                delay = origin + frame.time - now
+                if delay > 0 and self._stop.wait(delay):
+                    return
+            self._take(frame)
+            self.frames += 1
+            self.last_frame = time.monotonic()
+            if self.state != "ok":
+                log.info("%s %s delivers", self.kind, self.spec)
+                self.state, self.error = "ok", None
+
+    def _unavailable(self, error: DeviceError) -> None:
+        if self.error is None or self.error.message != error.message:
+            log.error("%s; retrying every %g s", error.message, self.retry)
+        self.state, self.error = "unavailable", error
+
+
+class VideoCapture(CaptureThread):
+    """A camera (or a screen, for content): frames scaled to ``width`` x ``height``
+    yuv420p and stamped at capture."""
+
+    def __init__(
+        self,
+        spec: DeviceSpec,
+        clock: Clock,
+        width: int,
+        height: int,
+        kind: Kind = "camera",
+        retry: float = RETRY,
+        read_timeout: float = READ_TIMEOUT,
+    ) -> None:
+        super().__init__(spec, retry, read_timeout)
+        check_frame_size(width, height)
+        self.kind = kind
+        self.clock = clock
+        self.width, self.height = width, height
+        self._latest: tuple[Yuv, float] | None = None
+
+    def latest(self, max_age: float) -> Yuv | None:
+        """The latest stamped picture, if it is at most ``max_age`` seconds old."""
+        latest = self._latest
+        if latest is None or time.monotonic() - latest[1] > max_age:
+            return None
+        return latest[0]
+
+    def _select(self, container: Any) -> Any:
+        if not container.streams.video:
+            raise DeviceError(DEVICE_FAILED, f"{self.kind} {self.spec}: no video in it")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"  # MJPEG and H.264 cameras decode on several cores
+        return stream
+
+    def _take(self, frame: Any) -> None:
+        picture = frame.reformat(width=self.width, height=self.height, format="yuv420p")
+        yuv = np.ascontiguousarray(picture.to_ndarray(), dtype=np.uint8)
+        write_stamp(yuv, self.width, self.height, capture_ms(self.clock), camera=True)
+        self._latest = (yuv, time.monotonic())
+
+
+class AudioCapture(CaptureThread):
+    """A microphone: samples as s16 mono 48 kHz into ``fifo``."""
+
+    kind: Kind = "microphone"
+
+    def __init__(
+        self,
+        spec: DeviceSpec,
+        fifo: SampleFifo,
+        retry: float = RETRY,
+        read_timeout: float = READ_TIMEOUT,
+    ) -> None:
+        super().__init__(spec, retry, read_timeout)
+        self.fifo = fifo
+        self.level = 0.0  # RMS of the latest frame, fraction of full scale
+        self.last_sound: float | None = None  # monotonic, the latest frame above the floor
+        self._resampler: Any = None
+
+    def status(self) -> dict[str, Any]:
+        status = super().status()
+        status["level"] = self.level
+        status["last_sound_age"] = (
+            None if self.last_sound is None else time.monotonic() - self.last_sound
+        )
+        return status
+
+    def _select(self, container: Any) -> Any:
+        if not container.streams.audio:
+            raise DeviceError(DEVICE_FAILED, f"microphone {self.spec}: no audio in it")
+        self._resampler = new_resampler()
+        return container.streams.audio[0]
+
+    def _take(self, frame: Any) -> None:
+        samples = to_mono_48k(self._resampler, frame)
+        self.fifo.push(samples)
+        self.level = rms(samples)
+        if self.level > SOUND_FLOOR:
+            self.last_sound = time.monotonic()
+
+
+class CameraSource:
+    """``VideoSource`` for a real camera: its latest picture, or the unavailable card."""
+
+    def __init__(
+        self, capture: VideoCapture, unavailable: VideoSource, stale_after: float = STALE_AFTER
+    ) -> None:
+        self.capture = capture
+        self.unavailable = unavailable
+        self.stale_after = stale_after
+
+    def next_frame(self) -> av.VideoFrame:
+        yuv = self.capture.latest(self.stale_after)
+        if yuv is None:
+            return self.unavailable.next_frame()
+        return av.VideoFrame.from_ndarray(yuv, format="yuv420p")
+
+
+class RoomDevices:
+    """The room's camera, microphone and speaker, from the configuration; owns their
+    threads (``start``, ``close``)."""
+
+    def __init__(self, config: AgentConfig, clock: Clock) -> None:
+        w, h, fps, label = config.width, config.height, config.fps, config.label
+        self.camera_spec = parse_spec(config.camera, "camera")
+        self.microphone_spec = parse_spec(config.microphone, "microphone")
+        self.speaker_spec = parse_spec(config.speaker, "speaker")
+        self.camera_capture: VideoCapture | None = None
+        self.microphone_capture: AudioCapture | None = None
+        self.speaker: Speaker | None = None
+        retry = config.device_retry
+        if self.camera_spec.synthetic:
+            self.camera: VideoSource = SyntheticCamera(clock, w, h, fps, label=label)
+        else:
+            self.camera_capture = VideoCapture(self.camera_spec, clock, w, h, retry=retry)
+            card = UnavailableCard(clock, w, h, fps, label=label)
+            self.camera = CameraSource(self.camera_capture, card)
+        self.microphone: AudioSource | None = None  # None: the track's synthetic tone
+        if not self.microphone_spec.synthetic:
+            fifo = SampleFifo()
+            self.microphone = fifo
+            self.microphone_capture = AudioCapture(self.microphone_spec, fifo, retry=retry)
+        if not self.speaker_spec.none:
+            self.speaker = Speaker(self.speaker_spec, retry=retry)
+
+    @property
+    def feed_speaker(self) -> Callable[[str, av.AudioFrame], None] | None:
+        return self.speaker.feed if self.speaker is not None else None
+
+    def start(self) -> None:
+        specs = (self.camera_spec, self.microphone_spec, self.speaker_spec)
+        if any(spec.format == "alsa" for spec in specs):
+            use_system_alsa()
+        for capture in (self.camera_capture, self.microphone_capture):
+            if capture is not None:
+                capture.start()
+        if self.speaker is not None:
+            self.speaker.start()
+
+    async def close(self) -> None:
+        """Stop every thread (off the event loop: a device read may take a moment)."""
+        for stoppable in (self.camera_capture, self.microphone_capture, self.speaker):
+            if stoppable is not None:
+                await asyncio.to_thread(stoppable.stop)
+
+    def status(self) -> dict[str, Any]:
+        def synthetic(spec: DeviceSpec) -> dict[str, Any]:
+            return {"spec": str(spec), "state": "ok" if not spec.none else "none"}
+
+        return {
+            "camera": (
+                self.camera_capture.status() if self.camera_capture else synthetic(self.camera_spec)
+            ),
+            "microphone": (
+                self.microphone_capture.status()
+                if self.microphone_capture
+                else synthetic(self.microphone_spec)
+            ),
+            "speaker": self.speaker.status() if self.speaker else synthetic(self.speaker_spec),
+        }
