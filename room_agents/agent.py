@@ -31,8 +31,11 @@ import aiohttp
 from room_agents.calls import Outgoing, SessionCalls
 from room_agents.capture import RoomDevices
 from room_agents.config import AgentConfig
+from room_agents.content import ContentShare, content_spec
 from room_agents.ice import local_addresses_in, pin_host_addresses
+from room_agents.layout import RoomView, bookings_from_schedule, names_from_schedule
 from room_agents.media import OutgoingAudioTrack, OutgoingVideoTrack, PrivacyCard, StartingCard
+from room_agents.room_screen import make_screen
 from room_agents.schedule import (
     Command,
     ScheduleCache,
@@ -42,7 +45,7 @@ from room_agents.schedule import (
     plan_at,
     status_json,
 )
-from room_agents.screen import HeadlessScreen
+from room_agents.screen import Screen
 from signalling import protocol as p
 from signalling.candidates import Network, parse_networks
 from signalling.client import ConnectionLost, SignallingClient, SignallingError
@@ -71,18 +74,39 @@ class ServerClock:
         return self._local() + self.offset
 
 
+def screen_report_path(config: AgentConfig) -> Path | None:
+    """The room screen's report: ``screen.json`` beside the status file, or in the
+    cache directory."""
+    if config.status_file is not None:
+        return config.status_file.with_name("screen.json")
+    return config.cache_dir / "screen.json" if config.cache_dir is not None else None
+
+
 class RoomAgent:
-    def __init__(self, config: AgentConfig) -> None:
+    def __init__(self, config: AgentConfig, screen: Screen | None = None) -> None:
         self.config = config
         self.clock = ServerClock()
         self.cache = ScheduleCache(config.cache_dir / "schedule.json" if config.cache_dir else None)
         self.entries: list[p.ScheduleEntry] = self.cache.load()
         self.client: SignallingClient | None = None
         self.connected = asyncio.Event()
-        self.screen = HeadlessScreen(self.clock)
+        self.room_name = config.label  # the server's name for the room, once connected
+        self.peer_names: dict[str, str] = {}  # peer id -> name, from joined and peer-joined
+        self.screen = (
+            screen
+            if screen is not None
+            else make_screen(config.screen, self.clock, screen_report_path(config), config.fps)
+        )
+        self.screen.show(self.room_view)
         self.screen.on_first_frame = self._first_frame
         self.screen.on_first_camera_frame = self._first_camera_frame
         self.devices = RoomDevices(config, self.clock)
+        spec = content_spec(config.content, config.fps)
+        self.content = (
+            ContentShare(spec, self.clock, config.width, config.height, config.fps)
+            if spec is not None
+            else None
+        )
         self.screen.on_audio_frame = self.devices.feed_speaker
         card = StartingCard(
             self.clock, config.width, config.height, config.fps, label=config.label, title=""
@@ -93,6 +117,7 @@ class RoomAgent:
                 self.devices.camera, card, fps=config.fps, privacy_card=privacy
             ),
             audio=OutgoingAudioTrack(self.devices.microphone),
+            content=self.content,
         )
         self.sessions: dict[str, SessionCalls] = {}
         self.joined_on: dict[str, SignallingClient] = {}  # session -> connection it joined on
@@ -113,6 +138,7 @@ class RoomAgent:
 
     async def run(self) -> None:
         self.devices.start()
+        await self.screen.start()
         timeline = asyncio.create_task(self._timeline_loop())
         others = [
             asyncio.create_task(self._connection_loop()),
@@ -144,6 +170,8 @@ class RoomAgent:
         self.outgoing.audio.stop()
         await self.screen.close()
         await self.devices.close()
+        if self.content is not None:
+            await self.content.close()
         for t in list(self._tasks):
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -175,6 +203,7 @@ class RoomAgent:
     def _on_welcome(self, client: SignallingClient, welcome: p.Welcome) -> None:
         self.client = client
         self.self_id = welcome.peer_id
+        self.room_name = welcome.name
         self.clock.offset = client.clock_offset.offset
         self.ice_servers = list(welcome.ice_servers)
         self.networks = parse_networks(welcome.candidate_filter.allow)
@@ -232,6 +261,7 @@ class RoomAgent:
             if calls is not None:
                 await calls.on_candidate(message)
         elif isinstance(message, p.PeerJoined):
+            self.peer_names[message.peer.peer_id] = message.peer.name
             calls = self.sessions.get(message.session_id)
             if calls is not None:
                 calls.members.add(message.peer.peer_id)
@@ -310,6 +340,7 @@ class RoomAgent:
         self.joined_on[entry.session_id] = client
         log.info("joined %s with %d peer(s)", entry.session_id, len(joined.peers))
         for peer in joined.peers:
+            self.peer_names[peer.peer_id] = peer.name
             calls.members.add(peer.peer_id)
             if not calls.has_healthy(peer.peer_id):
                 await calls.offer_to(peer.peer_id)
@@ -335,8 +366,8 @@ class RoomAgent:
         """What the touch panel shows; ``session_id`` is the session joined last."""
         return p.RoomControlState(
             privacy=self.outgoing.video.privacy,
-            content_share=False,
-            content_available=False,  # no capture source yet (x11grab comes later)
+            content_share=self.content is not None and self.content.sharing,
+            content_available=self.content is not None,
             session_id=next(reversed(self.joined_on), None),
         )
 
@@ -380,9 +411,7 @@ class RoomAgent:
             self.outgoing.audio.muted = on
             return True, None, None
         if command == "content-share":
-            if args["on"]:
-                return False, p.ErrorCode.NO_CONTENT_SOURCE, "this room has no content source"
-            return True, None, None
+            return await self._share_content(bool(args["on"]))
         session_id = str(args["session_id"])
         if command == "join":
             return await self._join_on_command(session_id)
@@ -392,6 +421,33 @@ class RoomAgent:
         await self._leave(session_id)
         await self._reconcile(self.clock.now())
         return True, None, None
+
+    async def _share_content(self, on: bool) -> tuple[bool, str | None, str | None]:
+        if self.content is None:
+            if on:
+                return False, p.ErrorCode.NO_CONTENT_SOURCE, "this room has no content source"
+            return True, None, None
+        if not on:
+            await self.content.stop_sharing()
+            return True, None, None
+        error = await self.content.share()
+        if error is not None:
+            return False, p.ErrorCode.NO_CONTENT_SOURCE, error
+        return True, None, None
+
+    def room_view(self) -> RoomView:
+        """What the room screen shows of the room itself (read on every paint)."""
+        names = names_from_schedule(self.entries)
+        names.update(self.peer_names)
+        return RoomView(
+            room_name=self.room_name,
+            bookings=bookings_from_schedule(self.entries, self.self_id),
+            session_id=next(reversed(self.joined_on), None),
+            live=self.outgoing.video.live,
+            privacy=self.outgoing.video.privacy,
+            sharing=self.content is not None and self.content.sharing,
+            names=names,
+        )
 
     async def _join_on_command(self, session_id: str) -> tuple[bool, str | None, str | None]:
         entry = next((e for e in self.entries if e.session_id == session_id), None)
@@ -464,6 +520,7 @@ class RoomAgent:
             "violations": self.violations,
             "schedule": [e.session_id for e in self.entries],
             "devices": self.devices.status(),
+            "content": self.content.status() if self.content is not None else None,
         }
 
     async def _status_loop(self, path: Path) -> None:

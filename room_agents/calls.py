@@ -7,6 +7,16 @@ we send is checked against the deployment's candidate address filter. Remote
 peers may be rooms or browser guests: a browser may trickle its candidates
 (``candidate`` messages), which are added to the connection they name; the agent
 itself never trickles.
+
+Every connection carries three media sections, in this order: the camera, the
+microphone, and a second video transceiver for shared content
+(room_agents.content), which sends only while the room shares and is ``recvonly``
+in a room without a content source. A video track that arrives on that
+transceiver is content, and the screen shows it as such. The order matters to an
+answering agent: aiortc gives an offered m-line to the first transceiver of its
+kind without a mid, so the camera takes the first video section and content the
+second. A peer whose offer has no second video section (an older agent, a browser
+that does not ask for content) gets none.
 """
 
 from __future__ import annotations
@@ -19,13 +29,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCPeerConnection, RTCRtpTransceiver, RTCSessionDescription
 from aiortc.contrib.media import MediaRelay
 from aiortc.sdp import candidate_from_sdp
 
+from room_agents.content import ContentShare
 from room_agents.ice import filter_sdp, rtc_configuration
 from room_agents.media import OutgoingVideoTrack, SyntheticAudioTrack
-from room_agents.screen import HeadlessScreen
+from room_agents.screen import Screen
 from signalling import protocol as p
 from signalling.candidates import Network, address_allowed, candidate_address
 
@@ -45,6 +56,7 @@ class Outgoing:
     video: OutgoingVideoTrack
     audio: SyntheticAudioTrack
     relay: MediaRelay = field(default_factory=MediaRelay)
+    content: ContentShare | None = None  # None: the room has no content source
 
 
 @dataclass(slots=True)
@@ -53,6 +65,7 @@ class PeerCall:
     conn: str
     pc: RTCPeerConnection
     offerer: bool
+    content: RTCRtpTransceiver | None = None
 
     @property
     def healthy(self) -> bool:
@@ -66,7 +79,7 @@ class SessionCalls:
         self_id: str,
         send: Send,
         outgoing: Outgoing,
-        screen: HeadlessScreen,
+        screen: Screen,
         ice_servers: list[p.IceServer],
         networks: list[Network],
         on_violation: Callable[[list[str]], None],
@@ -96,10 +109,17 @@ class SessionCalls:
         call = PeerCall(peer_id=peer_id, conn=conn, pc=pc, offerer=offerer)
         pc.addTrack(self._outgoing.relay.subscribe(self._outgoing.video, buffered=False))
         pc.addTrack(self._outgoing.relay.subscribe(self._outgoing.audio, buffered=False))
+        share = self._outgoing.content
+        if share is not None:
+            call.content = pc.addTransceiver(share.track(), direction="sendrecv")
+        else:
+            call.content = pc.addTransceiver("video", direction="recvonly")
 
         @pc.on("track")
         def on_track(track: Any) -> None:
-            if track.kind == "video":
+            if call.content is not None and track is call.content.receiver.track:
+                self._screen.attach_content(peer_id, track)
+            elif track.kind == "video":
                 self._screen.attach_video(peer_id, track)
             else:
                 self._screen.attach_audio(peer_id, track)

@@ -23,8 +23,15 @@ Rules:
 - Audio: frames are counted and the level is the RMS of all samples in the period,
   as a fraction of full scale (0..1). Each counted frame is also handed to
   ``on_audio_frame`` (the room's speaker), after it is measured.
+- Content share: a peer's second video track (its shared screen, see
+  room_agents.content) is drained and counted apart (``content_frames``); it never
+  counts as camera video, in the stats or the milestones. A peer shares while its
+  content frames keep coming (the latest less than ``CONTENT_STALE`` seconds ago):
+  a room that stops sharing simply stops sending them.
 - ``snapshot()`` reports per attached peer over the period since the last reset;
   ``totals()`` reports cumulative figures for every peer ever attached.
+- ``Screen`` is the interface the agent uses; ``HeadlessScreen`` implements it
+  without a window (servers, tests), room_agents.room_screen with one.
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ import logging
 import math
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
-from typing import Final
+from typing import Final, Protocol
 
 import av
 import numpy as np
@@ -42,6 +49,7 @@ import numpy.typing as npt
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
+from room_agents.layout import RoomView, Source
 from room_agents.media import Clock
 from room_agents.stamp import BLOCK, Stamp, read_stamp, stamp_rows
 from signalling.protocol import MediaStats
@@ -56,10 +64,12 @@ FREEZE_HISTORY: Final = 30
 FREEZE_MIN_HISTORY: Final = 5
 FREEZE_FACTOR: Final = 3.0
 FREEZE_EXTRA_S: Final = 0.150
+CONTENT_STALE: Final = 1.5
 
 FirstFrameCallback = Callable[[str, float], None]
 AudioFrameCallback = Callable[[str, av.AudioFrame], None]
 Totals = dict[str, float | int | None]
+ViewSource = Callable[[], RoomView]
 
 
 # --- pure helpers ---------------------------------------------------------------------
@@ -138,6 +148,9 @@ class PeerMedia:
         self.privacy = False  # the latest stamped frame was the privacy card
         self.freezes = 0
         self.audio_frames = 0
+        self.content_frames = 0
+        self.content_last_at: float | None = None  # wall clock
+        self.content_last_mono: float | None = None
         self.first_frame_at: float | None = None
         self.first_camera_at: float | None = None
         self.last_frame_at: float | None = None
@@ -191,6 +204,15 @@ class PeerMedia:
             if self.first_camera_at is None:
                 self.first_camera_at = wall_now
 
+    def add_content_frame(self, mono_now: float, wall_now: float) -> None:
+        self.content_frames += 1
+        self.content_last_at = wall_now
+        self.content_last_mono = mono_now
+
+    def sharing(self, mono_now: float) -> bool:
+        last = self.content_last_mono
+        return last is not None and mono_now - last < CONTENT_STALE
+
     def add_audio_frame(self, energy: float, samples: int) -> None:
         self.audio_frames += 1
         self._total_energy += energy
@@ -234,6 +256,8 @@ class PeerMedia:
             "privacy": self.privacy,
             "freezes": self.freezes,
             "audio_frames": self.audio_frames,
+            "content_frames": self.content_frames,
+            "content_last_frame_at": self.content_last_at,
             "audio_level": (
                 math.sqrt(self._total_energy / self._total_samples) if self._total_samples else None
             ),
@@ -246,6 +270,27 @@ class PeerMedia:
 
 
 # --- the screen -------------------------------------------------------------------------
+
+
+class Screen(Protocol):
+    """What the agent needs from its screen (headless or a window)."""
+
+    on_first_frame: FirstFrameCallback | None
+    on_first_camera_frame: FirstFrameCallback | None
+    on_audio_frame: AudioFrameCallback | None
+
+    @property
+    def peers(self) -> list[str]: ...
+    def show(self, view: ViewSource) -> None: ...
+    async def start(self) -> None: ...
+    def attach_video(self, peer_id: str, track: MediaStreamTrack) -> None: ...
+    def attach_audio(self, peer_id: str, track: MediaStreamTrack) -> None: ...
+    def attach_content(self, peer_id: str, track: MediaStreamTrack) -> None: ...
+    async def detach(self, peer_id: str) -> None: ...
+    async def close(self) -> None: ...
+    def snapshot(self, reset: bool = True) -> list[MediaStats]: ...
+    def totals(self) -> dict[str, Totals]: ...
+    def in_privacy(self, peer_id: str) -> bool: ...
 
 
 class HeadlessScreen:
@@ -261,11 +306,31 @@ class HeadlessScreen:
         # The task whose frames count, per (peer, kind); superseded tasks still drain.
         self._current: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._view: ViewSource = RoomView
 
     @property
     def peers(self) -> list[str]:
         """Peers with at least one attached track."""
         return list(self._attached)
+
+    def show(self, view: ViewSource) -> None:
+        """Where the room's own state comes from (read on every paint)."""
+        self._view = view
+
+    async def start(self) -> None:
+        """Nothing to open without a window."""
+
+    def sources(self) -> list[Source]:
+        """The pictures there are to show: every attached peer's camera, and the
+        content of the peers sharing now."""
+        mono_now = asyncio.get_running_loop().time()
+        out = []
+        for peer_id in self._attached:
+            if (peer_id, "video") in self._current:
+                out.append(Source(peer_id))
+            if (peer_id, "content") in self._current and self._media[peer_id].sharing(mono_now):
+                out.append(Source(peer_id, content=True))
+        return out
 
     def attach_video(self, peer_id: str, track: MediaStreamTrack) -> None:
         self._attach(peer_id, "video", track)
@@ -273,10 +338,14 @@ class HeadlessScreen:
     def attach_audio(self, peer_id: str, track: MediaStreamTrack) -> None:
         self._attach(peer_id, "audio", track)
 
+    def attach_content(self, peer_id: str, track: MediaStreamTrack) -> None:
+        """A peer's shared content (its second video track)."""
+        self._attach(peer_id, "content", track)
+
     async def detach(self, peer_id: str) -> None:
         """Stop draining a peer's tracks (its connection is gone); keep its totals."""
         tasks = self._attached.pop(peer_id, set())
-        for kind in ("video", "audio"):
+        for kind in ("video", "audio", "content"):
             self._current.pop((peer_id, kind), None)
         await _cancel(tasks)
 
@@ -304,8 +373,11 @@ class HeadlessScreen:
             media = self._media[peer_id] = PeerMedia(peer_id, loop.time())
         if kind == "video":
             media.restart_gaps()
-        drain = self._drain_video if kind == "video" else self._drain_audio
-        task = loop.create_task(drain(peer_id, track), name=f"screen-{kind}-{peer_id}")
+        if kind == "audio":
+            coro = self._drain_audio(peer_id, track)
+        else:
+            coro = self._drain_video(peer_id, track, kind)
+        task = loop.create_task(coro, name=f"screen-{kind}-{peer_id}")
         self._current[(peer_id, kind)] = task
         self._attached.setdefault(peer_id, set()).add(task)
         self._tasks.add(task)
@@ -321,16 +393,17 @@ class HeadlessScreen:
     def _counts(self, peer_id: str, kind: str) -> bool:
         return self._current.get((peer_id, kind)) is asyncio.current_task()
 
-    async def _drain_video(self, peer_id: str, track: MediaStreamTrack) -> None:
+    async def _drain_video(self, peer_id: str, track: MediaStreamTrack, kind: str) -> None:
+        on_frame = self._on_content_frame if kind == "content" else self._on_video_frame
         while True:
             try:
                 frame = await track.recv()
             except MediaStreamError:
                 return  # the track ended: its connection closed
-            if not isinstance(frame, av.VideoFrame) or not self._counts(peer_id, "video"):
+            if not isinstance(frame, av.VideoFrame) or not self._counts(peer_id, kind):
                 continue
             try:
-                self._on_video_frame(peer_id, frame)
+                on_frame(peer_id, frame)
             except Exception:
                 # Measuring must never stop the draining.
                 logger.exception("screen: cannot measure a video frame from %s", peer_id)
@@ -360,6 +433,10 @@ class HeadlessScreen:
             self._fire(self.on_first_frame, peer_id, wall_now)
         if first_camera and media.first_camera_at is not None:
             self._fire(self.on_first_camera_frame, peer_id, wall_now)
+
+    def _on_content_frame(self, peer_id: str, frame: av.VideoFrame) -> None:
+        loop = asyncio.get_running_loop()
+        self._media[peer_id].add_content_frame(loop.time(), self.clock.now())
 
     def _fire(self, callback: FirstFrameCallback | None, peer_id: str, at: float) -> None:
         if callback is None:

@@ -17,6 +17,8 @@ apt_install() {
 }
 
 command -v faketime >/dev/null 2>&1 || apt_install faketime || true
+# The room screen tests draw on Xvfb displays (tests/xvfb_support.py).
+command -v Xvfb >/dev/null 2>&1 || apt_install xvfb || true
 # Browser tests drive Debian's Chromium through Playwright (no browser download).
 [ -x /usr/bin/chromium ] || apt_install chromium fonts-dejavu-core || true
 
