@@ -75,6 +75,7 @@ class PaintResult:
     shown: list[Key]  # tiles that got a new frame
     full: bool  # the whole screen was repainted
     cpu: float  # render thread CPU seconds spent in this paint
+    wall: float  # seconds the paint took, the display's own work included
 
 
 class Painter:
@@ -140,7 +141,7 @@ class Painter:
     ) -> PaintResult:
         """Paint ``plan``; ``frames`` holds each tile's latest frame and whether it is
         new since the previous paint."""
-        started = time.thread_time()
+        started, began = time.thread_time(), time.perf_counter()
         pg = self._pg
         exposed = False
         for event in pg.event.get():
@@ -180,7 +181,7 @@ class Painter:
             pg.display.flip()
         elif dirty:
             pg.display.update([pg.Rect(*r) for r in dirty])
-        return PaintResult(shown, full, time.thread_time() - started)
+        return PaintResult(shown, full, time.thread_time() - started, time.perf_counter() - began)
 
     def _blit_frame(self, key: Key, tile: Tile, frame: av.VideoFrame) -> None:
         from av.video.reformatter import VideoReformatter
@@ -353,6 +354,7 @@ class RoomScreen(HeadlessScreen):
         self._paints = 0
         self._full_paints = 0
         self._cpu = 0.0
+        self._paint_wall = 0.0
         self._started_at: float | None = None
 
     @property
@@ -449,6 +451,7 @@ class RoomScreen(HeadlessScreen):
         self._paints += 1
         self._full_paints += result.full
         self._cpu += result.cpu
+        self._paint_wall += result.wall
         for key in result.shown:
             self._shown[key] = self._shown.get(key, 0) + 1
 
@@ -487,6 +490,7 @@ class RoomScreen(HeadlessScreen):
             "paints": self._paints,
             "full_paints": self._full_paints,
             "cpu_seconds": round(self._cpu, 4),
+            "paint_seconds": round(self._paint_wall, 4),
             "elapsed_seconds": round(elapsed, 3),
         }
 
