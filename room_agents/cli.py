@@ -85,8 +85,6 @@ def cmd_run(args: argparse.Namespace) -> None:
     config = loaded.config
     setup_logging(config.log_level)
     config.read_key()  # fail now, clearly, rather than in the connection loop
-    if config.screen != "headless":
-        log.warning("screen %s is not available in this agent; running headless", config.screen)
     log.info(
         "camera %s, microphone %s, speaker %s, %dx%d at %d fps",
         config.camera,

@@ -42,6 +42,7 @@ Samples = npt.NDArray[np.int16]
 
 MAX_QUEUE: Final = AUDIO_SAMPLE_RATE // 5  # 200 ms
 PREFILL: Final = 2 * AUDIO_SAMPLES  # 40 ms banked before playing after running dry
+HIGH_WATER: Final = PREFILL + 2 * AUDIO_SAMPLES  # 80 ms: more is trimmed back to PREFILL
 MAX_LATE: Final = 0.2
 IDLE_PEER: Final = 10.0  # seconds without audio before a peer's queue is dropped
 
@@ -55,21 +56,28 @@ class SampleFifo:
 
     ``read`` returns exactly the samples asked for, padding with silence when the
     queue runs dry; after running dry it waits until ``prefill`` samples are banked,
-    so a producer that delivers in bursts is not heard as crackle. ``push`` drops the
-    oldest samples beyond ``max_samples``.
+    so a producer that delivers in bursts is not heard as crackle. A queue found
+    holding more than ``high_water`` samples is trimmed back to ``prefill`` (the
+    oldest go), so a delay banked once, at start-up or after a stall, is not kept
+    for the rest of the call. ``push`` drops the oldest samples beyond
+    ``max_samples``.
     """
 
-    def __init__(self, max_samples: int = MAX_QUEUE, prefill: int = PREFILL) -> None:
-        if prefill > max_samples:
-            raise ValueError("prefill must not exceed the queue's size")
+    def __init__(
+        self, max_samples: int = MAX_QUEUE, prefill: int = PREFILL, high_water: int = HIGH_WATER
+    ) -> None:
+        if not prefill <= high_water <= max_samples:
+            raise ValueError("expected prefill <= high_water <= max_samples")
         self.max_samples = max_samples
         self.prefill = prefill
+        self.high_water = high_water
         self._chunks: collections.deque[Samples] = collections.deque()
         self._size = 0
         self._dry = True
         self._lock = threading.Lock()
         self.dropped = 0
         self.underruns = 0
+        self.trims = 0
         self.last_push: float | None = None  # monotonic
 
     def __len__(self) -> int:
@@ -82,18 +90,22 @@ class SampleFifo:
         with self._lock:
             self._chunks.append(chunk)
             self._size += chunk.size
-            while self._size > self.max_samples:
-                excess = self._size - self.max_samples
-                head = self._chunks[0]
-                if head.size <= excess:
-                    self._chunks.popleft()
-                    self._size -= head.size
-                    self.dropped += head.size
-                else:
-                    self._chunks[0] = head[excess:]
-                    self._size -= excess
-                    self.dropped += excess
+            if self._size > self.max_samples:
+                self._drop(self._size - self.max_samples)
             self.last_push = time.monotonic()
+
+    def _drop(self, count: int) -> None:
+        """Drop the ``count`` oldest samples (the lock is held)."""
+        self.dropped += count
+        self._size -= count
+        while count:
+            head = self._chunks[0]
+            if head.size <= count:
+                self._chunks.popleft()
+                count -= head.size
+            else:
+                self._chunks[0] = head[count:]
+                count = 0
 
     def read(self, start_sample: int, samples: int) -> Samples:
         """``AudioSource.read``: the next ``samples`` samples (``start_sample`` unused:
@@ -103,6 +115,9 @@ class SampleFifo:
             if self._dry and self._size < self.prefill:
                 return out
             self._dry = False
+            if self._size > self.high_water:
+                self._drop(self._size - self.prefill)
+                self.trims += 1
             filled = 0
             while filled < samples and self._chunks:
                 head = self._chunks[0]

@@ -21,6 +21,10 @@ command -v faketime >/dev/null 2>&1 || apt_install faketime || true
 command -v Xvfb >/dev/null 2>&1 || apt_install xvfb || true
 # Browser tests drive Debian's Chromium through Playwright (no browser download).
 [ -x /usr/bin/chromium ] || apt_install chromium fonts-dejavu-core || true
+# The room agent's echo-cancellation test: PulseAudio's module-echo-cancel, reached
+# through ALSA's PulseAudio plugin (no sound card needed: null sinks).
+command -v pulseaudio >/dev/null 2>&1 && ls /usr/lib/*/alsa-lib/libasound_module_pcm_pulse.so >/dev/null 2>&1 \
+    || apt_install --no-install-recommends pulseaudio pulseaudio-utils libasound2-plugins || true
 
 # axe-core for the accessibility tests, from the npm registry (tests/js/package-lock.json).
 JS_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/js"

@@ -243,7 +243,7 @@ def test_devices_command_on_this_machine() -> None:
 
 
 def test_sample_fifo_prefills_pads_underruns_and_drops_the_oldest() -> None:
-    fifo = SampleFifo(max_samples=10, prefill=4)
+    fifo = SampleFifo(max_samples=10, prefill=4, high_water=10)
     fifo.push(np.arange(1, 4, dtype=np.int16))
     assert fifo.read(0, 2).tolist() == [0, 0]  # 3 < prefill: still banking
     fifo.push(np.arange(4, 6, dtype=np.int16))
@@ -252,6 +252,16 @@ def test_sample_fifo_prefills_pads_underruns_and_drops_the_oldest() -> None:
     fifo.push(np.arange(1, 15, dtype=np.int16))  # 14 samples into room for 10
     assert len(fifo) == 10 and fifo.dropped == 4
     assert fifo.read(0, 3).tolist() == [5, 6, 7]
+
+
+def test_sample_fifo_does_not_keep_a_delay_banked_once() -> None:
+    fifo = SampleFifo(max_samples=20, prefill=4, high_water=8)
+    fifo.push(np.arange(1, 10, dtype=np.int16))  # 9 banked: above the high water
+    assert fifo.read(0, 2).tolist() == [6, 7] and fifo.trims == 1  # trimmed back to 4
+    fifo.push(np.arange(10, 14, dtype=np.int16))  # 6 banked: below it, kept
+    assert fifo.read(0, 6).tolist() == [8, 9, 10, 11, 12, 13] and fifo.trims == 1
+    with pytest.raises(ValueError):
+        SampleFifo(max_samples=8, prefill=4, high_water=10)
 
 
 def test_mix_sums_and_clips() -> None:
@@ -316,7 +326,7 @@ def test_a_missing_camera_sends_the_unavailable_card_and_is_logged_once(
 
 
 def test_a_lavfi_microphone_delivers_48k_mono_samples_in_real_time() -> None:
-    fifo = SampleFifo(max_samples=48_000 * 2)
+    fifo = SampleFifo(max_samples=48_000 * 2, high_water=48_000 * 2)  # keep it all
     capture = AudioCapture(
         parse_spec("lavfi:sine=frequency=440:sample_rate=44100", "microphone"), fifo
     )
@@ -482,6 +492,7 @@ async def test_lavfi_camera_and_microphone_reach_the_far_room_which_plays_them(
             await eventually(lambda: a.devices.speaker.loudest > 0, "a's speaker to play b")
             await asyncio.sleep(1.0)  # a second of b's audio into its speaker file
             got = totals(b, "room:a")
+            synthetic = totals(a, "room:b")
             a_status = a.devices.status()
         # Closed: b's speaker file has its final header.
 
@@ -489,8 +500,10 @@ async def test_lavfi_camera_and_microphone_reach_the_far_room_which_plays_them(
     assert len(cameras) >= 2 * FPS
     assert np.median(cameras) > 200, "b decoded a picture that is not the red lavfi camera"
     assert a_status["camera"]["state"] == "ok" and a_status["camera"]["frames"] > 0
-    # lavfi's sine is at 1/8 of full scale (RMS 0.088); the synthetic tone at 0.05 (0.035).
-    assert got["audio_frames"] > 50 and got["audio_level"] > 0.06, got
+    # lavfi's sine is at 1/8 of full scale (RMS 0.088), the synthetic tone at 0.05 (0.035):
+    # through the same codec and the same load, a's microphone is heard 2.5 times louder.
+    assert got["audio_frames"] > 50, got
+    assert got["audio_level"] > 1.8 * synthetic["audio_level"], (got, synthetic)
     assert a_status["microphone"]["state"] == "ok" and a_status["microphone"]["level"] > 0.05
     assert a_status["speaker"]["state"] == "playing"
     samples = read_wav(played)
@@ -570,3 +583,117 @@ def _no_leaked_threads() -> Iterator[None]:
         if t not in before and t.name.endswith(("capture", "speaker"))
     ]
     assert not leaked, leaked
+
+
+# --- echo cancellation through the OS audio stack (deploy/echo-cancellation.md) ---------
+
+PULSE_CONFIG = """
+load-module module-native-protocol-unix auth-anonymous=1 socket={socket}
+load-module module-null-sink sink_name=room rate=48000 channels=1
+load-module module-null-sink sink_name=mic rate=48000 channels=1
+load-module module-loopback source=room.monitor sink=mic latency_msec=60 source_dont_move=1 sink_dont_move=1
+load-module module-echo-cancel use_master_format=1 aec_method=webrtc aec_args="analog_gain_control=0 digital_gain_control=0" source_master=mic.monitor sink_master=room source_name=echo_cancel_source sink_name=echo_cancel_sink
+"""
+
+
+def _pulse_missing() -> str | None:
+    import shutil
+
+    if shutil.which("pulseaudio") is None or shutil.which("pactl") is None:
+        return "PulseAudio is not installed (scripts/services.sh installs it)"
+    if not list(Path("/usr/lib").glob("*/alsa-lib/libasound_module_pcm_pulse.so")):
+        return "ALSA's PulseAudio plugin is not installed (libasound2-plugins)"
+    return None
+
+
+@pytest.fixture
+def pulse_room(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A PulseAudio server whose "room" has an acoustic path: what the loudspeaker
+    (sink ``room``) plays reaches the microphone (``mic.monitor``) 60 ms later, and
+    module-echo-cancel (WebRTC) sits between them as deploy/echo-cancellation.md says."""
+    import os
+    import shutil
+
+    missing = _pulse_missing()
+    if missing:
+        if os.environ.get("CI"):
+            pytest.fail(missing)
+        pytest.skip(missing)
+    home = tmp_path / "pulse"
+    home.mkdir()
+    socket = home / "native"
+    config = home / "default.pa"
+    config.write_text(PULSE_CONFIG.format(socket=socket))
+    env = {**os.environ, "HOME": str(home), "XDG_RUNTIME_DIR": str(home)}
+    server = subprocess.Popen(
+        [
+            *(shutil.which("pulseaudio") or "pulseaudio", "-n", "-F", str(config)),
+            *("--daemonize=no", "--exit-idle-time=-1", "--use-pid-file=no"),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    monkeypatch.setenv("PULSE_SERVER", f"unix:{socket}")
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            listed = subprocess.run(
+                ["pactl", "list", "short", "sources"], capture_output=True, text=True, timeout=10
+            ).stdout
+            if "echo_cancel_source" in listed:
+                break
+            assert time.monotonic() < deadline, "PulseAudio did not load module-echo-cancel"
+            time.sleep(0.2)
+        yield "alsa:pulse:DEVICE="
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def test_the_speaker_and_microphone_through_pulseaudio_echo_cancel_remove_the_echo(
+    pulse_room: str,
+) -> None:
+    """The far room must not hear itself: what the agent plays into the echo-cancel
+    sink comes back on the raw microphone, and much weaker on the cancelled one.
+    (Through the wheel's own alsa-lib and the system's PulseAudio ALSA plugin.)"""
+    from room_agents.devices import use_system_alsa
+
+    use_system_alsa()
+    speaker = Speaker(parse_spec(pulse_room + "echo_cancel_sink", "speaker"))
+    captures = {}
+    for name in ("mic.monitor", "echo_cancel_source"):
+        fifo = SampleFifo(max_samples=48_000 * 20, high_water=48_000 * 20)
+        captures[name] = (AudioCapture(parse_spec(pulse_room + name, "microphone"), fifo), fifo)
+    speaker.start()
+    for capture, _ in captures.values():
+        capture.start()
+    rng = np.random.default_rng(1)
+    try:
+        start = time.monotonic()
+        for i in range(int(12 / 0.02)):  # far-end talk: noise bursts, 300 ms on, 200 off
+            burst = (i * 20) % 500 < 300
+            noise = np.convolve(rng.standard_normal(AUDIO_SAMPLES), np.ones(4) / 4, mode="same")
+            frame = av.AudioFrame.from_ndarray(
+                (noise * 6000 * burst).astype(np.int16)[None], format="s16", layout="mono"
+            )
+            frame.sample_rate = 48_000
+            frame.pts = i * AUDIO_SAMPLES
+            speaker.feed("room:far", frame)
+            time.sleep(max(0.0, start + (i + 1) * 0.02 - time.monotonic()))
+    finally:
+        speaker.stop()
+        for capture, _ in captures.values():
+            capture.stop()
+    levels = {}
+    for name, (capture, fifo) in captures.items():
+        assert capture.error is None and capture.frames > 0, (name, capture.status())
+        samples = fifo.read(0, len(fifo))
+        levels[name] = rms(samples[-48_000 * 6 :])  # after the canceller converged
+    echo_db = 20 * np.log10(levels["mic.monitor"])
+    left_db = 20 * np.log10(max(levels["echo_cancel_source"], 1e-9))
+    print(f"echo {echo_db:.1f} dBFS, after cancellation {left_db:.1f} dBFS")
+    assert speaker.loudest > 0.05, speaker.status()
+    assert echo_db > -30, levels  # the echo is there to cancel
+    assert echo_db - left_db > 10, f"only {echo_db - left_db:.1f} dB of echo removed"
