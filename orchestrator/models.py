@@ -403,3 +403,42 @@ class OutboxMail(SQLModel, table=True):
     attempts: int = 0
     next_attempt_at: datetime = _created()
     last_error: str | None = Field(default=None, sa_type=sa.Text, nullable=True)
+
+
+class RoomReadinessRecord(SQLModel, table=True):
+    """A room's latest readiness check, whatever it was run for (issue 5)."""
+
+    __tablename__ = "room_readiness"
+
+    room_id: str = Field(foreign_key="room.id", primary_key=True)
+    # The session the check was run for; None for a check at connection. No foreign
+    # key: the latest check outlives a session rebooked away.
+    session_id: str | None = None
+    ok: bool
+    # [{"name", "ok", "detail"}, ...] as the agent sent them (JSON).
+    checks: str = Field(sa_type=sa.Text)
+    checked_at: datetime = _instant()
+    received_at: datetime = _instant()
+
+
+class SessionReadiness(SQLModel, table=True):
+    """A room's latest readiness check for one session, and what its centre's staff
+    were told about it: ``alerts`` failure alerts sent, ``alerting`` while the latest
+    alert still stands (a passing check then sends a recovery notice)."""
+
+    __tablename__ = "session_readiness"
+
+    session_id: str = Field(
+        sa_column=sa.Column(
+            sa.String(),
+            sa.ForeignKey("meeting_session.id", ondelete="CASCADE"),
+            primary_key=True,
+        )
+    )
+    room_id: str = Field(foreign_key="room.id", primary_key=True, index=True)
+    ok: bool
+    checks: str = Field(sa_type=sa.Text)
+    checked_at: datetime = _instant()
+    received_at: datetime = _instant()
+    alerts: int = 0
+    alerting: bool = False

@@ -90,7 +90,9 @@ def summarise_media(
     ``media`` carries what one peer's screen measured over a period: ``fps``,
     ``latency_p50_ms``, ``freezes`` and ``peer_id`` (missing values are skipped). The
     summary keeps the latest and mean frame rate, the worst median latency, and the
-    total of freezes.
+    total of freezes; from the connection's statistics, the mean of each of
+    ``MEAN_MAX`` (``<name>_mean``, over ``<name>_samples`` reports) and its worst
+    (``<name>_max``), the total of ``packets_lost`` and the worst ``loss_fraction``.
     """
     peer = str(media.get("peer_id") or "")
     seen: dict[str, float] = dict(summary.get("last_at", {}))
@@ -99,6 +101,7 @@ def summarise_media(
     seen[peer] = at
     reports = int(summary.get("reports", 0)) + 1
     result: dict[str, Any] = {
+        **summary,  # what else the summary holds (the agent's process) stays
         "reports": reports,
         "fps_latest": summary.get("fps_latest"),
         "fps_mean": summary.get("fps_mean"),
@@ -121,6 +124,56 @@ def summarise_media(
     freezes = _number(media, "freezes")
     if freezes is not None:
         result["freezes_total"] += int(freezes)
+    for name in MEAN_MAX:
+        _fold_mean_max(result, summary, name, _number(media, name))
+    lost = _number(media, "packets_lost")
+    result["packets_lost_total"] = int(summary.get("packets_lost_total", 0)) + max(
+        int(lost or 0), 0
+    )
+    loss = _number(media, "loss_fraction")
+    worst_loss = summary.get("loss_fraction_max")
+    if loss is not None:
+        worst_loss = loss if worst_loss is None else max(worst_loss, loss)
+    result["loss_fraction_max"] = worst_loss
+    return result
+
+
+MEAN_MAX = ("bitrate_in_kbps", "bitrate_out_kbps", "rtt_ms", "jitter_ms")
+"""Per-peer figures summarised by their mean and their worst (highest) value."""
+
+
+def _fold_mean_max(
+    result: dict[str, Any], summary: Mapping[str, Any], name: str, value: float | None
+) -> None:
+    n = int(summary.get(f"{name}_samples", 0))
+    mean, worst = summary.get(f"{name}_mean"), summary.get(f"{name}_max")
+    if value is not None:
+        n += 1
+        mean = value if mean is None else mean + (value - mean) / n
+        worst = value if worst is None else max(worst, value)
+    result[f"{name}_samples"] = n
+    result[f"{name}_mean"] = mean
+    result[f"{name}_max"] = worst
+
+
+def summarise_process(
+    summary: Mapping[str, Any], process: Mapping[str, Any], at: float
+) -> dict[str, Any] | None:
+    """The summary with one report of the room agent's own process folded in
+    (``cpu_percent``: mean and worst; ``rss_bytes``: latest and worst), or None if
+    it was already counted (by ``at``)."""
+    last = summary.get("process_last_at")
+    if isinstance(last, int | float) and at <= last:
+        return None
+    result = dict(summary)
+    result["process_last_at"] = at
+    cpu = _number(process, "cpu_percent")
+    _fold_mean_max(result, summary, "cpu_percent", cpu)
+    rss = _number(process, "rss_bytes")
+    if rss is not None:
+        worst = summary.get("rss_bytes_max")
+        result["rss_bytes_latest"] = int(rss)
+        result["rss_bytes_max"] = int(rss if worst is None else max(worst, rss))
     return result
 
 
@@ -131,6 +184,19 @@ def record_media(
     row = _participation(db, session_id, room_id)
     current = json.loads(row.media_summary) if row.media_summary else {}
     updated = summarise_media(current, media, at)
+    if updated is not None:
+        row.media_summary = json.dumps(updated, sort_keys=True)
+    return _save(db, row)
+
+
+def record_process(
+    db: DbSession, session_id: str, room_id: str, process: Mapping[str, Any], *, at: float
+) -> Participation:
+    """Fold one report of the room agent's process (see ``summarise_process``) into
+    the room's media summary."""
+    row = _participation(db, session_id, room_id)
+    current = json.loads(row.media_summary) if row.media_summary else {}
+    updated = summarise_process(current, process, at)
     if updated is not None:
         row.media_summary = json.dumps(updated, sort_keys=True)
     return _save(db, row)

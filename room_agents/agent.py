@@ -32,9 +32,11 @@ from room_agents.calls import Outgoing, SessionCalls
 from room_agents.capture import RoomDevices
 from room_agents.config import AgentConfig
 from room_agents.content import ContentShare, content_spec
+from room_agents.health import ConnectionStats, ProcessMonitor, with_figures
 from room_agents.ice import local_addresses_in, pin_host_addresses
 from room_agents.layout import RoomView, bookings_from_schedule, names_from_schedule
 from room_agents.media import OutgoingAudioTrack, OutgoingVideoTrack, PrivacyCard, StartingCard
+from room_agents.readiness import ReadinessRunner
 from room_agents.room_screen import make_screen
 from room_agents.schedule import (
     Command,
@@ -133,6 +135,9 @@ class RoomAgent:
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._rng = random.Random()
+        self.readiness = ReadinessRunner(self, config.readiness_lead)
+        self.connection_stats = ConnectionStats()
+        self.process = ProcessMonitor()
 
     # --- the main loops -------------------------------------------------------------
 
@@ -143,6 +148,7 @@ class RoomAgent:
         others = [
             asyncio.create_task(self._connection_loop()),
             asyncio.create_task(self._stats_loop()),
+            asyncio.create_task(self.readiness.run()),
         ]
         if self.config.status_file is not None:
             others.append(asyncio.create_task(self._status_loop(self.config.status_file)))
@@ -221,6 +227,7 @@ class RoomAgent:
             self.clock.offset,
         )
         self._spawn(self._measure_offset(client))
+        self.readiness.connected()
 
     async def _measure_offset(self, client: SignallingClient) -> None:
         with contextlib.suppress(SignallingError, asyncio.TimeoutError):
@@ -499,11 +506,20 @@ class RoomAgent:
         while True:
             await asyncio.sleep(STATS_INTERVAL)
             snapshot = self.screen.snapshot()
+            process = self.process.sample()
             for session_id, calls in list(self.sessions.items()):
                 media = [m for m in snapshot if m.peer_id in calls.calls]
                 if media and self.client is not None:
+                    figures = await self.connection_stats.figures(calls.calls)
+                    media = [with_figures(m, figures.get(m.peer_id)) for m in media]
+                    stats = p.Stats(session_id=session_id, media=media, process=process)
                     with contextlib.suppress(SignallingError):
-                        await self._send(p.Stats(session_id=session_id, media=media))
+                        await self._send(stats)
+            self.connection_stats.forget(
+                (peer_id, call.conn)
+                for c in self.sessions.values()
+                for peer_id, call in c.calls.items()
+            )
 
     def status(self) -> dict[str, Any]:
         return {
@@ -520,6 +536,7 @@ class RoomAgent:
             "violations": self.violations,
             "schedule": [e.session_id for e in self.entries],
             "devices": self.devices.status(),
+            "readiness": self.readiness.status(),
             "content": self.content.status() if self.content is not None else None,
         }
 

@@ -27,6 +27,7 @@ from signalling.ports import (
     PeerLeftSession,
     RoomOffline,
     RoomOnline,
+    RoomReadiness,
     SessionEvents,
 )
 
@@ -261,7 +262,7 @@ class Hub:
                     at=at,
                 )
             )
-        if message.media:
+        if message.media or message.process is not None:
             await self._events.media_report(
                 MediaReport(
                     seq=next(self._seq),
@@ -270,8 +271,25 @@ class Hub:
                     room_id=room_id,
                     at=self._clock(),
                     media=tuple(message.media),
+                    process=message.process,
                 )
             )
+
+    async def readiness(self, room_id: str, message: p.Readiness) -> None:
+        """A room's readiness check, passed on as it came (membership is not needed:
+        the check runs before the room joins)."""
+        p.check_readiness(message)
+        await self._events.room_readiness(
+            RoomReadiness(
+                seq=next(self._seq),
+                room_id=room_id,
+                session_id=message.session_id,
+                ok=message.ok,
+                checks=tuple(message.checks),
+                checked_at=message.at,
+                at=self._clock(),
+            )
+        )
 
     # --- room control (the web layer's API) -----------------------------------------
 

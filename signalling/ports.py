@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from signalling.protocol import MediaStats
+from signalling.protocol import MediaStats, ProcessStats, ReadinessCheck
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +67,22 @@ class MediaReport:
     room_id: str | None
     at: float
     media: tuple[MediaStats, ...]
+    process: ProcessStats | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RoomReadiness:
+    """A room's readiness check as it reported it: ``checked_at`` is when the agent
+    ran it (server clock, as the agent estimates it), ``at`` when it arrived.
+    ``session_id`` is the session it was run for, None for a check at connection."""
+
+    seq: int
+    room_id: str
+    session_id: str | None
+    ok: bool
+    checks: tuple[ReadinessCheck, ...]
+    checked_at: float
+    at: float
 
 
 class SessionEvents(Protocol):
@@ -83,3 +99,5 @@ class SessionEvents(Protocol):
     async def media_milestone(self, event: MediaMilestone) -> None: ...
 
     async def media_report(self, event: MediaReport) -> None: ...
+
+    async def room_readiness(self, event: RoomReadiness) -> None: ...

@@ -141,6 +141,32 @@ class MediaStats:
     audio_level: float = 0.0
     live: bool = False
     privacy: bool = False
+    # From the peer connection's getStats, over the same period (absent until known):
+    bitrate_in_kbps: float | None = None
+    bitrate_out_kbps: float | None = None
+    rtt_ms: float | None = None
+    jitter_ms: float | None = None
+    packets_lost: int | None = None
+    loss_fraction: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessStats:
+    """The reporting agent's own process: CPU over the last period, as a percentage of
+    one core (several busy cores exceed 100), and its resident memory."""
+
+    cpu_percent: float
+    rss_bytes: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReadinessCheck:
+    """One item of a readiness check: ``camera``, ``microphone``, ``signalling``,
+    ``turn``, ``clock`` (or a newer agent's own); ``detail`` says what was seen."""
+
+    name: str
+    ok: bool
+    detail: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,6 +263,21 @@ class Stats:
     event: Literal["first-frame", "live"] | None = None
     at: float | None = None
     media: list[MediaStats] = field(default_factory=list)
+    process: ProcessStats | None = None
+    id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Readiness:
+    """A room's readiness check: ``ok`` when every check passed. ``session_id`` names
+    the session it was run for (absent: a check at connection time); ``at`` is when
+    it ran, on the server's clock as the room estimates it."""
+
+    type: ClassVar[str] = "readiness"
+    ok: bool
+    checks: list[ReadinessCheck]
+    at: float
+    session_id: str | None = None
     id: str | None = None
 
 
@@ -263,7 +304,7 @@ class RoomState:
 
 
 ClientMessage = Union[
-    Hello, Join, Leave, Offer, Answer, Candidate, Ping, Stats, ControlResult, RoomState
+    Hello, Join, Leave, Offer, Answer, Candidate, Ping, Stats, ControlResult, RoomState, Readiness
 ]
 
 # --- server -> client -------------------------------------------------------------------
@@ -370,7 +411,19 @@ ServerMessage = Union[
 
 CLIENT_TYPES: Final[dict[str, type[Any]]] = {
     m.type: m
-    for m in (Hello, Join, Leave, Offer, Answer, Candidate, Ping, Stats, ControlResult, RoomState)
+    for m in (
+        Hello,
+        Join,
+        Leave,
+        Offer,
+        Answer,
+        Candidate,
+        Ping,
+        Stats,
+        ControlResult,
+        RoomState,
+        Readiness,
+    )
 }
 SERVER_TYPES: Final[dict[str, type[Any]]] = {
     m.type: m
@@ -411,6 +464,37 @@ def check_control(command: str, args: Mapping[str, object]) -> None:
         if not isinstance(value, tp) or (tp is str and not value):
             kind = "a boolean" if tp is bool else "a non-empty string"
             raise ProtocolError(ErrorCode.BAD_MESSAGE, f"{command}: args.{name} must be {kind}")
+
+
+# --- readiness --------------------------------------------------------------------------
+
+MAX_READINESS_CHECKS: Final = 16
+MAX_CHECK_NAME: Final = 40
+MAX_CHECK_DETAIL: Final = 300
+
+
+def check_readiness(message: Readiness) -> None:
+    """Refuse with ``bad-message`` a readiness report with no checks, more than
+    ``MAX_READINESS_CHECKS``, an empty or long name, or a long detail."""
+    if not message.checks or len(message.checks) > MAX_READINESS_CHECKS:
+        raise ProtocolError(
+            ErrorCode.BAD_MESSAGE,
+            f"readiness: 1 to {MAX_READINESS_CHECKS} checks",
+            message.id,
+        )
+    for check in message.checks:
+        if not check.name or len(check.name) > MAX_CHECK_NAME:
+            raise ProtocolError(
+                ErrorCode.BAD_MESSAGE,
+                f"readiness: a check name has 1 to {MAX_CHECK_NAME} characters",
+                message.id,
+            )
+        if len(check.detail) > MAX_CHECK_DETAIL:
+            raise ProtocolError(
+                ErrorCode.BAD_MESSAGE,
+                f"readiness: a detail has at most {MAX_CHECK_DETAIL} characters",
+                message.id,
+            )
 
 
 # --- encoding ---------------------------------------------------------------------------

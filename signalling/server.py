@@ -358,6 +358,12 @@ class SignallingServer:
             await self.hub.leave(peer_id, message.session_id, message.id)
         elif isinstance(message, p.Stats):
             await self.hub.stats(peer_id, message)
+        elif isinstance(message, p.Readiness):
+            if info.room_id is None:
+                raise p.ProtocolError(
+                    p.ErrorCode.BAD_MESSAGE, "only rooms send readiness", message.id
+                )
+            await self.hub.readiness(info.room_id, message)
         elif isinstance(message, p.ControlResult | p.RoomState):
             if info.room_id is None:
                 raise p.ProtocolError(

@@ -46,6 +46,9 @@ class RecordingEvents:
     async def media_report(self, event: object) -> None:
         self.events.append(event)
 
+    async def room_readiness(self, event: object) -> None:
+        self.events.append(event)
+
 
 @dataclass
 class Minter:

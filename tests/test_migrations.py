@@ -54,6 +54,8 @@ TABLES = {
     "guest",
     "panel_token",
     "outbox_mail",
+    "room_readiness",
+    "session_readiness",
 }
 
 

@@ -8,10 +8,11 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
+from typing import Protocol
 
 from sqlmodel import Session as DbSession
 
-from orchestrator import participation
+from orchestrator import participation, readiness
 from orchestrator.db import Database
 from orchestrator.ports import RoomCredential, RoomSchedule, SessionTransition, TicketRevocation
 from signalling import protocol as p
@@ -23,10 +24,23 @@ from signalling.ports import (
     PeerLeftSession,
     RoomOffline,
     RoomOnline,
+    RoomReadiness,
 )
 from signalling.server import CLOSE_REVOKED, SignallingServer
 
 log = logging.getLogger(__name__)
+
+
+class ReadinessAlerts(Protocol):
+    """Who tells a centre's staff about a readiness notice (web.alerts.Alerts)."""
+
+    def queue_mail(self, db: DbSession, notice: readiness.ReadinessNotice) -> int:
+        """Queue the email, inside the transaction that recorded the check."""
+        ...
+
+    def post(self, notice: readiness.ReadinessNotice) -> None:
+        """Start the webhook delivery; must return at once."""
+        ...
 
 
 def schedule_message(schedule: RoomSchedule) -> p.Schedule:
@@ -103,6 +117,7 @@ class OrchestratorEvents:
         self._queue: asyncio.Queue[Callable[[], Awaitable[object]]] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
         self.listeners: list[Callable[[object], None]] = []
+        self.alerts: ReadinessAlerts | None = None
 
     def start(self) -> None:
         self._worker = asyncio.create_task(self._work())
@@ -168,9 +183,40 @@ class OrchestratorEvents:
         self._notify(event)
         if (room_id := event.room_id) is not None:
             reports = [asdict(m) for m in event.media]
+            process = asdict(event.process) if event.process is not None else None
 
             def record(s: DbSession) -> None:
                 for media in reports:
                     participation.record_media(s, event.session_id, room_id, media, at=event.at)
+                if process is not None:
+                    participation.record_process(s, event.session_id, room_id, process, at=event.at)
 
             self._record(record)
+
+    async def room_readiness(self, event: RoomReadiness) -> None:
+        """Keep the check; a notice it causes is mailed in the same transaction and
+        posted to the webhook afterwards (never awaited here)."""
+        self._notify(event)
+        checks = [readiness.Check(c.name, c.ok, c.detail) for c in event.checks]
+        alerts = self.alerts
+
+        def write(s: DbSession) -> readiness.ReadinessNotice | None:
+            notice = readiness.record(
+                s,
+                event.room_id,
+                event.session_id,
+                event.ok,
+                checks,
+                checked_at=event.checked_at,
+                received_at=event.at,
+            )
+            if notice is not None and alerts is not None:
+                alerts.queue_mail(s, notice)
+            return notice
+
+        async def job() -> None:
+            notice = await self._db.run(write)
+            if notice is not None and alerts is not None:
+                alerts.post(notice)
+
+        self._queue.put_nowait(job)

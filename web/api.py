@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from orchestrator import bookings, recurrence, service
+from orchestrator import bookings, readiness, recurrence, service
 from orchestrator.db import DbSession
 from orchestrator.ical_parse import MAX_BYTES, CalendarError
 from orchestrator.models import Booking, CalDavLink, Centre, Feed, Room, Session, new_id
@@ -148,8 +148,22 @@ def centre_json(c: Centre) -> dict[str, Any]:
     return {"id": c.id, "name": c.name, "timezone": c.timezone}
 
 
-def room_json(r: Room, online: bool) -> dict[str, Any]:
+def readiness_json(view: readiness.ReadinessView | None, *, alerts: bool = False) -> Any:
+    """A room's readiness check as the API shows it (None: never checked)."""
+    if view is None:
+        return None
+    out = view.to_json()
+    if alerts:
+        out["alerts"] = view.alerts
+    return out
+
+
+def room_json(
+    r: Room, online: bool, ready: readiness.ReadinessView | None = None
+) -> dict[str, Any]:
+    """``ready``: the room's latest readiness check (None: never checked)."""
     return {
+        "readiness": readiness_json(ready),
         "buffer_seconds": r.buffer_seconds,
         "max_duration_seconds": r.max_duration_seconds,
         "max_advance_days": r.max_advance_days,
@@ -187,7 +201,11 @@ def session_json(s: Session) -> dict[str, Any]:
     }
 
 
-def session_detail_json(d: SessionDetail) -> dict[str, Any]:
+def session_detail_json(
+    d: SessionDetail, ready: dict[str, readiness.ReadinessView] | None = None
+) -> dict[str, Any]:
+    """``ready``: each room's readiness check for the session, shown as ``readiness``."""
+    checks = ready or {}
     return {
         "id": d.id,
         "booking_id": d.booking_id,
@@ -210,6 +228,7 @@ def session_detail_json(d: SessionDetail) -> dict[str, Any]:
                 "released_at": _iso(p.released_at),
                 "rejoins": p.rejoins,
                 "media": p.media,
+                "readiness": readiness_json(checks.get(p.room_id), alerts=True),
             }
             for p in d.participations
         ],
@@ -230,9 +249,48 @@ async def add_centre(request: web.Request) -> web.Response:
 
 async def list_rooms(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
-    rows = await services.db.run(lambda s: service.list_rooms(s))
+
+    def load(s: DbSession) -> tuple[list[Room], dict[str, readiness.ReadinessView]]:
+        return service.list_rooms(s), readiness.latest_by_room(s)
+
+    rows, ready = await services.db.run(load)
     online = services.signalling.hub.online_rooms()
-    return web.json_response({"rooms": [room_json(r, r.id in online) for r in rows]})
+    return web.json_response(
+        {"rooms": [room_json(r, r.id in online, ready.get(r.id)) for r in rows]}
+    )
+
+
+async def room_health(request: web.Request) -> web.Response:
+    """The room's latest readiness check and, from its agent's latest stats report,
+    its media figures and its process's CPU and memory."""
+    services = request.app[SERVICES]
+    room_id = request.match_info["room_id"]
+
+    def load(s: DbSession) -> readiness.ReadinessView | None:
+        service.get_room(s, room_id)
+        return readiness.latest_by_room(s, [room_id]).get(room_id)
+
+    ready = await services.db.run(load)
+    report = services.live.rooms.get(room_id)
+    media = None
+    if report is not None:
+        at = report.get("at")
+        media = {
+            "session_id": report.get("session_id"),
+            "at": (
+                datetime.fromtimestamp(at, UTC).isoformat() if isinstance(at, int | float) else None
+            ),
+            "process": report.get("process"),
+            "peers": report.get("peers", []),
+        }
+    return web.json_response(
+        {
+            "room_id": room_id,
+            "online": room_id in services.signalling.hub.online_rooms(),
+            "readiness": readiness_json(ready),
+            "media": media,
+        }
+    )
 
 
 async def add_room(request: web.Request) -> web.Response:
@@ -262,7 +320,10 @@ async def set_room(request: web.Request) -> web.Response:
         )
     )
     online = room.id in request.app[SERVICES].signalling.hub.online_rooms()
-    return web.json_response(room_json(room, online))
+    ready = await request.app[SERVICES].db.run(
+        lambda s: readiness.latest_by_room(s, [room.id]).get(room.id)
+    )
+    return web.json_response(room_json(room, online, ready))
 
 
 async def rotate_key(request: web.Request) -> web.Response:
@@ -345,8 +406,12 @@ async def list_sessions(request: web.Request) -> web.Response:
 
 async def get_session(request: web.Request) -> web.Response:
     session_id = request.match_info["session_id"]
-    detail = await request.app[SERVICES].db.run(lambda s: service.session_detail(s, session_id))
-    return web.json_response(session_detail_json(detail))
+
+    def load(s: DbSession) -> tuple[SessionDetail, dict[str, readiness.ReadinessView]]:
+        return service.session_detail(s, session_id), readiness.for_session(s, session_id)
+
+    detail, ready = await request.app[SERVICES].db.run(load)
+    return web.json_response(session_detail_json(detail, ready))
 
 
 async def import_calendar(request: web.Request) -> web.Response:
@@ -441,6 +506,7 @@ def setup(app: web.Application) -> None:
     r.add_post(API + "/rooms", add_room)
     r.add_post(API + "/rooms/{room_id}/rotate-key", rotate_key)
     r.add_patch(API + "/rooms/{room_id}", set_room)
+    r.add_get(API + "/rooms/{room_id}/health", room_health)
     r.add_get(API + "/bookings", list_bookings)
     r.add_post(API + "/bookings", add_booking)
     r.add_get(API + "/sessions", list_sessions)

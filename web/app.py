@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -23,26 +24,38 @@ from orchestrator.clock import Clock, SystemClock
 from orchestrator.db import Database
 from orchestrator.feeds import FeedPoller
 from orchestrator.policy import BookingSettings
+from orchestrator.readiness import Check, ReadinessView, latest_by_room
 from orchestrator.scheduler import Scheduler
 from orchestrator.tickets import TicketSigner
 from signalling.server import SignallingServer, SignallingSettings
 from web.adapters import OrchestratorEvents, SignallingControl
+from web.alerts import Alerts
 from web.settings import Settings
+
+if TYPE_CHECKING:
+    from web.ui.dashboard_state import Readiness as DashboardReadiness
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
 class LiveView:
-    """What the pages show that the database does not hold: presence and fresh stats."""
+    """What the pages show that the database does not hold: presence and fresh stats.
+
+    ``media``: the latest media report per (session, room); ``rooms``: the latest per
+    room, with the agent's process (CPU, memory); ``readiness``: each room's latest
+    readiness check (loaded from the database at start, then kept up to date).
+    """
 
     media: dict[tuple[str, str], dict[str, object]] = field(default_factory=dict)
+    rooms: dict[str, dict[str, object]] = field(default_factory=dict)
+    readiness: dict[str, ReadinessView] = field(default_factory=dict)
 
     def listen(self, event: object) -> None:
-        from signalling.ports import MediaReport
+        from signalling.ports import MediaReport, RoomReadiness
 
         if isinstance(event, MediaReport) and event.room_id is not None:
-            self.media[(event.session_id, event.room_id)] = {
+            report: dict[str, object] = {
                 "at": event.at,
                 "peers": [
                     {
@@ -53,10 +66,58 @@ class LiveView:
                         "freezes": m.freezes,
                         "live": m.live,
                         "audio_level": m.audio_level,
+                        "bitrate_in_kbps": m.bitrate_in_kbps,
+                        "bitrate_out_kbps": m.bitrate_out_kbps,
+                        "rtt_ms": m.rtt_ms,
+                        "jitter_ms": m.jitter_ms,
+                        "packets_lost": m.packets_lost,
+                        "loss_fraction": m.loss_fraction,
                     }
                     for m in event.media
                 ],
+                "process": (
+                    {"cpu_percent": event.process.cpu_percent, "rss_bytes": event.process.rss_bytes}
+                    if event.process is not None
+                    else None
+                ),
             }
+            self.media[(event.session_id, event.room_id)] = report
+            self.rooms[event.room_id] = {"session_id": event.session_id, **report}
+        elif isinstance(event, RoomReadiness):
+            kept = self.readiness.get(event.room_id)
+            checked_at = datetime.fromtimestamp(event.checked_at, UTC)
+            if kept is None or checked_at >= kept.checked_at:
+                self.readiness[event.room_id] = ReadinessView(
+                    ok=event.ok,
+                    checks=tuple(Check(c.name, c.ok, c.detail) for c in event.checks),
+                    checked_at=checked_at,
+                    received_at=datetime.fromtimestamp(event.at, UTC),
+                    session_id=event.session_id,
+                )
+
+    def dashboard_readiness(self) -> dict[str, DashboardReadiness]:
+        """Each room's readiness as the dashboard shows it: ``ready``; ``degraded``
+        when only checks that do not stop a call fail (TURN, clock); ``failing``."""
+        from web.ui.dashboard_state import Readiness
+
+        out: dict[str, DashboardReadiness] = {}
+        for room_id, view in self.readiness.items():
+            failing = view.failing
+            if view.ok:
+                value = "ready"
+            elif set(failing) <= NON_BLOCKING_CHECKS:
+                value = "degraded"
+            else:
+                value = "failing"
+            out[room_id] = Readiness(
+                value=value, detail=", ".join(failing) or None, checked_at=view.checked_at
+            )
+        return out
+
+
+NON_BLOCKING_CHECKS = frozenset({"turn", "clock"})
+"""Readiness checks whose failure leaves a room able to take part (host candidates
+still connect; the schedule still runs, a little off)."""
 
 
 @dataclass(slots=True)
@@ -71,6 +132,7 @@ class Services:
     clock: Clock
     calendars: CalendarJobs
     booking_settings: BookingSettings
+    alerts: Alerts
 
 
 SERVICES = web.AppKey("services", Services)
@@ -89,6 +151,8 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
     events = OrchestratorEvents(db, room_online)
     live = LiveView()
     events.listeners.append(live.listen)
+    alerts = Alerts(settings, clock)
+    events.alerts = alerts
     signalling = SignallingServer(
         SignallingSettings(
             heartbeat_interval=settings.heartbeat_interval,
@@ -127,6 +191,7 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
         clock,
         calendars,
         booking_settings,
+        alerts,
     )
 
 
@@ -161,6 +226,7 @@ async def _remember_withdrawn_guests(services: Services) -> None:
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     services = app[SERVICES]
     await asyncio.to_thread(services.db.migrate)
+    services.live.readiness.update(await services.db.run(latest_by_room))
     services.events.start()
     # One pass before listening: room credentials and session states are loaded
     # before the first room can knock.
@@ -193,6 +259,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         await asyncio.gather(*notices, return_exceptions=True)
         await services.signalling.close()
         await services.events.stop()
+        await services.alerts.close()
         await services.db.close()
 
 
@@ -207,6 +274,9 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
         client_max_size=11 * 1024 * 1024,
     )
     app[SERVICES] = build_services(settings, clock)
+    from web.ui.dashboard import READINESS
+
+    app[READINESS] = app[SERVICES].live.dashboard_readiness
     app.cleanup_ctx.append(_lifecycle)
     app.router.add_get("/ws", app[SERVICES].signalling.handle)
     app.router.add_get("/healthz", _health)

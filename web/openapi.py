@@ -119,6 +119,7 @@ SCHEMAS: dict[str, Schema] = {
             "max_duration_seconds",
             "max_advance_days",
             "aliases",
+            "readiness",
         ],
         "properties": {
             "id": ID,
@@ -130,6 +131,116 @@ SCHEMAS: dict[str, Schema] = {
             "max_duration_seconds": nullable(COUNT),
             "max_advance_days": nullable(COUNT),
             "aliases": {"type": "array", "items": {"type": "string"}},
+            "readiness": nullable(
+                {**ref("Readiness"), "description": "The room's latest readiness check."}
+            ),
+        },
+    },
+    "ReadinessCheck": {
+        "type": "object",
+        "required": ["name", "ok", "detail"],
+        "properties": {
+            "name": {
+                "type": "string",
+                "description": (
+                    "``camera``, ``microphone``, ``signalling``, ``turn`` or ``clock``"
+                    " (newer agents may add others)."
+                ),
+                "examples": ["camera"],
+            },
+            "ok": {"type": "boolean"},
+            "detail": {"type": "string", "description": "What the agent saw."},
+        },
+    },
+    "Readiness": {
+        "type": "object",
+        "description": (
+            "A readiness check a room agent ran on itself (before each session, and when "
+            "it connects)."
+        ),
+        "required": ["ok", "checked_at", "received_at", "session_id", "failing", "checks"],
+        "properties": {
+            "ok": {"type": "boolean", "description": "Every check passed."},
+            "checked_at": {**INSTANT, "description": "When the agent ran it."},
+            "received_at": {**INSTANT, "description": "When the service received it."},
+            "session_id": nullable(
+                {**ID, "description": "The session it was run for; null at connection."}
+            ),
+            "failing": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "The names of the checks that failed.",
+            },
+            "checks": {"type": "array", "items": ref("ReadinessCheck")},
+        },
+    },
+    "SessionReadiness": {
+        "allOf": [ref("Readiness")],
+        "type": "object",
+        "required": ["alerts"],
+        "properties": {
+            "alerts": {
+                **COUNT,
+                "description": "Failure alerts sent to the staff of the room's centre.",
+            }
+        },
+    },
+    "MediaPeer": {
+        "type": "object",
+        "description": (
+            "What a room received from one remote peer over the agent's last reporting "
+            "period (docs/protocol.md, MediaStats); null when not measured."
+        ),
+        "required": ["peer_id"],
+        "properties": {
+            "peer_id": {"type": "string"},
+            "fps": {"type": "number"},
+            "latency_p50_ms": nullable({"type": "number"}),
+            "latency_p95_ms": nullable({"type": "number"}),
+            "freezes": COUNT,
+            "live": {"type": "boolean"},
+            "audio_level": {"type": "number"},
+            "bitrate_in_kbps": nullable({"type": "number"}),
+            "bitrate_out_kbps": nullable({"type": "number"}),
+            "rtt_ms": nullable({"type": "number"}),
+            "jitter_ms": nullable({"type": "number"}),
+            "packets_lost": nullable({"type": "integer"}),
+            "loss_fraction": nullable({"type": "number"}),
+        },
+    },
+    "RoomHealth": {
+        "type": "object",
+        "required": ["room_id", "online", "readiness", "media"],
+        "properties": {
+            "room_id": ID,
+            "online": {"type": "boolean"},
+            "readiness": nullable(ref("Readiness")),
+            "media": nullable(
+                {
+                    "type": "object",
+                    "description": "The agent's latest stats report (kept in memory).",
+                    "required": ["session_id", "at", "process", "peers"],
+                    "properties": {
+                        "session_id": ID,
+                        "at": nullable(INSTANT),
+                        "process": nullable(
+                            {
+                                "type": "object",
+                                "description": "The agent's own process.",
+                                "required": ["cpu_percent", "rss_bytes"],
+                                "properties": {
+                                    "cpu_percent": {
+                                        "type": "number",
+                                        "description": "Percent of one core.",
+                                    },
+                                    "rss_bytes": nullable({"type": "integer"}),
+                                },
+                            }
+                        ),
+                        "peers": {"type": "array", "items": ref("MediaPeer")},
+                    },
+                }
+            ),
         },
     },
     "NewRoom": {
@@ -311,6 +422,7 @@ SCHEMAS: dict[str, Schema] = {
             "released_at",
             "rejoins",
             "media",
+            "readiness",
         ],
         "properties": {
             "room_id": ID,
@@ -324,7 +436,22 @@ SCHEMAS: dict[str, Schema] = {
                 {**INSTANT, "description": "Released after nobody joined (no-show)."}
             ),
             "rejoins": COUNT,
-            "media": {"type": "object", "description": "The agent's last media report."},
+            "media": {
+                "type": "object",
+                "description": (
+                    "The summary of the room's media reports (docs/protocol.md, stats): "
+                    "fps_latest, fps_mean, latency_p50_ms_max, freezes_total, "
+                    "bitrate_in_kbps_mean/_max, bitrate_out_kbps_mean/_max, rtt_ms_mean/_max, "
+                    "jitter_ms_mean/_max, packets_lost_total, loss_fraction_max, "
+                    "cpu_percent_mean/_max, rss_bytes_latest/_max."
+                ),
+            },
+            "readiness": nullable(
+                {
+                    **ref("SessionReadiness"),
+                    "description": "The room's latest readiness check for this session.",
+                }
+            ),
         },
     },
     "ImportReport": {
@@ -525,7 +652,8 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         errors=(409,),
     ),
     ("GET", API + "/rooms"): operation(
-        "List the rooms, with whether each is online", {"200": json_body(_list_of("rooms", "Room"))}
+        "List the rooms, with whether each is online and its latest readiness check",
+        {"200": json_body(_list_of("rooms", "Room"))},
     ),
     ("POST", API + "/rooms"): operation(
         "Add a room to a centre",
@@ -537,6 +665,11 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "Change a room's booking policy and aliases",
         {"200": json_body(ref("Room"))},
         body=ref("RoomPolicy"),
+        errors=(404,),
+    ),
+    ("GET", API + "/rooms/{room_id}/health"): operation(
+        "The room's latest readiness check, media figures and agent CPU and memory",
+        {"200": json_body(ref("RoomHealth"))},
         errors=(404,),
     ),
     ("POST", API + "/rooms/{room_id}/rotate-key"): operation(

@@ -88,6 +88,20 @@ class Settings:
     mail_from: str = field(
         default="telecentre@localhost", metadata={"help": "sender address of the email"}
     )
+    alert_webhook_url: str | None = field(
+        default=None,
+        repr=False,  # chat webhooks carry their secret in the URL
+        metadata={
+            "help": "URL that receives a JSON POST when a room fails its readiness check "
+            "before a session (and when it recovers)"
+        },
+    )
+    alert_webhook_timeout: float = field(
+        default=5.0, metadata={"help": "seconds one alert webhook attempt may take"}
+    )
+    alert_webhook_attempts: int = field(
+        default=4, metadata={"help": "attempts to deliver an alert to the webhook"}
+    )
 
     @property
     def effective_database_url(self) -> str:
