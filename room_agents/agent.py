@@ -21,6 +21,7 @@ import dataclasses
 import logging
 import os
 import random
+import ssl
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -30,7 +31,7 @@ import aiohttp
 
 from room_agents.calls import Outgoing, SessionCalls
 from room_agents.capture import RoomDevices
-from room_agents.config import AgentConfig
+from room_agents.config import AgentConfig, ConfigError
 from room_agents.content import ContentShare, content_spec
 from room_agents.health import ConnectionStats, ProcessMonitor, with_figures
 from room_agents.ice import local_addresses_in, pin_host_addresses
@@ -182,9 +183,19 @@ class RoomAgent:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
+    def _connector(self) -> aiohttp.TCPConnector:
+        """TLS to the server trusts the system's authorities, or only ``ca_file``'s."""
+        if self.config.ca_file is None:
+            return aiohttp.TCPConnector()
+        try:
+            context = ssl.create_default_context(cafile=str(self.config.ca_file))
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"cannot read CA file {self.config.ca_file}: {exc}") from None
+        return aiohttp.TCPConnector(ssl=context)
+
     async def _connection_loop(self) -> None:
         attempt = 0
-        async with aiohttp.ClientSession() as http:
+        async with aiohttp.ClientSession(connector=self._connector()) as http:
             while True:
                 client = SignallingClient(
                     http, self.config.server_url, key=self.config.read_key(), agent=AGENT_VERSION

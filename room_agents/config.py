@@ -69,6 +69,13 @@ OPTIONS: Final[tuple[Option, ...]] = (
     Option("server", "str", None, "http(s):// or ws(s):// URL of the service", "server_url"),
     Option("key_file", "path", None, f"file holding the room key (or {KEY_ENV})"),
     Option("cache_dir", "path", None, "where the schedule cache lives"),
+    Option(
+        "ca_file",
+        "path",
+        None,
+        "PEM file of the certificate authorities to trust for the server "
+        "(a centre's private CA or a self-signed certificate); default: the system's",
+    ),
     Option("status_file", "path", None, "write the agent's state as JSON here, twice a second"),
     Option("label", "str", "", "the room's name, drawn on its cards and synthetic camera"),
     Option(
@@ -133,6 +140,7 @@ class AgentConfig:
     key: str | None = field(default=None, repr=False)
     key_file: Path | None = None
     cache_dir: Path | None = None
+    ca_file: Path | None = None
     status_file: Path | None = None
     width: int = 640
     height: int = 360

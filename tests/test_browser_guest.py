@@ -16,8 +16,8 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -65,17 +65,6 @@ VIDEO_FRAMES = """(peer) => {
   const video = document.querySelector(`[data-peer="${peer}"] video`);
   return video ? video.getVideoPlaybackQuality().totalVideoFrames : 0;
 }"""
-
-
-@contextmanager
-def trusting(cert: Path) -> Iterator[None]:
-    """The in-process agent trusts the test's self-signed certificate. The agent
-    builds its own aiohttp session and has no CA option, so the default verifying
-    context of aiohttp is swapped for the test's duration."""
-    context = ssl.create_default_context(cafile=str(cert))
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(aiohttp.connector, "_SSL_CONTEXT_VERIFIED", context)
-        yield
 
 
 @dataclass
@@ -133,17 +122,17 @@ async def room_agent(m: Meeting, room: str, cert: Path) -> AsyncIterator[Any]:
         height=180,
         fps=15,
         label=room,
+        ca_file=cert,  # the agent trusts the test's self-signed certificate
     )
-    with trusting(cert):
-        agent = RoomAgent(config)
-        task = asyncio.create_task(agent.run())
-        try:
-            await asyncio.wait_for(agent.connected.wait(), 15)
-            yield agent
-        finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-            unpin_host_addresses()
+    agent = RoomAgent(config)
+    task = asyncio.create_task(agent.run())
+    try:
+        await asyncio.wait_for(agent.connected.wait(), 15)
+        yield agent
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        unpin_host_addresses()
 
 
 def sent_addresses(frames: list[str]) -> tuple[list[str], list[str]]:
