@@ -20,12 +20,13 @@ from typing import Any
 
 import aiohttp
 import pytest
+from sqlmodel import select
 from yarl import URL
 
 from orchestrator import accounts, bookings, guests, panels, service
 from orchestrator.clock import FakeClock
 from orchestrator.db import DbSession
-from orchestrator.models import Approval, Booking, Room
+from orchestrator.models import Approval, Booking, Room, Session
 from orchestrator.series import SeriesSpec
 from tests.browser_support import browser, screenshot_path
 from tests.requirements import missing
@@ -107,6 +108,24 @@ def seed_network(s: DbSession) -> Seed:
     booking.owner_id, booking.owner_centre_id = organiser.id, paris.id
     s.add(booking)
     s.add(Approval(booking_id=booking.id, room_id=smart.id, requested_at=NOW))
+    # A meeting under way, so the dashboard and the session page show a live session.
+    bright = service.add_room(s, adam.id, "Bright City")[0]
+    green = s.exec(select(Room).where(Room.name == "Salle Verte")).one()
+    now_spec = SeriesSpec(
+        uid="a11y-review@telecentre",
+        title="Weekly review",
+        timezone="Europe/Paris",
+        start_local=datetime(2030, 3, 4, 9, 0),
+        duration=timedelta(minutes=90),
+        rrules=(),
+    )
+    live = bookings.create_series(s, now_spec, [green.id, bright.id], lead_seconds=0, now=NOW)
+    live_booking = s.get(Booking, live.booking_id)
+    live_session = s.get(Session, live.session_ids[0])
+    assert live_booking is not None and live_session is not None
+    live_booking.owner_id, live_booking.owner_centre_id = organiser.id, paris.id
+    live_session.state = "live"
+    s.add_all([live_booking, live_session])
     guest, guest_token = guests.add_guest(s, booking.id, "Greta Guest", "greta@example.org")
     panel_token = panels.create_panel_token(s, blue.id)
     s.flush()
@@ -115,7 +134,7 @@ def seed_network(s: DbSession) -> Seed:
             "centre_id": paris.id,
             "room_id": blue.id,
             "booking_id": booking.id,
-            "session_id": result.session_ids[0],
+            "session_id": live.session_ids[0],
             "guest_id": guest.id,
             "user_id": organiser.id,
         },
