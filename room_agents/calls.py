@@ -16,7 +16,9 @@ transceiver is content, and the screen shows it as such. The order matters to an
 answering agent: aiortc gives an offered m-line to the first transceiver of its
 kind without a mid, so the camera takes the first video section and content the
 second. A peer whose offer has no second video section (an older agent, a browser
-that does not ask for content) gets none.
+that does not ask for content) gets none: the answering agent adds the content
+transceiver only when the offer has that section (aiortc cannot answer with a
+transceiver the offer did not ask for).
 """
 
 from __future__ import annotations
@@ -47,6 +49,11 @@ Send = Callable[[object], Awaitable[None]]
 
 def new_conn_id() -> str:
     return secrets.token_hex(6)
+
+
+def video_sections(sdp: str) -> int:
+    """How many video media sections (``m=video``) an SDP has."""
+    return sum(1 for line in sdp.splitlines() if line.startswith("m=video "))
 
 
 @dataclass(slots=True)
@@ -104,15 +111,15 @@ class SessionCalls:
         call = self.calls.get(peer_id)
         return call is not None and call.healthy
 
-    def _new_pc(self, peer_id: str, conn: str, offerer: bool) -> PeerCall:
+    def _new_pc(self, peer_id: str, conn: str, offerer: bool, content: bool = True) -> PeerCall:
         pc = RTCPeerConnection(rtc_configuration(self._ice_servers))
         call = PeerCall(peer_id=peer_id, conn=conn, pc=pc, offerer=offerer)
         pc.addTrack(self._outgoing.relay.subscribe(self._outgoing.video, buffered=False))
         pc.addTrack(self._outgoing.relay.subscribe(self._outgoing.audio, buffered=False))
         share = self._outgoing.content
-        if share is not None:
+        if content and share is not None:
             call.content = pc.addTransceiver(share.track(), direction="sendrecv")
-        else:
+        elif content:
             call.content = pc.addTransceiver("video", direction="recvonly")
 
         @pc.on("track")
@@ -164,7 +171,8 @@ class SessionCalls:
             return
         self.members.add(peer_id)
         await self.drop(peer_id)  # a new offer replaces the older connection
-        call = self._new_pc(peer_id, message.conn, offerer=False)
+        content = video_sections(message.sdp) >= 2
+        call = self._new_pc(peer_id, message.conn, offerer=False, content=content)
         self.calls[peer_id] = call
         sdp, removed = filter_sdp(message.sdp, self._networks)
         if removed:

@@ -141,6 +141,62 @@ async def test_content_share_on_reaches_the_other_room_as_a_second_track_and_off
             assert totals(b, "room:a")["content_frames"] <= stopped + 2
 
 
+async def test_an_offer_without_a_content_section_is_answered_without_one() -> None:
+    """Regression: a browser guest offers one audio and one video section; the agent's
+    answer crashed in aiortc ("None is not in list") while it held a content
+    transceiver the offer had not asked for."""
+    from aiortc import RTCPeerConnection
+
+    from room_agents.calls import Outgoing, SessionCalls, video_sections
+    from room_agents.media import (
+        OutgoingVideoTrack,
+        PrivacyCard,
+        StartingCard,
+        SyntheticAudioTrack,
+        SyntheticCamera,
+    )
+    from room_agents.screen import HeadlessScreen
+    from signalling.candidates import parse_networks
+
+    clock = WallClock()
+    spec = content_spec(LAVFI, 10)
+    assert spec is not None
+    share = ContentShare(spec, clock, 320, 180, fps=10)
+    video = OutgoingVideoTrack(
+        SyntheticCamera(clock, 320, 180),
+        StartingCard(clock, 320, 180),
+        privacy_card=PrivacyCard(clock, 320, 180),
+    )
+    outgoing = Outgoing(video=video, audio=SyntheticAudioTrack(), content=share)
+    sent: list[object] = []
+
+    async def send(message: object) -> None:
+        sent.append(message)
+
+    screen = HeadlessScreen(clock)
+    calls = SessionCalls(
+        "s1", "room:a", send, outgoing, screen, [], parse_networks(["127.0.0.1/32"]), print
+    )
+    guest = RTCPeerConnection()
+    try:
+        guest.addTransceiver("audio", direction="recvonly")
+        guest.addTransceiver("video", direction="recvonly")
+        await guest.setLocalDescription(await guest.createOffer())
+        offer = guest.localDescription.sdp
+        assert video_sections(offer) == 1
+        await calls.on_offer(p.Offer(session_id="s1", sdp=offer, conn="c1", from_="guest:g"))
+        (answer,) = sent
+        assert isinstance(answer, p.Answer) and video_sections(answer.sdp) == 1
+        assert calls.calls["guest:g"].content is None
+    finally:
+        await calls.close()
+        await guest.close()
+        await screen.close()
+        video.stop()
+        outgoing.audio.stop()
+        await share.close()
+
+
 def read_report(path: Path) -> dict[str, Any] | None:
     try:
         data: dict[str, Any] = json.loads(path.read_text())
