@@ -20,6 +20,8 @@ Rules:
   local start and end, the other sites) with a countdown to its start, and the
   sessions after it (``IDLE_BOOKINGS`` at most). Countdowns read ``M:SS`` below an
   hour, ``H h MM min`` below a day, and the weekday and time beyond.
+- **Pre-roll**: in a session that has not started (the rooms join at
+  ``start - lead`` behind their starting cards), the header counts down to the start.
 - **End warnings** (docs/protocol.md, DESIGN "Session lifecycle"): in a session, a
   warning of level 5 from ``end - 5 min`` and of level 1 from ``end - 1 min``,
   with the time left as ``M:SS``.
@@ -137,6 +139,7 @@ class Header:
     privacy: bool
     sharing: bool
     session: str | None  # the title of the session the room is in
+    countdown: str | None = None  # before that session starts (pre-roll)
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,6 +353,11 @@ def plan_screen(
         privacy=view.privacy,
         sharing=view.sharing,
         session=session.title if session else None,
+        countdown=(
+            countdown_text(session.start, now, tz)
+            if session is not None and now < session.start
+            else None
+        ),
     )
     warning = end_warning(session.end, now) if session is not None else None
     gap = max(int(width * GAP_FRACTION), 2)

@@ -277,6 +277,9 @@ class Painter:
             colour = WARN_1 if plan.warning.level == 1 else WARN_5
             self._fill(Rect(middle.x, hr.y + 2, middle.w, hr.h - 4), colour)
             self._text_centred(plan.warning.text, middle, TEXT, px)
+        elif header.session and header.countdown:
+            text = f"{header.session} – {header.countdown.lower()}"
+            self._text_centred(text, middle, TEXT, int(px * 0.8))
         elif header.session:
             self._text_centred(header.session, middle, DIM, int(px * 0.8))
 

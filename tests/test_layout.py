@@ -209,6 +209,9 @@ def test_in_a_call_the_screen_shows_tiles_the_live_indicator_and_the_end_warning
     assert [(t.site, t.role) for t in plan.tiles] == [("Amsterdam", "main")]
     assert plan.header.live and plan.header.clock == "10:56" and plan.header.session == "Board"
     assert plan.warning is not None and plan.warning.level == 5
+    assert plan.header.countdown is None  # started
+    early = plan_screen(view, [Source("room:a")], session.start - 42, (1280, 720), PARIS)
+    assert early.header.countdown == "Starts in 0:42" and early.warning is None
     muted = plan_screen(
         RoomView(bookings=(session,), session_id="s1", live=True, privacy=True),
         [Source("room:a")],
