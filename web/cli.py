@@ -279,17 +279,31 @@ def cmd_booking_list(args: argparse.Namespace) -> None:
 
 
 def cmd_session_show(args: argparse.Namespace) -> None:
-    from orchestrator import service
+    from orchestrator import readiness, service
     from web.api import session_detail_json
 
-    detail = _run_db(args, lambda s: service.session_detail(s, args.session_id))
-    data = session_detail_json(detail)
+    detail, ready = _run_db(
+        args,
+        lambda s: (
+            service.session_detail(s, args.session_id),
+            readiness.for_session(s, args.session_id),
+        ),
+    )
+    data = session_detail_json(detail, ready)
     lines = [f"{data['title']}  [{data['state']}]  {data['start']} -> {data['end']}"]
     lines += [f"  {t['seq']:>2} {t['state']:<10} {t['at']}" for t in data["transitions"]]
     for r in data["rooms"]:
+        check = r.get("readiness")
+        ready_text = (
+            "not checked"
+            if not check
+            else "ready"
+            if check["ok"]
+            else "failing " + ",".join(check.get("failing", []))
+        )
         lines.append(
             f"  {r['name']}: joined {r['joined_at']} first frame {r['first_frame_at']} "
-            f"live {r['live_at']} left {r['left_at']}"
+            f"live {r['live_at']} left {r['left_at']} readiness {ready_text}"
         )
     _emit(args, data, "\n".join(lines))
 
