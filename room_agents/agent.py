@@ -91,6 +91,9 @@ class RoomAgent:
         self.clock = ServerClock()
         self.cache = ScheduleCache(config.cache_dir / "schedule.json" if config.cache_dir else None)
         self.entries: list[p.ScheduleEntry] = self.cache.load()
+        cached_offset = self.cache.load_offset()
+        if cached_offset is not None:
+            self.clock.offset = cached_offset  # an agent restarted offline keeps server time
         self.client: SignallingClient | None = None
         self.connected = asyncio.Event()
         self.room_name = config.label  # the server's name for the room, once connected
@@ -226,6 +229,7 @@ class RoomAgent:
         self.networks = parse_networks(welcome.candidate_filter.allow)
         pin_host_addresses(local_addresses_in(self.networks))
         for calls in self.sessions.values():
+            calls.self_id = self.self_id  # calls made before the first welcome (from the cache)
             calls.update_network(self.ice_servers, self.networks)
         self.connected_at = self.clock.now()
         self.connected.set()
@@ -245,6 +249,8 @@ class RoomAgent:
             for _ in range(5):
                 await client.ping()
                 self.clock.offset = client.clock_offset.offset
+        if client.clock_offset.measured:
+            self.cache.save_offset(self.clock.offset)
         self._wake.set()
 
     async def _serve(self, client: SignallingClient) -> None:
@@ -265,6 +271,7 @@ class RoomAgent:
             self._wake.set()
         elif isinstance(message, p.SessionState):
             self.entries = merge_state(self.entries, message)
+            self.cache.save_entries(self.entries)
             self._wake.set()
         elif isinstance(message, p.Offer):
             calls = self.sessions.get(message.session_id)

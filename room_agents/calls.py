@@ -19,6 +19,11 @@ second. A peer whose offer has no second video section (an older agent, a browse
 that does not ask for content) gets none: the answering agent adds the content
 transceiver only when the offer has that section (aiortc cannot answer with a
 transceiver the offer did not ask for).
+
+Connections also carry the liveness channel (room_agents.liveness), last: the
+offerer always opens it, the answerer when the offer has a data section. A path
+found dead on it is rebuilt at once, as after an ICE failure: the connection is
+closed and the peer whose id sorts first offers again.
 """
 
 from __future__ import annotations
@@ -37,10 +42,12 @@ from aiortc.sdp import candidate_from_sdp
 
 from room_agents.content import ContentShare
 from room_agents.ice import filter_sdp, rtc_configuration
+from room_agents.liveness import PathWatch, create_channel
 from room_agents.media import OutgoingVideoTrack, SyntheticAudioTrack
 from room_agents.screen import Screen
 from signalling import protocol as p
 from signalling.candidates import Network, address_allowed, candidate_address
+from signalling.client import SignallingError
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +80,7 @@ class PeerCall:
     pc: RTCPeerConnection
     offerer: bool
     content: RTCRtpTransceiver | None = None
+    liveness: PathWatch | None = None
 
     @property
     def healthy(self) -> bool:
@@ -135,16 +143,39 @@ class SessionCalls:
         async def on_state() -> None:
             state = pc.connectionState
             log.info("session %s peer %s connection %s", self.session_id, peer_id, state)
-            if state == "failed" and self.calls.get(peer_id) is call:
-                await self._replace_failed(call)
+            if state == "failed":
+                await self._rebuild(call)
 
+        if offerer:
+            self._watch(call)
         return call
 
-    async def _replace_failed(self, call: PeerCall) -> None:
+    def _watch(self, call: PeerCall) -> None:
+        def dead() -> None:
+            self._spawn(self._rebuild(call))
+
+        name = f"session {self.session_id} peer {call.peer_id}"
+        call.liveness = PathWatch(create_channel(call.pc), dead, name=name)
+
+    async def _rebuild(self, call: PeerCall) -> None:
+        """Replace a connection that failed or whose path died, if it is still current."""
+        if self.calls.get(call.peer_id) is not call:
+            return
         await self.drop(call.peer_id)
         # Only one side re-offers, or both would offer at once (glare).
         if call.peer_id in self.members and self.self_id < call.peer_id:
-            await self.offer_to(call.peer_id)
+            try:
+                await self.offer_to(call.peer_id)
+            except SignallingError as exc:
+                # Signalling is away too: drop the offer nobody got, so that the rejoin
+                # offers again (to every peer without a healthy connection).
+                log.warning("cannot offer to %s again: %s", call.peer_id, exc)
+                await self.drop(call.peer_id)
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _local_sdp(self, pc: RTCPeerConnection) -> str:
         sdp, removed = filter_sdp(pc.localDescription.sdp, self._networks)
@@ -178,6 +209,8 @@ class SessionCalls:
         if removed:
             self._on_violation(removed)
         await call.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        if call.pc.sctp is not None:
+            self._watch(call)
         await call.pc.setLocalDescription(await call.pc.createAnswer())
         await self._send(
             p.Answer(
@@ -226,11 +259,17 @@ class SessionCalls:
         call = self.calls.pop(peer_id, None)
         if call is None:
             return
+        if call.liveness is not None:
+            await call.liveness.close()
         await self._screen.detach(peer_id)
         with contextlib.suppress(Exception):
             await call.pc.close()
 
     async def close(self) -> None:
+        for task in list(self._tasks):
+            if task is not asyncio.current_task():
+                task.cancel()
+        await asyncio.gather(*self._tasks - {asyncio.current_task()}, return_exceptions=True)
         for peer_id in list(self.calls):
             await self.drop(peer_id)
         self.members.clear()

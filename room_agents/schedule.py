@@ -2,12 +2,15 @@
 
 The agent acts on its own copy of the schedule (with tickets), so a room still
 connects at T - lead when the scheduler is down, and rejoins a session in
-progress after its own restart. All times are on the server's clock.
+progress after its own restart. All times are on the server's clock; the last
+measured offset of the local clock is cached too, so an agent restarted without
+a network still acts on the server's time.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import tempfile
@@ -103,10 +106,17 @@ def merge_state(entries: list[p.ScheduleEntry], state: p.SessionState) -> list[p
 
 
 class ScheduleCache:
-    """The last schedule received, kept in a file readable only by the agent's user."""
+    """The last schedule received (with the session-state changes since), and the
+    last measured clock offset (``clock.json`` beside it), in files readable only
+    by the agent's user."""
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
+        self.schedule: p.Schedule | None = None
+
+    @property
+    def offset_path(self) -> Path | None:
+        return self.path.with_name("clock.json") if self.path is not None else None
 
     def load(self) -> list[p.ScheduleEntry]:
         if self.path is None or not self.path.exists():
@@ -115,23 +125,51 @@ class ScheduleCache:
             message = p.decode_server(self.path.read_text(encoding="utf-8"))
         except (OSError, p.ProtocolError):
             return []  # a damaged cache is no worse than none: the server resends
-        return list(message.sessions) if isinstance(message, p.Schedule) else []
+        if not isinstance(message, p.Schedule):
+            return []
+        self.schedule = message
+        return list(message.sessions)
 
     def save(self, schedule: p.Schedule) -> None:
-        if self.path is None:
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # Write then rename, so a crash never leaves half a schedule behind.
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".schedule-")
+        self.schedule = schedule
+        if self.path is not None:
+            _write_private(self.path, p.encode(schedule))
+
+    def save_entries(self, entries: list[p.ScheduleEntry]) -> None:
+        """Keep a session-state change (new state, moved end) across a restart too."""
+        if self.schedule is not None:
+            self.save(dataclasses.replace(self.schedule, sessions=list(entries)))
+
+    def load_offset(self) -> float | None:
+        """The clock offset last measured against the server, if any."""
+        path = self.offset_path
+        if path is None or not path.exists():
+            return None
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(p.encode(schedule))
-            os.chmod(tmp, 0o600)
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+            offset = json.loads(path.read_text(encoding="utf-8"))["offset"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        return float(offset) if isinstance(offset, int | float) else None
+
+    def save_offset(self, offset: float) -> None:
+        path = self.offset_path
+        if path is not None:
+            _write_private(path, json.dumps({"offset": offset}))
+
+
+def _write_private(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Write then rename, so a crash never leaves half a file behind.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def status_json(data: dict[str, object]) -> str:

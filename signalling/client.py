@@ -21,6 +21,9 @@ import aiohttp
 
 from signalling import protocol as p
 
+# The round trip the welcome's one-way clock sample is filed under: any measured one wins.
+ROUGH_RTT = 10.0
+
 
 class SignallingError(Exception):
     """The server refused something; ``code`` is a stable protocol error code."""
@@ -49,7 +52,12 @@ class ClockOffset:
     def add_rough(self, received: float, server_time: float) -> None:
         """A one-way sample (the welcome): used only until a round trip is measured."""
         if not self.samples:
-            self.samples.append((10.0, server_time - received))
+            self.samples.append((ROUGH_RTT, server_time - received))
+
+    @property
+    def measured(self) -> bool:
+        """Whether a round trip was measured (not only the welcome's one-way sample)."""
+        return self.best_rtt is not None and self.best_rtt < ROUGH_RTT
 
     @property
     def offset(self) -> float:
@@ -217,16 +225,23 @@ class SignallingClient:
             self.closed.set()
 
     async def _heartbeat(self, interval: float, timeout: float) -> None:
-        """Ping every ``interval``; a silent server for ``timeout`` means a dead link."""
+        """Ping every ``interval``; a server silent for ``timeout`` means a dead link,
+        closed at that deadline (not at the next ping), so the caller reconnects at
+        once instead of waiting for TCP to give up."""
         self._last_received = time.monotonic()
+        next_ping = self._last_received + interval
         while self._ws is not None and not self._ws.closed:
-            await asyncio.sleep(interval)
-            if time.monotonic() - self._last_received > timeout:
+            now = time.monotonic()
+            if now - self._last_received >= timeout:
                 self.close_reason = "heartbeat-timeout"
                 await self._ws.close()
                 return
-            with contextlib.suppress(SignallingError):
-                await self.send(p.Ping(t=self._clock()))
+            if now >= next_ping:
+                next_ping = now + interval
+                with contextlib.suppress(SignallingError):
+                    await self.send(p.Ping(t=self._clock()))
+            deadline = min(next_ping, self._last_received + timeout)
+            await asyncio.sleep(max(0.0, deadline - time.monotonic()))
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)
