@@ -8,7 +8,9 @@ with frames advancing (the page's figures and the video element's own counter, r
 twice); every SDP and candidate the page sent over the WebSocket names only
 127.0.0.1, and the server refused none. Then the organiser ends the session and the
 page says so. A revoked link, a link out of its window and a full session are
-refused in the browser with a clear message.
+refused in the browser with a clear message. A room that shares its screen (a lavfi
+content source) is shown large over a strip of the sites, whoever offered, and the
+grid comes back when it stops.
 """
 
 from __future__ import annotations
@@ -36,7 +38,9 @@ from room_agents.stamp import read_stamp
 from signalling.candidates import candidate_address
 from signalling.client import SignallingClient
 from tests.browser_support import browser, new_page, screenshot_path  # noqa: F401
+from tests.requirements import missing
 from tests.signalling_fixtures import eventually
+from tests.test_a11y import AXE, blocking_violations, describe
 from tests.ui_support import RunningApp, running_app
 from web.settings import Settings
 
@@ -48,7 +52,7 @@ UNSPECIFIED = {"0.0.0.0", "::"}
 # The agent's frame, as the page's video element shows it, reduced to luma (BT.601,
 # studio range, as the agent wrote it) for room_agents.stamp.read_stamp.
 READ_FRAME = """(peer) => {
-  const video = document.querySelector(`[data-peer="${peer}"] video`);
+  const video = document.querySelector(peer.startsWith("[") ? `${peer} video` : `[data-peer="${peer}"] video`);
   const canvas = document.createElement("canvas");
   canvas.width = video.videoWidth; canvas.height = video.videoHeight;
   const ctx = canvas.getContext("2d");
@@ -110,7 +114,7 @@ async def meeting(
 
 
 @asynccontextmanager
-async def room_agent(m: Meeting, room: str, cert: Path) -> AsyncIterator[Any]:
+async def room_agent(m: Meeting, room: str, cert: Path, **options: Any) -> AsyncIterator[Any]:
     from room_agents.agent import RoomAgent
     from room_agents.config import AgentConfig
     from room_agents.ice import unpin_host_addresses
@@ -123,6 +127,7 @@ async def room_agent(m: Meeting, room: str, cert: Path) -> AsyncIterator[Any]:
         fps=15,
         label=room,
         ca_file=cert,  # the agent trusts the test's self-signed certificate
+        **options,
     )
     agent = RoomAgent(config)
     task = asyncio.create_task(agent.run())
@@ -426,4 +431,186 @@ async def test_a_room_joining_after_the_guest_offers_and_the_page_answers(
             kinds = [json.loads(f).get("type") for f in sent]
             assert kinds.count("hello") == 2 and kinds.count("join") == 2, kinds
             assert "offer" not in kinds and kinds.count("answer") == 1, kinds
+        await page.context.close()
+
+
+# A content source on the agent; it is scaled to the agent's send size (320x180).
+CONTENT = "lavfi:testsrc2=size=640x360:rate=15"
+CONTENT_DECODED = (
+    "([peer, above]) => ((window.telecentreGuest.peers[peer] || {}).content || {}).framesDecoded"
+    " > above"
+)
+CONTENT_VIDEO_FRAMES = """(peer) => {
+  const video = document.querySelector(`[data-content-peer="${peer}"] video`);
+  return video ? video.getVideoPlaybackQuality().totalVideoFrames : 0;
+}"""
+CONTENT_SHOWN = """([peer, tile]) => {
+  const g = window.telecentreGuest;
+  const c = (g.peers[peer] || {}).content || {};
+  const el = document.querySelector(`[data-content-peer="${peer}"]`);
+  return c.live && g.contentShown === peer && el && !el.hidden && el.classList.contains(tile)
+    && document.getElementById("tiles").dataset.layout === "content";
+}"""
+GRID_BACK = """(peer) => {
+  const g = window.telecentreGuest;
+  const el = document.querySelector(`[data-content-peer="${peer}"]`);
+  return g.contentShown === null && !((g.peers[peer] || {}).content || {}).live
+    && (!el || el.hidden) && document.getElementById("tiles").dataset.layout === "grid";
+}"""
+
+
+async def share_and_stop(
+    m: Meeting,
+    page: Any,
+    room: str,
+    label: str,
+    stopped: str,
+    screenshot: str | None = None,
+    axe: bool = False,
+) -> None:
+    """The room shares: the page shows its content large over the sites, its frames
+    advancing; the room stops: the page goes back to the grid. With ``axe``, axe-core
+    finds nothing serious on the page showing content."""
+    room_peer = f"room:{m.rooms[room]}"
+    hub = m.app.services.signalling.hub
+    assert (await guest_status(page))["peers"][room_peer]["content"]["live"] is False
+    assert await page.get_attribute("#tiles", "data-layout") == "grid"
+
+    result = await hub.control(m.rooms[room], "content-share", {"on": True})
+    assert result.ok, result.message
+    await until(page, CONTENT_SHOWN, "the content shown large", [room_peer, "large"], 15)
+    first = (await guest_status(page))["peers"][room_peer]
+    first_video = await page.evaluate(CONTENT_VIDEO_FRAMES, room_peer)
+    await until(
+        page,
+        CONTENT_DECODED,
+        "content frames advancing",
+        [room_peer, first["content"]["framesDecoded"] + 10],
+    )
+    await until(
+        page,
+        f"([peer, above]) => ({CONTENT_VIDEO_FRAMES})(peer) > above",
+        "the content video element's frames advancing",
+        [room_peer, first_video + 10],
+    )
+    # The camera keeps coming beside the content, and its figures are its own.
+    await until(
+        page, FRAMES_DECODED, "the camera beside the content", [room_peer, first["framesDecoded"]]
+    )
+    status = await guest_status(page)
+    content = status["peers"][room_peer]["content"]
+    assert content["received"] and (content["frameWidth"], content["frameHeight"]) == (320, 180)
+    # The content is the shared picture, not the camera: it carries no frame stamp,
+    # while the camera tile still shows the stamped camera.
+    selector = f'[data-content-peer="{room_peer}"]'
+    picture = await page.evaluate(READ_FRAME, selector)
+    luma = np.array(picture["luma"], dtype=np.uint8).reshape(picture["height"], picture["width"])
+    assert read_stamp(luma) is None, "the content tile shows the camera"
+    assert luma.std() > 20, "the content tile shows a flat picture"
+    camera = await page.evaluate(READ_FRAME, room_peer)
+    camera_luma = np.array(camera["luma"], dtype=np.uint8).reshape(
+        camera["height"], camera["width"]
+    )
+    stamp = read_stamp(camera_luma)
+    assert stamp is not None and stamp.camera, "the camera tile lost the camera"
+
+    # Large over a strip: the full width of the list, above every site's tile.
+    tile = page.locator(selector)
+    video = tile.locator("video")
+    assert await video.get_attribute("aria-label") == label
+    assert (await tile.inner_text()).strip() == label
+    assert await page.text_content("#content-status") == label
+    large = await tile.bounding_box()
+    tiles = await page.locator("#tiles").bounding_box()
+    assert large is not None and tiles is not None
+    assert large["width"] > 0.9 * tiles["width"]
+    for site in await page.locator("#tiles > li:not([data-content-peer])").all():
+        box = await site.bounding_box()
+        assert box is not None
+        assert box["y"] >= large["y"] + large["height"], "a site tile beside the content"
+        assert box["width"] < large["width"] / 3
+    if screenshot:
+        await page.screenshot(path=screenshot_path(screenshot), full_page=True)
+    if axe:
+        violations = await blocking_violations(page)
+        assert not violations, describe(violations)
+
+    result = await hub.control(m.rooms[room], "content-share", {"on": False})
+    assert result.ok, result.message
+    await until(page, GRID_BACK, "the grid back", room_peer, 10)
+    assert await page.text_content("#content-status") == stopped
+    camera_tile = await page.locator(f'[data-peer="{room_peer}"]').bounding_box()
+    assert camera_tile is not None and camera_tile["width"] > 300  # a grid tile again
+    # The camera goes on, and the call is still the same.
+    decoded = (await guest_status(page))["peers"][room_peer]["framesDecoded"]
+    await until(page, FRAMES_DECODED, "the camera after the share", [room_peer, decoded + 5])
+
+
+async def test_a_guest_offering_sees_a_room_share_its_screen_large(
+    browser: Any,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    if not AXE.exists():
+        missing("axe-core is not installed: npm ci --prefix tests/js (scripts/services.sh)")
+    now = datetime.now(UTC)
+    async with meeting(tmp_path, now - timedelta(seconds=2), now + timedelta(minutes=10)) as m:
+        await m.add_guest("Ada Lovelace")
+        room_peer = f"room:{m.rooms['paris']}"
+        async with room_agent(m, "paris", tmp_path / "cert.pem", content=CONTENT) as agent:
+            await eventually(lambda: m.session_id in agent.joined_on, "the agent joined", 15)
+            page = await new_page(browser)
+            sent: list[str] = []
+            page.on(
+                "websocket", lambda ws: ws.on("framesent", lambda payload: sent.append(payload))
+            )
+            await page.goto(m.url("Ada Lovelace"))
+            await page.click("#join")
+            await until(page, FRAMES_DECODED, "the agent's camera", [room_peer, 5], 20)
+            # The page offered camera, microphone and content, in the agents' order.
+            (offer,) = [json.loads(f) for f in sent if json.loads(f).get("type") == "offer"]
+            kinds = [line.split()[0] for line in offer["sdp"].splitlines() if line.startswith("m=")]
+            assert kinds[:3] == ["m=video", "m=audio", "m=video"], kinds
+            call = agent.sessions[m.session_id].calls[guest_peer_id(m.links["Ada Lovelace"][0])]
+            assert call.content is not None  # the agent answered with its content section
+            await share_and_stop(
+                m,
+                page,
+                "paris",
+                "Salle TelePresence is sharing its screen",
+                "Salle TelePresence stopped sharing its screen",
+                screenshot="guest-content",
+                axe=True,
+            )
+            await page.context.close()
+
+
+async def test_a_room_offering_to_a_guest_shares_its_screen_large_and_stops(
+    browser: Any,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    now = datetime.now(UTC)
+    async with meeting(tmp_path, now - timedelta(seconds=2), now + timedelta(minutes=10)) as m:
+        await m.add_guest("Ada Lovelace")
+        room_peer = f"room:{m.rooms['paris']}"
+        page = await new_page(browser, locale="fr-FR")
+        sent: list[str] = []
+        page.on("websocket", lambda ws: ws.on("framesent", lambda payload: sent.append(payload)))
+        await page.goto(m.url("Ada Lovelace"))
+        await page.click("#join")
+        await until(page, "() => window.telecentreGuest.state === 'joined'", "joined")
+        async with room_agent(m, "paris", tmp_path / "cert.pem", content=CONTENT):
+            await until(page, FRAMES_DECODED, "the late room's camera", [room_peer, 5], 20)
+            # The room offered: the page answered its content section.
+            kinds = [json.loads(f).get("type") for f in sent]
+            assert "answer" in kinds and "offer" not in kinds, kinds
+            (answer,) = [json.loads(f) for f in sent if json.loads(f).get("type") == "answer"]
+            assert answer["sdp"].count("m=video") == 2
+            await share_and_stop(
+                m,
+                page,
+                "paris",
+                "Salle TelePresence partage son écran",
+                "Salle TelePresence a cessé de partager son écran",
+                screenshot="guest-content-fr",
+            )
         await page.context.close()

@@ -13,11 +13,22 @@
      becomes 0.0.0.0;
    - it pings every welcome.heartbeat_interval; it leaves at the session's end (the
      `ended` session-state, or the end time on the server's clock).
+   - content share (docs/protocol.md §18.4): its offers carry the camera, the
+     microphone and a second, receive-only video section for content, in that order
+     (the agents' order); in an offer it answers, content is the section whose
+     a=msid track id starts with `content-` (or the second video section). Content
+     is shown large over a strip of the sites while its frames keep coming, and the
+     grid comes back 1.5 s after the last one (or at once when its track mutes or
+     ends); with several sites sharing, the first by name is large, as on the room
+     screens (room_agents/layout.py).
 
    window.telecentreGuest is a read-only copy of its state, for people and tests:
    {state, peerId, sessionId, sessionState, end, peers: {peer_id: {name, centre,
    connection, framesDecoded, framesReceived, framesPerSecond, frameWidth,
-   frameHeight, live}}, errors: [codes], removedCandidates, sent: {offer, answer}}.
+   frameHeight, live, content: {received, framesDecoded, framesPerSecond,
+   frameWidth, frameHeight, live}}}, contentShown: peer_id | null, errors: [codes],
+   removedCandidates, sent: {offer, answer}}. A peer's figures above `content` are its
+   camera's; `content.received` says a content track arrived from it.
 */
 (() => {
   "use strict";
@@ -160,7 +171,8 @@
 
   const status = {
     state: "check", peerId: null, sessionId: config.session_id, sessionState: null,
-    end: config.end, peers: {}, errors: [], removedCandidates: 0, sent: { offer: 0, answer: 0 },
+    end: config.end, peers: {}, contentShown: null, errors: [], removedCandidates: 0,
+    sent: { offer: 0, answer: 0 },
   };
   Object.defineProperty(window, "telecentreGuest", {
     get: () => JSON.parse(JSON.stringify(status)),
@@ -173,7 +185,7 @@
     joinStatus: $("join-status"), alert: $("alert"), check: $("check"), call: $("call"),
     callStatus: $("call-status"), tiles: $("tiles"), selfView: $("self-view"), mute: $("mute"),
     cameraToggle: $("camera-toggle"), sound: $("sound"), leave: $("leave"), ended: $("ended"),
-    endedTitle: $("ended-title"), endedText: $("ended-text"),
+    endedTitle: $("ended-title"), endedText: $("ended-text"), contentStatus: $("content-status"),
   };
 
   function setState(state) {
@@ -284,7 +296,7 @@
   let reconnectAttempt = 0;
   let finished = false;
   let inbox = Promise.resolve();
-  const calls = new Map();    // peer_id -> {conn, pc, offerer, tile}
+  const calls = new Map();    // peer_id -> {conn, pc, offerer, stream, contentTransceiver, content}
   const members = new Map();  // peer_id -> PeerInfo
 
   const serverNow = () => Date.now() / 1000 + offset;
@@ -444,6 +456,7 @@
     showSessionState();
     scheduleEnd(status.end);
     if (!statsTimer) statsTimer = setInterval(collectStats, 1000);
+    if (!contentTimer) contentTimer = setInterval(pollContent, CONTENT_POLL_MS);
   }
 
   function onError(m) {
@@ -508,6 +521,7 @@
     clearInterval(heartbeat);
     clearTimeout(endTimer);
     clearInterval(statsTimer);
+    clearInterval(contentTimer);
     if (ws) ws.close(1000);
     for (const peerId of [...calls.keys()]) dropCall(peerId);
     stopLocal();
@@ -531,20 +545,29 @@
 
   function newCall(peerId, conn, offerer) {
     const pc = new RTCPeerConnection({ iceServers });
-    const call = { conn, pc, offerer };
-    if (localStream) {
-      for (const track of localStream.getTracks()) pc.addTrack(track, localStream);
+    // The peer's camera and microphone; its content gets a stream of its own (an agent
+    // sends all three in one stream).
+    const call = { conn, pc, offerer, stream: new MediaStream(), contentTransceiver: null, content: null };
+    // The agents' order: camera, microphone, then content (room_agents/calls.py).
+    for (const kind of ["video", "audio"]) {
+      const tracks = localStream ? localStream.getTracks().filter((t) => t.kind === kind) : [];
+      for (const track of tracks) pc.addTrack(track, localStream);
+      if (!tracks.length) pc.addTransceiver(kind, { direction: "recvonly" });
     }
-    for (const kind of ["audio", "video"]) {
-      if (!localStream || !localStream.getTracks().some((t) => t.kind === kind)) {
-        pc.addTransceiver(kind, { direction: "recvonly" });
-      }
-    }
+    // Our offers ask for the others' content; when a peer offers, its own content
+    // section makes the browser add the transceiver.
+    if (offerer) call.contentTransceiver = pc.addTransceiver("video", { direction: "recvonly" });
     pc.addEventListener("track", (event) => {
+      if (calls.get(peerId) !== call) return;
+      if (isContent(call, event.transceiver)) {
+        attachContent(peerId, call, event.receiver);
+        return;
+      }
       const tile = tileFor(members.get(peerId) || { peer_id: peerId, name: peerId });
       const video = tile.querySelector("video");
-      if (video.srcObject !== event.streams[0]) {
-        video.srcObject = event.streams[0] || new MediaStream([event.track]);
+      if (!call.stream.getTracks().includes(event.track)) call.stream.addTrack(event.track);
+      if (video.srcObject !== call.stream) {
+        video.srcObject = call.stream;
         video.play().catch(() => { ui.sound.hidden = false; });
       }
     });
@@ -567,6 +590,12 @@
     calls.delete(peerId);
     call.pc.close();
     delete status.peers[peerId];
+    if (call.content) {
+      const tile = contentTile(peerId);
+      if (tile) tile.remove();
+      if (call.content.live) announceContent(peerId, false);
+      layoutContent();
+    }
   }
 
   function gathered(pc) {
@@ -691,8 +720,12 @@
         framesDecoded: 0, framesReceived: 0, framesPerSecond: 0, frameWidth: 0, frameHeight: 0,
         audioLevel: 0, live: false, stalledSince: previous.stalledSince,
       };
+      // The camera's figures: content frames are counted apart (pollContent).
+      const content = call.content ? call.content.receiver
+        : call.contentTransceiver && call.contentTransceiver.receiver;
       report.forEach((s) => {
         if (s.type !== "inbound-rtp") return;
+        if (s.kind === "video" && content && s.trackIdentifier === content.track.id) return;
         if (s.kind === "video") {
           figures.framesDecoded += s.framesDecoded || 0;
           figures.framesReceived += s.framesReceived || 0;
@@ -707,12 +740,158 @@
       // Live: connected, and a picture decoded within the last 3 seconds.
       figures.live = figures.connection === "connected" && figures.framesDecoded > 0
         && Date.now() - figures.stalledSince < 3000;
+      figures.content = contentFigures(call);
       if (calls.get(peerId) === call) {
         status.peers[peerId] = figures;
         updateTile(peerId);
       }
     }
     showSessionState();
+  }
+
+  // --- content share -------------------------------------------------------------------
+
+  const CONTENT_PREFIX = "content-";
+  const CONTENT_STALE_MS = 1500;  // the room screens drop content 1.5 s after its last frame
+  const CONTENT_POLL_MS = 250;
+  let contentTimer = null;
+
+  /** The media sections of an SDP: [{kind, mid, trackId}]. */
+  function sections(sdp) {
+    return sdp.split(/\r\n(?=m=)/).slice(1).map((text) => {
+      const lines = text.split("\r\n");
+      const mid = lines.find((l) => l.startsWith("a=mid:"));
+      const msid = lines.find((l) => l.startsWith("a=msid:"));
+      return {
+        kind: lines[0].slice(2).split(" ")[0],
+        mid: mid ? mid.slice(6).trim() : null,
+        trackId: msid ? (msid.slice(7).trim().split(/\s+/)[1] || "") : "",
+      };
+    });
+  }
+
+  /** Is what arrives on this transceiver a peer's content? Ours for content when we
+      offered; else the section announced as content, or the second video section. */
+  function isContent(call, transceiver) {
+    if (call.contentTransceiver) return transceiver === call.contentTransceiver;
+    const remote = call.pc.remoteDescription;
+    if (!remote || transceiver.mid === null) return false;
+    const all = sections(remote.sdp);
+    const own = all.find((s) => s.mid === transceiver.mid);
+    if (own && own.trackId.startsWith(CONTENT_PREFIX)) return true;
+    const videos = all.filter((s) => s.kind === "video");
+    return videos.length >= 2 && videos[1].mid === transceiver.mid;
+  }
+
+  function contentTile(peerId) {
+    return ui.tiles.querySelector(`[data-content-peer="${CSS.escape(peerId)}"]`);
+  }
+
+  function siteName(peerId) {
+    return (members.get(peerId) || {}).name || peerId;
+  }
+
+  function attachContent(peerId, call, receiver) {
+    const track = receiver.track;
+    call.content = {
+      receiver, track, framesDecoded: 0, framesPerSecond: 0, frameWidth: 0, frameHeight: 0,
+      lastFrameAt: 0, live: false,
+    };
+    for (const event of ["mute", "unmute", "ended"]) {
+      track.addEventListener(event, () => { if (calls.get(peerId) === call) refreshContent(peerId, call); });
+    }
+    let tile = contentTile(peerId);
+    if (!tile) {
+      tile = document.createElement("li");
+      tile.className = "tile content";
+      tile.dataset.contentPeer = peerId;
+      tile.hidden = true;
+      const video = document.createElement("video");
+      video.autoplay = true;
+      video.playsInline = true;
+      video.muted = true;
+      const name = document.createElement("p");
+      name.className = "tile-name";
+      tile.append(video, name);
+      ui.tiles.prepend(tile);
+    }
+    const label = say("sharing", { site: siteName(peerId) });
+    tile.querySelector(".tile-name").textContent = label;
+    const video = tile.querySelector("video");
+    video.setAttribute("aria-label", label);
+    video.srcObject = new MediaStream([track]);
+    video.play().catch(() => {});
+  }
+
+  function contentFigures(call) {
+    const c = call && call.content;
+    if (!c) {
+      return { received: false, framesDecoded: 0, framesPerSecond: 0, frameWidth: 0, frameHeight: 0, live: false };
+    }
+    return {
+      received: true, framesDecoded: c.framesDecoded, framesPerSecond: c.framesPerSecond,
+      frameWidth: c.frameWidth, frameHeight: c.frameHeight, live: c.live,
+    };
+  }
+
+  /** Content frames, read often: the grid must come back soon after the last one. */
+  async function pollContent() {
+    for (const [peerId, call] of calls) {
+      const c = call.content;
+      if (!c) continue;
+      let report;
+      try { report = await c.receiver.getStats(); } catch { continue; }
+      let decoded = 0;
+      report.forEach((s) => {
+        if (s.type !== "inbound-rtp" || s.kind !== "video") return;
+        decoded += s.framesDecoded || 0;
+        c.framesPerSecond = s.framesPerSecond || 0;
+        c.frameWidth = s.frameWidth || c.frameWidth;
+        c.frameHeight = s.frameHeight || c.frameHeight;
+      });
+      if (decoded > c.framesDecoded) c.lastFrameAt = performance.now();
+      c.framesDecoded = decoded;
+      if (calls.get(peerId) === call) refreshContent(peerId, call);
+    }
+  }
+
+  function refreshContent(peerId, call) {
+    const c = call.content;
+    const live = c.track.readyState === "live" && !c.track.muted && c.framesDecoded > 0
+      && performance.now() - c.lastFrameAt < CONTENT_STALE_MS;
+    if (status.peers[peerId]) status.peers[peerId].content = contentFigures(call);
+    if (live === c.live) return;
+    c.live = live;
+    if (status.peers[peerId]) status.peers[peerId].content = contentFigures(call);
+    announceContent(peerId, live);
+    layoutContent();
+  }
+
+  function announceContent(peerId, on) {
+    ui.contentStatus.textContent = say(on ? "sharing" : "sharingStopped", { site: siteName(peerId) });
+  }
+
+  /** Content large over a strip of the sites, or the grid when nobody shares. */
+  function layoutContent() {
+    const sharing = [...calls].filter(([, call]) => call.content && call.content.live)
+      .map(([peerId]) => peerId)
+      .sort((a, b) => siteName(a).localeCompare(siteName(b)) || (a < b ? -1 : a > b ? 1 : 0));
+    const large = sharing[0] || null;
+    for (const tile of ui.tiles.querySelectorAll("[data-content-peer]")) {
+      const peerId = tile.dataset.contentPeer;
+      const shown = sharing.includes(peerId);
+      tile.hidden = !shown;
+      tile.classList.toggle("large", peerId === large);
+      // The large one first; another site's content beside that site in the strip.
+      if (peerId === large) {
+        if (ui.tiles.firstElementChild !== tile) ui.tiles.prepend(tile);
+      } else if (shown) {
+        const site = ui.tiles.querySelector(`[data-peer="${CSS.escape(peerId)}"]`);
+        if (site && site.nextElementSibling !== tile) site.after(tile);
+      }
+    }
+    ui.tiles.dataset.layout = large ? "content" : "grid";
+    status.contentShown = large;
   }
 
   // --- the controls ---------------------------------------------------------------------
