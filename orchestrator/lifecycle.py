@@ -64,7 +64,7 @@ def planned_transitions(start: float, end: float, lead: float) -> list[tuple[str
     return [
         (PREPARING, start - lead),
         (LIVE, start),
-        (ENDING, max(start, end - FIRST_WARNING_SECONDS)),
+        (ENDING, first_warning_at(start, end)),
         (ENDED, end),
     ]
 
@@ -74,19 +74,36 @@ def final_warning_at(start: float, end: float) -> float | None:
     if end <= start:
         raise ValueError(f"a session ends after it starts (start={start}, end={end})")
     at = end - FINAL_WARNING_SECONDS
-    return at if at > max(start, end - FIRST_WARNING_SECONDS) else None
+    return at if at > first_warning_at(start, end) else None
+
+
+def first_warning_at(start: float, end: float) -> float:
+    """When ``ending`` (the first end-of-meeting warning) is due."""
+    return max(start, end - FIRST_WARNING_SECONDS)
 
 
 def _plan(
-    state: str, start: float, end: float, lead: float, final_warning_sent: bool
+    state: str,
+    start: float,
+    end: float,
+    lead: float,
+    final_warning_sent: bool,
+    first_warning_sent: bool = True,
 ) -> list[tuple[str, float]]:
-    """The steps still ahead of ``state``, warnings included, in order."""
+    """The steps still ahead of ``state``, warnings included, in order.
+
+    ``first_warning_sent=False`` in state ``ending`` means the session was extended
+    after its warnings went out: the first warning for the new end is due again (as
+    a repeated ``ending``), then the final one.
+    """
     _check(start, end, lead)
     _check_state(state)
     if state in TERMINAL_STATES:
         return []
     position = _ORDER[state]
     steps = [(s, at) for s, at in planned_transitions(start, end, lead) if _ORDER[s] > position]
+    if state == ENDING and not first_warning_sent:
+        steps.insert(0, (ENDING, first_warning_at(start, end)))
     warning = final_warning_at(start, end)
     if warning is not None and not final_warning_sent:
         steps.insert(len(steps) - 1, (ENDING, warning))  # just before ``ended``
@@ -101,9 +118,10 @@ def due_transitions(
     now: float,
     *,
     final_warning_sent: bool = False,
+    first_warning_sent: bool = True,
 ) -> list[tuple[str, float]]:
     """The steps to take now, from ``state``, as ``(state, planned_at)`` in order."""
-    steps = _plan(state, start, end, lead, final_warning_sent)
+    steps = _plan(state, start, end, lead, final_warning_sent, first_warning_sent)
     if not steps:
         return []
     if now >= end:
@@ -118,9 +136,10 @@ def next_wake(
     lead: float,
     *,
     final_warning_sent: bool = False,
+    first_warning_sent: bool = True,
 ) -> float | None:
     """The planned time of the next step after ``state``, or None once terminal."""
-    steps = _plan(state, start, end, lead, final_warning_sent)
+    steps = _plan(state, start, end, lead, final_warning_sent, first_warning_sent)
     return steps[0][1] if steps else None
 
 

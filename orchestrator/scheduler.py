@@ -125,29 +125,34 @@ def apply_due_transitions(
             col(Session.start_utc) <= _dt(now + MAX_LEAD_SECONDS + 1),
         )
     ).all()
-    endings: dict[str, int] = dict(
-        db.connection()
-        .execute(
-            sa.select(col(SessionTransitionRecord.session_id), sa.func.count())
-            .where(
-                col(SessionTransitionRecord.session_id).in_(
-                    [s.id for s in sessions if s.state == lifecycle.ENDING]
-                ),
-                col(SessionTransitionRecord.state) == lifecycle.ENDING,
-            )
-            .group_by(col(SessionTransitionRecord.session_id))
+    # Warnings already sent for each session's current end: an extension moves the
+    # end, and the warnings sent for the old one no longer count.
+    ending_at: dict[str, list[float]] = {}
+    for session_id, recorded in db.connection().execute(
+        sa.select(col(SessionTransitionRecord.session_id), col(SessionTransitionRecord.at)).where(
+            col(SessionTransitionRecord.session_id).in_(
+                [s.id for s in sessions if s.state == lifecycle.ENDING]
+            ),
+            col(SessionTransitionRecord.state) == lifecycle.ENDING,
         )
-        .all()
-    )
+    ):
+        ending_at.setdefault(session_id, []).append(_ts(recorded))
     applied: list[tuple[Session, str, float]] = []
     wake: float | None = None
     for session in sessions:
         start, end = _ts(session.start_utc), _ts(session.end_utc)
         lead = float(session.lead_seconds)
-        warnings = endings.get(session.id, 0)
+        first = lifecycle.first_warning_at(start, end)
+        warnings = sum(t >= first for t in ending_at.get(session.id, ()))
         try:
             due = lifecycle.due_transitions(
-                session.state, start, end, lead, now, final_warning_sent=warnings >= 2
+                session.state,
+                start,
+                end,
+                lead,
+                now,
+                final_warning_sent=warnings >= 2,
+                first_warning_sent=warnings >= 1 or session.state != lifecycle.ENDING,
             )
         except ValueError:
             # A row no command could have written (end before start, an unknown state):
@@ -163,7 +168,12 @@ def apply_due_transitions(
         if session.state in lifecycle.TERMINAL_STATES or due[:1] == [(lifecycle.FAILED, now)]:
             continue
         upcoming = lifecycle.next_wake(
-            session.state, start, end, lead, final_warning_sent=warnings >= 2
+            session.state,
+            start,
+            end,
+            lead,
+            final_warning_sent=warnings >= 2,
+            first_warning_sent=warnings >= 1 or session.state != lifecycle.ENDING,
         )
         if upcoming is not None and upcoming > now and (wake is None or upcoming < wake):
             wake = upcoming

@@ -145,6 +145,21 @@ def test_final_warning_is_sent_once() -> None:
     assert due_transitions(ENDING, T, T + HOUR, 60, now, final_warning_sent=True) == []
 
 
+def test_an_extended_session_in_ending_is_warned_again_for_its_new_end() -> None:
+    end = T + HOUR + 1800  # extended by 30 minutes after both warnings went out
+    kw = {"final_warning_sent": False, "first_warning_sent": False}
+    assert due_transitions(ENDING, T, end, 60, T + HOUR, **kw) == []
+    assert next_wake(ENDING, T, end, 60, **kw) == end - 300
+    assert due_transitions(ENDING, T, end, 60, end - 300, **kw) == [(ENDING, end - 300)]
+    # A late step catches up with both, in order.
+    assert due_transitions(ENDING, T, end, 60, end - 30, **kw) == [
+        (ENDING, end - 300),
+        (ENDING, end - 60),
+    ]
+    first_sent = {"final_warning_sent": False, "first_warning_sent": True}
+    assert due_transitions(ENDING, T, end, 60, end - 300, **first_sent) == []
+
+
 def test_tiny_session_goes_live_and_warns_at_the_start() -> None:
     start, end = T, T + 90
     assert due_transitions(PREPARING, start, end, 10, start) == [(LIVE, start), (ENDING, start)]

@@ -295,6 +295,14 @@ async def test_the_scheduler_keeps_the_rooms_until_the_new_end(tmp_path: Path) -
         await clock.set((T + 61 * MIN).timestamp())  # the old end has passed
         await scheduler.step()
         assert get_session(database, sid).state == lifecycle.ENDING
+        assert not control.of(SessionTransition), "no warning before the new end's"
+
+        # The rooms are warned again for the new end: 5 minutes, then 1 minute before.
+        for minute in (84, 85, 88, 89):
+            await clock.set((T + minute * MIN).timestamp())
+            await scheduler.step()
+        warnings = [t.at for t in control.of(SessionTransition) if t.state == lifecycle.ENDING]
+        assert warnings == [(T + 85 * MIN).timestamp(), (T + 89 * MIN).timestamp()]
         await clock.set((T + 90 * MIN).timestamp())
         await scheduler.step()
         ended = [t for t in control.of(SessionTransition) if t.state == lifecycle.ENDED]
