@@ -4,7 +4,6 @@ loads no server code (and needs none of the server's packages installed)."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 import sys
@@ -433,32 +432,12 @@ def _logging(level: str) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-async def _until_signalled(coro: Any) -> None:
-    """Run ``coro`` until it ends or SIGTERM/SIGINT arrives; then cancel it, so its
-    cleanup runs (an agent leaves its sessions, serve closes its connections)."""
-    import signal
-
-    task = asyncio.ensure_future(coro)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, task.cancel)
-    try:
-        await task
-    except asyncio.CancelledError:
-        pass
-
-
 def _run(coro: Any) -> None:
-    try:
-        import uvloop
+    """Run until done or until SIGTERM/SIGINT, then let cleanup run (one helper for
+    the agent and the service)."""
+    from room_agents.cli import run_until_signalled
 
-        runner: Callable[[Any], Any] = uvloop.run
-    except ImportError:
-        runner = asyncio.run
-    try:
-        runner(_until_signalled(coro))
-    except KeyboardInterrupt:
-        pass
+    run_until_signalled(coro)
 
 
 def build_parser() -> argparse.ArgumentParser:
