@@ -273,13 +273,16 @@ class StartingCard:
         return av.VideoFrame.from_ndarray(self._yuv, format="yuv420p")
 
 
-class PrivacyCard:
-    """Sent instead of the camera while the room is in privacy; static but for its stamp,
-    which carries ``FLAG_PRIVACY`` so a receiver can tell it from the starting card."""
+class _StillCard:
+    """A static card shown instead of the camera; only its stamp changes per frame.
+    Subclasses give the text, the colours and the stamp flags that tell receivers
+    which card it is."""
 
-    BACKGROUND: Final = 24
-    TINT_U: Final = 118  # a dark red: neither the camera nor the blue starting card
-    TINT_V: Final = 160
+    BACKGROUND: int = 24
+    TINT_U: int = 128
+    TINT_V: int = 128
+    PRIVACY: bool = False
+    NO_CAMERA: bool = False
 
     def __init__(
         self, clock: Clock, width: int = 640, height: int = 360, fps: int = 30, label: str = ""
@@ -289,48 +292,52 @@ class PrivacyCard:
         self.width, self.height, self.fps = width, height, fps
         self._yuv = np.empty((height * 3 // 2, width), np.uint8)
         self._card = np.empty_like(self._yuv)
-        lines = [("Privacy", height // 8), ("Camera and microphone off", height // 14)]
-        lines.append((label, height // 18))
+        lines = [*self.lines(height), (label, height // 18)]
         self._card[:height] = render_text_lines(width, height, lines, self.BACKGROUND, LUMA_WHITE)
         u, v = chroma_planes(self._card, width, height)
         u[:], v[:] = self.TINT_U, self.TINT_V
 
+    def lines(self, height: int) -> list[tuple[str, int]]:
+        raise NotImplementedError
+
     def next_frame(self) -> av.VideoFrame:
         np.copyto(self._yuv, self._card)
         write_stamp(
-            self._yuv, self.width, self.height, capture_ms(self.clock), camera=False, privacy=True
+            self._yuv,
+            self.width,
+            self.height,
+            capture_ms(self.clock),
+            camera=False,
+            privacy=self.PRIVACY,
+            no_camera=self.NO_CAMERA,
         )
         return av.VideoFrame.from_ndarray(self._yuv, format="yuv420p")
 
 
-class UnavailableCard:
+class PrivacyCard(_StillCard):
+    """Sent instead of the camera while the room is in privacy; its stamp carries
+    ``FLAG_PRIVACY`` so a receiver can tell it from the starting card."""
+
+    BACKGROUND = 24
+    TINT_U = 118  # a dark red: neither the camera nor the blue starting card
+    TINT_V = 160
+    PRIVACY = True
+
+    def lines(self, height: int) -> list[tuple[str, int]]:
+        return [("Privacy", height // 8), ("Camera and microphone off", height // 14)]
+
+
+class UnavailableCard(_StillCard):
     """Sent instead of the camera while the room's camera cannot be opened (missing,
     busy, unplugged); its stamp carries ``FLAG_NO_CAMERA`` so a receiver can tell."""
 
-    BACKGROUND: Final = 48
-    TINT_U: Final = 112  # a dark amber: neither the camera, the blue nor the red card
-    TINT_V: Final = 142
+    BACKGROUND = 48
+    TINT_U = 112  # a dark amber: neither the camera, the blue nor the red card
+    TINT_V = 142
+    NO_CAMERA = True
 
-    def __init__(
-        self, clock: Clock, width: int = 640, height: int = 360, fps: int = 30, label: str = ""
-    ) -> None:
-        check_frame_size(width, height)
-        self.clock = clock
-        self.width, self.height, self.fps = width, height, fps
-        self._yuv = np.empty((height * 3 // 2, width), np.uint8)
-        self._card = np.empty_like(self._yuv)
-        lines = [("Camera unavailable", height // 9), ("Staff have been told", height // 16)]
-        lines.append((label, height // 18))
-        self._card[:height] = render_text_lines(width, height, lines, self.BACKGROUND, LUMA_WHITE)
-        u, v = chroma_planes(self._card, width, height)
-        u[:], v[:] = self.TINT_U, self.TINT_V
-
-    def next_frame(self) -> av.VideoFrame:
-        np.copyto(self._yuv, self._card)
-        write_stamp(
-            self._yuv, self.width, self.height, capture_ms(self.clock), camera=False, no_camera=True
-        )
-        return av.VideoFrame.from_ndarray(self._yuv, format="yuv420p")
+    def lines(self, height: int) -> list[tuple[str, int]]:
+        return [("Camera unavailable", height // 9), ("Staff have been told", height // 16)]
 
 
 class SineSource:
