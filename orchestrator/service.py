@@ -41,6 +41,8 @@ from orchestrator.models import (
 MIN_ROOMS = 2
 """A telepresence booking links at least two rooms."""
 MAX_LEAD_SECONDS = 3600
+MAX_DURATION_SECONDS = 366 * 86400
+"""The longest a room's maximum booking duration may be set to."""
 CONNECT_MODES = frozenset({"automatic", "one-button", "reserve-only", "manual"})
 """Accepted connect modes (``orchestrator.policy``; ``manual`` is ``one-button``)."""
 
@@ -131,8 +133,10 @@ def set_room_policy(
             raise DomainError("invalid-policy", "a buffer is between 0 and 4 hours")
         room.buffer_seconds = buffer_seconds
     if max_duration_seconds is not None:
-        if max_duration_seconds < 300:
-            raise DomainError("invalid-policy", "a maximum duration is at least 5 minutes")
+        if not 300 <= max_duration_seconds <= MAX_DURATION_SECONDS:
+            raise DomainError(
+                "invalid-policy", "a maximum duration is between 5 minutes and 366 days"
+            )
         room.max_duration_seconds = max_duration_seconds
     if max_advance_days is not None:
         if not 1 <= max_advance_days <= 3 * 365:

@@ -103,6 +103,7 @@ FOUND_BY_SCHEMATHESIS: list[tuple[str, str, Any, int, str]] = [
     ("POST", "/feeds", {"url": "https://a", "interval_seconds": True}, 400, "bad-request"),
     ("PATCH", "/rooms/{room_id}", {"max_duration_seconds": 2**53 - 1}, 400, "invalid-policy"),
     ("PATCH", "/rooms/{room_id}", {"buffer_seconds": 2**63}, 400, "bad-request"),
+    ("GET", "/bookings/{booking_id}/invitation.ics?join=https://%0Ax", None, 400, "bad-request"),
 ]
 
 

@@ -33,7 +33,6 @@ MAX_JSON_INT = 2**53 - 1
 """Integers beyond this are not exchanged reliably in JSON (RFC 7493 §2.2); they would
 also overflow the database's 64-bit integers and Python's timedelta."""
 MAX_FEED_INTERVAL = 7 * 86400
-MAX_DURATION_SECONDS = 366 * 86400
 """The longest occurrence limit a room policy may set (a timedelta must hold it)."""
 
 
@@ -307,8 +306,6 @@ async def set_room(request: web.Request) -> web.Response:
     if aliases is not None and not all(isinstance(a, str) for a in aliases):
         raise DomainError("bad-request", "aliases is a list of names")
     max_duration = _field(data, "max_duration_seconds", int, None)
-    if max_duration is not None and max_duration > MAX_DURATION_SECONDS:
-        raise DomainError("invalid-policy", "a maximum duration is at most 366 days")
     room = await request.app[SERVICES].db.run(
         lambda s: service.set_room_policy(
             s,

@@ -164,7 +164,11 @@ async def freebusy(request: web.Request) -> web.Response:
 def _join_url(value: str | None) -> str | None:
     if value is None:
         return None
-    if not value.startswith(("https://", "http://")) or len(value) > 2000:
+    if (
+        not value.startswith(("https://", "http://"))
+        or len(value) > 2000
+        or not value.isprintable()
+    ):
         raise DomainError("bad-request", "join is an http(s) URL")
     return value
 
