@@ -393,11 +393,27 @@ async def test_a_room_joining_after_the_guest_offers_and_the_page_answers(
         assert "En attente des autres sites" in (await page.text_content("#call-status") or "")
         async with room_agent(m, "paris", tmp_path / "cert.pem") as agent:
             await until(page, FRAMES_DECODED, "the late room's video", [room_peer, 10], 20)
-            await eventually(
-                lambda: (agent.screen.totals().get(guest_peer, {}).get("frames") or 0) > 10,
-                "the late room decoding the guest",
-                15,
-            )
+            try:
+                await eventually(
+                    lambda: (agent.screen.totals().get(guest_peer, {}).get("frames") or 0) > 10,
+                    "the late room decoding the guest",
+                    20,
+                )
+            except AssertionError as exc:
+                # Say what each side saw, so a rare failure can be read from the log.
+                answers = [
+                    line
+                    for f in sent
+                    if json.loads(f).get("type") == "answer"
+                    for line in json.loads(f)["sdp"].splitlines()
+                    if line.startswith(
+                        ("m=", "a=sendrecv", "a=recvonly", "a=sendonly", "a=inactive")
+                    )
+                ]
+                raise AssertionError(
+                    f"{exc}; agent totals {agent.screen.totals()}; page status "
+                    f"{await guest_status(page)}; page answers {answers}"
+                ) from None
             kinds = [json.loads(f).get("type") for f in sent]
             assert "answer" in kinds and "offer" not in kinds, kinds
             candidates, connections = sent_addresses(sent)
