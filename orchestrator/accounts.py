@@ -7,7 +7,6 @@ functions each run in one transaction (``Database.run``).
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -16,6 +15,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from sqlmodel import col, delete, select
 
+from orchestrator.credentials import hash_secret, new_secret
 from orchestrator.db import DbSession
 from orchestrator.models import Centre, LoginThrottle, User, WebSession
 from orchestrator.service import DomainError, zone
@@ -123,7 +123,7 @@ def _password_matches(password_hash: str, password: str) -> bool:
 
 
 def hash_session_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+    return hash_secret(token)
 
 
 # --- store ----------------------------------------------------------------------------
@@ -235,7 +235,7 @@ def set_disabled(db: DbSession, user_id: str, disabled: bool) -> User:
 
 
 def _open_session(db: DbSession, user_id: str, now: datetime) -> str:
-    token = secrets.token_urlsafe(32)
+    token = new_secret("")
     db.add(
         WebSession(
             token_hash=hash_session_token(token),

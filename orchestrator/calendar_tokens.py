@@ -9,12 +9,11 @@ index: with a 256-bit secret the lookup reveals nothing a timing attack could us
 
 from __future__ import annotations
 
-import hashlib
-import secrets
 from dataclasses import dataclass
 
 from sqlmodel import select
 
+from orchestrator.credentials import hash_secret, new_secret
 from orchestrator.db import DbSession
 from orchestrator.models import CalendarToken, Centre, Room
 from orchestrator.service import DomainError
@@ -41,11 +40,11 @@ class IssuedCalendarToken:
 
 def new_calendar_token() -> str:
     """``tcc_`` and 43 URL-safe base64 characters (256 bits): safe in a URL path."""
-    return CALENDAR_TOKEN_PREFIX + secrets.token_urlsafe(32)
+    return new_secret(CALENDAR_TOKEN_PREFIX)
 
 
 def hash_calendar_token(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+    return hash_secret(token)
 
 
 def _issue(db: DbSession, scope: CalendarScope) -> IssuedCalendarToken:

@@ -17,37 +17,40 @@ ROOM_KEY_PREFIX = "tck_"
 API_TOKEN_PREFIX = "tca_"
 
 
-def _secret(prefix: str) -> str:
-    # 32 bytes of urlsafe base64 are 43 characters without padding.
+def new_secret(prefix: str) -> str:
+    """``prefix`` and 43 URL-safe base64 characters (256 random bits): safe in a URL
+    path. Room keys, API tokens and the secret URLs (calendar, panel, guest) and
+    login cookies all use it."""
     return prefix + secrets.token_urlsafe(32)
 
 
-def _sha256_hex(value: str) -> str:
+def hash_secret(value: str) -> str:
+    """SHA-256 of a secret, hex: what the database keeps instead of the secret."""
     return hashlib.sha256(value.encode("utf-8")).hexdigest()
 
 
 def new_room_key() -> str:
     """A fresh room key: ``tck_`` and 43 urlsafe base64 characters (256 bits)."""
-    return _secret(ROOM_KEY_PREFIX)
+    return new_secret(ROOM_KEY_PREFIX)
 
 
 def hash_room_key(key: str) -> str:
     """SHA-256 of the key, hex; the same function the signalling plane uses."""
-    return _sha256_hex(key)
+    return hash_secret(key)
 
 
 def new_api_token() -> str:
     """A fresh admin bearer token: ``tca_`` and 43 urlsafe base64 characters."""
-    return _secret(API_TOKEN_PREFIX)
+    return new_secret(API_TOKEN_PREFIX)
 
 
 def hash_api_token(token: str) -> str:
-    return _sha256_hex(token)
+    return hash_secret(token)
 
 
 def verify_api_token(token: str, hashes: Iterable[str]) -> bool:
     """Whether ``token`` hashes to one of ``hashes``, comparing every one in constant time."""
-    digest = _sha256_hex(token)
+    digest = hash_secret(token)
     found = False
     for candidate in hashes:
         found |= hmac.compare_digest(digest, candidate)

@@ -4,13 +4,12 @@ a session's window and can be revoked."""
 
 from __future__ import annotations
 
-import hashlib
-import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlmodel import col, select
 
+from orchestrator.credentials import hash_secret, new_secret
 from orchestrator.db import DbSession
 from orchestrator.models import Booking, Guest, Session
 from orchestrator.service import DomainError
@@ -48,7 +47,7 @@ class GuestAccess:
 
 
 def hash_guest_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+    return hash_secret(token)
 
 
 def link_window(start: datetime, end: datetime) -> tuple[datetime, datetime]:
@@ -65,7 +64,7 @@ def add_guest(
         raise DomainError("bad-request", "a guest has a name of at most 100 characters")
     if db.get(Booking, booking_id) is None:
         raise DomainError("not-found", f"no booking {booking_id}")
-    token = GUEST_TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = new_secret(GUEST_TOKEN_PREFIX)
     guest = Guest(
         booking_id=booking_id,
         name=name,

@@ -21,8 +21,6 @@ agrees with what the rooms are told.
 
 from __future__ import annotations
 
-import hashlib
-import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -33,6 +31,7 @@ from sqlalchemy.orm import aliased
 from sqlmodel import col, select
 
 from orchestrator import lifecycle, policy
+from orchestrator.credentials import hash_secret, new_secret
 from orchestrator.db import DbSession
 from orchestrator.models import (
     Booking,
@@ -60,11 +59,11 @@ ONE_BUTTON_MODES = frozenset({policy.ONE_BUTTON, policy.MANUAL})
 
 def new_panel_token() -> str:
     """``tcp_`` and 43 URL-safe base64 characters (256 bits): safe in a URL path."""
-    return PANEL_TOKEN_PREFIX + secrets.token_urlsafe(32)
+    return new_secret(PANEL_TOKEN_PREFIX)
 
 
 def hash_panel_token(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+    return hash_secret(token)
 
 
 def create_panel_token(db: DbSession, room_id: str) -> str:
