@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlmodel import select
 
 from orchestrator.caldav_sync import CalDavSync, SyncReport
-from orchestrator.clock import Clock
+from orchestrator.clock import Clock, instant
 from orchestrator.db import Database
 from orchestrator.feeds import FeedRow
 from orchestrator.ical_parse import parse_calendar
@@ -39,7 +39,7 @@ class CalendarJobs:
         self._settings = settings or BookingSettings()
 
     def _now(self) -> datetime:
-        return datetime.fromtimestamp(self._clock.now(), UTC)
+        return instant(self._clock)
 
     async def import_feed(self, feed: FeedRow, body: bytes) -> ImportReport:
         parsed = await asyncio.to_thread(parse_calendar, body)  # raises CalendarError

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Protocol
 
 # Float arithmetic such as ``now + (wake - now)`` can miss ``wake`` by an ulp; a fake
@@ -23,6 +24,11 @@ class Clock(Protocol):
         ...
 
     async def sleep(self, seconds: float) -> None: ...
+
+
+def instant(clock: Clock) -> datetime:
+    """The clock's now as an aware UTC datetime (what the store and the rules take)."""
+    return datetime.fromtimestamp(clock.now(), UTC)
 
 
 class SystemClock:

@@ -12,12 +12,12 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 import aiohttp
 from sqlmodel import select
 
-from orchestrator.clock import Clock
+from orchestrator.clock import Clock, instant
 from orchestrator.db import Database, DbSession
 from orchestrator.import_plan import ImportReport
 from orchestrator.models import Feed
@@ -115,7 +115,7 @@ class FeedPoller:
                 await self._clock.sleep(self._tick)
 
     async def poll_once(self, http: aiohttp.ClientSession) -> dict[str, dict[str, object]]:
-        now = datetime.fromtimestamp(self._clock.now(), UTC)
+        now = instant(self._clock)
         feeds = await self._db.run(lambda s: _due_feeds(s, now))
         results: dict[str, dict[str, object]] = {}
         for feed in feeds:

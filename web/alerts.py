@@ -28,14 +28,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final
 
 import aiohttp
 from sqlmodel import col, select
 
 from orchestrator import outbox
-from orchestrator.clock import Clock
+from orchestrator.clock import Clock, instant
 from orchestrator.db import DbSession
 from orchestrator.models import User
 from orchestrator.readiness import ReadinessNotice
@@ -181,7 +181,7 @@ class Alerts:
 
     def queue_mail(self, db: DbSession, notice: ReadinessNotice) -> int:
         """In the recording transaction (see ``queue_mail``)."""
-        now = datetime.fromtimestamp(self.clock.now(), UTC)
+        now = instant(self.clock)
         return queue_mail(db, notice, now, self.settings.public_url)
 
     def post(self, notice: ReadinessNotice) -> None:

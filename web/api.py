@@ -15,6 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from orchestrator import bookings, readiness, recurrence, service
+from orchestrator.clock import instant
 from orchestrator.db import DbSession
 from orchestrator.ical_parse import MAX_BYTES, CalendarError
 from orchestrator.models import Booking, CalDavLink, Centre, Feed, Room, Session, new_id
@@ -355,7 +356,7 @@ async def add_booking(request: web.Request) -> web.Response:
     if end <= start:
         raise DomainError("invalid-time", "a booking ends after it starts")
     services = request.app[SERVICES]
-    now = datetime.fromtimestamp(services.clock.now(), UTC)
+    now = instant(services.clock)
 
     def book(s: DbSession) -> tuple[Booking, list[str], list[str]]:
         tz = zone or (service.room_zone(s, room_ids[0]) if room_ids else "UTC")

@@ -26,6 +26,7 @@ from aiohttp import web
 
 from orchestrator import calendar_tokens
 from orchestrator.calendar_tokens import CalendarScope, IssuedCalendarToken
+from orchestrator.clock import instant
 from orchestrator.db import DbSession
 from orchestrator.ical_export import (
     BusyPeriod,
@@ -69,7 +70,7 @@ def _resolve(db: DbSession, token: str) -> CalendarScope:
 
 
 def _now(request: web.Request) -> datetime:
-    return datetime.fromtimestamp(request.app[SERVICES].clock.now(), UTC)
+    return instant(request.app[SERVICES].clock)
 
 
 def _calendar_response(body: bytes, method: str | None = None) -> web.Response:

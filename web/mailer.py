@@ -26,7 +26,7 @@ import smtplib
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, make_msgid
@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING
 from sqlmodel import col, select
 
 from orchestrator import outbox
+from orchestrator.clock import instant
 from orchestrator.db import DbSession
 from orchestrator.models import Booking, Centre, OutboxMail, Room, Session, User
 from web.settings import Settings
@@ -148,7 +149,7 @@ def deliver(settings: Settings, batch: Sequence[tuple[str, EmailMessage]]) -> li
 
 
 def _now(services: Services) -> datetime:
-    return datetime.fromtimestamp(services.clock.now(), UTC)
+    return instant(services.clock)
 
 
 async def send_due(services: Services) -> int:

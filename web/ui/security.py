@@ -13,12 +13,13 @@ from __future__ import annotations
 import hmac
 import secrets
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import datetime
 
 from aiohttp import web
 
 from orchestrator import accounts
 from orchestrator.accounts import Principal
+from orchestrator.clock import instant
 from web.app import SERVICES
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -40,7 +41,7 @@ def is_ui_path(path: str) -> bool:
 
 
 def now_utc(request: web.Request) -> datetime:
-    return datetime.fromtimestamp(request.app[SERVICES].clock.now(), UTC)
+    return instant(request.app[SERVICES].clock)
 
 
 def client_address(request: web.Request) -> str:
