@@ -30,8 +30,9 @@ CSRF_HEADER = "X-CSRF-Token"
 UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # The JSON API authenticates each call with a bearer token and sets no cookie;
 # the WebSocket authenticates in its first message; calendar feeds are read by
-# calendar programs (secret URL, GET only) and answer errors in JSON.
-EXEMPT_PREFIXES = ("/api/", "/ws", "/calendars/", "/healthz")
+# calendar programs (secret URL, GET only) and answer errors in JSON; static files
+# need no person, so they cost no session lookup.
+EXEMPT_PREFIXES = ("/api/", "/ws", "/calendars/", "/healthz", "/static/")
 USER: web.RequestKey[Principal | None] = web.RequestKey("user")
 CSRF = web.RequestKey("csrf", str)
 
