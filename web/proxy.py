@@ -7,30 +7,20 @@ Without trusted proxies the headers are ignored (anyone could send them).
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Awaitable, Callable, Sequence
 
 from aiohttp import web
 
+from signalling.candidates import Network, address_allowed, parse_networks
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-def parse_networks(values: Sequence[str]) -> tuple[Network, ...]:
-    return tuple(ipaddress.ip_network(v.strip(), strict=False) for v in values if v.strip())
+def _trusted(address: str | None, networks: Sequence[Network]) -> bool:
+    return address is not None and address_allowed(address, networks)
 
 
-def _trusted(address: str | None, networks: tuple[Network, ...]) -> bool:
-    if not address:
-        return False
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return any(ip in n for n in networks)
-
-
-def client_from_forwarded(remote: str, header: str, networks: tuple[Network, ...]) -> str:
+def client_from_forwarded(remote: str, header: str, networks: Sequence[Network]) -> str:
     """The first address, walking ``X-Forwarded-For`` from the right, that is not one
     of our proxies (the rightmost entries are the ones our proxies appended)."""
     hops = [h.strip() for h in header.split(",") if h.strip()]
