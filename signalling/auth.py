@@ -28,8 +28,10 @@ MAX_NAME_LENGTH = 100
 
 
 def hash_key(key: str) -> str:
-    """SHA-256, hex: room keys carry 256 random bits, so a fast hash is enough."""
-    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+    """SHA-256, hex: room keys carry 256 random bits, so a fast hash is enough. A key
+    that is not valid Unicode (a lone surrogate) hashes as its escaped form: it can
+    never match a real key, and hashing it must not raise."""
+    return hashlib.sha256(key.encode("utf-8", "backslashreplace")).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +132,7 @@ class TicketVerifier:
         are checked, in that order; the first failure raises its ``ticket-*`` code."""
         try:
             header = jwt.get_unverified_header(token)
-        except jwt.InvalidTokenError:
+        except (jwt.InvalidTokenError, UnicodeError):
             raise ProtocolError(ErrorCode.TICKET_INVALID, "malformed ticket") from None
         key = self._keys.get(str(header.get("kid")))
         if key is None or header.get("alg") != "EdDSA":
@@ -148,7 +150,7 @@ class TicketVerifier:
                     "verify_iat": False,
                 },
             )
-        except jwt.InvalidTokenError:
+        except (jwt.InvalidTokenError, UnicodeError):
             raise ProtocolError(
                 ErrorCode.TICKET_INVALID, "ticket signature or claims invalid"
             ) from None

@@ -33,25 +33,63 @@ def address_allowed(address: str, networks: Sequence[Network]) -> bool:
     return any(ip.version == n.version and ip in n for n in networks)
 
 
-def candidate_address(candidate_line: str) -> str | None:
-    """The connection address of an ``a=candidate:`` line or a bare ``candidate:`` string.
+UNSPECIFIED = frozenset({"0.0.0.0", "::"})
+"""A related address or connection line of all zeros tells nothing: browsers write it
+to hide the real one."""
 
-    RFC 8839: foundation component transport priority address port "typ" type ...
+
+def _unspecified_or_allowed(address: str, networks: Sequence[Network]) -> bool:
+    return address in UNSPECIFIED or address_allowed(address, networks)
+
+
+def candidate_addresses(candidate_line: str) -> list[str] | None:
+    """Every address an ``a=candidate:`` line or a bare ``candidate:`` string carries:
+    its connection address and, after ``raddr``, its related address. None when the
+    line cannot be read exactly as a browser reads it.
+
+    RFC 8839 §5.1: foundation SP component SP transport SP priority SP address SP
+    port SP "typ" SP type *(SP name SP value). Browsers split on single spaces only,
+    so a line with any other whitespace (a tab, a line break) or an empty field is
+    unreadable here: another parser could find another address in it.
     """
-    text = candidate_line.strip()
+    text = candidate_line.removesuffix("\n").removesuffix("\r")
     if text.startswith("a="):
         text = text[2:]
     if not text.startswith("candidate:"):
         return None
-    parts = text.split()
-    if len(parts) < 8:
+    fields = text.split(" ")
+    if len(fields) < 8 or fields[6] != "typ" or any(not f or not f.isprintable() for f in fields):
         return None
-    return parts[4]
+    addresses = [fields[4]]
+    extensions = fields[8:]
+    for i in range(0, len(extensions) - 1, 2):
+        if extensions[i] == "raddr":
+            addresses.append(extensions[i + 1])
+    return addresses
+
+
+def candidate_address(candidate_line: str) -> str | None:
+    """The connection address of a candidate line (``candidate_addresses``' first)."""
+    addresses = candidate_addresses(candidate_line)
+    return addresses[0] if addresses else None
+
+
+def disallowed_candidate(candidate: str, networks: Sequence[Network]) -> list[str]:
+    """What a trickled candidate offers outside ``networks``: its connection address
+    if not inside, its related address if neither inside nor unspecified, or the
+    candidate itself (cut short) when it cannot be read."""
+    addresses = candidate_addresses(candidate)
+    if addresses is None:
+        return [candidate[:60]]
+    connection, *related = addresses
+    out = [] if address_allowed(connection, networks) else [connection]
+    return out + [a for a in related if not _unspecified_or_allowed(a, networks)]
 
 
 def sdp_candidate_addresses(sdp: str) -> list[str]:
+    """The connection address of each readable candidate line of ``sdp``."""
     out = []
-    for line in sdp.splitlines():
+    for line in sdp.split("\n"):
         if line.startswith("a=candidate:"):
             addr = candidate_address(line)
             if addr is not None:
@@ -59,6 +97,36 @@ def sdp_candidate_addresses(sdp: str) -> list[str]:
     return out
 
 
+def _connection_line_address(line: str) -> str | None:
+    """The address of ``c=IN IP4 <address>[/ttl]`` or ``a=rtcp:<port> IN IP4 <address>``;
+    "" when the line is not one of those."""
+    if line.startswith("c="):
+        parts = line[2:].split(" ")
+    elif line.startswith("a=rtcp:"):
+        parts = line[7:].split(" ")[1:]
+        if not parts:
+            return ""
+    else:
+        return ""
+    if len(parts) != 3 or parts[0] != "IN" or parts[1] not in ("IP4", "IP6"):
+        return None
+    return parts[2].split("/", 1)[0]
+
+
 def disallowed_addresses(sdp: str, networks: Sequence[Network]) -> list[str]:
-    """Candidate addresses of ``sdp`` that fall outside ``networks``."""
-    return [a for a in sdp_candidate_addresses(sdp) if not address_allowed(a, networks)]
+    """Addresses of ``sdp`` outside ``networks``: every address of every candidate
+    line (``disallowed_candidate``) and of every connection (``c=``) and ``a=rtcp``
+    line, which may be unspecified. Lines are split as browsers split them, on line
+    feeds (a carriage return before one is dropped)."""
+    out: list[str] = []
+    for line in sdp.split("\n"):
+        line = line.removesuffix("\r")
+        if line.startswith("a=candidate:"):
+            out.extend(disallowed_candidate(line, networks))
+            continue
+        address = _connection_line_address(line)
+        if address is None:
+            out.append(line[:60])
+        elif address and not _unspecified_or_allowed(address, networks):
+            out.append(address)
+    return out

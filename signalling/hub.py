@@ -30,6 +30,7 @@ from signalling.ports import (
     RoomReadiness,
     SessionEvents,
 )
+from signalling.reports import Coalescer, media_of_members, merge_reports
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,9 @@ class Link(Protocol):
 class HubSettings:
     mesh_cap: int = 4
     grace_seconds: float = 30.0
+    # A peer's media figures reach the orchestrator at most this often per session
+    # (the room agent reports every 2 s); faster reports are merged (signalling.reports).
+    stats_interval: float = 1.0
 
 
 @dataclass(slots=True)
@@ -56,6 +60,7 @@ class _Member:
     info: p.PeerInfo
     joined_at: float
     grace: asyncio.TimerHandle | None = None
+    milestones: set[str] = field(default_factory=set)
 
 
 @dataclass(slots=True)
@@ -83,6 +88,9 @@ class Hub:
         self._seq = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
         self._controls = RoomControls()
+        self._media: Coalescer[tuple[str, str], MediaReport] = Coalescer(
+            self.settings.stats_interval, merge_reports, self._events.media_report, self._spawn
+        )
 
     # --- queries -------------------------------------------------------------------
 
@@ -210,6 +218,9 @@ class Hub:
             return
         if member.grace is not None:
             member.grace.cancel()
+        waiting = self._media.forget((session_id, peer_id))
+        if waiting is not None:
+            await self._events.media_report(waiting)
         self._broadcast(session, p.PeerLeft(session_id=session_id, peer_id=peer_id, reason=reason))
         if not session.members:
             del self._sessions[session_id]
@@ -248,9 +259,14 @@ class Hub:
         link.send(_readdress(message, peer_id))
 
     async def stats(self, peer_id: str, message: p.Stats) -> None:
+        """A peer's milestone goes on once per membership (the orchestrator keeps the
+        first value anyway); its media figures go on about the session's members only,
+        at most once per ``stats_interval`` (signalling.reports)."""
         session = self._member_or_error(peer_id, message.session_id, message.id)
-        room_id = session.members[peer_id].info.room_id
-        if message.event is not None:
+        member = session.members[peer_id]
+        room_id = member.info.room_id
+        if message.event is not None and message.event not in member.milestones:
+            member.milestones.add(message.event)
             at = message.at if message.at is not None else self._clock()
             await self._events.media_milestone(
                 MediaMilestone(
@@ -262,17 +278,19 @@ class Hub:
                     at=at,
                 )
             )
-        if message.media or message.process is not None:
-            await self._events.media_report(
+        media = media_of_members(message.media, peer_id, session.members)
+        if media or message.process is not None:
+            await self._media.offer(
+                (message.session_id, peer_id),
                 MediaReport(
                     seq=next(self._seq),
                     session_id=message.session_id,
                     peer_id=peer_id,
                     room_id=room_id,
                     at=self._clock(),
-                    media=tuple(message.media),
+                    media=tuple(media),
                     process=message.process,
-                )
+                ),
             )
 
     async def readiness(self, room_id: str, message: p.Readiness) -> None:
@@ -411,6 +429,7 @@ class Hub:
 
     async def close(self) -> None:
         self._controls.cancel_all()
+        self._media.close()
         for session in self._sessions.values():
             for member in session.members.values():
                 if member.grace is not None:

@@ -12,64 +12,36 @@ never touch the network, so they are tested directly.
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import types
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final, Literal, Union
 
+from signalling.codec import MAX_ID_LENGTH, decode, encode, items, number, text, to_dict
+from signalling.errors import ErrorCode, ProtocolError
+
+__all__ = ["MAX_ID_LENGTH", "ErrorCode", "ProtocolError", "encode", "to_dict"]
+
 PROTOCOL_VERSION: Final = 1
 # Session states after which nobody joins; a session-state with one of them ends it.
 TERMINAL_SESSION_STATES: Final = frozenset({"ended", "cancelled", "failed"})
-MAX_ID_LENGTH: Final = 64
 
-
-class ErrorCode:
-    """Stable error codes; documented in docs/protocol.md. Never rename one."""
-
-    BAD_JSON: Final = "bad-json"
-    BAD_MESSAGE: Final = "bad-message"
-    UNKNOWN_TYPE: Final = "unknown-type"
-    TOO_LARGE: Final = "too-large"
-    RATE_LIMITED: Final = "rate-limited"
-    UNSUPPORTED_VERSION: Final = "unsupported-version"
-    HELLO_REQUIRED: Final = "hello-required"
-    AUTH_FAILED: Final = "auth-failed"
-    KEY_REVOKED: Final = "key-revoked"
-    TICKET_INVALID: Final = "ticket-invalid"
-    TICKET_EXPIRED: Final = "ticket-expired"
-    TICKET_NOT_YET_VALID: Final = "ticket-not-yet-valid"
-    TICKET_WRONG_SESSION: Final = "ticket-wrong-session"
-    TICKET_WRONG_PEER: Final = "ticket-wrong-peer"
-    TICKET_REVOKED: Final = "ticket-revoked"
-    NOT_IN_SESSION: Final = "not-in-session"
-    PEER_UNREACHABLE: Final = "peer-unreachable"
-    PEER_NOT_IN_SESSION: Final = "peer-not-in-session"
-    SESSION_FULL: Final = "session-full"
-    CANDIDATE_NOT_ALLOWED: Final = "candidate-not-allowed"
-    HEARTBEAT_TIMEOUT: Final = "heartbeat-timeout"
-    REPLACED: Final = "replaced"
-    INTERNAL: Final = "internal"
-    # Room control (raised by Hub.control, never sent as an ``error`` on the wire).
-    ROOM_OFFLINE: Final = "room-offline"
-    CONTROL_TIMEOUT: Final = "control-timeout"
-    # ``control-result.error_code`` values a room agent answers with, besides the
-    # codes above (``bad-message``, ``not-in-session``, a refused join's ``ticket-*``
-    # or ``session-full``, ``connection-lost``).
-    NOT_JOINABLE: Final = "not-joinable"
-    NO_CONTENT_SOURCE: Final = "no-content-source"
-
-
-class ProtocolError(Exception):
-    """A message that breaks the protocol; becomes an ``error`` message on the wire."""
-
-    def __init__(self, code: str, message: str, ref: str | None = None) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-        self.ref = ref
+# Bounds of what a peer may send (docs/protocol.md §16); the codec checks them.
+MAX_PEER_ID: Final = 80
+"""``guest:`` and 64 characters, or ``room:`` and a room id, with room to spare."""
+MAX_KEY: Final = 256
+MAX_TICKET: Final = 4096
+MAX_AGENT: Final = 200
+MAX_CANDIDATE: Final = 1024
+MAX_MEDIA_ENTRIES: Final = 32
+"""Media figures per ``stats``: one entry per other site of the session."""
+MIN_INSTANT: Final = 946_684_800.0  # 2000-01-01T00:00:00Z
+MAX_INSTANT: Final = 4_102_444_800.0  # 2100-01-01T00:00:00Z
+ID = text(MAX_ID_LENGTH)
+PEER = text(MAX_PEER_ID)
+INSTANT = number(MIN_INSTANT, MAX_INSTANT)
+MAX_READINESS_CHECKS: Final = 16
+MAX_CHECK_NAME: Final = 40
+MAX_CHECK_DETAIL: Final = 300
 
 
 # --- value objects carried inside messages -------------------------------------------
@@ -131,7 +103,7 @@ class ScheduleEntry:
 class MediaStats:
     """What a peer's screen measured over the last reporting period."""
 
-    peer_id: str
+    peer_id: str = field(metadata=PEER)
     frames: int = 0
     fps: float = 0.0
     latency_p50_ms: float | None = None
@@ -164,9 +136,9 @@ class ReadinessCheck:
     """One item of a readiness check: ``camera``, ``microphone``, ``signalling``,
     ``turn``, ``clock`` (or a newer agent's own); ``detail`` says what was seen."""
 
-    name: str
+    name: str = field(metadata=text(MAX_CHECK_NAME, min_length=1))
     ok: bool
-    detail: str = ""
+    detail: str = field(default="", metadata=text(MAX_CHECK_DETAIL))
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,7 +148,7 @@ class RoomControlState:
     privacy: bool
     content_share: bool
     content_available: bool
-    session_id: str | None = None
+    session_id: str | None = field(default=None, metadata=ID)
 
 
 # --- client -> server -------------------------------------------------------------------
@@ -186,25 +158,25 @@ class RoomControlState:
 class Hello:
     type: ClassVar[str] = "hello"
     protocol: int
-    room_id: str | None = None
-    key: str | None = field(default=None, repr=False)
-    ticket: str | None = field(default=None, repr=False)
-    agent: str | None = None
+    room_id: str | None = field(default=None, metadata=ID)
+    key: str | None = field(default=None, repr=False, metadata=text(MAX_KEY))
+    ticket: str | None = field(default=None, repr=False, metadata=text(MAX_TICKET))
+    agent: str | None = field(default=None, metadata=text(MAX_AGENT))
     id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Join:
     type: ClassVar[str] = "join"
-    session_id: str
-    ticket: str = field(repr=False)
+    session_id: str = field(metadata=ID)
+    ticket: str = field(repr=False, metadata=text(MAX_TICKET))
     id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Leave:
     type: ClassVar[str] = "leave"
-    session_id: str
+    session_id: str = field(metadata=ID)
     id: str | None = None
 
 
@@ -213,22 +185,22 @@ class Offer:
     """Sent with ``to`` by a client; relayed with ``from_`` (``from`` on the wire)."""
 
     type: ClassVar[str] = "offer"
-    session_id: str
+    session_id: str = field(metadata=ID)
     sdp: str
-    conn: str
-    to: str | None = None
-    from_: str | None = None
+    conn: str = field(metadata=ID)
+    to: str | None = field(default=None, metadata=PEER)
+    from_: str | None = field(default=None, metadata=PEER)
     id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Answer:
     type: ClassVar[str] = "answer"
-    session_id: str
+    session_id: str = field(metadata=ID)
     sdp: str
-    conn: str
-    to: str | None = None
-    from_: str | None = None
+    conn: str = field(metadata=ID)
+    to: str | None = field(default=None, metadata=PEER)
+    from_: str | None = field(default=None, metadata=PEER)
     id: str | None = None
 
 
@@ -237,13 +209,13 @@ class Candidate:
     """A trickled ICE candidate (browsers); ``candidate`` None marks the end."""
 
     type: ClassVar[str] = "candidate"
-    session_id: str
-    conn: str
-    candidate: str | None = None
-    sdp_mid: str | None = None
-    sdp_mline_index: int | None = None
-    to: str | None = None
-    from_: str | None = None
+    session_id: str = field(metadata=ID)
+    conn: str = field(metadata=ID)
+    candidate: str | None = field(default=None, metadata=text(MAX_CANDIDATE))
+    sdp_mid: str | None = field(default=None, metadata=ID)
+    sdp_mline_index: int | None = field(default=None, metadata=number(0, 1024))
+    to: str | None = field(default=None, metadata=PEER)
+    from_: str | None = field(default=None, metadata=PEER)
     id: str | None = None
 
 
@@ -259,10 +231,10 @@ class Stats:
     """A peer's report: a milestone (``event`` at ``at``) and/or media figures."""
 
     type: ClassVar[str] = "stats"
-    session_id: str
+    session_id: str = field(metadata=ID)
     event: Literal["first-frame", "live"] | None = None
-    at: float | None = None
-    media: list[MediaStats] = field(default_factory=list)
+    at: float | None = field(default=None, metadata=INSTANT)
+    media: list[MediaStats] = field(default_factory=list, metadata=items(MAX_MEDIA_ENTRIES))
     process: ProcessStats | None = None
     id: str | None = None
 
@@ -275,9 +247,9 @@ class Readiness:
 
     type: ClassVar[str] = "readiness"
     ok: bool
-    checks: list[ReadinessCheck]
-    at: float
-    session_id: str | None = None
+    checks: list[ReadinessCheck] = field(metadata=items(MAX_READINESS_CHECKS, min_items=1))
+    at: float = field(metadata=INSTANT)
+    session_id: str | None = field(default=None, metadata=ID)
     id: str | None = None
 
 
@@ -286,11 +258,11 @@ class ControlResult:
     """A room's answer to ``control``; ``state`` is the room's state after it."""
 
     type: ClassVar[str] = "control-result"
-    request_id: str
+    request_id: str = field(metadata=ID)
     ok: bool
     state: RoomControlState
-    error_code: str | None = None
-    message: str | None = None
+    error_code: str | None = field(default=None, metadata=ID)
+    message: str | None = field(default=None, metadata=text(MAX_CHECK_DETAIL))
     id: str | None = None
 
 
@@ -468,10 +440,6 @@ def check_control(command: str, args: Mapping[str, object]) -> None:
 
 # --- readiness --------------------------------------------------------------------------
 
-MAX_READINESS_CHECKS: Final = 16
-MAX_CHECK_NAME: Final = 40
-MAX_CHECK_DETAIL: Final = 300
-
 
 def check_readiness(message: Readiness) -> None:
     """Refuse with ``bad-message`` a readiness report with no checks, more than
@@ -497,153 +465,16 @@ def check_readiness(message: Readiness) -> None:
             )
 
 
-# --- encoding ---------------------------------------------------------------------------
-
-_WIRE_RENAMES: Final = {"from_": "from"}
-_FIELD_RENAMES: Final = {v: k for k, v in _WIRE_RENAMES.items()}
-
-
-def _to_wire(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        out: dict[str, Any] = {}
-        msg_type = getattr(type(value), "type", None)
-        if isinstance(msg_type, str):
-            out["type"] = msg_type
-        for f in dataclasses.fields(value):
-            item = getattr(value, f.name)
-            if item is None and f.default is None:
-                continue  # optional and absent: keep messages small
-            out[_WIRE_RENAMES.get(f.name, f.name)] = _to_wire(item)
-        return out
-    if isinstance(value, list):
-        return [_to_wire(v) for v in value]
-    return value
-
-
-def encode(message: Any) -> str:
-    """Serialise a message dataclass to its JSON text."""
-    return json.dumps(_to_wire(message), separators=(",", ":"), allow_nan=False)
-
-
-def to_dict(message: Any) -> dict[str, Any]:
-    wire = _to_wire(message)
-    assert isinstance(wire, dict)
-    return wire
-
-
-# --- decoding and validation ------------------------------------------------------------
-
-
-def _check(value: Any, tp: Any, where: str) -> Any:
-    origin = typing.get_origin(tp)
-    if tp is Any:
-        return value
-    if origin in (Union, types.UnionType):
-        errors = []
-        for option in typing.get_args(tp):
-            try:
-                return _check(value, option, where)
-            except ProtocolError as exc:
-                errors.append(exc.message)
-        raise ProtocolError(ErrorCode.BAD_MESSAGE, f"{where}: wrong type")
-    if origin is Literal:
-        if value not in typing.get_args(tp):
-            raise ProtocolError(ErrorCode.BAD_MESSAGE, f"{where}: unexpected value")
-        return value
-    if tp is type(None):
-        if value is not None:
-            raise ProtocolError(ErrorCode.BAD_MESSAGE, f"{where}: expected null")
-        return None
-    if origin is dict:
-        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
-            raise ProtocolError(ErrorCode.BAD_MESSAGE, f"{where}: expected an object")
-        _, value_tp = typing.get_args(tp)
-        return {k: _check(v, value_tp, f"{where}.{k}") for k, v in value.items()}
-    if origin is list:
-        if not isinstance(value, list):
-            raise ProtocolError(ErrorCode.BAD_MESSAGE, f"{where}: expected a list")
-        (item_tp,) = typing.get_args(tp)
-        return [_check(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value)]
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ProtocolError(ErrorCode.BAD_MESSAGE, f"{where}: expected a number")
-        if value != value or value in (float("inf"), float("-inf")):
-            raise ProtocolError(ErrorCode.BAD_MESSAGE, f"{where}: expected a finite number")
-        return float(value)
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ProtocolError(ErrorCode.BAD_MESSAGE, f"{where}: expected an integer")
-        return value
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ProtocolError(ErrorCode.BAD_MESSAGE, f"{where}: expected a boolean")
-        return value
-    if tp is str:
-        if not isinstance(value, str):
-            raise ProtocolError(ErrorCode.BAD_MESSAGE, f"{where}: expected a string")
-        return value
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise ProtocolError(ErrorCode.BAD_MESSAGE, f"{where}: expected an object")
-        return _build(typing.cast(type[Any], tp), value, where)
-    raise TypeError(f"unsupported field type {tp!r}")  # a bug in this module, not input
-
-
-_HINTS: dict[type[Any], dict[str, Any]] = {}
-
-
-def _hints(cls: type[Any]) -> dict[str, Any]:
-    hints = _HINTS.get(cls)
-    if hints is None:
-        hints = typing.get_type_hints(cls)
-        _HINTS[cls] = hints
-    return hints
-
-
-def _build(cls: type[Any], data: dict[str, Any], where: str) -> Any:
-    hints = _hints(cls)
-    kwargs: dict[str, Any] = {}
-    for f in dataclasses.fields(cls):
-        wire_name = _WIRE_RENAMES.get(f.name, f.name)
-        if wire_name in data:
-            kwargs[f.name] = _check(data[wire_name], hints[f.name], f"{where}.{wire_name}")
-        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise ProtocolError(ErrorCode.BAD_MESSAGE, f"{where}: missing field '{wire_name}'")
-    # Unknown fields are ignored so that newer peers can add optional fields.
-    return cls(**kwargs)
-
-
-def _decode(raw: str | bytes, table: dict[str, type[Any]]) -> Any:
-    try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ProtocolError(
-            ErrorCode.BAD_JSON, f"not valid JSON: {exc.__class__.__name__}"
-        ) from None
-    if not isinstance(data, dict):
-        raise ProtocolError(ErrorCode.BAD_MESSAGE, "a message is a JSON object")
-    ref = data.get("id")
-    if ref is not None and (not isinstance(ref, str) or len(ref) > MAX_ID_LENGTH):
-        raise ProtocolError(ErrorCode.BAD_MESSAGE, "id must be a string of at most 64 characters")
-    msg_type = data.get("type")
-    if not isinstance(msg_type, str):
-        raise ProtocolError(ErrorCode.BAD_MESSAGE, "missing field 'type'", ref)
-    cls = table.get(msg_type)
-    if cls is None:
-        raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown message type {msg_type[:40]!r}", ref)
-    try:
-        return _build(cls, data, msg_type)
-    except ProtocolError as exc:
-        raise ProtocolError(exc.code, exc.message, ref) from None
+# --- encoding and decoding (signalling.codec) ----------------------------------------
 
 
 def decode_client(raw: str | bytes) -> ClientMessage:
     """Parse and validate a message sent by a peer; raises ProtocolError."""
-    msg: ClientMessage = _decode(raw, CLIENT_TYPES)
+    msg: ClientMessage = decode(raw, CLIENT_TYPES)
     return msg
 
 
 def decode_server(raw: str | bytes) -> ServerMessage:
     """Parse and validate a message sent by a server; raises ProtocolError."""
-    msg: ServerMessage = _decode(raw, SERVER_TYPES)
+    msg: ServerMessage = decode(raw, SERVER_TYPES)
     return msg

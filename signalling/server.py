@@ -5,6 +5,14 @@ offending message's id; only authentication failures, heartbeat timeouts and
 hopelessly slow readers close the connection. One misbehaving peer never delays
 the others: its messages are parsed and answered on its own task, and sending to
 it goes through its own bounded queue.
+
+Before authentication a connection costs as little as possible: strangers are
+admitted up to a per-address and a total limit (signalling.admission), and the
+first frame must be a small ``hello``, read within the hello timeout; anything
+else (a larger frame, another message, a binary frame, silence) is refused and
+the connection closed, having parsed nothing but at most one small hello. Every
+refusal is logged as one line, at most a few per minute per code
+(signalling.quietlog).
 """
 
 from __future__ import annotations
@@ -13,27 +21,28 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiohttp import WSMsgType, web
 
 from signalling import protocol as p
+from signalling.admission import Admission
 from signalling.auth import CredentialStore, RoomRecord, TicketClaims, TicketVerifier
-from signalling.candidates import (
-    address_allowed,
-    candidate_address,
-    disallowed_addresses,
-    parse_networks,
-)
+from signalling.candidates import disallowed_addresses, disallowed_candidate, parse_networks
 from signalling.hub import Hub, HubSettings
 from signalling.ports import SessionEvents
+from signalling.quietlog import QuietLog
 from signalling.ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
 
 CLOSE_AUTH = 4401
+# Closed by aiohttp itself (no ``error`` first): a text frame that is not UTF-8, and
+# a frame over the hard cap.
+CLOSE_INVALID_TEXT = 1007
+CLOSE_TOO_BIG = 1009
 CLOSE_HEARTBEAT = 4408
 CLOSE_SLOW = 4429
 CLOSE_REVOKED = 4403
@@ -49,6 +58,8 @@ HELLO_REFUSALS = frozenset(
         p.ErrorCode.TICKET_REVOKED,
     }
 )
+VIOLATION_EXAMPLES = 16
+"""Refused candidate addresses are counted; only the latest few are kept, as examples."""
 DEFAULT_GUEST_NAME = "Guest"
 
 
@@ -57,13 +68,21 @@ class SignallingSettings:
     """Limits and parameters of the endpoint; defaults are documented in docs/protocol.md."""
 
     max_message_bytes: int = 64 * 1024
-    # Larger frames are refused by aiohttp itself (close 1009) before we read them.
-    hard_max_message_bytes: int = 1024 * 1024
+    # Larger frames are refused by aiohttp itself (close 1009) before we read them;
+    # a stranger's frame is read up to this size once, so it bounds pending memory.
+    hard_max_message_bytes: int = 128 * 1024
+    hello_max_bytes: int = 4096
     rate_per_second: float = 50.0
     rate_burst: int = 200
     heartbeat_interval: float = 5.0
     heartbeat_timeout: float = 15.0
-    hello_timeout: float = 10.0
+    hello_timeout: float = 5.0
+    unauthenticated_per_address: int = 64
+    unauthenticated_total: int = 1024
+    # readiness reports per room: a burst (one per due session at connection) and a rate
+    readiness_burst: int = 16
+    readiness_per_second: float = 0.5
+    stats_interval: float = 1.0
     grace_seconds: float = 30.0
     mesh_cap: int = 4
     send_queue_limit: int = 1024
@@ -127,7 +146,11 @@ class _Identity:
 class ServerCounters:
     messages: int = 0
     errors: Counter[str] = field(default_factory=Counter)
-    candidate_violations: list[str] = field(default_factory=list)
+    # How many candidate addresses were refused, and the latest few of them.
+    candidate_violations: int = 0
+    violation_examples: deque[str] = field(default_factory=lambda: deque(maxlen=VIOLATION_EXAMPLES))
+    # Connections closed by aiohttp for a frame it could not read (close 1007, 1009).
+    unreadable_frames: int = 0
 
 
 class SignallingServer:
@@ -144,10 +167,19 @@ class SignallingServer:
         self.hub = Hub(
             events,
             clock,
-            HubSettings(mesh_cap=settings.mesh_cap, grace_seconds=settings.grace_seconds),
+            HubSettings(
+                mesh_cap=settings.mesh_cap,
+                grace_seconds=settings.grace_seconds,
+                stats_interval=settings.stats_interval,
+            ),
         )
         self.networks = parse_networks(settings.candidate_networks)
         self.counters = ServerCounters()
+        self.admission = Admission(
+            per_address=settings.unauthenticated_per_address,
+            total=settings.unauthenticated_total,
+        )
+        self.quiet = QuietLog(log)
         self._sockets: set[web.WebSocketResponse] = set()
 
     async def revoke_peer(self, peer_id: str, until: float) -> None:
@@ -165,81 +197,114 @@ class SignallingServer:
         return self.credentials.set(record)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        address = request.remote or "unknown"
+        refusal = self.admission.admit(address)
+        if refusal is not None:
+            code = p.ErrorCode.TOO_MANY_CONNECTIONS
+            self.counters.errors[code] += 1
+            self.quiet.warning(code, "refused a WebSocket from %s: %s", address, refusal)
+            return web.json_response(
+                {"error": {"code": code, "message": refusal}},
+                status=503,
+                headers={"Retry-After": "1"},
+            )
+        pending = True
         ws = web.WebSocketResponse(
             max_msg_size=self.settings.hard_max_message_bytes, autoping=True, heartbeat=None
         )
-        await ws.prepare(request)
-        self._sockets.add(ws)
-        link = _WebSocketLink(ws, self.settings.send_queue_limit)
+        link: _WebSocketLink | None = None
         peer_id: str | None = None
         try:
-            identity = await self._authenticate(ws, link)
+            await ws.prepare(request)
+            self._sockets.add(ws)
+            link = _WebSocketLink(ws, self.settings.send_queue_limit)
+            identity = await self._authenticate(ws, link, address)
+            self.admission.release(address)
+            pending = False
             if identity is not None:
                 peer_id = identity.info.peer_id
                 await self.hub.attach(link, identity.info)
                 await self._serve(ws, link, identity)
         finally:
-            if peer_id is not None:
+            if pending:
+                self.admission.release(address)
+            if peer_id is not None and link is not None:
                 await self.hub.detach(link, peer_id)
-            await link.stop()
+            if link is not None:
+                await link.stop()
             self._sockets.discard(ws)
-            if not ws.closed:
+            if ws.prepared and not ws.closed:
                 await ws.close()
         return ws
 
     async def _authenticate(
-        self, ws: web.WebSocketResponse, link: _WebSocketLink
+        self, ws: web.WebSocketResponse, link: _WebSocketLink, address: str
     ) -> _Identity | None:
-        bucket = TokenBucket(self.settings.rate_per_second, self.settings.rate_burst)
-        deadline = asyncio.get_running_loop().time() + self.settings.hello_timeout
-        while True:
-            remaining = deadline - asyncio.get_running_loop().time()
-            if remaining <= 0:
-                await self._refuse(link, p.ProtocolError(p.ErrorCode.HELLO_REQUIRED, "no hello"))
-                return None
-            try:
-                async with asyncio.timeout_at(deadline):  # WebSocket pings do not extend it
-                    msg = await ws.receive()
-            except TimeoutError:
-                continue
-            if msg.type != WSMsgType.TEXT:
-                return None
-            try:
-                message = self._parse(msg.data, bucket)
-                if message is None:
-                    continue
-                if not isinstance(message, p.Hello):
-                    raise p.ProtocolError(
-                        p.ErrorCode.HELLO_REQUIRED, "say hello first", getattr(message, "id", None)
-                    )
-                identity = self._check_hello(message)
-            except p.ProtocolError as exc:
-                if exc.code in HELLO_REFUSALS:
-                    await self._refuse(link, exc)
-                    return None
-                self._error(link, exc)
-                continue
-            link.send(
-                p.Welcome(
-                    protocol=p.PROTOCOL_VERSION,
-                    peer_id=identity.info.peer_id,
-                    name=identity.info.name,
-                    server_time=self.clock(),
-                    heartbeat_interval=self.settings.heartbeat_interval,
-                    heartbeat_timeout=self.settings.heartbeat_timeout,
-                    ice_servers=list(self.settings.ice_servers),
-                    candidate_filter=p.CandidateFilter(
-                        allow=list(self.settings.candidate_networks)
-                    ),
-                    limits=p.Limits(
-                        max_message_bytes=self.settings.max_message_bytes,
-                        rate_per_second=self.settings.rate_per_second,
-                        rate_burst=self.settings.rate_burst,
-                    ),
-                    ref=message.id,
-                )
+        """Read one frame, within the hello timeout, that must be a small ``hello``
+        that succeeds; anything else is refused and closes the connection (4401)."""
+        try:
+            # WebSocket pings are answered inside receive() and do not extend this.
+            async with asyncio.timeout(self.settings.hello_timeout):
+                msg = await ws.receive()
+        except TimeoutError:
+            await self._refuse(
+                link,
+                p.ProtocolError(
+                    p.ErrorCode.HELLO_REQUIRED,
+                    f"no hello within {self.settings.hello_timeout:g} s",
+                ),
+                address=address,
             )
-            return identity
+            return None
+        if msg.type == WSMsgType.BINARY:
+            await self._refuse(
+                link,
+                p.ProtocolError(p.ErrorCode.BAD_MESSAGE, "binary frames are not used"),
+                address=address,
+            )
+            return None
+        if msg.type != WSMsgType.TEXT:
+            self._unreadable(ws, msg.type, address)
+            return None
+        try:
+            data: str = msg.data
+            self.counters.messages += 1
+            if len(data) > self.settings.hello_max_bytes:
+                # Refused unread: a stranger's large frame is never parsed.
+                raise p.ProtocolError(
+                    p.ErrorCode.TOO_LARGE,
+                    f"a hello is at most {self.settings.hello_max_bytes} bytes",
+                )
+            message = p.decode_client(data)
+            if not isinstance(message, p.Hello):
+                raise p.ProtocolError(
+                    p.ErrorCode.HELLO_REQUIRED,
+                    "the first message must be hello",
+                    getattr(message, "id", None),
+                )
+            identity = self._check_hello(message)
+        except p.ProtocolError as exc:
+            await self._refuse(link, exc, address=address)
+            return None
+        link.send(
+            p.Welcome(
+                protocol=p.PROTOCOL_VERSION,
+                peer_id=identity.info.peer_id,
+                name=identity.info.name,
+                server_time=self.clock(),
+                heartbeat_interval=self.settings.heartbeat_interval,
+                heartbeat_timeout=self.settings.heartbeat_timeout,
+                ice_servers=list(self.settings.ice_servers),
+                candidate_filter=p.CandidateFilter(allow=list(self.settings.candidate_networks)),
+                limits=p.Limits(
+                    max_message_bytes=self.settings.max_message_bytes,
+                    rate_per_second=self.settings.rate_per_second,
+                    rate_burst=self.settings.rate_burst,
+                ),
+                ref=message.id,
+            )
+        )
+        return identity
 
     def _check_hello(self, hello: p.Hello) -> _Identity:
         """A room authenticates with its key; a guest (no key) with its guest ticket."""
@@ -273,7 +338,9 @@ class SignallingServer:
         self, ws: web.WebSocketResponse, link: _WebSocketLink, identity: _Identity
     ) -> None:
         bucket = TokenBucket(self.settings.rate_per_second, self.settings.rate_burst)
+        readiness = TokenBucket(self.settings.readiness_per_second, self.settings.readiness_burst)
         loop = asyncio.get_running_loop()
+        peer_id = identity.info.peer_id
         while True:
             # The deadline counts protocol messages only: aiohttp answers WebSocket
             # pings inside receive(), and they must not keep a silent peer alive.
@@ -288,26 +355,63 @@ class SignallingServer:
                         p.ErrorCode.HEARTBEAT_TIMEOUT, "no message within the heartbeat timeout"
                     ),
                     CLOSE_HEARTBEAT,
+                    address=peer_id,
                 )
                 return
             if msg.type == WSMsgType.BINARY:
                 if not bucket.take(time.monotonic()):
-                    self._error(link, p.ProtocolError(p.ErrorCode.RATE_LIMITED, "slow down"))
+                    self._error(
+                        link, p.ProtocolError(p.ErrorCode.RATE_LIMITED, "slow down"), peer_id
+                    )
                     continue
                 self._error(
-                    link, p.ProtocolError(p.ErrorCode.BAD_MESSAGE, "binary frames are not used")
+                    link,
+                    p.ProtocolError(p.ErrorCode.BAD_MESSAGE, "binary frames are not used"),
+                    peer_id,
                 )
                 continue
             if msg.type != WSMsgType.TEXT:
+                self._unreadable(ws, msg.type, peer_id)
                 return  # closed, closing or a transport error
+            message: p.ClientMessage | None = None
             try:
                 message = self._parse(msg.data, bucket)
-                if message is not None:
-                    await self._dispatch(identity, message)
+                if isinstance(message, p.Readiness) and not readiness.take(time.monotonic()):
+                    raise p.ProtocolError(
+                        p.ErrorCode.RATE_LIMITED, "too many readiness reports", message.id
+                    )
+                await self._dispatch(identity, message)
             except p.ProtocolError as exc:
-                self._error(link, exc)
+                self._error(link, exc, peer_id)
+            except Exception:
+                # A fault of ours, not the peer's: it gets ``internal``, the log gets the
+                # traceback (a few per minute at most), and the connection goes on.
+                kind = type(message).__name__ if message is not None else "message"
+                self.quiet.exception(
+                    p.ErrorCode.INTERNAL, "handling a %s from %s failed", kind, peer_id
+                )
+                ref = getattr(message, "id", None)
+                self._error(
+                    link,
+                    p.ProtocolError(p.ErrorCode.INTERNAL, "the server failed on this message", ref),
+                    peer_id,
+                )
 
-    def _parse(self, data: str, bucket: TokenBucket) -> p.ClientMessage | None:
+    def _unreadable(self, ws: web.WebSocketResponse, kind: WSMsgType, who: str) -> None:
+        """aiohttp closed the connection on a frame it could not read: a text frame
+        that is not UTF-8 (1007) or one over the hard cap (1009)."""
+        if kind != WSMsgType.ERROR:
+            return
+        self.counters.unreadable_frames += 1
+        self.quiet.info(
+            "unreadable-frame",
+            "closed %s's connection (%s): %s",
+            who,
+            ws.close_code,
+            type(ws.exception()).__name__,
+        )
+
+    def _parse(self, data: str, bucket: TokenBucket) -> p.ClientMessage:
         self.counters.messages += 1
         if not bucket.take(time.monotonic()):
             # Refused before parsing, so a flood costs us as little as possible.
@@ -334,10 +438,9 @@ class SignallingServer:
             self.hub.relay(peer_id, message)
         elif isinstance(message, p.Candidate):
             if message.candidate:
-                # An unreadable candidate cannot be checked, so it is not relayed either.
-                address = candidate_address(message.candidate) or message.candidate[:60]
-                if not address_allowed(address, self.networks):
-                    self._check_candidates([address], message.id)
+                self._check_candidates(
+                    disallowed_candidate(message.candidate, self.networks), message.id
+                )
             self.hub.relay(peer_id, message)
         elif isinstance(message, p.Join):
             try:
@@ -378,26 +481,35 @@ class SignallingServer:
 
     def _check_candidates(self, addresses: list[str], ref: str | None) -> None:
         if addresses:
-            self.counters.candidate_violations.extend(addresses)
+            self.counters.candidate_violations += len(addresses)
+            self.counters.violation_examples.extend(a[:60] for a in addresses[-VIOLATION_EXAMPLES:])
             raise p.ProtocolError(
                 p.ErrorCode.CANDIDATE_NOT_ALLOWED,
                 f"{len(addresses)} candidate address(es) outside the allowed networks",
                 ref,
             )
 
-    def _error(self, link: _WebSocketLink, exc: p.ProtocolError) -> None:
+    def _error(self, link: _WebSocketLink, exc: p.ProtocolError, who: str) -> None:
         self.counters.errors[exc.code] += 1
         if exc.code == p.ErrorCode.RATE_LIMITED:
             link.rate_errors += 1
             if link.rate_errors % 50 != 1:
                 # Answering every message of a flood would double it; one in 50 is enough.
                 return
+        if exc.code != p.ErrorCode.INTERNAL:
+            self.quiet.info(exc.code, "refused a message from %s: %s", who, exc)
         link.send(p.Error(code=exc.code, message=exc.message, ref=exc.ref))
 
     async def _refuse(
-        self, link: _WebSocketLink, exc: p.ProtocolError, code: int = CLOSE_AUTH
+        self,
+        link: _WebSocketLink,
+        exc: p.ProtocolError,
+        code: int = CLOSE_AUTH,
+        *,
+        address: str,
     ) -> None:
         self.counters.errors[exc.code] += 1
+        self.quiet.info(exc.code, "closed the connection of %s (%d): %s", address, code, exc)
         link.send(p.Error(code=exc.code, message=exc.message, ref=exc.ref))
         await link.close(code, exc.code)
 

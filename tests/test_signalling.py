@@ -13,7 +13,7 @@ import pytest
 from signalling import protocol as p
 from signalling.client import SignallingClient, SignallingError
 from signalling.ports import PeerJoinedSession, PeerLeftSession
-from tests.signalling_fixtures import Harness, Minter, signalling_harness
+from tests.signalling_fixtures import Harness, Minter, eventually, signalling_harness
 
 SDP_LOOPBACK = "v=0\r\na=candidate:1 1 udp 2130706431 127.0.0.1 5000 typ host\r\n"
 SDP_PRIVATE = "v=0\r\na=candidate:1 1 udp 2130706431 10.1.2.3 5000 typ host\r\n"
@@ -190,8 +190,8 @@ async def test_sdp_with_a_candidate_outside_the_allowed_networks_is_not_relayed(
         )
         err = await recv_type(b, p.Error)
         assert err.code == p.ErrorCode.CANDIDATE_NOT_ALLOWED
-        assert "10.1.2.3" in h.server.counters.candidate_violations
-        h.server.counters.candidate_violations.clear()
+        assert list(h.server.counters.violation_examples) == ["10.1.2.3", "192.168.1.9"]
+        assert h.server.counters.candidate_violations == 2
         await asyncio.gather(a.close(), b.close())
 
 
@@ -307,15 +307,25 @@ async def test_silent_peer_is_closed_with_heartbeat_timeout() -> None:
         await ws.close()
 
 
-async def test_messages_before_hello_are_refused() -> None:
+async def closing_error(ws: aiohttp.ClientWebSocketResponse) -> tuple[dict[str, Any], int | None]:
+    """The error a refused connection gets, and the close code that follows it."""
+    err = await next_of(ws, "error")
+    msg = await ws.receive(timeout=5)
+    assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED), msg
+    return err, ws.close_code
+
+
+async def test_the_first_message_must_be_hello_or_the_connection_closes() -> None:
     async with signalling_harness() as h:
         ws = await h.http.ws_connect(h.url)
         await ws.send_str(json.dumps({"type": "ping", "t": 1, "id": "x"}))
-        err = await next_of(ws, "error")
-        assert err["code"] == p.ErrorCode.HELLO_REQUIRED and err["ref"] == "x"
+        err, code = await closing_error(ws)
+        assert err["code"] == p.ErrorCode.HELLO_REQUIRED and err["ref"] == "x" and code == 4401
+        ws = await h.http.ws_connect(h.url)
         await ws.send_str(json.dumps({"type": "hello", "protocol": 99, "room_id": "a", "key": "k"}))
-        assert (await next_of(ws, "error"))["code"] == p.ErrorCode.UNSUPPORTED_VERSION
-        await ws.close()
+        err, code = await closing_error(ws)
+        assert err["code"] == p.ErrorCode.UNSUPPORTED_VERSION and code == 4401
+        await eventually(lambda: h.server.admission.pending == 0, "refused hellos to stop counting")
 
 
 async def test_websocket_pings_do_not_keep_a_silent_peer_alive() -> None:
@@ -347,7 +357,7 @@ async def test_an_unreadable_trickled_candidate_is_not_relayed() -> None:
         )
         err = await recv_type(b, p.Error)
         assert err.code == p.ErrorCode.CANDIDATE_NOT_ALLOWED and err.ref == "c"
-        h.server.counters.candidate_violations.clear()
+        assert h.server.counters.candidate_violations == 1
         await asyncio.gather(a.close(), b.close())
 
 
