@@ -140,6 +140,8 @@ class RoomAgent:
         self._tasks: set[asyncio.Task[None]] = set()
         self._rng = random.Random()
         self.readiness = ReadinessRunner(self, config.readiness_lead)
+        # A camera or microphone source that fails (or comes back) is checked at once.
+        self.devices.on_change = self.readiness.wake
         self.connection_stats = ConnectionStats()
         self.process = ProcessMonitor()
 

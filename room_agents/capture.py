@@ -22,6 +22,14 @@ Rules:
   (``FLAG_NO_CAMERA``), and the camera again as soon as it delivers.
 - Microphone samples are converted to s16 mono 48 kHz and queued (bounded) for the
   audio track; a microphone that cannot be opened leaves the track silent.
+- The camera and microphone sources the tracks read are guarded
+  (``GuardedCamera``, ``GuardedMicrophone``): an exception from a source (the
+  synthetic camera included) never reaches the track, whose death would silence
+  the room for the rest of the call. The camera sends the "camera unavailable"
+  card instead and the microphone silence; the source is tried again on every
+  tick, and its failure shows in ``RoomDevices.status()`` (state ``unavailable``,
+  code ``device-failed``) until it delivers again. The guards call ``on_change``
+  when a source fails or comes back, so the readiness check runs at once.
 - Every thread is started and stopped by ``RoomDevices``, which the agent owns.
 """
 
@@ -55,6 +63,7 @@ from room_agents.devices import (
 from room_agents.media import (
     AudioSource,
     Clock,
+    SineSource,
     SyntheticCamera,
     UnavailableCard,
     VideoSource,
@@ -67,6 +76,7 @@ from room_agents.stamp import write_stamp
 log = logging.getLogger(__name__)
 
 RETRY: Final = 3.0
+MAX_FAULT: Final = 200  # characters of a source's exception kept for the status
 READ_TIMEOUT: Final = 2.0
 STALE_AFTER: Final = 1.5
 # A period quieter than this (about -80 dBFS) counts as silence for ``last_sound``.
@@ -295,6 +305,80 @@ class CameraSource:
         return av.VideoFrame.from_ndarray(yuv, format="yuv420p")
 
 
+class SourceGuard:
+    """The failure bookkeeping of a guarded source: the current error (None while it
+    delivers), how many ticks failed, and ``on_change`` when it fails or comes back.
+    A traceback is logged once per distinct error, not on every tick."""
+
+    def __init__(self, kind: Kind, spec: DeviceSpec) -> None:
+        self.kind = kind
+        self.spec = spec
+        self.error: str | None = None
+        self.failures = 0
+        self.on_change: Callable[[], None] | None = None
+        self._logged: set[str] = set()
+
+    def failed(self, exc: Exception) -> None:
+        self.failures += 1
+        message = f"{self.kind} {self.spec} failed: {type(exc).__name__}: {exc}"[:MAX_FAULT]
+        if message not in self._logged:
+            self._logged.add(message)
+            log.error("%s; sending %s instead", message, self._instead, exc_info=exc)
+        first = self.error is None
+        self.error = message
+        if first:
+            self._changed()
+
+    def delivered(self) -> None:
+        if self.error is not None:
+            log.info("%s %s delivers again", self.kind, self.spec)
+            self.error = None
+            self._changed()
+
+    @property
+    def _instead(self) -> str:
+        return "the unavailable card" if self.kind == "camera" else "silence"
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change()
+
+
+class GuardedCamera(SourceGuard):
+    """``VideoSource``: the camera source's frame, or ``unavailable``'s while it raises."""
+
+    def __init__(self, source: VideoSource, unavailable: VideoSource, spec: DeviceSpec) -> None:
+        super().__init__("camera", spec)
+        self.source = source
+        self.unavailable = unavailable
+
+    def next_frame(self) -> av.VideoFrame:
+        try:
+            frame = self.source.next_frame()
+        except Exception as exc:
+            self.failed(exc)
+            return self.unavailable.next_frame()
+        self.delivered()
+        return frame
+
+
+class GuardedMicrophone(SourceGuard):
+    """``AudioSource``: the microphone source's samples, or silence while it raises."""
+
+    def __init__(self, source: AudioSource, spec: DeviceSpec) -> None:
+        super().__init__("microphone", spec)
+        self.source = source
+
+    def read(self, start_sample: int, samples: int) -> npt.NDArray[np.int16]:
+        try:
+            out = self.source.read(start_sample, samples)
+        except Exception as exc:
+            self.failed(exc)
+            return np.zeros(samples, np.int16)
+        self.delivered()
+        return out
+
+
 class RoomDevices:
     """The room's camera, microphone and speaker, from the configuration; owns their
     threads (``start``, ``close``)."""
@@ -308,25 +392,40 @@ class RoomDevices:
         self.microphone_capture: AudioCapture | None = None
         self.speaker: Speaker | None = None
         retry = config.device_retry
+        unavailable = UnavailableCard(clock, w, h, fps, label=label)
+        camera: VideoSource
         if self.camera_spec.synthetic:
-            self.camera: VideoSource = SyntheticCamera(clock, w, h, fps, label=label)
+            camera = SyntheticCamera(clock, w, h, fps, label=label)
         else:
             self.camera_capture = VideoCapture(self.camera_spec, clock, w, h, retry=retry)
-            card = UnavailableCard(clock, w, h, fps, label=label)
-            self.camera = CameraSource(self.camera_capture, card)
-        self.microphone: AudioSource | None = None  # None: the track's synthetic tone
+            camera = CameraSource(self.camera_capture, unavailable)
+        self.camera = GuardedCamera(camera, unavailable, self.camera_spec)
+        microphone: AudioSource = SineSource()
         if not self.microphone_spec.synthetic:
             fifo = SampleFifo()
-            self.microphone = fifo
+            microphone = fifo
             self.microphone_capture = AudioCapture(self.microphone_spec, fifo, retry=retry)
+        self.microphone = GuardedMicrophone(microphone, self.microphone_spec)
         if not self.speaker_spec.none:
             self.speaker = Speaker(self.speaker_spec, retry=retry)
+
+    @property
+    def on_change(self) -> Callable[[], None] | None:
+        """Called when the camera or the microphone source fails or comes back."""
+        return self.camera.on_change
+
+    @on_change.setter
+    def on_change(self, callback: Callable[[], None] | None) -> None:
+        self.camera.on_change = self.microphone.on_change = callback
 
     @property
     def feed_speaker(self) -> Callable[[str, av.AudioFrame], None] | None:
         return self.speaker.feed if self.speaker is not None else None
 
     def start(self) -> None:
+        # One frame now: a camera source that cannot build one shows in the status (and
+        # the first readiness check) before the first call, not only once it is live.
+        self.camera.next_frame()
         specs = (self.camera_spec, self.microphone_spec, self.speaker_spec)
         if any(spec.format == "alsa" for spec in specs):
             use_system_alsa()
@@ -346,14 +445,27 @@ class RoomDevices:
         def synthetic(spec: DeviceSpec) -> dict[str, Any]:
             return {"spec": str(spec), "state": "ok" if not spec.none else "none"}
 
+        def guarded(status: dict[str, Any], guard: SourceGuard) -> dict[str, Any]:
+            if guard.error is None:
+                return status
+            return {
+                **status,
+                "state": "unavailable",
+                "error": guard.error,
+                "error_code": DEVICE_FAILED,
+                "failed_ticks": guard.failures,
+            }
+
+        camera = (
+            self.camera_capture.status() if self.camera_capture else synthetic(self.camera_spec)
+        )
+        microphone = (
+            self.microphone_capture.status()
+            if self.microphone_capture
+            else synthetic(self.microphone_spec)
+        )
         return {
-            "camera": (
-                self.camera_capture.status() if self.camera_capture else synthetic(self.camera_spec)
-            ),
-            "microphone": (
-                self.microphone_capture.status()
-                if self.microphone_capture
-                else synthetic(self.microphone_spec)
-            ),
+            "camera": guarded(camera, self.camera),
+            "microphone": guarded(microphone, self.microphone),
             "speaker": self.speaker.status() if self.speaker else synthetic(self.speaker_spec),
         }

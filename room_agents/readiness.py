@@ -22,6 +22,16 @@ connection forgets the results (they may not have arrived) and also runs one che
 for the room itself (no session), so the dashboard knows every connected room. A
 check waits, at most ``SETTLE_SECONDS``, for devices still opening and for the
 first clock measurement, so a room that just started is not reported failing.
+
+A device that changes its verdict also runs a check at once: the camera and
+microphone checks are evaluated every second (and at once when a guarded source
+fails or comes back, room_agents.capture), and when one no longer says what the
+latest report said (a camera unplugged, a capture that ended, a source that raised;
+or its recovery), a fresh check is sent for the room's open sessions (``open_sessions``:
+those it is in, and those from ``start - lead`` until their end) or, with none, for
+the room. At most one such report every ``DEVICE_REPORT_SPACING`` seconds, so a
+flapping device cannot flood the server. A room in a live session is checked no
+other way: without this, a camera that died at T would go unreported.
 """
 
 from __future__ import annotations
@@ -52,6 +62,8 @@ CLOCK_MAX_RTT: Final = 1.0
 RECHECK_PASSING: Final = 120.0
 RECHECK_FAILING: Final = 15.0
 SETTLE_SECONDS: Final = 10.0
+DEVICE_REPORT_SPACING: Final = 5.0
+DEVICE_CHECKS: Final = ("camera", "microphone")
 TURN_PORTS: Final = {"turn": 3478, "turns": 5349}
 STUN_MAGIC: Final = 0x2112A442
 STUN_BINDING_REQUEST: Final = 0x0001
@@ -68,7 +80,7 @@ def _check(name: str, ok: bool, detail: str) -> p.ReadinessCheck:
 def camera_check(status: Mapping[str, Any], fresh: float = FRESH_SECONDS) -> p.ReadinessCheck:
     """``status``: the camera's device status (room_agents.capture)."""
     spec = str(status.get("spec", ""))
-    if spec == SYNTHETIC:
+    if spec == SYNTHETIC and status.get("state") == "ok":
         return _check("camera", True, "synthetic test picture")
     age = status.get("last_frame_age")
     if status.get("state") == "ok" and age is not None and age <= fresh:
@@ -84,7 +96,7 @@ def microphone_check(status: Mapping[str, Any], fresh: float = SOUND_SECONDS) ->
     """``status``: the microphone's device status; ``level`` is an RMS fraction of
     full scale, ``last_sound_age`` the seconds since a sample above the floor."""
     spec = str(status.get("spec", ""))
-    if spec == SYNTHETIC:
+    if spec == SYNTHETIC and status.get("state") == "ok":
         return _check("microphone", True, "synthetic tone")
     sound_age = status.get("last_sound_age")
     if status.get("state") == "ok" and sound_age is not None and sound_age <= fresh:
@@ -194,6 +206,42 @@ def due_sessions(
     return due
 
 
+def open_sessions(
+    entries: Iterable[p.ScheduleEntry], now: float, lead: float, joined: Iterable[str]
+) -> list[str]:
+    """The sessions a change of the room's devices is reported for: those the room is
+    in (``joined``), and those from ``start - lead`` until their end that it joins by
+    itself (not over, not reserve-only), in schedule order."""
+    inside = set(joined)
+    out = []
+    for entry in entries:
+        if entry.state in p.TERMINAL_SESSION_STATES:
+            continue
+        if entry.session_id in inside or (
+            entry.connect_mode != "reserve-only" and entry.start - lead <= now < entry.end
+        ):
+            out.append(entry.session_id)
+    return out
+
+
+def device_verdicts(devices: Mapping[str, Any]) -> dict[str, bool]:
+    """Whether the camera and the microphone pass their checks now."""
+    return {
+        "camera": camera_check(devices.get("camera") or {}).ok,
+        "microphone": microphone_check(devices.get("microphone") or {}).ok,
+    }
+
+
+def devices_changed(latest: p.Readiness | None, devices: Mapping[str, Any]) -> list[str]:
+    """The device checks whose verdict now differs from the ``latest`` report's (none
+    before the first report: the check at connection comes first)."""
+    if latest is None:
+        return []
+    reported = {c.name: c.ok for c in latest.checks}
+    now = device_verdicts(devices)
+    return [name for name in DEVICE_CHECKS if name in reported and reported[name] != now[name]]
+
+
 def stun_binding_request(transaction: bytes) -> bytes:
     """A STUN Binding request with no attributes (RFC 8489 §5)."""
     return struct.pack("!HHI12s", STUN_BINDING_REQUEST, 0, STUN_MAGIC, transaction)
@@ -297,6 +345,11 @@ class AgentView(Protocol):
     @property
     def devices(self) -> _Devices: ...
 
+    @property
+    def sessions(self) -> Mapping[str, object]:
+        """The sessions the room is in, by id."""
+        ...
+
 
 class ReadinessRunner:
     """Runs the checks when they are due and sends them; owned by the agent, which
@@ -311,6 +364,7 @@ class ReadinessRunner:
         turn_timeout: float = TURN_TIMEOUT,
         recheck_passing: float = RECHECK_PASSING,
         recheck_failing: float = RECHECK_FAILING,
+        device_spacing: float = DEVICE_REPORT_SPACING,
     ) -> None:
         self.agent = agent
         self.lead = lead
@@ -318,6 +372,9 @@ class ReadinessRunner:
         self.turn_timeout = turn_timeout
         self.recheck_passing = recheck_passing
         self.recheck_failing = recheck_failing
+        self.device_spacing = device_spacing
+        self.device_reports = 0  # reports sent because a device changed its verdict
+        self._device_report_at: float | None = None  # monotonic
         self.last: dict[str, LastCheck] = {}
         self.latest: p.Readiness | None = None
         self.sent = 0
@@ -375,15 +432,23 @@ class ReadinessRunner:
             self.recheck_passing,
             self.recheck_failing,
         )
-        if not due and not self._room_check_pending:
-            return []
         devices = agent.devices.status()
+        changed = self._device_change(devices)
+        if not due and not self._room_check_pending and not changed:
+            return []
         if not self._settled(client, devices):
             return []
         checks = await self.check(client, devices)
         at = agent.clock.now()
         ok = all(c.ok for c in checks)
-        session_ids: list[str | None] = [e.session_id for e in due] or [None]
+        session_ids: list[str | None] = [e.session_id for e in due]
+        if changed:
+            self._device_report_at = time.monotonic()
+            self.device_reports += 1
+            log.info("readiness: %s changed, checking now", " and ".join(changed))
+            opened = open_sessions(agent.entries, at, self.lead, agent.sessions)
+            session_ids += [s for s in opened if s not in session_ids]
+        session_ids = session_ids or [None]
         messages = [p.Readiness(ok=ok, checks=checks, at=at, session_id=s) for s in session_ids]
         sent = []
         for message in messages:
@@ -407,6 +472,14 @@ class ReadinessRunner:
                 "".join(f" for {m.session_id}" for m in sent if m.session_id),
             )
         return sent
+
+    def _device_change(self, devices: Mapping[str, Any]) -> list[str]:
+        """The device checks that changed since the latest report, if a report for
+        them may be sent now (``device_spacing``)."""
+        at = self._device_report_at
+        if at is not None and time.monotonic() - at < self.device_spacing:
+            return []
+        return devices_changed(self.latest, devices)
 
     async def check(
         self, client: SignallingClient, devices: Mapping[str, Any]
