@@ -32,6 +32,20 @@ from room_agents.devices import DeviceError, parse_spec
 KEY_ENV: Final = "TELECENTRE_ROOM_KEY"
 ENV_PREFIX: Final = "TELECENTRE_AGENT_"
 CONFIG_ENV: Final = ENV_PREFIX + "CONFIG"
+# The sizes a room may send. Every frame carries the capture-time stamp, 66 blocks of
+# 16x16 pixels from the top-left corner, wrapping to further rows (room_agents.stamp).
+# At 320x180 it takes 4 rows (64 px) and leaves the rest to the picture; at 160x120 it
+# would take 7 rows, 112 of 120 px: the far room would see the stamp and hardly the
+# room, so such sizes are refused at startup rather than served. (The stamp cannot
+# shrink: its blocks follow the codec's 16x16 macroblocks, DESIGN "Measuring media".)
+MIN_WIDTH: Final = 320
+MIN_HEIGHT: Final = 180
+MAX_WIDTH: Final = 3840
+MAX_HEIGHT: Final = 2160
+SIZE_REASON: Final = (
+    f"a room sends at least {MIN_WIDTH}x{MIN_HEIGHT}: every frame carries a capture-time "
+    "stamp of 66 blocks of 16x16 pixels, which would cover most of a smaller picture"
+)
 
 Origin = Literal["default", "file", "env", "flag"]
 ValueKind = Literal["str", "int", "float", "path", "camera", "microphone", "speaker", "content"]
@@ -51,6 +65,7 @@ class Option:
     choices: tuple[str, ...] = ()
     minimum: float | None = None
     maximum: float | None = None
+    reason: str = ""  # why the range is what it is, added to the errors
 
     @property
     def env(self) -> str:
@@ -99,8 +114,24 @@ OPTIONS: Final[tuple[Option, ...]] = (
         "or none",
     ),
     Option("content", "content", "none", "content source spec for sharing: x11grab::0.0, or none"),
-    Option("width", "int", 640, "width of the video the room sends", minimum=16, maximum=3840),
-    Option("height", "int", 360, "height of the video the room sends", minimum=16, maximum=2160),
+    Option(
+        "width",
+        "int",
+        640,
+        f"width of the video the room sends, even, {MIN_WIDTH} to {MAX_WIDTH}",
+        minimum=MIN_WIDTH,
+        maximum=MAX_WIDTH,
+        reason=SIZE_REASON,
+    ),
+    Option(
+        "height",
+        "int",
+        360,
+        f"height of the video the room sends, even, {MIN_HEIGHT} to {MAX_HEIGHT}",
+        minimum=MIN_HEIGHT,
+        maximum=MAX_HEIGHT,
+        reason=SIZE_REASON,
+    ),
     Option("fps", "int", 30, "frames per second the room sends", minimum=1, maximum=60),
     Option(
         "screen",
@@ -157,6 +188,11 @@ class AgentConfig:
     backoff_base: float = 0.5
     backoff_cap: float = 5.0
 
+    def __post_init__(self) -> None:
+        # Here as well as in ``merge``: a config built by hand (tests, benchmarks,
+        # embedding) meets the same rule as one read from flags and files.
+        check_video_size(self.width, self.height)
+
     def read_key(self) -> str:
         if self.key_file is not None:
             try:
@@ -188,6 +224,19 @@ class Loaded:
 
 
 # --- pure helpers ---------------------------------------------------------------------
+
+
+def check_video_size(width: int, height: int) -> None:
+    """The one rule for the size a room sends: within ``MIN_*`` and ``MAX_*`` (see
+    ``SIZE_REASON``), and even, as yuv420p and the encoders need."""
+    for side, value, low, high in (
+        ("width", width, MIN_WIDTH, MAX_WIDTH),
+        ("height", height, MIN_HEIGHT, MAX_HEIGHT),
+    ):
+        if not low <= value <= high:
+            raise ConfigError(f"{side} {value} is not within {low} to {high}: {SIZE_REASON}")
+        if value % 2:
+            raise ConfigError(f"{side} {value} must be even (yuv420p)")
 
 
 def ws_url(server: str) -> str:
@@ -246,10 +295,11 @@ def convert(option: Option, raw: object, where: str, base: Path | None = None) -
             value = value.upper()
         if value not in option.choices:
             raise ConfigError(f"{where}: {value!r} is not one of {', '.join(option.choices)}")
+    reason = f" ({option.reason})" if option.reason else ""
     if option.minimum is not None and value < option.minimum:
-        raise ConfigError(f"{where}: {value} is below the minimum, {option.minimum:g}")
+        raise ConfigError(f"{where}: {value} is below the minimum, {option.minimum:g}{reason}")
     if option.maximum is not None and value > option.maximum:
-        raise ConfigError(f"{where}: {value} is above the maximum, {option.maximum:g}")
+        raise ConfigError(f"{where}: {value} is above the maximum, {option.maximum:g}{reason}")
     return value
 
 
@@ -304,9 +354,7 @@ def merge(
     server = values.pop("server_url")
     if not server:
         raise ConfigError(f"no server: set server in the file, {BY_NAME['server'].env} or --server")
-    for side in ("width", "height"):
-        if values[side] % 2:
-            raise ConfigError(f"{side} {values[side]} must be even (yuv420p)")
+    # AgentConfig checks the size as a whole (check_video_size): odd sizes fail there.
     config = AgentConfig(server_url=ws_url(server), key=flags.get("key"), **values)
     return Loaded(config, origins)
 

@@ -49,6 +49,7 @@ MAX_LATE_PERIODS: Final = 2.0
 
 LUMA_BLACK: Final = 16
 LUMA_WHITE: Final = 235
+MIN_FONT: Final = 8
 
 Luma = npt.NDArray[np.uint8]
 
@@ -87,37 +88,56 @@ def check_frame_size(width: int, height: int) -> None:
         raise ValueError(f"a {width}x{height} frame cannot hold the stamp")
 
 
-def stamp_band(width: int) -> int:
-    """Height in pixels reserved for the stamp, plus one block of margin."""
-    return (stamp_rows(width) + 1) * BLOCK
+def stamp_band(width: int, height: int) -> int:
+    """Rows of pixels reserved at the top for the stamp: its rows of blocks plus one
+    block of margin, or no margin where the frame is too short for it."""
+    rows = stamp_rows(width) * BLOCK
+    return rows + BLOCK if rows + BLOCK < height else min(rows, height)
 
 
 def font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-    return ImageFont.load_default(size=max(size, 8))
+    return ImageFont.load_default(size=max(size, MIN_FONT))
+
+
+def fitted(
+    text: str, size: int, width: int
+) -> tuple[str, ImageFont.FreeTypeFont | ImageFont.ImageFont]:
+    """``text`` and a font of at most ``size`` px in which it fits ``width`` px: the
+    font shrinks down to ``MIN_FONT``, then the text is cut short with an ellipsis."""
+    face = font(size)
+    length = face.getlength(text)
+    if text and length > width and size > MIN_FONT:
+        face = font(max(int(size * width / length), MIN_FONT))
+    while text and face.getlength(text) > width:
+        text = text[:-2] + "…" if len(text) > 1 else ""
+    return text, face
 
 
 def render_text_lines(
     width: int, height: int, lines: list[tuple[str, int]], background: int, ink: int
 ) -> Luma:
-    """Luma image of centred text lines (text, font size), spread down the frame."""
+    """Luma image of centred text lines (text, font size), spread down the frame below
+    the stamp; a line too wide for the frame shrinks, then is cut short."""
     image = Image.new("L", (width, height), background)
     draw = ImageDraw.Draw(image)
-    top = stamp_band(width)
+    top = stamp_band(width, height)
     step = (height - top) / (len(lines) + 1)
     for i, (text, size) in enumerate(lines):
+        text, face = fitted(text, min(size, int(step)), width - BLOCK)
         if text:
             y = top + step * (i + 1)
-            draw.text((width / 2, y), text, fill=ink, font=font(size), anchor="mm")
+            draw.text((width / 2, y), text, fill=ink, font=face, anchor="mm")
     return np.asarray(image, dtype=np.uint8).copy()
 
 
-def render_label(text: str, size: int) -> Luma:
-    """A white-on-black label box, as luma, to paste over moving content."""
-    face = font(size)
-    left, top, right, bottom = face.getbbox(text)
+def render_label(text: str, size: int, max_width: int) -> Luma:
+    """A white-on-black label box, as luma, to paste over moving content; at most
+    ``max_width`` px wide (the text shrinks, then is cut short)."""
     pad = max(size // 3, 2)
+    text, face = fitted(text, size, max(max_width - 2 * pad, 1))
+    left, top, right, bottom = face.getbbox(text) if text else (0, 0, 0, 0)
     width, height = int(right - left) + 2 * pad, int(bottom - top) + 2 * pad
-    image = Image.new("L", (max(width, 1), max(height, 1)), LUMA_BLACK)
+    image = Image.new("L", (max(min(width, max_width), 1), max(height, 1)), LUMA_BLACK)
     ImageDraw.Draw(image).text((pad - left, pad - top), text, fill=LUMA_WHITE, font=face)
     return np.asarray(image, dtype=np.uint8).copy()
 
@@ -208,7 +228,15 @@ class SyntheticCamera:
         self._yuv = np.empty((height * 3 // 2, width), np.uint8)
         self._u, self._v = chroma_planes(self._yuv, width, height)
         self._ramp = scrolling_ramp(width, height, self.RAMP_PERIOD)
-        self._label = render_label(label, max(height // 18, 10)) if label else None
+        # The label sits below the stamp, clipped to the frame once, here: at a size
+        # where it does not fit, the frame is all stamp and ramp (it once raised
+        # "could not broadcast" on every frame at 160x120, and the room never went live).
+        self._label_top = stamp_band(width, height)
+        self._label: Luma | None = None
+        if label:
+            box = render_label(label, max(height // 18, 10), width - 2 * BLOCK)
+            box = box[: height - self._label_top, : width - BLOCK]
+            self._label = box if box.size else None
 
     def next_frame(self) -> av.VideoFrame:
         w, h = self.width, self.height
@@ -224,8 +252,8 @@ class SyntheticCamera:
         self._v[:] = 128 + int(30 * math.cos(seconds))
         if self._label is not None:
             lh, lw = self._label.shape
-            top = stamp_band(w)
-            luma[top : top + lh, BLOCK : BLOCK + lw] = self._label[: h - top, : w - BLOCK]
+            top = self._label_top
+            luma[top : top + lh, BLOCK : BLOCK + lw] = self._label
         write_stamp(self._yuv, w, h, capture_ms(self.clock), camera=True)
         return av.VideoFrame.from_ndarray(self._yuv, format="yuv420p")
 
