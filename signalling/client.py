@@ -141,10 +141,14 @@ class SignallingClient:
         return reply
 
     async def send(self, message: object) -> None:
+        await self.send_text(p.encode(message))
+
+    async def send_text(self, text: str) -> None:
+        """Send one frame as it is (load and test tools send what no model builds)."""
         if self._ws is None or self._ws.closed:
             raise ConnectionLost()
         try:
-            await self._ws.send_str(p.encode(message))
+            await self._ws.send_str(text)
         except (ConnectionError, RuntimeError, aiohttp.ClientError):
             raise ConnectionLost() from None
 

@@ -77,6 +77,9 @@ class SignallingSettings:
     heartbeat_interval: float = 5.0
     heartbeat_timeout: float = 15.0
     hello_timeout: float = 5.0
+    # A refused stranger's connection is held this long (unread, still counting against
+    # the limits) before it is closed, so reconnecting cannot make refusals a flood.
+    refusal_hold: float = 2.0
     unauthenticated_per_address: int = 64
     unauthenticated_total: int = 1024
     # readiness reports per room: a burst (one per due session at connection) and a rate
@@ -261,6 +264,7 @@ class SignallingServer:
                 link,
                 p.ProtocolError(p.ErrorCode.BAD_MESSAGE, "binary frames are not used"),
                 address=address,
+                hold=self.settings.refusal_hold,
             )
             return None
         if msg.type != WSMsgType.TEXT:
@@ -284,7 +288,7 @@ class SignallingServer:
                 )
             identity = self._check_hello(message)
         except p.ProtocolError as exc:
-            await self._refuse(link, exc, address=address)
+            await self._refuse(link, exc, address=address, hold=self.settings.refusal_hold)
             return None
         link.send(
             p.Welcome(
@@ -507,10 +511,17 @@ class SignallingServer:
         code: int = CLOSE_AUTH,
         *,
         address: str,
+        hold: float = 0.0,
     ) -> None:
+        """Send the error, then close with ``code``; a refused stranger's connection is
+        first held for ``hold`` seconds (the error is on its way; the peer may close)."""
         self.counters.errors[exc.code] += 1
         self.quiet.info(exc.code, "closed the connection of %s (%d): %s", address, code, exc)
         link.send(p.Error(code=exc.code, message=exc.message, ref=exc.ref))
+        if hold > 0:
+            # Frames it sends meanwhile stay unread: aiohttp stops reading the socket
+            # once a frame or two are queued.
+            await asyncio.sleep(hold)
         await link.close(code, exc.code)
 
     async def close(self) -> None:

@@ -151,6 +151,10 @@ class Harness:
 async def signalling_harness(
     clock: Callable[[], float] = time.time, **overrides: object
 ) -> AsyncIterator[Harness]:
+    # Refused strangers are closed at once unless a test asks for the hold: it only
+    # delays the close that tests of refusals wait for (tests/test_signalling_abuse.py
+    # and the flood test cover it).
+    overrides.setdefault("refusal_hold", 0.0)
     settings = SignallingSettings(**overrides)  # type: ignore[arg-type]
     events = RecordingEvents()
     server = SignallingServer(settings, events, clock)

@@ -123,7 +123,7 @@ async def test_a_bad_first_frame_is_refused_and_closes_the_connection(
     first: Sender, code: str | None, close: int, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="signalling")
-    async with signalling_harness() as h:
+    async with signalling_harness(refusal_hold=0.0) as h:
         h.add_room("a")
         ws = await h.http.ws_connect(h.url)
         await first(ws)
@@ -141,6 +141,24 @@ async def test_a_bad_first_frame_is_refused_and_closes_the_connection(
         lines = [r for r in caplog.records if r.name.startswith("signalling")]
         assert len(lines) == 1, [r.getMessage() for r in lines]
         no_tracebacks(caplog)
+
+
+async def test_a_refused_stranger_is_held_counting_then_closed() -> None:
+    async with signalling_harness(refusal_hold=0.5) as h:
+        loop = asyncio.get_running_loop()
+        ws = await h.http.ws_connect(h.url)
+        await ws.send_str(stats_flood_message())
+        refused_at = loop.time()
+        assert (await next_message(ws))["code"] == p.ErrorCode.TOO_LARGE
+        # Held: it still counts, and what it sends meanwhile is not read.
+        assert h.server.admission.pending == 1
+        for _ in range(3):
+            await ws.send_str(stats_flood_message())
+        msg = await ws.receive(timeout=5)
+        assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED), msg
+        assert ws.close_code == 4401 and loop.time() - refused_at >= 0.45
+        await eventually(lambda: h.server.admission.pending == 0, "the stranger to stop counting")
+        assert h.server.counters.messages == 1
 
 
 async def test_silence_after_the_upgrade_is_closed_at_the_hello_timeout() -> None:
