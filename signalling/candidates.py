@@ -74,16 +74,17 @@ def candidate_address(candidate_line: str) -> str | None:
     return addresses[0] if addresses else None
 
 
-def disallowed_candidate(candidate: str, networks: Sequence[Network]) -> list[str]:
-    """What a trickled candidate offers outside ``networks``: its connection address
-    if not inside, its related address if neither inside nor unspecified, or the
-    candidate itself (cut short) when it cannot be read."""
+def refused_candidate(candidate: str, networks: Sequence[Network]) -> str | None:
+    """Why a trickled candidate may not be relayed: its connection address if it is
+    outside ``networks``, its related address if it is neither inside nor unspecified,
+    or the candidate itself (cut short) when it cannot be read; None when it may."""
     addresses = candidate_addresses(candidate)
     if addresses is None:
-        return [candidate[:60]]
+        return candidate[:60]
     connection, *related = addresses
-    out = [] if address_allowed(connection, networks) else [connection]
-    return out + [a for a in related if not _unspecified_or_allowed(a, networks)]
+    if not address_allowed(connection, networks):
+        return connection
+    return next((a for a in related if not _unspecified_or_allowed(a, networks)), None)
 
 
 def sdp_candidate_addresses(sdp: str) -> list[str]:
@@ -113,20 +114,34 @@ def _connection_line_address(line: str) -> str | None:
     return parts[2].split("/", 1)[0]
 
 
-def disallowed_addresses(sdp: str, networks: Sequence[Network]) -> list[str]:
-    """Addresses of ``sdp`` outside ``networks``: every address of every candidate
-    line (``disallowed_candidate``) and of every connection (``c=``) and ``a=rtcp``
-    line, which may be unspecified. Lines are split as browsers split them, on line
-    feeds (a carriage return before one is dropped)."""
-    out: list[str] = []
+MAX_SDP_CANDIDATES = 100
+"""More candidate lines than a browser or an agent ever gathers (a few per network
+interface and transport); an SDP with more is refused, whatever their addresses."""
+
+
+def refused_in_sdp(sdp: str, networks: Sequence[Network]) -> str | None:
+    """The first reason ``sdp`` may not be relayed, or None: an address of a candidate
+    line (``refused_candidate``) or of a connection (``c=``) or ``a=rtcp`` line outside
+    ``networks`` (those two may be unspecified), a line that cannot be read, or a
+    candidate line beyond the ``MAX_SDP_CANDIDATES``-th. Lines are split as browsers
+    split them, on line feeds (a carriage return before one is dropped). The first
+    reason is enough to refuse: a refused SDP costs no more than that line."""
+    candidates = 0
     for line in sdp.split("\n"):
         line = line.removesuffix("\r")
         if line.startswith("a=candidate:"):
-            out.extend(disallowed_candidate(line, networks))
-            continue
-        address = _connection_line_address(line)
-        if address is None:
-            out.append(line[:60])
-        elif address and not _unspecified_or_allowed(address, networks):
-            out.append(address)
-    return out
+            candidates += 1
+            if candidates > MAX_SDP_CANDIDATES:
+                return f"more than {MAX_SDP_CANDIDATES} candidates"
+            refused = refused_candidate(line, networks)
+        else:
+            address = _connection_line_address(line)
+            if address is None:
+                refused = line[:60]
+            elif address and not _unspecified_or_allowed(address, networks):
+                refused = address
+            else:
+                refused = None
+        if refused is not None:
+            return refused
+    return None

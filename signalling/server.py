@@ -30,7 +30,7 @@ from aiohttp import WSMsgType, web
 from signalling import protocol as p
 from signalling.admission import Admission
 from signalling.auth import CredentialStore, RoomRecord, TicketClaims, TicketVerifier
-from signalling.candidates import disallowed_addresses, disallowed_candidate, parse_networks
+from signalling.candidates import parse_networks, refused_candidate, refused_in_sdp
 from signalling.hub import Hub, HubSettings
 from signalling.ports import SessionEvents
 from signalling.quietlog import QuietLog
@@ -59,7 +59,8 @@ HELLO_REFUSALS = frozenset(
     }
 )
 VIOLATION_EXAMPLES = 16
-"""Refused candidate addresses are counted; only the latest few are kept, as examples."""
+"""Refused SDPs and candidates are counted; only the latest few reasons (an address, a
+line cut short) are kept, as examples."""
 DEFAULT_GUEST_NAME = "Guest"
 
 
@@ -149,7 +150,7 @@ class _Identity:
 class ServerCounters:
     messages: int = 0
     errors: Counter[str] = field(default_factory=Counter)
-    # How many candidate addresses were refused, and the latest few of them.
+    # How many SDPs and candidates the filter refused, and the latest few reasons.
     candidate_violations: int = 0
     violation_examples: deque[str] = field(default_factory=lambda: deque(maxlen=VIOLATION_EXAMPLES))
     # Connections closed by aiohttp for a frame it could not read (close 1007, 1009).
@@ -438,12 +439,12 @@ class SignallingServer:
             if link is not None:
                 link.send(p.Pong(t=message.t, server_time=self.clock(), ref=message.id))
         elif isinstance(message, p.Offer | p.Answer):
-            self._check_candidates(disallowed_addresses(message.sdp, self.networks), message.id)
+            self._check_candidates(refused_in_sdp(message.sdp, self.networks), message.id)
             self.hub.relay(peer_id, message)
         elif isinstance(message, p.Candidate):
             if message.candidate:
                 self._check_candidates(
-                    disallowed_candidate(message.candidate, self.networks), message.id
+                    refused_candidate(message.candidate, self.networks), message.id
                 )
             self.hub.relay(peer_id, message)
         elif isinstance(message, p.Join):
@@ -483,13 +484,13 @@ class SignallingServer:
         elif isinstance(message, p.Hello):
             raise p.ProtocolError(p.ErrorCode.BAD_MESSAGE, "already authenticated", message.id)
 
-    def _check_candidates(self, addresses: list[str], ref: str | None) -> None:
-        if addresses:
-            self.counters.candidate_violations += len(addresses)
-            self.counters.violation_examples.extend(a[:60] for a in addresses[-VIOLATION_EXAMPLES:])
+    def _check_candidates(self, refused: str | None, ref: str | None) -> None:
+        if refused is not None:
+            self.counters.candidate_violations += 1
+            self.counters.violation_examples.append(refused[:60])
             raise p.ProtocolError(
                 p.ErrorCode.CANDIDATE_NOT_ALLOWED,
-                f"{len(addresses)} candidate address(es) outside the allowed networks",
+                "a candidate outside the allowed networks, or one that cannot be read",
                 ref,
             )
 

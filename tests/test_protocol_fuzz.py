@@ -32,7 +32,7 @@ from hypothesis import strategies as st
 
 from signalling import protocol as p
 from signalling.auth import TicketVerifier
-from signalling.candidates import disallowed_addresses, disallowed_candidate, parse_networks
+from signalling.candidates import parse_networks, refused_candidate, refused_in_sdp
 from tests.signalling_fixtures import Harness, signalling_harness
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "protocol.md"
@@ -197,9 +197,9 @@ def test_decoding_any_message_ends_in_a_message_or_a_documented_code(text: str) 
         return
     # What the server does next with a decoded message must not raise either.
     if isinstance(message, p.Offer | p.Answer):
-        disallowed_addresses(message.sdp, NETWORKS)
+        refused_in_sdp(message.sdp, NETWORKS)
     elif isinstance(message, p.Candidate) and message.candidate:
-        disallowed_candidate(message.candidate, NETWORKS)
+        refused_candidate(message.candidate, NETWORKS)
     elif isinstance(message, p.Readiness):
         p.check_readiness(message)
     elif isinstance(message, p.Hello | p.Join):

@@ -347,6 +347,11 @@ AUTHENTICATED: list[tuple[str, str, str]] = [
         p.ErrorCode.CANDIDATE_NOT_ALLOWED,
     ),
     (
+        "101 candidates",
+        _offer(SDP_HEAD + ("a=" + LOOPBACK_CANDIDATE + "\r\n") * 101),
+        p.ErrorCode.CANDIDATE_NOT_ALLOWED,
+    ),
+    (
         "an SDP candidate with a tab",
         _offer(SDP_HEAD + "a=candidate:1 1 udp 1 127.0.0.1\t10.0.0.9 9 typ host\r\n"),
         p.ErrorCode.CANDIDATE_NOT_ALLOWED,
@@ -504,3 +509,21 @@ async def test_readiness_reports_are_rate_limited_per_room() -> None:
         assert error["code"] == p.ErrorCode.RATE_LIMITED
         await served(ws)
         assert sum(isinstance(e, RoomReadiness) for e in h.events.events) == 4
+
+
+def test_the_sdp_filter_stops_at_the_first_reason_and_caps_the_candidates() -> None:
+    from signalling.candidates import MAX_SDP_CANDIDATES, parse_networks, refused_in_sdp
+
+    loopback = parse_networks(["127.0.0.1/32"])
+    line = "a=" + LOOPBACK_CANDIDATE + "\r\n"
+    assert refused_in_sdp(SDP_HEAD + line * MAX_SDP_CANDIDATES, loopback) is None
+    assert refused_in_sdp(SDP_HEAD + line * (MAX_SDP_CANDIDATES + 1), loopback) == (
+        f"more than {MAX_SDP_CANDIDATES} candidates"
+    )
+    bad = "".join(f"a=candidate:{i} 1 udp 1 10.0.0.{i} 9 typ host\r\n" for i in range(1, 50))
+    assert refused_in_sdp(SDP_HEAD + line + bad, loopback) == "10.0.0.1"
+    assert (
+        refused_in_sdp(SDP_HEAD + "c=IN IP4 0.0.0.0\r\na=rtcp:9 IN IP4 0.0.0.0\r\n", loopback)
+        is None
+    )
+    assert refused_in_sdp(SDP_HEAD + "a=rtcp:9 IN IP4 192.168.1.1\r\n", loopback) == "192.168.1.1"
