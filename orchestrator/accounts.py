@@ -17,6 +17,7 @@ from sqlmodel import col, delete, select
 
 from orchestrator.credentials import hash_secret, new_secret
 from orchestrator.db import DbSession
+from orchestrator.inputs import one_line
 from orchestrator.models import Centre, LoginThrottle, User, WebSession
 from orchestrator.service import DomainError, zone
 
@@ -24,6 +25,7 @@ ROLES = ("admin", "staff", "organiser")
 """``admin``: everything; ``staff``: their centre's rooms, bookings and approvals;
 ``organiser``: books sessions."""
 MIN_PASSWORD = 10
+_ADDRESS_SYNTAX = frozenset('<>()[]\\,;:"')
 SESSION_LIFETIME = timedelta(hours=12)
 
 _hasher = PasswordHasher()
@@ -85,11 +87,35 @@ def principal(user: User) -> Principal:
 
 
 def normalise_email(email: str) -> str:
+    """An address as kept (a login, a recipient of mail): trimmed and lower-case,
+    ``local@domain`` with one ``@``, a dotted domain without empty labels, at most 64
+    characters before the ``@`` and 254 in all (RFC 5321 §4.5.3.1), and nothing a mail
+    header reads as something else: no space, control character, line break or
+    unpaired surrogate (``"a@b.org\\r\\nBcc: c@d.org"`` would add a recipient), none of
+    ``<>()[]\\,;:"`` (address-list syntax, RFC 5322 §3.4); ``invalid-email``."""
     value = email.strip().lower()
     local, at, domain = value.partition("@")
-    if not at or not local or "." not in domain or len(value) > 254 or " " in value:
+    labels = domain.split(".")
+    if (
+        not at
+        or not local
+        or len(local) > 64
+        or len(value) > 254
+        or len(labels) < 2
+        or not all(labels)
+        or "@" in domain
+        or " " in value
+        or not value.isprintable()
+        or _ADDRESS_SYNTAX.intersection(value)
+    ):
         raise DomainError("invalid-email", f"not an email address: {email[:60]!r}")
     return value
+
+
+def person_name(name: str) -> str:
+    """A person's name: one line of 1 to 200 characters (``inputs.one_line``: it is
+    written into mail headers, ``To: Name <address>``), ``invalid-name``."""
+    return one_line(name, code="invalid-name", what="a name")
 
 
 def check_password_strength(password: str) -> None:
@@ -146,14 +172,13 @@ def create_user(
         raise DomainError("needs-centre", f"a {role} belongs to a centre")
     if centre_id is not None and db.get(Centre, centre_id) is None:
         raise DomainError("unknown-centre", f"no centre {centre_id}")
-    if not name.strip():
-        raise DomainError("invalid-name", "a user has a name")
+    name = person_name(name)
     check_password_strength(password)
     if db.exec(select(User).where(col(User.email) == email)).first() is not None:
         raise DomainError("duplicate", f"a user with email {email} exists")
     user = User(
         email=email,
-        name=name.strip(),
+        name=name,
         password_hash=_hasher.hash(password),
         role=role,
         centre_id=centre_id,
@@ -200,11 +225,10 @@ def update_profile(
     """A person's own settings: their name, language (None: the browser's) and time
     zone (None: each centre's own)."""
     user = _user(db, user_id)
-    if not name.strip() or len(name) > 200:
-        raise DomainError("invalid-name", "a name has 1 to 200 characters")
+    name = person_name(name)
     if timezone is not None:
         zone(timezone)
-    user.name, user.locale, user.timezone = name.strip(), locale, timezone
+    user.name, user.locale, user.timezone = name, locale, timezone
     db.add(user)
     db.flush()
     return principal(user)

@@ -24,6 +24,7 @@ from orchestrator.booking_store import (
     booking_room_ids,
 )
 from orchestrator.db import DbSession
+from orchestrator.inputs import EARLIEST, LATEST, check_wall_time, one_line
 from orchestrator.models import Booking, Participation, Room, Session
 from orchestrator.policy import BookingSettings, PolicyError, RoomPolicy
 from orchestrator.series import CANCELLED, CONFIRMED, Occurrence, OverrideSpec, SeriesSpec
@@ -218,13 +219,24 @@ def check_rooms(room_ids: Sequence[str]) -> None:
         raise DomainError("duplicate", "a room is listed twice")
 
 
+def check_title(title: str) -> str:
+    """A booking's title: one line of 1 to ``MAX_NAME`` characters (``inputs.one_line``:
+    a line break would start a new header in the invitation's mail), ``invalid-name``."""
+    return one_line(title, code="invalid-name", what="a booking's title")
+
+
 def check_spec(spec: SeriesSpec) -> None:
-    if not spec.title.strip():
-        raise DomainError("invalid-name", "a booking needs a name")
+    """The series every command books: its title, a wall-clock start and an end within
+    the range every computation holds (``inputs``), a zone, RRULEs we expand."""
+    check_title(spec.title)
     if spec.start_local.tzinfo is not None:
         raise DomainError("invalid-time", "a series starts at a wall-clock time (naive)")
     if spec.duration <= timedelta(0):
         raise DomainError("invalid-time", "a booking ends after it starts")
+    check_wall_time(spec.start_local, "the start")
+    if spec.duration > LATEST - EARLIEST:
+        raise DomainError("invalid-time", "a booking ends within the range of times")
+    check_wall_time(spec.start_local + spec.duration, "the end")
     try:
         recurrence.zone_info(spec.timezone)
         for rule in spec.rrules:

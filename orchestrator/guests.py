@@ -9,12 +9,15 @@ from datetime import datetime, timedelta
 
 from sqlmodel import col, select
 
+from orchestrator.accounts import normalise_email
 from orchestrator.credentials import hash_secret, new_secret
 from orchestrator.db import DbSession
+from orchestrator.inputs import one_line
 from orchestrator.models import Booking, Guest, Session
 from orchestrator.service import DomainError
 
 GUEST_TOKEN_PREFIX = "tcg_"
+MAX_GUEST_NAME = 100
 EARLY = timedelta(minutes=15)
 """A guest may open the link this long before the start, to check camera and
 microphone; joining the session itself follows the session's own lead."""
@@ -55,20 +58,27 @@ def link_window(start: datetime, end: datetime) -> tuple[datetime, datetime]:
     return start - EARLY, end
 
 
+def check_guest(name: str, email: str | None) -> tuple[str, str | None]:
+    """A guest as kept: a name of one line, 1 to ``MAX_GUEST_NAME`` characters
+    (``bad-guest``), and an address or None (``accounts.normalise_email``,
+    ``invalid-email``: the invitation is mailed to it)."""
+    name = one_line(name, code="bad-guest", what="a guest's name", max_length=MAX_GUEST_NAME)
+    address = (email or "").strip()
+    return name, normalise_email(address) if address else None
+
+
 def add_guest(
     db: DbSession, booking_id: str, name: str, email: str | None = None
 ) -> tuple[Guest, str]:
-    """A guest and the secret of their personal link (shown once)."""
-    name = name.strip()
-    if not name or len(name) > 100:
-        raise DomainError("bad-request", "a guest has a name of at most 100 characters")
+    """A guest (``check_guest``) and the secret of their personal link (shown once)."""
+    name, address = check_guest(name, email)
     if db.get(Booking, booking_id) is None:
         raise DomainError("not-found", f"no booking {booking_id}")
     token = new_secret(GUEST_TOKEN_PREFIX)
     guest = Guest(
         booking_id=booking_id,
         name=name,
-        email=(email or "").strip() or None,
+        email=address,
         token_hash=hash_guest_token(token),
     )
     db.add(guest)

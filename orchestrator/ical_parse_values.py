@@ -13,6 +13,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from icalendar import Component
 
 from orchestrator.ical_zones import ZoneResolver
+from orchestrator.inputs import fold_line
 from orchestrator.recurrence import localize
 from orchestrator.series import CANCELLED, CONFIRMED, TENTATIVE
 
@@ -82,6 +83,12 @@ def _all(component: Component, name: str) -> list[object]:
 def _first(component: Component, name: str) -> object | None:
     values = _all(component, name)
     return values[0] if values else None
+
+
+def _title(summary: str | None) -> str | None:
+    """A SUMMARY as a booking's title: one line (``inputs.fold_line``), which the
+    booking rules require and a multi-line SUMMARY is not."""
+    return None if summary is None else fold_line(summary) or None
 
 
 def text_value(component: Component, name: str) -> str | None:
@@ -244,7 +251,7 @@ def read_event(event: Component, position: int, resolver: ZoneResolver) -> Event
         rdates=tuple(rdates),
         periods=tuple(periods),
         exdates=tuple(_whens(event, "EXDATE", resolver)),
-        title=text_value(event, "SUMMARY"),
+        title=_title(text_value(event, "SUMMARY")),
         status=_status(event),
         transparent=_transparent(event),
         sequence=_sequence(event),

@@ -27,6 +27,8 @@ from orchestrator.credentials import (
     verify_api_token,
 )
 from orchestrator.db import DbSession
+from orchestrator.errors import DomainError as DomainError
+from orchestrator.inputs import check_instant, one_line
 from orchestrator.models import (
     ApiToken,
     Booking,
@@ -47,18 +49,6 @@ CONNECT_MODES = frozenset({"automatic", "one-button", "reserve-only", "manual"})
 """Accepted connect modes (``orchestrator.policy``; ``manual`` is ``one-button``)."""
 
 
-class DomainError(ValueError):
-    """A refused command. ``code`` is stable: the API and the CLI speak it."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-    def __str__(self) -> str:
-        return f"{self.code}: {self.message}"
-
-
 # --- pure validation ------------------------------------------------------------------
 
 
@@ -67,19 +57,19 @@ def zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: "Europe" is a directory
-        raise DomainError("unknown-timezone", f"unknown time zone {name!r}") from None
+        raise DomainError("unknown-timezone", f"unknown time zone {name[:60]!r}") from None
 
 
 def _name(value: str, what: str) -> str:
-    value = value.strip()
-    if not value:
-        raise DomainError("invalid-name", f"a {what} needs a name")
-    return value
+    """A centre's, a room's or a booking's name: one line (``inputs.one_line``)."""
+    return one_line(value, code="invalid-name", what=f"a {what}'s name")
 
 
 def check_times(start: datetime, end: datetime) -> None:
-    if start.tzinfo is None or end.tzinfo is None:
-        raise DomainError("invalid-time", "start and end need a time zone (aware datetimes)")
+    """Aware instants within the range every computation holds (``inputs``), the end
+    after the start."""
+    check_instant(start, "the start")
+    check_instant(end, "the end")
     if end <= start:
         raise DomainError("invalid-time", "a booking ends after it starts")
 
@@ -126,7 +116,8 @@ def set_room_policy(
     max_advance_days: int | None = None,
     aliases: Sequence[str] | None = None,
 ) -> Room:
-    """Change a room's booking policy; the values apply to bookings made from now on."""
+    """Change a room's booking policy; the values apply to bookings made from now on.
+    Aliases (the names calendars use for the room) are one line each (``invalid-alias``)."""
     room = _get(db, Room, room_id)
     if buffer_seconds is not None:
         if not 0 <= buffer_seconds <= 4 * 3600:
@@ -143,7 +134,8 @@ def set_room_policy(
             raise DomainError("invalid-policy", "rooms are booked 1 to 1095 days ahead")
         room.max_advance_days = max_advance_days
     if aliases is not None:
-        room.aliases = json.dumps([a.strip() for a in aliases if a.strip()])
+        kept = [one_line(a, code="invalid-alias", what="an alias") for a in aliases if a.strip()]
+        room.aliases = json.dumps(kept)
     db.add(room)
     db.flush()
     return room

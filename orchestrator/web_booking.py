@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from sqlmodel import col, select
 
 from orchestrator import access, bookings, outbox, recurrence
-from orchestrator.accounts import Principal, normalise_email
+from orchestrator.accounts import Principal
 from orchestrator.availability import (
     DEFAULT_LIMIT,
     STEP,
@@ -35,20 +35,21 @@ from orchestrator.availability import (
     common_free_slots,
 )
 from orchestrator.booking_busy import busy
+from orchestrator.booking_series import check_title
 from orchestrator.booking_store import OnConflict
 from orchestrator.conflicts import Conflict
 from orchestrator.db import DbSession
-from orchestrator.guests import add_guest
+from orchestrator.guests import add_guest, check_guest
 from orchestrator.ical_export import invitation_ics
 from orchestrator.ical_out_load import load_booking
 from orchestrator.ical_out_model import BookingInfo, RoomInfo
+from orchestrator.inputs import check_date, check_wall_time
 from orchestrator.models import Approval, Booking, BookingRoom, Centre, Room, User, new_id
 from orchestrator.policy import RESERVE_ONLY, BookingSettings
 from orchestrator.series import SeriesSpec
 from orchestrator.service import DomainError, zone
 
 MAX_GUESTS = 20
-MAX_TITLE = 200
 ALTERNATIVE_DAYS = 14
 FREQUENCIES = ("daily", "weekly", "monthly")
 
@@ -193,6 +194,7 @@ def rrule_for(
             raise DomainError("bad-recurrence", "a series has 1 to 366 meetings")
         return f"{rule};COUNT={count}"
     if until is not None:
+        check_date(until, "the last date")
         last = recurrence.localize(datetime.combine(until + timedelta(days=1), time()), timezone)
         last -= timedelta(seconds=1)
         return f"{rule};UNTIL={last.strftime('%Y%m%dT%H%M%SZ')}"
@@ -202,14 +204,15 @@ def rrule_for(
 
 
 def check_request(request: BookingRequest, now: datetime) -> None:
-    """The form's own rules, before the booking core's."""
+    """The form's own rules, before the booking core's (whose title and time rules,
+    ``booking_series.check_title`` and ``inputs.check_wall_time``, come first here
+    too: the times are read in the zone before the core sees them)."""
     zone(request.timezone)
-    if not request.title.strip():
-        raise DomainError("invalid-name", "a booking needs a title")
-    if len(request.title.strip()) > MAX_TITLE:
-        raise DomainError("invalid-name", f"a title has at most {MAX_TITLE} characters")
+    check_title(request.title)
     if not request.room_ids:
         raise DomainError("too-few-rooms", "choose at least one room")
+    check_wall_time(request.start_local, "the start")
+    check_wall_time(request.end_local, "the end")
     if request.end <= request.start:
         raise DomainError("invalid-time", "a booking ends after it starts")
     if request.end <= now:
@@ -223,8 +226,7 @@ def check_request(request: BookingRequest, now: datetime) -> None:
     for guest in request.guests:
         if not guest.name.strip():
             raise DomainError("bad-guest", "each guest has a name")
-        if guest.email:
-            normalise_email(guest.email)
+        check_guest(guest.name, guest.email or None)
 
 
 # --- mail ----------------------------------------------------------------------------------
@@ -367,9 +369,8 @@ def book(
 
     guest_links: list[GuestLink] = []
     for wanted in request.guests:
-        email = normalise_email(wanted.email) if wanted.email else None
-        guest, token = add_guest(db, booking.id, wanted.name, email)
-        guest_links.append(GuestLink(guest.id, guest.name, email, links.guest(token)))
+        guest, token = add_guest(db, booking.id, wanted.name, wanted.email)
+        guest_links.append(GuestLink(guest.id, guest.name, guest.email, links.guest(token)))
 
     subject, body = messages.invitation(
         locale,

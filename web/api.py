@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
-from orchestrator import bookings, readiness, recurrence, service
+from orchestrator import bookings, inputs, readiness, recurrence, service
 from orchestrator.clock import instant
 from orchestrator.db import DbSession
 from orchestrator.ical_parse import MAX_BYTES, CalendarError
 from orchestrator.models import Booking, CalDavLink, Centre, Feed, Room, Session, new_id
+from orchestrator.recurrence import RecurrenceError
 from orchestrator.series import SeriesSpec
 from orchestrator.service import DomainError, SessionDetail
 from web.app import SERVICES
@@ -30,6 +33,10 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 API = "/api/v1"
 NOT_FOUND_CODES = frozenset({"not-found"})
 CONFLICT_CODES = frozenset({"duplicate", "conflict"})
+MAX_BODY = 64 * 1024
+MAX_JSON_DEPTH = 32
+"""Our bodies nest three levels; Python's parser gives up near a thousand."""
+_SURROGATE = re.compile("[\ud800-\udfff]")
 MAX_JSON_INT = 2**53 - 1
 """Integers beyond this are not exchanged reliably in JSON (RFC 7493 §2.2); they would
 also overflow the database's 64-bit integers and Python's timedelta."""
@@ -49,6 +56,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except CalendarError as exc:
         return error_response(413 if exc.code == "too-large" else 400, exc.code, exc.message)
+    except RecurrenceError as exc:
+        # The booking commands translate these; a path that missed one still answers
+        # its code rather than a 500.
+        return error_response(400, exc.code, exc.message)
     except DomainError as exc:
         status = 404 if exc.code in NOT_FOUND_CODES else 409 if exc.code in CONFLICT_CODES else 400
         response = error_response(status, exc.code, exc.message)
@@ -95,18 +106,70 @@ async def _authorised(request: web.Request) -> bool:
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     # The OpenAPI document is public: it describes the API's shape, holds no data.
     path = request.path
-    if path.startswith(API + "/") and path != OPENAPI_PATH and not await _authorised(request):
+    if not path.startswith(API + "/"):
+        return await handler(request)
+    if path != OPENAPI_PATH and not await _authorised(request):
         return error_response(401, "unauthorised", "an admin bearer token is required")
+    if not path_ids_readable(request):
+        return error_response(404, "not-found", "no such resource")
     return await handler(request)
 
 
+def path_ids_readable(request: web.Request) -> bool:
+    """An id in the path with a control character or an unpaired surrogate names
+    nothing, and must not reach the database (PostgreSQL refuses NUL in text)."""
+    return all(inputs.text_problem(value) is None for value in request.match_info.values())
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400 reads as infinity
+        raise ValueError(text)
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(name)  # NaN, Infinity: not JSON (RFC 8259 §6)
+
+
+def _check_json_value(value: Any) -> None:
+    """Walk the decoded body without recursion: at most ``MAX_JSON_DEPTH`` levels, and
+    no unpaired surrogate in any string or key (I-JSON, RFC 7493 §2.1: it is not
+    Unicode text, and the database or the page could not encode it)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            if _SURROGATE.search(item):
+                raise DomainError("bad-json", "the body holds an unpaired surrogate")
+        elif isinstance(item, dict | list):
+            if depth > MAX_JSON_DEPTH:
+                raise DomainError("bad-json", f"JSON nests at most {MAX_JSON_DEPTH} levels")
+            children = [*item.keys(), *item.values()] if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+
+
+def parse_json(text: str) -> Any:
+    """A JSON document as the API reads it, or ``DomainError("bad-json")``: not JSON,
+    nested too deep (Python's parser recurses: RecursionError), a number too long to
+    read (over 4300 digits) or out of float range, NaN or Infinity, an unpaired
+    surrogate."""
+    try:
+        data = json.loads(text, parse_float=_finite, parse_constant=_no_constant)
+    except (ValueError, RecursionError):
+        raise DomainError("bad-json", "the body is not valid JSON") from None
+    _check_json_value(data)
+    return data
+
+
 async def _body(request: web.Request) -> dict[str, Any]:
-    if request.content_length is not None and request.content_length > 64 * 1024:
+    if request.content_length is not None and request.content_length > MAX_BODY:
         raise DomainError("too-large", "request bodies are limited to 64 KiB")
     try:
-        data = json.loads(await request.text())
-    except ValueError:
-        raise DomainError("bad-json", "the body is not valid JSON") from None
+        text = await request.text()
+    except UnicodeDecodeError:
+        raise DomainError("bad-json", "the body is not UTF-8") from None
+    data = parse_json(text)
     if not isinstance(data, dict):
         raise DomainError("bad-request", "the body is a JSON object")
     return data
@@ -127,17 +190,9 @@ def _field(data: dict[str, Any], name: str, kind: type, default: Any = ...) -> A
 
 
 def parse_instant(text: str) -> datetime:
-    """An ISO 8601 instant with its offset (``Z`` allowed); a bare local time is refused
-    because it would be ambiguous across the network's time zones."""
-    try:
-        value = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        raise DomainError("invalid-time", f"not an ISO 8601 time: {text[:40]!r}") from None
-    if value.tzinfo is None:
-        raise DomainError(
-            "invalid-time", "give the time with its UTC offset, e.g. 2026-12-01T09:00+01:00"
-        )
-    return value
+    """An ISO 8601 instant with its offset (``inputs.parse_instant``: ``invalid-time``
+    for a bare local time or one outside the range every computation holds)."""
+    return inputs.parse_instant(text)
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -360,6 +415,7 @@ async def add_booking(request: web.Request) -> web.Response:
 
     def book(s: DbSession) -> tuple[Booking, list[str], list[str]]:
         tz = zone or (service.room_zone(s, room_ids[0]) if room_ids else "UTC")
+        service.zone(tz)
         wall = recurrence.to_wall(start, tz)
         spec = SeriesSpec(
             uid=new_id() + "@telecentre",
@@ -419,7 +475,9 @@ async def import_calendar(request: web.Request) -> web.Response:
     if request.content_length is not None and request.content_length > MAX_BYTES:
         raise CalendarError("too-large", f"calendars are limited to {MAX_BYTES} bytes")
     body = await request.read()
-    name = request.query.get("name", "api")
+    name = inputs.check_text(
+        request.query.get("name", "api"), code="bad-request", what="a name", max_length=200
+    )
     report = await request.app[SERVICES].calendars.import_file(body, rooms, name)
     return web.json_response(report.as_dict())
 
@@ -438,9 +496,9 @@ def feed_json(f: Feed) -> dict[str, Any]:
 async def add_feed(request: web.Request) -> web.Response:
     data = await _body(request)
     url = _field(data, "url", str)
-    if not url.startswith(("http://", "https://", "webcal://")):
-        raise DomainError("bad-request", "a feed URL starts with http://, https:// or webcal://")
-    url = "https://" + url[len("webcal://") :] if url.startswith("webcal://") else url
+    if url.startswith("webcal://"):
+        url = "https://" + url[len("webcal://") :]
+    url = inputs.check_url(url, "a feed URL")
     room_id = _field(data, "room_id", str, None)
     interval = _field(data, "interval_seconds", int, 300)
     if interval < 60:
@@ -470,9 +528,12 @@ async def list_feeds(request: web.Request) -> web.Response:
 async def add_caldav_link(request: web.Request) -> web.Response:
     data = await _body(request)
     room_id = _field(data, "room_id", str)
-    url = _field(data, "calendar_url", str)
+    url = inputs.check_url(_field(data, "calendar_url", str), "a calendar URL")
     username = _field(data, "username", str, None)
     password = _field(data, "password", str, None)
+    for value, what in ((username, "a user name"), (password, "a password")):
+        if value is not None:
+            inputs.check_text(value, code="bad-request", what=what, max_length=1000)
 
     def add(s: DbSession) -> CalDavLink:
         service.get_room(s, room_id)

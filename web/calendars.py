@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 
-from orchestrator import calendar_tokens
+from orchestrator import calendar_tokens, inputs
 from orchestrator.calendar_tokens import CalendarScope, IssuedCalendarToken
 from orchestrator.clock import instant
 from orchestrator.db import DbSession
@@ -165,13 +165,9 @@ async def freebusy(request: web.Request) -> web.Response:
 def _join_url(value: str | None) -> str | None:
     if value is None:
         return None
-    if (
-        not value.startswith(("https://", "http://"))
-        or len(value) > 2000
-        or not value.isprintable()
-    ):
+    if not value.isprintable():  # no space or format character in a link either
         raise DomainError("bad-request", "join is an http(s) URL")
-    return value
+    return inputs.check_url(value, "join")
 
 
 def _sequence(value: str | None) -> int | None:

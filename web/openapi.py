@@ -46,12 +46,32 @@ INSTANT: Schema = {
 INSTANT_IN: Schema = {
     "type": "string",
     "description": (
-        "An ISO 8601 instant with its UTC offset (``Z`` allowed); a time without an "
-        "offset is refused with ``invalid-time``."
+        "An ISO 8601 instant with its UTC offset (``Z`` allowed), between the years 1900 "
+        "and 2999 in UTC; a time without an offset or outside that range (year 1 or "
+        "9999 with an offset of hours) is refused with ``invalid-time``."
     ),
     "examples": ["2030-06-03T09:00:00+02:00"],
 }
 ID: Schema = {"type": "string", "minLength": 1}
+ONE_LINE = (
+    "One line of text: no control character, line break or unpaired surrogate "
+    "(``invalid-name`` otherwise)."
+)
+NAME: Schema = {"type": "string", "minLength": 1, "maxLength": 200, "description": ONE_LINE}
+ERROR_CODES = (
+    "A stable code. Codes any operation may answer: ``bad-json`` (400: not JSON, nested "
+    "more than 32 levels, NaN, a number beyond float range or 4300 digits, an unpaired "
+    "surrogate in any string: RFC 7493 §2.1), ``bad-request`` (400: a field missing, of "
+    "the wrong type, an integer beyond ±(2^53 - 1), a URL that is not http(s) or holds "
+    "a control character), ``too-large`` (400 for a JSON body over 64 KiB, 413 for a "
+    "calendar over 10 MB), ``invalid-time`` (400: see the instants' description), "
+    "``invalid-name`` (400: a title or name that is empty, over 200 characters or not "
+    "one line), ``invalid-alias`` (400: the same for a room's alias), ``invalid-email``, "
+    "``unknown-timezone`` (400: not an IANA zone, e.g. ``../../etc/passwd``), "
+    "``not-found`` (404, also for an id in the path holding a control character), "
+    "``conflict`` and ``duplicate`` (409), ``unauthorised`` (401), ``internal`` (500, "
+    "never expected: a bug)."
+)
 COUNT: Schema = {"type": "integer", "minimum": 0}
 
 SCHEMAS: dict[str, Schema] = {
@@ -64,7 +84,11 @@ SCHEMAS: dict[str, Schema] = {
                 "type": "object",
                 "required": ["code", "message"],
                 "properties": {
-                    "code": {"type": "string", "examples": ["not-found"]},
+                    "code": {
+                        "type": "string",
+                        "examples": ["not-found"],
+                        "description": ERROR_CODES,
+                    },
                     "message": {"type": "string"},
                     "conflicts": {
                         "type": "array",
@@ -99,7 +123,7 @@ SCHEMAS: dict[str, Schema] = {
         "type": "object",
         "required": ["name", "timezone"],
         "properties": {
-            "name": {"type": "string", "minLength": 1, "examples": ["Fontainebleau"]},
+            "name": {**NAME, "examples": ["Fontainebleau"]},
             "timezone": {
                 "type": "string",
                 "description": "IANA time zone; an unknown one is ``unknown-timezone``.",
@@ -248,7 +272,7 @@ SCHEMAS: dict[str, Schema] = {
         "required": ["centre_id", "name"],
         "properties": {
             "centre_id": ID,
-            "name": {"type": "string", "minLength": 1, "examples": ["Salle Bleue"]},
+            "name": {**NAME, "examples": ["Salle Bleue"]},
         },
     },
     "CreatedRoom": {
@@ -268,8 +292,11 @@ SCHEMAS: dict[str, Schema] = {
             "max_advance_days": {"type": "integer", "minimum": 1, "maximum": 1095},
             "aliases": {
                 "type": "array",
-                "description": "Other names calendars use for the room.",
-                "items": {"type": "string"},
+                "description": (
+                    "Other names calendars use for the room, each one line of at most "
+                    "200 characters (``invalid-alias`` otherwise)."
+                ),
+                "items": {"type": "string", "maxLength": 200},
             },
         },
     },
@@ -316,7 +343,7 @@ SCHEMAS: dict[str, Schema] = {
         "type": "object",
         "required": ["title", "start", "end", "room_ids"],
         "properties": {
-            "title": {"type": "string", "minLength": 1, "examples": ["Delegation meeting"]},
+            "title": {**NAME, "examples": ["Delegation meeting"]},
             "start": INSTANT_IN,
             "end": INSTANT_IN,
             "room_ids": {"type": "array", "items": ID, "minItems": 1},
@@ -524,7 +551,11 @@ SCHEMAS: dict[str, Schema] = {
             "url": {
                 "type": "string",
                 "pattern": "^(https?|webcal)://",
-                "description": "An http(s) or webcal URL (webcal is fetched over https).",
+                "maxLength": 2000,
+                "description": (
+                    "An http(s) or webcal URL (webcal is fetched over https), without "
+                    "space or control character (``bad-request`` otherwise)."
+                ),
                 "examples": ["https://calendar.example.org/room.ics"],
             },
             "room_id": nullable({**ID, "description": "Events without a room name go here."}),
@@ -543,10 +574,13 @@ SCHEMAS: dict[str, Schema] = {
             "room_id": ID,
             "calendar_url": {
                 "type": "string",
+                "pattern": "^https?://",
+                "maxLength": 2000,
+                "description": "An http(s) URL without space or control character.",
                 "examples": ["https://dav.example.org/calendars/room/"],
             },
-            "username": nullable({"type": "string"}),
-            "password": nullable({"type": "string", "writeOnly": True}),
+            "username": nullable({"type": "string", "maxLength": 1000}),
+            "password": nullable({"type": "string", "maxLength": 1000, "writeOnly": True}),
         },
     },
     "CalDavLink": {

@@ -275,7 +275,10 @@ def _apply_policy(
             service.set_room_policy(s, room_id, **change)
         except DomainError:
             refused[field] = code
-    service.set_room_policy(s, room_id, aliases=parsed["aliases"])
+    try:
+        service.set_room_policy(s, room_id, aliases=parsed["aliases"])
+    except DomainError as exc:
+        refused["aliases"] = exc.code
     if parsed["max_duration"] is None and "max_duration" not in refused:
         room.max_duration_seconds = None  # an empty field: no limit
     room.requires_approval = parsed["requires_approval"]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from orchestrator.inputs import text_problem
 from orchestrator.service import DomainError
 from web.ui import i18n
 from web.ui.render import ENVIRONMENTS, make_environments, render_error
@@ -23,6 +24,9 @@ async def html_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     """Refusals on pages become a page naming the code; the API keeps JSON."""
     if not is_ui_path(request.path):
         return await handler(request)
+    if any(text_problem(value) for value in request.match_info.values()):
+        # An id with a control character names nothing (and PostgreSQL refuses NUL).
+        return await render_error(request, 404, "not-found", "There is no such page.")
     try:
         return await handler(request)
     except DomainError as exc:

@@ -28,7 +28,7 @@ from typing import Any
 from aiohttp import web
 
 from orchestrator import guests, service, session_actions
-from orchestrator.accounts import Principal, normalise_email
+from orchestrator.accounts import Principal
 from orchestrator.booking_overview import (
     BookingOverview,
     SessionLine,
@@ -65,6 +65,7 @@ REFUSALS = {
     "past": "An occurrence that has ended cannot be cancelled.",
     "invalid-extension": "Choose one of the extensions offered.",
     "bad-request": "Enter the guest's name (at most 100 characters).",
+    "bad-guest": "Enter the guest's name (at most 100 characters).",
     "invalid-email": "Enter an email address such as name@example.org.",
     "guests-need-call": "A reserve-only booking sets up no call, so it has no guests.",
 }
@@ -439,7 +440,7 @@ async def add_guest(request: web.Request) -> web.Response:
         booking = s.get(Booking, booking_id)
         if booking is not None and booking.connect_mode == RESERVE_ONLY:
             raise DomainError("guests-need-call", "a reserve-only booking has no guests")
-        return guests.add_guest(s, booking_id, name, normalise_email(email) if email else None)
+        return guests.add_guest(s, booking_id, name, email or None)
 
     return await _issue(request, booking_id, user, make, {"name": name, "email": email})
 

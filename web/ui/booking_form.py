@@ -17,6 +17,7 @@ from multidict import MultiMapping
 
 from orchestrator.availability import WorkingHours
 from orchestrator.booking_store import OnConflict
+from orchestrator.inputs import check_date
 from orchestrator.policy import AUTOMATIC, CONNECT_MODES, MAX_LEAD_SECONDS
 from orchestrator.service import DomainError
 from orchestrator.web_booking import (
@@ -50,7 +51,7 @@ CODE_FIELDS: dict[str, tuple[str, str]] = {
     "too-long": ("end", "This meeting is longer than one of the rooms allows."),
     "too-far-ahead": ("date", "One of the rooms cannot be booked that far ahead."),
     "too-many-guests": ("guests", "At most 20 guests."),
-    "bad-guest": ("guests", "Each guest needs a name."),
+    "bad-guest": ("guests", "Each guest needs a name of at most 100 characters."),
     "bad-request": ("guests", "Each guest needs a name of at most 100 characters."),
     "invalid-email": ("guests", "A guest's email address is not valid."),
     "guests-need-call": (
@@ -89,9 +90,11 @@ def is_zone(name: str) -> bool:
 
 
 def parse_date(text: str) -> date | None:
+    """A date the domain takes (``inputs.check_date``: years 1 and 9999 have no
+    instant in every zone), or None."""
     try:
-        return date.fromisoformat(text)
-    except ValueError:
+        return check_date(date.fromisoformat(text))
+    except ValueError:  # not a date, or DomainError("invalid-time")
         return None
 
 

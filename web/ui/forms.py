@@ -37,6 +37,7 @@ MESSAGES: Mapping[str, str] = {
         "A maximum duration is at least 5 minutes (leave empty for no limit)."
     ),
     "invalid-max-advance": N_("Rooms are booked 1 to 1095 days ahead."),
+    "invalid-alias": N_("Each alias is a name on one line, at most 200 characters."),
     "duplicate-room": N_("This centre already has a room with this name."),
     "duplicate-centre": N_("A centre with this name exists."),
     "disable-self": N_("You cannot disable your own account."),

@@ -21,7 +21,6 @@ Routes (the secret token in the URL is the credential; there is no login):
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any
 
@@ -32,6 +31,7 @@ from orchestrator.db import DbSession
 from orchestrator.models import Room
 from orchestrator.service import DomainError
 from signalling import protocol as p
+from web.api import parse_json
 from web.app import SERVICES
 from web.ui import i18n
 from web.ui.i18n import Formatter
@@ -242,9 +242,10 @@ async def panel_command(request: web.Request) -> web.Response:
         if request.content_length is not None and request.content_length > MAX_BODY:
             raise DomainError("bad-command", f"a command is at most {MAX_BODY} bytes")
         try:
-            body = json.loads(await request.text())
-        except ValueError:
-            raise DomainError("bad-json", "the body is not valid JSON") from None
+            text = await request.text()
+        except UnicodeDecodeError:
+            raise DomainError("bad-json", "the body is not UTF-8") from None
+        body = parse_json(text)
         command, args = parse_command(body)
         if command == "extend":
             return await _extend(request, room, args)
