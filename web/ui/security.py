@@ -11,9 +11,12 @@
 from __future__ import annotations
 
 import hmac
+import re
 import secrets
+import unicodedata
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from urllib.parse import quote, unquote
 
 from aiohttp import web
 
@@ -35,6 +38,12 @@ UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 EXEMPT_PREFIXES = ("/api/", "/ws", "/calendars/", "/healthz", "/static/")
 USER: web.RequestKey[Principal | None] = web.RequestKey("user")
 CSRF = web.RequestKey("csrf", str)
+DEFAULT_NEXT = "/"
+MAX_NEXT = 2000
+_DECODINGS = 4
+# RFC 3986 unreserved, sub-delims, ":", "@", "/", "?", "#" and "%": printable ASCII
+# without space, backslash, quotes and angle brackets, braces, "|", "^" and "`".
+_URL_CHARS = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=:@/?#%]+")
 
 
 def is_ui_path(path: str) -> bool:
@@ -132,20 +141,62 @@ def require_user(request: web.Request, *roles: str) -> Principal:
     """The logged-in person, or a redirect to the login page; 403 for a wrong role."""
     user = current_user(request)
     if user is None:
-        raise web.HTTPSeeOther(f"/login?next={_quote(request.path_qs)}")
+        # The path as the browser sent it, still percent-encoded, so that safe_next
+        # reads it the same way after the query string is decoded.
+        raise web.HTTPSeeOther(f"/login?next={_quote(request.rel_url.raw_path_qs)}")
     if roles and user.role not in roles and not user.is_admin:
         raise web.HTTPForbidden(text="forbidden")
     return user
 
 
 def _quote(path: str) -> str:
-    from urllib.parse import quote
-
     return quote(path, safe="")
 
 
+def _unsafe_layer(layer: str) -> bool:
+    """Whether one reading of a ``next`` value could leave the site or be read so: a
+    character that is not printable (browsers drop tab, CR and LF anywhere:
+    ``/\\t/evil`` is ``//evil``), or, as given or NFKC-folded, not a path-absolute
+    reference, a backslash (browsers read ``\\`` as ``/`` in http URLs), an empty
+    segment (``//host`` is another origin; ``/a//b`` is not, but nothing of ours
+    needs it) or a dot segment (``/..//evil`` resolves to the path ``//evil``, which
+    the next reader may take for a host)."""
+    if not layer.isprintable():  # controls, line separators, format characters
+        return True
+    # NFKC folds the fullwidth solidus U+FF0F to "/", as some servers do.
+    for reading in {layer, unicodedata.normalize("NFKC", layer)}:
+        path = reading.split("?", 1)[0].split("#", 1)[0]
+        segments = path.split("/")[1:]
+        if (
+            not reading.startswith("/")
+            or "\\" in reading
+            or any(segment in ("", ".", "..") for segment in segments[:-1])
+            or segments[-1] in (".", "..")
+        ):
+            return True
+    return False
+
+
 def safe_next(value: str | None) -> str:
-    """Only same-site paths are followed after login (no open redirect)."""
-    if value and value.startswith("/") and not value.startswith("//") and "\\" not in value:
-        return value
-    return "/"
+    """Where to go after the login or the language switch: ``value`` when it is
+    surely a path of this site, else ``DEFAULT_NEXT``.
+
+    Refused rather than mended: anything but printable ASCII from the URL grammar
+    (RFC 3986: no space, no backslash, no control character, no non-ASCII, so
+    nothing a browser strips or rewrites, WHATWG URL "remove all ASCII tab or
+    newline", "\\ is /"); a value that, read as given or after percent-decoding
+    (once or more: a proxy, aiohttp or the next page may decode ``%2F%2F``, ``%5C``,
+    ``%09``), does not start with one ``/`` or holds an empty or dot path segment
+    (``_unsafe_layer``); longer than ``MAX_NEXT``.
+    """
+    if not value or len(value) > MAX_NEXT or not _URL_CHARS.fullmatch(value):
+        return DEFAULT_NEXT
+    layer = value
+    for _ in range(_DECODINGS):
+        if _unsafe_layer(layer):
+            return DEFAULT_NEXT
+        decoded = unquote(layer)
+        if decoded == layer:
+            return value
+        layer = decoded
+    return DEFAULT_NEXT  # still encoded after that many readings: nothing of ours
