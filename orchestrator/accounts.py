@@ -1,19 +1,23 @@
 """People who log in: users with a role, argon2 password hashes, login sessions and
 throttling of failed logins.
 
-The throttle rule is a pure function (``throttle_after_failure``); the store
-functions each run in one transaction (``Database.run``).
+The throttle's rules are pure functions (``login_refusal``, ``throttle_after_failure``,
+``throttle_keys``; the figures in ``LoginLimits``): failures lock an account for one
+source address, not for everyone, so nobody locks a person out by guessing wrong in
+their name. The store functions each run in one transaction (``Database.run``).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlmodel import col, delete, select
+from sqlmodel import col, delete, or_, select
 
 from orchestrator.credentials import hash_secret, new_secret
 from orchestrator.db import DbSession
@@ -36,11 +40,64 @@ _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
 
 @dataclass(frozen=True, slots=True)
 class ThrottlePolicy:
-    """Five failures within 15 minutes lock the key for 15 minutes."""
+    """``max_failures`` failures within ``window`` of the first lock the key for
+    ``lockout`` (by default five in 15 minutes lock for 15 minutes)."""
 
     max_failures: int = 5
     window: timedelta = timedelta(minutes=15)
     lockout: timedelta = timedelta(minutes=15)
+
+
+@dataclass(frozen=True, slots=True)
+class LoginLimits:
+    """The figures of the login throttle (the rule is ``login_refusal``).
+
+    - ``pair``: an account from one source address: 5 failures in 15 minutes lock
+      that address out of that account for 15 minutes. Someone guessing from
+      another address locks only themselves out, never the account's owner.
+    - ``client``: one source address, whatever the accounts: 20 failures in 15
+      minutes lock the address for 15 minutes (password spraying: a few guesses at
+      many accounts). Generous, so that a centre behind one NAT address has room
+      for several people mistyping at once.
+    - ``account``: an account from every address together: 50 failures in an hour
+      close the account for an hour to every address not ``trusted`` for it, i.e.
+      from which it logged in within the last 30 days. Many addresses guessing
+      together get at most about 50 guesses an hour (1 200 a day) at one account,
+      while its owner still logs in from their usual address; someone logging in
+      from a new address during such an attack waits up to an hour.
+    """
+
+    pair: ThrottlePolicy = ThrottlePolicy(5, timedelta(minutes=15), timedelta(minutes=15))
+    client: ThrottlePolicy = ThrottlePolicy(20, timedelta(minutes=15), timedelta(minutes=15))
+    account: ThrottlePolicy = ThrottlePolicy(50, timedelta(hours=1), timedelta(hours=1))
+    trust: timedelta = timedelta(days=30)
+
+    @property
+    def longest(self) -> timedelta:
+        """How long a counter matters at most (a row older than this is forgotten)."""
+        policies = (self.pair, self.client, self.account)
+        return max(max(p.window, p.lockout) for p in policies)
+
+
+@dataclass(frozen=True, slots=True)
+class ThrottleKeys:
+    """The ``LoginThrottle`` keys one attempt counts under (``throttle_keys``)."""
+
+    pair: str
+    client: str
+    account: str
+
+    def __iter__(self) -> Iterator[str]:
+        return iter((self.pair, self.client, self.account))
+
+
+@dataclass(frozen=True, slots=True)
+class ThrottleRows:
+    """The rows of one attempt's keys as stored (None: no row)."""
+
+    pair: LoginThrottle | None
+    client: LoginThrottle | None
+    account: LoginThrottle | None
 
 
 class LoginThrottled(DomainError):
@@ -123,11 +180,34 @@ def check_password_strength(password: str) -> None:
         raise DomainError("weak-password", f"a password has at least {MIN_PASSWORD} characters")
 
 
+def address_key(client: str) -> str:
+    """A source address as the throttle counts it: IPv4 as is (an IPv4-mapped IPv6
+    address too), IPv6 by its /64 (one subscriber's share: a single attacker holds
+    2^64 addresses of it), anything else (a proxy's odd header) as given, cut short."""
+    try:
+        address = ipaddress.ip_address(client.strip())
+    except ValueError:
+        return client[:100]
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
+
+
+def throttle_keys(email: str, client: str) -> ThrottleKeys:
+    """The keys one attempt at ``email`` from source address ``client`` counts under;
+    the address need not belong to an account (guesses at unknown ones count too)."""
+    account = email.strip().lower()[:254]
+    address = address_key(client)
+    return ThrottleKeys(f"pair:{account} {address}", f"client:{address}", f"account:{account}")
+
+
 def throttle_after_failure(
     row: LoginThrottle | None, now: datetime, policy: ThrottlePolicy
 ) -> tuple[int, datetime, datetime | None]:
     """(failures, first failure, locked until) after one more failure."""
-    if row is None or now - row.first_failure_at > policy.window:
+    if row is None or row.failures == 0 or now - row.first_failure_at > policy.window:
         failures, first = 1, now
     else:
         failures, first = row.failures + 1, row.first_failure_at
@@ -139,6 +219,26 @@ def locked_until(row: LoginThrottle | None, now: datetime) -> datetime | None:
     if row is None or row.locked_until is None or row.locked_until <= now:
         return None
     return row.locked_until
+
+
+def is_trusted(row: LoginThrottle | None, now: datetime) -> bool:
+    return row is not None and row.trusted_until is not None and row.trusted_until > now
+
+
+def login_refusal(rows: ThrottleRows, now: datetime) -> datetime | None:
+    """Until when an attempt is refused before its password is even checked, or None.
+
+    Refused while the account is locked for this source address (``pair``), while
+    the address is locked for every account (``client``), and while the account is
+    over its ceiling from all addresses (``account``) unless this address is trusted
+    for it (the account logged in from here lately): the figures are
+    ``LoginLimits``'. The latest of the locks that apply is the answer.
+    """
+    locks = [locked_until(rows.pair, now), locked_until(rows.client, now)]
+    if not is_trusted(rows.pair, now):
+        locks.append(locked_until(rows.account, now))
+    found = [until for until in locks if until is not None]
+    return max(found) if found else None
 
 
 def _password_matches(password_hash: str, password: str) -> bool:
@@ -271,8 +371,47 @@ def _open_session(db: DbSession, user_id: str, now: datetime) -> str:
     return token
 
 
-def _throttle_rows(db: DbSession, keys: tuple[str, ...]) -> list[LoginThrottle | None]:
-    return [db.get(LoginThrottle, k) for k in keys]
+def _throttle_rows(db: DbSession, keys: ThrottleKeys) -> ThrottleRows:
+    return ThrottleRows(
+        db.get(LoginThrottle, keys.pair),
+        db.get(LoginThrottle, keys.client),
+        db.get(LoginThrottle, keys.account),
+    )
+
+
+def _count_failure(db: DbSession, keys: ThrottleKeys, now: datetime, limits: LoginLimits) -> None:
+    rows = _throttle_rows(db, keys)
+    for key, row, policy in (
+        (keys.pair, rows.pair, limits.pair),
+        (keys.client, rows.client, limits.client),
+        (keys.account, rows.account, limits.account),
+    ):
+        failures, first, locked = throttle_after_failure(row, now, policy)
+        if row is None:
+            row = LoginThrottle(key=key, failures=failures, first_failure_at=first)
+        row.failures, row.first_failure_at, row.locked_until = failures, first, locked
+        db.add(row)
+    # Counters nobody needs any more go, so guesses from many addresses at many
+    # names leave no more rows than the last hour's (and the trusted addresses).
+    stale = now - limits.longest
+    db.exec(
+        delete(LoginThrottle).where(
+            col(LoginThrottle.first_failure_at) < stale,
+            col(LoginThrottle.key).not_in(list(keys)),
+            or_(col(LoginThrottle.locked_until).is_(None), col(LoginThrottle.locked_until) < now),
+            or_(col(LoginThrottle.trusted_until).is_(None), col(LoginThrottle.trusted_until) < now),
+        )
+    )
+
+
+def _trust(db: DbSession, keys: ThrottleKeys, now: datetime, limits: LoginLimits) -> None:
+    """A login that succeeded: the address is trusted for the account, and its
+    failures there are forgiven. The address's and the account's counters stay:
+    a success of one's own must not reset what other addresses or accounts did."""
+    row = db.get(LoginThrottle, keys.pair) or LoginThrottle(key=keys.pair, first_failure_at=now)
+    row.failures, row.first_failure_at, row.locked_until = 0, now, None
+    row.trusted_until = now + limits.trust
+    db.add(row)
 
 
 def login(
@@ -281,35 +420,27 @@ def login(
     password: str,
     client: str,
     now: datetime,
-    policy: ThrottlePolicy = ThrottlePolicy(),
+    limits: LoginLimits = LoginLimits(),
 ) -> tuple[Principal, str]:
     """Check the password and open a login session: (principal, cookie token).
 
-    Failures count per email address and per client address; a locked key is
-    refused with ``login-throttled`` before the password is even checked.
+    Failures count for the account from this source address, for the address and for
+    the account (``throttle_keys``); an attempt ``login_refusal`` refuses is
+    ``login-throttled`` before the password is even checked, and is not counted.
     """
-    key_email = "email:" + email.strip().lower()[:254]
-    keys = (key_email, "client:" + client)
-    for row in _throttle_rows(db, keys):
-        until = locked_until(row, now)
-        if until is not None:
-            raise LoginThrottled(int((until - now).total_seconds()) + 1)
+    keys = throttle_keys(email, client)
+    until = login_refusal(_throttle_rows(db, keys), now)
+    if until is not None:
+        raise LoginThrottled(int((until - now).total_seconds()) + 1)
     user = db.exec(select(User).where(col(User.email) == email.strip().lower())).first()
     ok = _password_matches(user.password_hash if user else _DUMMY_HASH, password)
     if not ok or user is None or user.disabled:
-        for key, row in zip(keys, _throttle_rows(db, keys), strict=True):
-            failures, first, locked = throttle_after_failure(row, now, policy)
-            if row is None:
-                row = LoginThrottle(key=key, failures=failures, first_failure_at=first)
-            row.failures, row.first_failure_at, row.locked_until = failures, first, locked
-            db.add(row)
+        _count_failure(db, keys, now, limits)
         # The refusal below rolls the transaction back (``Database.run``); the failure
         # must outlive it, or the throttle would never count anything.
         db.commit()
         raise DomainError("login-failed", "wrong email address or password")
-    for key in keys:
-        if (row := db.get(LoginThrottle, key)) is not None:
-            db.delete(row)
+    _trust(db, keys, now, limits)
     if _hasher.check_needs_rehash(user.password_hash):
         user.password_hash = _hasher.hash(password)
         db.add(user)

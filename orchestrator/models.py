@@ -334,7 +334,10 @@ class WebSession(SQLModel, table=True):
 
 
 class LoginThrottle(SQLModel, table=True):
-    """Failed logins per key (an email address or a client address)."""
+    """Failed logins per key (``orchestrator.accounts.throttle_keys``: an account from
+    one source address, a source address, an account from everywhere), and for an
+    account from one address, until when that address is trusted for it (it logged
+    in from there)."""
 
     __tablename__ = "login_throttle"
 
@@ -342,6 +345,7 @@ class LoginThrottle(SQLModel, table=True):
     failures: int = 0
     first_failure_at: datetime = _instant()
     locked_until: datetime | None = _optional_instant()
+    trusted_until: datetime | None = _optional_instant()
 
 
 class Approval(SQLModel, table=True):

@@ -154,34 +154,36 @@ def test_failed_logins_are_counted_even_though_the_login_is_refused(
     so the throttle never locked anything."""
     _add_anne(db, centres[0])
     assert _code(lambda: _login(db, "wrong password!", NOW)) == "login-failed"
-    row = db.run_sync(lambda s: s.get(LoginThrottle, "email:anne@example.org"))
-    assert row is not None and row.failures == 1
-    row = db.run_sync(lambda s: s.get(LoginThrottle, "client:10.0.0.1"))
-    assert row is not None and row.failures == 1
+    for key in accounts.throttle_keys("anne@example.org", "10.0.0.1"):
+        row = db.run_sync(lambda s, key=key: s.get(LoginThrottle, key))  # type: ignore[misc]
+        assert row is not None and row.failures == 1, key
 
 
-def test_five_failures_lock_the_address_even_for_the_right_password_until_the_lockout_ends(
+def test_five_failures_lock_the_account_for_that_address_only_until_the_lockout_ends(
     db: Database, centres: tuple[str, str]
 ) -> None:
     _add_anne(db, centres[0])
-    policy = ThrottlePolicy()
+    policy = accounts.LoginLimits().pair
     for i in range(policy.max_failures):
-        # Each from another client address: the per-email key alone locks.
-        attempt = lambda: _login(db, "wrong password!", NOW + timedelta(seconds=i), f"10.0.1.{i}")  # noqa: E731, B023
+        attempt = lambda: _login(db, "wrong password!", NOW + timedelta(seconds=i), "10.0.1.1")  # noqa: E731, B023
         assert _code(attempt) == "login-failed"
-    locked = lambda: _login(db, PASSWORD, NOW + timedelta(minutes=1), "10.0.2.1")  # noqa: E731
+    locked = lambda: _login(db, PASSWORD, NOW + timedelta(minutes=1), "10.0.1.1")  # noqa: E731
     assert _code(locked) == "login-throttled"
+    # Another address is not locked out of the account by those failures.
+    assert _login(db, PASSWORD, NOW + timedelta(minutes=1), "10.0.2.1")
     after = NOW + timedelta(seconds=policy.max_failures - 1) + policy.lockout + timedelta(seconds=1)
-    assert _login(db, PASSWORD, after, "10.0.2.1")
-    # A success clears the counters.
-    assert db.run_sync(lambda s: s.get(LoginThrottle, "email:anne@example.org")) is None
+    assert _login(db, PASSWORD, after, "10.0.1.1")
+    # A success forgives that address's failures for the account.
+    pair = accounts.throttle_keys("anne@example.org", "10.0.1.1").pair
+    row = db.run_sync(lambda s: s.get(LoginThrottle, pair))
+    assert row is not None and row.failures == 0 and row.locked_until is None
 
 
-def test_five_failures_from_one_client_lock_that_client_for_every_address(
+def test_failures_from_one_client_at_many_accounts_lock_that_client_for_every_account(
     db: Database, centres: tuple[str, str]
 ) -> None:
     _add_anne(db, centres[0])
-    for i in range(5):
+    for i in range(accounts.LoginLimits().client.max_failures):
 
         def guess(s: DbSession, i: int = i) -> object:
             return accounts.login(s, f"nobody{i}@example.org", "guess guess", "10.9.9.9", NOW)

@@ -2,8 +2,9 @@
 
 - ``GET/POST /login``: email and password; ``next`` is followed only to a path of
   this site (``safe_next``). Refusals (``login-failed``, ``login-throttled``) are
-  shown in the form, in the visitor's language; the throttle (per address and per
-  client) lives in ``orchestrator.accounts.login``. After a login the person's own
+  shown in the form, in the visitor's language; the throttle (an account per source
+  address, an address, an account from everywhere except the addresses it logged in
+  from) lives in ``orchestrator.accounts.login``. After a login the person's own
   language, if they chose one, replaces the one the visitor had.
 - ``POST /logout``: ends the login session on the server and forgets the cookie.
 - ``GET/POST /account``: name, language, time zone; password change with the
