@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
@@ -143,6 +144,39 @@ async def noisy_room(
             await asyncio.sleep(interval)
         with contextlib.suppress(Exception):
             await client.close()
+
+
+def start_flood(
+    url: str,
+    seconds: float,
+    strangers: int,
+    room_key_file: Path | None = None,
+    session_id: str | None = None,
+) -> subprocess.Popen[str]:
+    """This module as a child process (tests wait for it with ``flood_tally``)."""
+    from tests.e2e_support import ROOT, base_env
+
+    room = [] if room_key_file is None else ["--room-key-file", str(room_key_file)]
+    room += [] if session_id is None else ["--session", session_id]
+    argv = ["--url", url, "--seconds", str(seconds), "--strangers", str(strangers), *room]
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.flood_support", *argv],
+        cwd=ROOT,
+        env=base_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def flood_tally(proc: subprocess.Popen[str], timeout: float) -> dict[str, Any]:
+    """Wait for a flood started by ``start_flood``; what it managed to send."""
+    out, err = proc.communicate(timeout=timeout)
+    if proc.returncode != 0:
+        raise AssertionError(f"the flood failed: {err[-3000:]}")
+    tally: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    return tally
 
 
 async def main(argv: list[str]) -> None:

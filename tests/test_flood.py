@@ -15,20 +15,17 @@ checks what it sent.
 from __future__ import annotations
 
 import asyncio
-import json
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
 
 from signalling import protocol as p
 from signalling.client import SignallingClient, SignallingError
-from tests.e2e_support import ROOT, Network, base_env
+from tests.e2e_support import Network
+from tests.flood_support import flood_tally, start_flood
 
 pytestmark = pytest.mark.e2e
 
@@ -100,29 +97,7 @@ def test_a_flood_of_strangers_and_a_noisy_room_do_not_slow_a_live_session(
         end = start + 8
         session_id = net.book(start, end, ["honest-a", "honest-b", "noisy"], lead=int(LEAD))
         url = net.serve.url.replace("http://", "ws://") + "/ws"
-        flood = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tests.flood_support",
-                "--url",
-                url,
-                "--seconds",
-                str(FLOOD_SECONDS),
-                "--strangers",
-                "100",
-                "--room-key-file",
-                str(net.key_files["noisy"]),
-                "--session",
-                session_id,
-            ],
-            cwd=ROOT,
-            env=base_env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            stdin=subprocess.DEVNULL,
-        )
+        flood = start_flood(url, FLOOD_SECONDS, 100, net.key_files["noisy"], session_id)
         keys = [net.key_files[r].read_text().strip() for r in ("honest-a", "honest-b")]
 
         received: list[dict[str, float]] = [{}, {}]
@@ -136,9 +111,7 @@ def test_a_flood_of_strangers_and_a_noisy_room_do_not_slow_a_live_session(
             return list(await asyncio.gather(*rooms))
 
         rtts = asyncio.run(both())
-        out, err = flood.communicate(timeout=60)
-        assert flood.returncode == 0, err[-3000:]
-        tally: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+        tally = flood_tally(flood, 60)
         # The flood was real: hundreds of oversize hellos (each refused one held 2 s), the noisy room at its limit.
         assert tally.get("sent", 0) > 300, tally
         assert tally.get("stats", 0) > 100, tally

@@ -10,15 +10,13 @@ with every message, as refused candidates once did: 36 MB in 15 s).
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.e2e_support import ROOT, Network, base_env, wait_until
+from tests.e2e_support import Network, wait_until
+from tests.flood_support import flood_tally, start_flood
 
 pytestmark = pytest.mark.e2e
 
@@ -49,36 +47,12 @@ def test_a_minute_of_refused_candidates_and_maximal_stats_leaves_memory_flat(
         start = time.time() + 3
         session_id = net.book(start, start + SECONDS + 60, ["noisy", "quiet"], lead=3)
         url = net.serve.url.replace("http://", "ws://") + "/ws"
-        flood = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tests.flood_support",
-                "--url",
-                url,
-                "--seconds",
-                str(WARM_UP + SECONDS),
-                "--strangers",
-                "0",
-                "--room-key-file",
-                str(net.key_files["noisy"]),
-                "--session",
-                session_id,
-            ],
-            cwd=ROOT,
-            env=base_env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            stdin=subprocess.DEVNULL,
-        )
+        flood = start_flood(url, WARM_UP + SECONDS, 0, net.key_files["noisy"], session_id)
         began = time.monotonic()
         wait_until("the warm-up", lambda: time.monotonic() - began > WARM_UP, WARM_UP + 5)
         before = rss_bytes(pid)
-        out, err = flood.communicate(timeout=SECONDS + 60)
+        tally = flood_tally(flood, SECONDS + 60)
         after = rss_bytes(pid)
-        assert flood.returncode == 0, err[-3000:]
-        tally = json.loads(out.strip().splitlines()[-1])
         # At its limit (50 messages/s: stats and refused offers in turn) for a minute.
         assert tally["stats"] > 20 * SECONDS and tally["candidates"] == tally["stats"], tally
         growth = after - before
