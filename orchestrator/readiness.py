@@ -10,6 +10,11 @@ Rules:
   (``session_readiness``), if the room takes part in the session.
 - A report is recorded only if it is newer (by ``checked_at``) than the one kept:
   redelivered or late reports change nothing.
+- What a room sent is made safe before it is kept or mailed (``clean_checks``,
+  ``orchestrator.reported``): check names and details, and the session id it named,
+  lose their unpaired surrogates and control characters and are cut to their
+  limits; ``checked_at`` and ``received_at`` outside the reported range are refused
+  with ``invalid-time``.
 - Alerts (``alert_step``): a failing check for a session that is not over sends a
   failure alert, unless one already stands; a passing check while one stands sends a
   recovery notice. At most ``MAX_ALERTS`` failure alerts per session and room, so a
@@ -19,14 +24,16 @@ Rules:
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final, Literal
 
 from sqlmodel import col, select
 
+from orchestrator import reported
 from orchestrator.db import DbSession
 from orchestrator.lifecycle import is_terminal
 from orchestrator.models import (
@@ -42,6 +49,9 @@ from orchestrator.models import (
 MAX_ALERTS: Final = 3
 MAX_NAME: Final = 40
 MAX_DETAIL: Final = 300
+MAX_CHECKS: Final = 32
+MAX_ID: Final = 64
+"""The longest room or session id a report may name (ours are 32 characters)."""
 NoticeKind = Literal["failing", "recovered"]
 
 
@@ -105,9 +115,15 @@ def alert_step(
 
 
 def clean_checks(checks: Iterable[Check]) -> tuple[Check, ...]:
-    """Checks as stored: names and details cut to their limits."""
+    """Checks as stored: at most ``MAX_CHECKS``, names and details made safe text
+    (``orchestrator.reported.text``) and cut to their limits."""
     return tuple(
-        Check(c.name[:MAX_NAME], bool(c.ok), (c.detail or "")[:MAX_DETAIL]) for c in checks
+        Check(
+            reported.text(c.name, MAX_NAME),
+            bool(c.ok),
+            reported.text(c.detail or "", MAX_DETAIL),
+        )
+        for c in itertools.islice(checks, MAX_CHECKS)
     )
 
 
@@ -154,10 +170,6 @@ class ReadinessNotice:
 # --- the store ---------------------------------------------------------------------------
 
 
-def _instant(at: float) -> datetime:
-    return datetime.fromtimestamp(at, UTC)
-
-
 def record(
     db: DbSession,
     room_id: str,
@@ -169,10 +181,13 @@ def record(
     received_at: float,
 ) -> ReadinessNotice | None:
     """Keep a room's check (see the module's rules); returns the notice to send."""
-    room = db.get(Room, room_id)
+    checked = reported.instant(checked_at, "a check's time")
+    received = reported.instant(received_at, "a check's arrival")
+    if session_id is not None:
+        session_id = reported.text(session_id, MAX_ID)
+    room = db.get(Room, reported.text(room_id, MAX_ID))
     if room is None:
         return None
-    checked, received = _instant(checked_at), _instant(received_at)
     stored = clean_checks(checks)
     text = encode_checks(stored)
     latest = db.get(RoomReadinessRecord, room_id)
