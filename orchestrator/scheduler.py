@@ -24,6 +24,13 @@ horizon rolls forward, writing the sessions of occurrences that entered it (the
 first roll after a start looks at the whole horizon, later ones at what entered
 since). Either failing is logged and does not hold the lifecycle back.
 
+The scheduler's database work runs at ``Priority.SCHEDULER``: ahead of requests and
+of signalling's events and stats, so a flood of media reports never delays a
+transition by more than one (small) transaction. A database that is locked by
+another process or damaged (``DatabaseFault``) ends the step early; the step is
+retried at the next poll, and the log says so once per ``log_interval`` seconds,
+not once per step.
+
 A transition is recorded at its planned time when it is taken within ``tolerance``
 (``max(1 s, 2 poll intervals)``) of it, else at the time it was actually taken (a
 restart, a stalled process): the record says when the rooms were told. Sends that
@@ -49,7 +56,8 @@ from orchestrator import lifecycle
 from orchestrator.booking_horizon import release_no_shows, roll_horizon
 from orchestrator.booking_series import horizon_end
 from orchestrator.clock import Clock
-from orchestrator.db import Database, DbSession
+from orchestrator.db import Database, DatabaseFault, DbSession, Priority
+from orchestrator.log_limit import DEFAULT_INTERVAL, LogLimiter
 from orchestrator.models import Session, SessionTransitionRecord
 from orchestrator.policy import BookingSettings
 from orchestrator.ports import (
@@ -226,6 +234,7 @@ class Scheduler:
         seq: Iterator[int] | None = None,
         booking_settings: BookingSettings | None = None,
         roll_interval: float = ROLL_INTERVAL,
+        log_interval: float = DEFAULT_INTERVAL,
     ) -> None:
         if poll_interval <= 0:
             raise ValueError("poll_interval is positive")
@@ -251,12 +260,17 @@ class Scheduler:
         self.release_hooks: list[Callable[[list[tuple[str, str]]], None]] = []
         self._rolled_until: datetime | None = None
         self._next_roll = float("-inf")
+        self._faults = LogLimiter(log, log_interval)
 
     async def run(self) -> None:
         """Step, then sleep until the next poll or the next planned step, forever."""
         while True:
             try:
                 await self.step()
+            except DatabaseFault as fault:
+                self._faults.log(
+                    logging.ERROR, fault.code, "scheduler step failed, retrying: %s", fault
+                )
             except Exception:
                 log.exception("scheduler step failed; retrying at the next poll")
             now = self._clock.now()
@@ -289,7 +303,8 @@ class Scheduler:
                     tolerance=self.tolerance,
                     horizon=self.horizon,
                     watched=watched,
-                )
+                ),
+                priority=Priority.SCHEDULER,
             )
             self._next_wake = snapshot.next_wake
             await self._push_credentials(snapshot.rooms)
@@ -314,7 +329,8 @@ class Scheduler:
         async with self._step_lock:
             now = self._clock.now()
             entries = await self._db.run(
-                lambda db: schedule_entries(db, now, self.horizon, room_id=room_id)[room_id]
+                lambda db: schedule_entries(db, now, self.horizon, room_id=room_id)[room_id],
+                priority=Priority.SCHEDULER,
             )
             await self._push_schedule(room_id, entries, now)
 
@@ -323,8 +339,11 @@ class Scheduler:
     async def _release_no_shows(self, now: float) -> None:
         try:
             released = await self._db.run(
-                partial(release_no_shows, now=_dt(now), settings=self.booking_settings)
+                partial(release_no_shows, now=_dt(now), settings=self.booking_settings),
+                priority=Priority.SCHEDULER,
             )
+        except DatabaseFault:
+            raise  # the whole step waits for the database (see the module's doc)
         except Exception:
             log.exception("no-show release failed; retrying next step")
             return
@@ -344,8 +363,11 @@ class Scheduler:
                 lambda db: (
                     roll_horizon(db, _dt(now), settings, since=since),
                     horizon_end(db, _dt(now), settings),
-                )
+                ),
+                priority=Priority.SCHEDULER,
             )
+        except DatabaseFault:
+            raise
         except Exception:
             log.exception("rolling the booking horizon failed; retrying next step")
             return

@@ -58,7 +58,7 @@ def test_sqlite_pragmas_on_every_connection(db: Database) -> None:
     with db.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
-        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 10_000
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == db.busy_wait * 1000
 
 
 def test_foreign_keys_are_enforced(db: Database) -> None:
@@ -354,13 +354,14 @@ def test_events_for_rooms_outside_the_session_are_refused(db: Database, rooms: l
 
 
 def test_media_summary(db: Database, rooms: list[str]) -> None:
-    _, session = _book(db, rooms[:2])
+    _, session = _book(db, rooms)
     sid, rid = session.id, rooms[0]
+    b, c = f"room:{rooms[1]}", f"room:{rooms[2]}"  # the session's other rooms
     reports = [
-        (T0 + 10, {"peer_id": "room:b", "fps": 30.0, "latency_p50_ms": 120.0, "freezes": 0}),
-        (T0 + 20, {"peer_id": "room:b", "fps": 20.0, "latency_p50_ms": 180.0, "freezes": 2}),
-        (T0 + 20, {"peer_id": "room:b", "fps": 20.0, "latency_p50_ms": 180.0, "freezes": 2}),
-        (T0 + 20, {"peer_id": "guest:c", "fps": 25.0, "latency_p50_ms": None, "freezes": 1}),
+        (T0 + 10, {"peer_id": b, "fps": 30.0, "latency_p50_ms": 120.0, "freezes": 0}),
+        (T0 + 20, {"peer_id": b, "fps": 20.0, "latency_p50_ms": 180.0, "freezes": 2}),
+        (T0 + 20, {"peer_id": b, "fps": 20.0, "latency_p50_ms": 180.0, "freezes": 2}),
+        (T0 + 20, {"peer_id": c, "fps": 25.0, "latency_p50_ms": None, "freezes": 1}),
     ]
     for at, media in reports:
 
