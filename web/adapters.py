@@ -3,17 +3,15 @@ the orchestrator. Translation only; the rules live on either side."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import asdict
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from dataclasses import fields
+from typing import Any, Protocol
 
 from sqlmodel import Session as DbSession
 
 from orchestrator import participation, readiness
-from orchestrator.db import Database
+from orchestrator.db import Database, Priority
 from orchestrator.ports import RoomCredential, RoomSchedule, SessionTransition, TicketRevocation
 from signalling import protocol as p
 from signalling.auth import RoomRecord
@@ -27,6 +25,7 @@ from signalling.ports import (
     RoomReadiness,
 )
 from signalling.server import CLOSE_REVOKED, SignallingServer
+from web.event_queue import EventQueue, EventWriter
 
 log = logging.getLogger(__name__)
 
@@ -107,54 +106,86 @@ class SignallingControl:
         self._server.tickets.revoke(revocation.ticket_ids, revocation.until)
 
 
-class OrchestratorEvents:
-    """SessionEvents written to the database in arrival order by one worker task, so
-    a slow disk never delays a relayed offer."""
+class _Fields(Mapping[str, Any]):
+    """A report's dataclass read as the mapping the orchestrator's rules take, without
+    copying it (a report may carry many entries)."""
 
-    def __init__(self, db: Database, on_room_online: Callable[[str], Awaitable[None]]) -> None:
+    __slots__ = ("_of",)
+
+    def __init__(self, of: object) -> None:
+        self._of = of
+
+    def __getitem__(self, key: str) -> Any:
+        try:
+            return getattr(self._of, key)
+        except AttributeError:
+            raise KeyError(key) from None
+
+    def __iter__(self) -> Iterator[str]:
+        return (f.name for f in fields(self._of))  # type: ignore[arg-type]
+
+    def __len__(self) -> int:
+        return len(fields(self._of))  # type: ignore[arg-type]
+
+
+class OrchestratorEvents:
+    """SessionEvents written to the database by one worker, through a bounded queue
+    that coalesces stats and readiness and writes joins, leaves and milestones first
+    (web/event_queue.py), so neither a slow disk nor a chatty room delays a relayed
+    offer or a lifecycle transition.
+
+    ``listeners`` hear every event at once, before it waits for the database (the
+    dashboard's live view)."""
+
+    def __init__(
+        self,
+        db: Database,
+        on_room_online: Callable[[str], Awaitable[None]],
+        *,
+        limit: int = 1000,
+        interval: float = 1.0,
+        log_interval: float = 60.0,
+        now: Callable[[], float] | None = None,
+    ) -> None:
         self._db = db
         self._on_room_online = on_room_online
-        self._queue: asyncio.Queue[Callable[[], Awaitable[object]]] = asyncio.Queue()
-        self._worker: asyncio.Task[None] | None = None
         self.listeners: list[Callable[[object], None]] = []
         self.alerts: ReadinessAlerts | None = None
+        self.queue = EventQueue(
+            limit=limit,
+            interval=interval,
+            write_media=self._media_job,
+            write_readiness=self._readiness_job,
+        )
+        self.writer = EventWriter(self.queue, log_interval=log_interval, now=now)
 
     def start(self) -> None:
-        self._worker = asyncio.create_task(self._work())
+        self.writer.start()
 
     async def stop(self) -> None:
-        if self._worker is not None:
-            # Let recorded events reach the database before shutting down.
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._queue.join(), 5.0)
-            self._worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._worker
-
-    async def _work(self) -> None:
-        while True:
-            job = await self._queue.get()
-            try:
-                await job()
-            except Exception:
-                log.exception("recording a signalling event failed")
-            finally:
-                self._queue.task_done()
+        # Let recorded events reach the database before shutting down.
+        await self.writer.stop()
 
     def _notify(self, event: object) -> None:
         for listener in self.listeners:
             listener(event)
 
+    def _precious(self, job: Callable[[], Awaitable[object]], key: object = None) -> None:
+        if self.queue.put_precious(job, key):
+            self.writer.notify()
+        else:
+            log.error("the database has not kept up: an event was dropped (%s)", key or "")
+
+    def _record(self, write: Callable[[DbSession], object]) -> None:
+        """Queue a precious database write; the worker runs them in arrival order."""
+        self._precious(lambda: self._db.run(write, priority=Priority.EVENTS))
+
     async def room_online(self, event: RoomOnline) -> None:
         self._notify(event)
-        self._queue.put_nowait(lambda: self._on_room_online(event.room_id))
+        self._precious(lambda: self._on_room_online(event.room_id), ("online", event.room_id))
 
     async def room_offline(self, event: RoomOffline) -> None:
         self._notify(event)
-
-    def _record(self, write: Callable[[DbSession], object]) -> None:
-        """Queue a database write; the worker runs them in arrival order."""
-        self._queue.put_nowait(lambda: self._db.run(write))
 
     async def peer_joined(self, event: PeerJoinedSession) -> None:
         self._notify(event)
@@ -181,22 +212,37 @@ class OrchestratorEvents:
 
     async def media_report(self, event: MediaReport) -> None:
         self._notify(event)
-        if (room_id := event.room_id) is not None:
-            reports = [asdict(m) for m in event.media]
-            process = asdict(event.process) if event.process is not None else None
+        if (room_id := event.room_id) is None:
+            return
 
-            def record(s: DbSession) -> None:
-                for media in reports:
-                    participation.record_media(s, event.session_id, room_id, media, at=event.at)
-                if process is not None:
-                    participation.record_process(s, event.session_id, room_id, process, at=event.at)
+        def add(batch: participation.MediaBatch) -> None:
+            process = event.process
+            batch.add(
+                event.at,
+                (_Fields(m) for m in event.media),
+                _Fields(process) if process is not None else None,
+            )
 
-            self._record(record)
+        if self.queue.put_media((event.session_id, room_id), add, self.writer.now()):
+            self.writer.notify()
+
+    def _media_job(
+        self, key: tuple[str, str], batch: participation.MediaBatch
+    ) -> Callable[[], Awaitable[object]]:
+        session_id, room_id = key
+        return lambda: self._db.run(
+            lambda s: participation.record_batch(s, session_id, room_id, batch),
+            priority=Priority.STATS,
+        )
 
     async def room_readiness(self, event: RoomReadiness) -> None:
         """Keep the check; a notice it causes is mailed in the same transaction and
         posted to the webhook afterwards (never awaited here)."""
         self._notify(event)
+        if self.queue.put_readiness(event, self.writer.now()):
+            self.writer.notify()
+
+    def _readiness_job(self, event: RoomReadiness) -> Callable[[], Awaitable[object]]:
         checks = [readiness.Check(c.name, c.ok, c.detail) for c in event.checks]
         alerts = self.alerts
 
@@ -215,8 +261,8 @@ class OrchestratorEvents:
             return notice
 
         async def job() -> None:
-            notice = await self._db.run(write)
+            notice = await self._db.run(write, priority=Priority.STATS)
             if notice is not None and alerts is not None:
                 alerts.post(notice)
 
-        self._queue.put_nowait(job)
+        return job
