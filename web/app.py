@@ -15,27 +15,48 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final, TypeVar
 
 from aiohttp import web
 
+from orchestrator import reported
 from orchestrator.calendar_jobs import CalendarJobs
 from orchestrator.clock import Clock, SystemClock
 from orchestrator.db import Database
 from orchestrator.feeds import FeedPoller
+from orchestrator.log_limit import FaultLogFilter
+from orchestrator.participation import MAX_PEERS
 from orchestrator.policy import BookingSettings
-from orchestrator.readiness import Check, ReadinessView, latest_by_room
+from orchestrator.readiness import MAX_ID, Check, ReadinessView, clean_checks, latest_by_room
 from orchestrator.scheduler import Scheduler
+from orchestrator.service import DomainError
 from orchestrator.tickets import TicketSigner
 from signalling.server import SignallingServer, SignallingSettings
 from web.adapters import OrchestratorEvents, SignallingControl
 from web.alerts import Alerts
+from web.database_errors import database_fault_middleware
 from web.settings import Settings
 
 if TYPE_CHECKING:
     from web.ui.dashboard_state import Readiness as DashboardReadiness
 
 log = logging.getLogger(__name__)
+
+MAX_LIVE_KEYS: Final = 2048
+"""The most (session, room) pairs, rooms and readiness checks the live view holds;
+beyond it the least recently reported is forgotten (it is in the database)."""
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def _keep(table: dict[K, V], key: K, value: V) -> None:
+    """Set ``table[key]`` as the most recent entry, forgetting the least recent one
+    when the table is full."""
+    table.pop(key, None)
+    if len(table) >= MAX_LIVE_KEYS:
+        del table[next(iter(table))]
+    table[key] = value
 
 
 @dataclass(slots=True)
@@ -45,6 +66,12 @@ class LiveView:
     ``media``: the latest media report per (session, room); ``rooms``: the latest per
     room, with the agent's process (CPU, memory); ``readiness``: each room's latest
     readiness check (loaded from the database at start, then kept up to date).
+
+    Bounds: each table holds at most ``MAX_LIVE_KEYS`` entries (least recently
+    reported first out) and a report at most ``MAX_PEERS`` peers, so nothing a peer
+    sends makes it grow without bound. A readiness report is taken as the store takes
+    it (``orchestrator.readiness``): text made safe, and one whose instants are out of
+    range is ignored, as the store refuses it.
     """
 
     media: dict[tuple[str, str], dict[str, object]] = field(default_factory=dict)
@@ -59,7 +86,7 @@ class LiveView:
                 "at": event.at,
                 "peers": [
                     {
-                        "peer_id": m.peer_id,
+                        "peer_id": reported.text(m.peer_id, MAX_ID),
                         "fps": m.fps,
                         "latency_p50_ms": m.latency_p50_ms,
                         "latency_p95_ms": m.latency_p95_ms,
@@ -73,7 +100,7 @@ class LiveView:
                         "packets_lost": m.packets_lost,
                         "loss_fraction": m.loss_fraction,
                     }
-                    for m in event.media
+                    for m in event.media[:MAX_PEERS]
                 ],
                 "process": (
                     {"cpu_percent": event.process.cpu_percent, "rss_bytes": event.process.rss_bytes}
@@ -81,18 +108,30 @@ class LiveView:
                     else None
                 ),
             }
-            self.media[(event.session_id, event.room_id)] = report
-            self.rooms[event.room_id] = {"session_id": event.session_id, **report}
+            _keep(self.media, (event.session_id, event.room_id), report)
+            _keep(self.rooms, event.room_id, {"session_id": event.session_id, **report})
         elif isinstance(event, RoomReadiness):
+            try:
+                checked_at = reported.instant(event.checked_at)
+                received_at = reported.instant(event.at)
+            except DomainError:
+                return  # the store refuses it too (see the class's bounds)
             kept = self.readiness.get(event.room_id)
-            checked_at = datetime.fromtimestamp(event.checked_at, UTC)
             if kept is None or checked_at >= kept.checked_at:
-                self.readiness[event.room_id] = ReadinessView(
-                    ok=event.ok,
-                    checks=tuple(Check(c.name, c.ok, c.detail) for c in event.checks),
-                    checked_at=checked_at,
-                    received_at=datetime.fromtimestamp(event.at, UTC),
-                    session_id=event.session_id,
+                _keep(
+                    self.readiness,
+                    event.room_id,
+                    ReadinessView(
+                        ok=bool(event.ok),
+                        checks=clean_checks(Check(c.name, c.ok, c.detail) for c in event.checks),
+                        checked_at=checked_at,
+                        received_at=received_at,
+                        session_id=(
+                            reported.text(event.session_id, MAX_ID)
+                            if event.session_id is not None
+                            else None
+                        ),
+                    ),
                 )
 
     def dashboard_readiness(self) -> dict[str, DashboardReadiness]:
@@ -141,14 +180,20 @@ SERVICES = web.AppKey("services", Services)
 def build_services(settings: Settings, clock: Clock | None = None) -> Services:
     clock = clock or SystemClock()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    db = Database(settings.effective_database_url)
+    db = Database(settings.effective_database_url, busy_wait=settings.database_busy_wait)
     signer = TicketSigner.load_or_create(settings.data_dir / "ticket-signing-key.pem")
     holder: dict[str, Scheduler] = {}
 
     async def room_online(room_id: str) -> None:
         await holder["scheduler"].room_connected(room_id)
 
-    events = OrchestratorEvents(db, room_online)
+    events = OrchestratorEvents(
+        db,
+        room_online,
+        limit=settings.event_queue_limit,
+        interval=settings.stats_write_interval,
+        log_interval=settings.fault_log_interval,
+    )
     live = LiveView()
     events.listeners.append(live.listen)
     alerts = Alerts(settings, clock)
@@ -177,6 +222,7 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
         clock,
         poll_interval=settings.poll_interval,
         booking_settings=booking_settings,
+        log_interval=settings.fault_log_interval,
     )
     holder["scheduler"] = scheduler
     calendars = CalendarJobs(db, clock, booking_settings)
@@ -225,6 +271,10 @@ async def _remember_withdrawn_guests(services: Services) -> None:
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     services = app[SERVICES]
+    if services.settings.database_startup_check:
+        # A damaged file stops the start (web/cli.py says so and exits non-zero)
+        # instead of failing requests one by one.
+        await asyncio.to_thread(services.db.check)
     await asyncio.to_thread(services.db.migrate)
     services.live.readiness.update(await services.db.run(latest_by_room))
     services.events.start()
@@ -270,7 +320,15 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
 
     # Calendar imports may be up to 10 MB; the importer checks the exact cap.
     app = web.Application(
-        middlewares=[forwarded_middleware(settings.trusted_proxies), api.error_middleware],
+        middlewares=[
+            forwarded_middleware(settings.trusted_proxies),
+            api.error_middleware,
+            # Inside the error middleware and around every other one (login sessions,
+            # bearer tokens, pages): a database fault is a 503, never a 500.
+            database_fault_middleware(
+                busy_wait=settings.database_busy_wait, log_interval=settings.fault_log_interval
+            ),
+        ],
         client_max_size=11 * 1024 * 1024,
     )
     app[SERVICES] = build_services(settings, clock)
@@ -305,7 +363,23 @@ def tls_context(settings: Settings) -> ssl.SSLContext | None:
 
 async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> None:
     """Run the service until cancelled, listening with a deep backlog: rooms connect
-    in bursts at the top of the hour and aiohttp's default 128 would overflow."""
+    in bursts at the top of the hour and aiohttp's default 128 would overflow.
+
+    Background loops that log each failure with its traceback log a database fault
+    as one line per ``fault_log_interval`` instead (``FaultLogFilter`` on the root
+    logger's handlers, for as long as the service runs)."""
+    fault_filter = FaultLogFilter(settings.fault_log_interval)
+    handlers = list(logging.getLogger().handlers)
+    for handler in handlers:
+        handler.addFilter(fault_filter)
+    try:
+        await _serve(settings, ready)
+    finally:
+        for handler in handlers:
+            handler.removeFilter(fault_filter)
+
+
+async def _serve(settings: Settings, ready: asyncio.Event | None) -> None:
     app = create_app(settings)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()

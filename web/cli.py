@@ -39,17 +39,43 @@ def _settings(args: argparse.Namespace) -> Settings:
     )
 
 
+def _database_fault(settings: Settings, fault: Any) -> CliError:
+    """A database fault as the command line says it: what, where, and where to read
+    what to do (``fault`` is an ``orchestrator.db.DatabaseFault``)."""
+    where = (
+        "the database named by TELECENTRE_DATABASE_URL"
+        if settings.database_url
+        else f"the database file {settings.effective_database_url.removeprefix('sqlite:///')}"
+    )
+    detail = fault.detail or fault.message
+    if fault.code == "database-busy":
+        return CliError(
+            fault.code,
+            f"{where} is locked by another process ({detail}); try again when it is done",
+        )
+    return CliError(
+        fault.code,
+        f"{where} cannot be used ({detail}); see 'A damaged or unreadable database' "
+        "in docs/deploy.md",
+    )
+
+
 def _database(args: argparse.Namespace) -> Database:
-    from orchestrator.db import Database
+    from orchestrator.db import Database, DatabaseFault
 
     settings = _settings(args)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    db = Database(settings.effective_database_url)
-    db.migrate()
+    db = Database(settings.effective_database_url, busy_wait=settings.database_busy_wait)
+    try:
+        db.migrate()
+    except DatabaseFault as fault:
+        db.close_sync()
+        raise _database_fault(settings, fault) from None
     return db
 
 
 def _run_db(args: argparse.Namespace, fn: Callable[[Any], Any]) -> Any:
+    from orchestrator.db import DatabaseFault
     from orchestrator.service import DomainError
 
     db = _database(args)
@@ -57,6 +83,8 @@ def _run_db(args: argparse.Namespace, fn: Callable[[Any], Any]) -> Any:
         return db.run_sync(fn)
     except DomainError as exc:
         raise CliError(exc.code, exc.message) from None
+    except DatabaseFault as fault:
+        raise _database_fault(_settings(args), fault) from None
     finally:
         db.close_sync()
 
@@ -65,11 +93,18 @@ def _run_db(args: argparse.Namespace, fn: Callable[[Any], Any]) -> Any:
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
+    """Serve until signalled. A database that cannot be used at start (damaged, not a
+    database, locked beyond the wait) stops it here with one message and exit
+    status 2, before it listens: serving would only answer 503s."""
+    from orchestrator.db import DatabaseFault
     from web.app import serve
 
     settings = _settings(args)
     _logging(settings.log_level)
-    _run(serve(settings))
+    try:
+        _run(serve(settings))
+    except DatabaseFault as fault:
+        raise _database_fault(settings, fault) from None
 
 
 def cmd_centre_add(args: argparse.Namespace) -> None:

@@ -32,6 +32,43 @@ class Settings:
             "help": "networks (CIDR, comma-separated) whose addresses peers may offer as ICE candidates"
         },
     )
+    database_busy_wait: float = field(
+        default=2.0,
+        metadata={
+            "help": "seconds a request or a scheduler step waits for a database locked by "
+            "another process before it gives up (HTTP 503 database-busy; the scheduler "
+            "retries at its next poll)"
+        },
+    )
+    database_startup_check: bool = field(
+        default=True,
+        metadata={
+            "help": "check the SQLite file (PRAGMA quick_check) at start and refuse to "
+            "serve a damaged one"
+        },
+    )
+    event_queue_limit: int = field(
+        default=1000,
+        metadata={
+            "help": "signalling events waiting for the database at most (joins, leaves, "
+            "milestones, and one merged batch per room of media stats or readiness); when "
+            "full, media stats are shed first, then readiness, never joins or leaves"
+        },
+    )
+    stats_write_interval: float = field(
+        default=1.0,
+        metadata={
+            "help": "seconds between two database writes of one room's media stats (or "
+            "readiness) in a session; reports arriving in between are merged"
+        },
+    )
+    fault_log_interval: float = field(
+        default=60.0,
+        metadata={
+            "help": "seconds between two log lines about the same database fault "
+            "(a locked or damaged database fails every request the same way)"
+        },
+    )
     listen_backlog: int = field(
         default=4096, metadata={"help": "TCP listen backlog (rooms connect in bursts)"}
     )
