@@ -19,13 +19,16 @@ Rules:
   joins and leaves, then media stats and readiness reports. A job already running
   is never interrupted, so what the lower priorities may cost the higher ones is
   one transaction each (the stats writer keeps those small).
-- **Bounded wait.** A job waits at most ``busy_wait`` seconds for the database,
-  counted from when it was handed in: its ``BEGIN`` gets the rest of that budget as
-  SQLite's ``busy_timeout``, and a job whose budget ran out while it queued tries
-  once without waiting. So while another process holds the write lock every caller
-  hears ``DatabaseBusy`` within about ``busy_wait`` (not one wait per queued job),
-  and a job that merely queued behind slow work of our own still runs once the lock
-  is free.
+- **Bounded wait.** A job handed to ``run`` (the service: requests, the scheduler,
+  events) waits at most ``busy_wait`` seconds for the database, counted from when it
+  was handed in: its ``BEGIN`` gets the rest of that budget as SQLite's
+  ``busy_timeout``, and a job whose budget ran out while it queued tries once
+  without waiting. So while another process holds the write lock every caller hears
+  ``DatabaseBusy`` within about ``busy_wait`` (not one wait per queued job), and a
+  job that merely queued behind slow work of our own still runs once the lock is
+  free. ``run_sync`` called directly (a command-line process, a migration) waits up
+  to ``sync_busy_wait``, longer: nobody else queues behind it, and several
+  processes writing at once (a batch of CLI commands) take turns rather than fail.
 - **Faults are named.** SQLite's busy and locked errors become ``DatabaseBusy``
   (``database-busy``); a damaged file, a file that is not a database, an I/O error,
   a full disk or a read-only file become ``DatabaseUnavailable``
@@ -71,7 +74,9 @@ T = TypeVar("T")
 
 SQLITE_FILENAME = "telecentre.sqlite3"
 DEFAULT_BUSY_WAIT = 2.0
-"""Seconds a transaction waits for a database another process holds locked."""
+"""Seconds a job of the service waits for a database another process holds locked."""
+SYNC_BUSY_WAIT = 10.0
+"""Seconds a direct ``run_sync`` (the CLI) waits for it."""
 
 # SQLite's primary result codes (https://www.sqlite.org/rescode.html).
 _BUSY_CODES = frozenset({5, 6})  # SQLITE_BUSY, SQLITE_LOCKED
@@ -263,15 +268,23 @@ class _PriorityWorkers:
 class Database:
     """An engine plus the threads that use it; ``url`` is any SQLAlchemy URL.
 
-    ``busy_wait``: seconds a job may wait for a database locked by another process
-    (see the module's rules); the CLI's ``run_sync`` calls get the whole of it.
+    ``busy_wait``: seconds a job handed to ``run`` may wait for a database locked by
+    another process; ``sync_busy_wait``: the same for a direct ``run_sync`` (see the
+    module's rules).
     """
 
-    def __init__(self, url: str, *, busy_wait: float = DEFAULT_BUSY_WAIT) -> None:
-        if busy_wait < 0:
-            raise ValueError("busy_wait is not negative")
+    def __init__(
+        self,
+        url: str,
+        *,
+        busy_wait: float = DEFAULT_BUSY_WAIT,
+        sync_busy_wait: float = SYNC_BUSY_WAIT,
+    ) -> None:
+        if busy_wait < 0 or sync_busy_wait < 0:
+            raise ValueError("busy waits are not negative")
         self.url = url
         self.busy_wait = busy_wait
+        self.sync_busy_wait = sync_busy_wait
         self.is_sqlite = make_url(url).get_backend_name() == "sqlite"
         self._job = threading.local()
         if self.is_sqlite:
@@ -284,18 +297,26 @@ class Database:
 
     @classmethod
     def for_data_dir(
-        cls, path: str | os.PathLike[str], *, busy_wait: float = DEFAULT_BUSY_WAIT
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        busy_wait: float = DEFAULT_BUSY_WAIT,
+        sync_busy_wait: float = SYNC_BUSY_WAIT,
     ) -> Database:
         """The embedded default: ``telecentre.sqlite3`` in the data directory."""
         directory = Path(path)
         directory.mkdir(parents=True, exist_ok=True)
-        return cls(f"sqlite:///{(directory / SQLITE_FILENAME).resolve()}", busy_wait=busy_wait)
+        return cls(
+            f"sqlite:///{(directory / SQLITE_FILENAME).resolve()}",
+            busy_wait=busy_wait,
+            sync_busy_wait=sync_busy_wait,
+        )
 
     def _busy_ms(self) -> int:
         """What is left of the current job's wait budget, in milliseconds (0: try once)."""
         handed_in: float | None = getattr(self._job, "handed_in", None)
         if handed_in is None:
-            return round(self.busy_wait * 1000)
+            return round(self.sync_busy_wait * 1000)
         left = handed_in + self.busy_wait - time.monotonic()
         return max(0, round(left * 1000))
 
@@ -333,7 +354,9 @@ class Database:
     def run_sync(self, fn: Callable[[DbSession], T]) -> T:
         """Run ``fn`` in one transaction on this thread. Objects it returns stay usable
         (they are not expired on commit) but are detached: read, don't lazy-load.
-        Errors that are database faults are raised as ``DatabaseFault``."""
+        Errors that are database faults are raised as ``DatabaseFault``; a lock held
+        by another process is waited for up to ``sync_busy_wait`` (``run``'s jobs:
+        what is left of ``busy_wait``)."""
         try:
             with DbSession(self.engine, expire_on_commit=False) as session:
                 try:

@@ -294,7 +294,7 @@ async def test_damage_met_while_running_answers_503_and_logs_a_line_not_a_traceb
 
 def test_the_database_names_its_faults(tmp_path: Path) -> None:
     seeded = seed(tmp_path)
-    db = Database.for_data_dir(tmp_path, busy_wait=0.2)
+    db = Database.for_data_dir(tmp_path, busy_wait=0.2, sync_busy_wait=0.2)
     try:
         with locked(seeded.path), pytest.raises(DatabaseBusy) as busy:
             db.run_sync(service.list_centres)
