@@ -250,6 +250,11 @@ class _PriorityWorkers:
             finally:
                 self._started.handed_in = None
 
+    @property
+    def waiting(self) -> int:
+        """Jobs handed in and not started yet."""
+        return self._queue.qsize()
+
     def shutdown(self) -> None:
         with self._lock:
             if self._closed:
@@ -380,6 +385,11 @@ class Database:
         commits or rolls back on its own."""
         future = self._workers.submit(priority, lambda: self.run_sync(fn))
         return await asyncio.wrap_future(future)
+
+    @property
+    def waiting(self) -> int:
+        """Jobs handed to ``run`` that wait for a thread (a gauge for operators)."""
+        return self._workers.waiting
 
     def close_sync(self) -> None:
         self._workers.shutdown()

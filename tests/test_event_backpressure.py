@@ -39,6 +39,7 @@ from signalling.ports import (
     PeerLeftSession,
     RoomReadiness,
 )
+from tests.signalling_fixtures import eventually
 from tests.test_scheduler import FakeControl
 from web.adapters import OrchestratorEvents
 from web.event_queue import ATTEMPTS, EventQueue, EventWriter
@@ -143,7 +144,7 @@ async def test_the_scheduler_goes_before_requests_events_and_stats(world: World)
         waiting += [db.run(noop, priority=Priority.EVENTS) for _ in range(30)]
         waiting += [db.run(noop), db.run(noop, priority=Priority.SCHEDULER)]
         tasks = [asyncio.ensure_future(w) for w in waiting]
-        await asyncio.sleep(0.05)  # every job handed in before the thread is free
+        await eventually(lambda: db.waiting == len(tasks), "every job handed in", 10)
     await asyncio.gather(*tasks)
     order = db.started
     assert order[:2] == [Priority.SCHEDULER, Priority.REQUEST]
@@ -459,7 +460,12 @@ async def test_transitions_are_taken_promptly_while_a_room_floods_stats(world: W
     try:
         await scheduler.step()
         for t in (T0 - 60, T0, T0 + 1800):
-            await asyncio.sleep(0.3)  # let the flood run between steps
+            written = events.queue.counters.written
+            await eventually(
+                lambda w=written: events.queue.counters.written >= w + 3,  # type: ignore[misc]
+                "the flood being written",
+                10,
+            )
             await clock.set(t)
             began = time.perf_counter()
             await scheduler.step()
