@@ -229,7 +229,7 @@ API_CASES = [
         "/api/v1/bookings",
         _booking(room_ids="@ROOMS", title="Hi\x00"),
         400,
-        "invalid-name",
+        "bad-json",
     ),
     ApiCase(
         "line separator in a title",
@@ -253,7 +253,7 @@ API_CASES = [
         "/api/v1/rooms",
         {"centre_id": "{centre}", "name": "R\x00"},
         400,
-        "invalid-name",
+        "bad-json",
     ),
     ApiCase(
         "line break in an alias",
@@ -477,7 +477,7 @@ FORM_CASES = [
         "/admin/centres/{centre}/rooms",
         "/admin/centres/{centre}",
         (("name", "R\x00"),),
-        "Enter a name.",
+        "The form holds a character no field accepts (NUL).",
     ),
     FormCase(
         "line break in an alias",
@@ -512,7 +512,7 @@ FORM_CASES = [
         "/account",
         "/account",
         (("name", "Ada\x00"), ("locale", ""), ("timezone", "")),
-        "Enter a name.",
+        "The form holds a character no field accepts (NUL).",
     ),
     FormCase(
         "one's own zone is a path",
@@ -687,7 +687,11 @@ async def test_nul_in_ids_and_names_never_reaches_postgresql(
         ("GET", "/api/v1/rooms/a%00b/health", None, 404, "not-found"),
         ("GET", "/api/v1/sessions/%00", None, 404, "not-found"),
         ("POST", "/api/v1/rooms/a%00/calendar-token", None, 404, "not-found"),
-        ("POST", "/api/v1/centres", {"name": "A\x00", "timezone": "UTC"}, 400, "invalid-name"),
+        ("POST", "/api/v1/centres", {"name": "A\x00", "timezone": "UTC"}, 400, "bad-json"),
+        ("POST", "/api/v1/rooms", {"centre_id": "\x00", "name": "R"}, 400, "bad-json"),
+        ("POST", "/api/v1/feeds", {"url": "https://x.test/", "room_id": "a\x00"}, 400, "bad-json"),
+        ("POST", "/api/v1/calendars/import?room_id=%00", None, 400, "bad-request"),
+        ("GET", "/api/v1/sessions?from=%00", None, 400, "bad-request"),
     ]
     async with browser_like() as http:
         for method, path, body, status, code in api:
@@ -699,12 +703,18 @@ async def test_nul_in_ids_and_names_never_reaches_postgresql(
             async with http.get(w.app.url + path) as response:
                 assert response.status == 404, path
                 assert "not-found" in await response.text()
-        name = await csrf_of(http, w.app.url + "/account")
-        async with http.post(
-            w.app.url + "/account",
-            data={"csrf_token": name, "name": "Ada\x00", "locale": "", "timezone": ""},
-        ) as response:
-            assert response.status == 400
+        token = await csrf_of(http, w.app.url + "/account")
+        posts = [
+            ("/account", {"name": "Ada\x00", "locale": "", "timezone": ""}),
+            ("/bookings", {"title": "T", "room": "a\x00", "date": "2030-06-10"}),
+            ("/login", {"email": "a\x00@example.org", "password": "guess guess"}),
+        ]
+        for path, fields in posts:
+            async with http.post(
+                w.app.url + path, data={"csrf_token": token, **fields}, allow_redirects=False
+            ) as response:
+                assert response.status == 400, path
+                assert "bad-request" in await response.text()
         await _served_after(http, w)
     assert tracebacks(caplog) == []
 

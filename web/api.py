@@ -36,7 +36,8 @@ CONFLICT_CODES = frozenset({"duplicate", "conflict"})
 MAX_BODY = 64 * 1024
 MAX_JSON_DEPTH = 32
 """Our bodies nest three levels; Python's parser gives up near a thousand."""
-_SURROGATE = re.compile("[\ud800-\udfff]")
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+"""NUL (PostgreSQL text cannot hold it) and unpaired surrogates (not Unicode text)."""
 MAX_JSON_INT = 2**53 - 1
 """Integers beyond this are not exchanged reliably in JSON (RFC 7493 §2.2); they would
 also overflow the database's 64-bit integers and Python's timedelta."""
@@ -112,6 +113,8 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         return error_response(401, "unauthorised", "an admin bearer token is required")
     if not path_ids_readable(request):
         return error_response(404, "not-found", "no such resource")
+    if any("\x00" in value for value in request.query.values()):
+        return error_response(400, "bad-request", "a query parameter holds NUL")
     return await handler(request)
 
 
@@ -134,14 +137,15 @@ def _no_constant(name: str) -> Any:
 
 def _check_json_value(value: Any) -> None:
     """Walk the decoded body without recursion: at most ``MAX_JSON_DEPTH`` levels, and
-    no unpaired surrogate in any string or key (I-JSON, RFC 7493 §2.1: it is not
-    Unicode text, and the database or the page could not encode it)."""
+    in no string or key an unpaired surrogate (I-JSON, RFC 7493 §2.1: it is not
+    Unicode text, and the database or the page could not encode it) or NUL (no field
+    takes it, and PostgreSQL refuses it even in a query for an id)."""
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         item, depth = stack.pop()
         if isinstance(item, str):
-            if _SURROGATE.search(item):
-                raise DomainError("bad-json", "the body holds an unpaired surrogate")
+            if _UNSTORABLE.search(item):
+                raise DomainError("bad-json", "a string holds NUL or an unpaired surrogate")
         elif isinstance(item, dict | list):
             if depth > MAX_JSON_DEPTH:
                 raise DomainError("bad-json", f"JSON nests at most {MAX_JSON_DEPTH} levels")
@@ -153,7 +157,7 @@ def parse_json(text: str) -> Any:
     """A JSON document as the API reads it, or ``DomainError("bad-json")``: not JSON,
     nested too deep (Python's parser recurses: RecursionError), a number too long to
     read (over 4300 digits) or out of float range, NaN or Infinity, an unpaired
-    surrogate."""
+    surrogate or NUL in a string."""
     try:
         data = json.loads(text, parse_float=_finite, parse_constant=_no_constant)
     except (ValueError, RecursionError):

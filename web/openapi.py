@@ -60,10 +60,10 @@ ONE_LINE = (
 NAME: Schema = {"type": "string", "minLength": 1, "maxLength": 200, "description": ONE_LINE}
 ERROR_CODES = (
     "A stable code. Codes any operation may answer: ``bad-json`` (400: not JSON, nested "
-    "more than 32 levels, NaN, a number beyond float range or 4300 digits, an unpaired "
-    "surrogate in any string: RFC 7493 §2.1), ``bad-request`` (400: a field missing, of "
-    "the wrong type, an integer beyond ±(2^53 - 1), a URL that is not http(s) or holds "
-    "a control character), ``too-large`` (400 for a JSON body over 64 KiB, 413 for a "
+    "more than 32 levels, NaN, a number beyond float range or 4300 digits, NUL or an "
+    "unpaired surrogate in any string: RFC 7493 §2.1), ``bad-request`` (400: a field "
+    "missing, of the wrong type, an integer beyond ±(2^53 - 1), a URL that is not "
+    "http(s) or holds a control character, NUL in a query parameter), ``too-large`` (400 for a JSON body over 64 KiB, 413 for a "
     "calendar over 10 MB), ``invalid-time`` (400: see the instants' description), "
     "``invalid-name`` (400: a title or name that is empty, over 200 characters or not "
     "one line), ``invalid-alias`` (400: the same for a room's alias), ``invalid-email``, "
