@@ -775,3 +775,20 @@ def test_parse_json_refuses_what_json_loads_would_crash_on_or_let_through() -> N
 def test_a_calendar_summary_over_several_lines_becomes_one_line_title() -> None:
     assert inputs.fold_line("Budget\r\n review\x00") == "Budget review"
     assert len(inputs.fold_line("x" * 500)) == inputs.MAX_NAME
+
+
+@pytest.mark.parametrize("at", [1e300, -1e300, float("nan"), 2**63])
+async def test_a_rooms_health_survives_a_report_time_that_is_no_instant(
+    world: World, at: float, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A room agent's stats report is input too: its time reaches the health route."""
+    caplog.set_level(logging.INFO)
+    room = world.network.paris_room
+    world.app.services.live.rooms[room] = {"session_id": None, "at": at, "peers": []}
+    async with browser_like() as http:
+        url = f"{world.app.url}/api/v1/rooms/{room}/health"
+        async with http.get(url, headers=world.auth) as response:
+            assert response.status == 200
+            assert (await response.json())["media"]["at"] is None
+        await _served_after(http, world)
+    assert tracebacks(caplog) == []

@@ -333,12 +333,9 @@ async def room_health(request: web.Request) -> web.Response:
     report = services.live.rooms.get(room_id)
     media = None
     if report is not None:
-        at = report.get("at")
         media = {
             "session_id": report.get("session_id"),
-            "at": (
-                datetime.fromtimestamp(at, UTC).isoformat() if isinstance(at, int | float) else None
-            ),
+            "at": _report_time(report.get("at")),
             "process": report.get("process"),
             "peers": report.get("peers", []),
         }
@@ -350,6 +347,17 @@ async def room_health(request: web.Request) -> web.Response:
             "media": media,
         }
     )
+
+
+def _report_time(at: object) -> str | None:
+    """An agent's report time as ISO 8601; None when it is no instant (a report from a
+    room is input too: a huge number overflows ``fromtimestamp``)."""
+    if not isinstance(at, int | float) or isinstance(at, bool):
+        return None
+    try:
+        return inputs.check_instant(datetime.fromtimestamp(at, UTC)).isoformat()
+    except (OverflowError, OSError, ValueError):  # DomainError is a ValueError
+        return None
 
 
 async def add_room(request: web.Request) -> web.Response:
