@@ -56,7 +56,7 @@ from orchestrator import lifecycle
 from orchestrator.booking_horizon import release_no_shows, roll_horizon
 from orchestrator.booking_series import horizon_end
 from orchestrator.clock import Clock
-from orchestrator.db import Database, DatabaseFault, DbSession, Priority
+from orchestrator.db import Database, DatabaseBusy, DatabaseFault, DbSession, Priority
 from orchestrator.log_limit import DEFAULT_INTERVAL, LogLimiter
 from orchestrator.models import Session, SessionTransitionRecord
 from orchestrator.policy import BookingSettings
@@ -268,9 +268,8 @@ class Scheduler:
             try:
                 await self.step()
             except DatabaseFault as fault:
-                self._faults.log(
-                    logging.ERROR, fault.code, "scheduler step failed, retrying: %s", fault
-                )
+                level = logging.WARNING if isinstance(fault, DatabaseBusy) else logging.ERROR
+                self._faults.log(level, fault.code, "scheduler step failed, retrying: %s", fault)
             except Exception:
                 log.exception("scheduler step failed; retrying at the next poll")
             now = self._clock.now()
