@@ -11,12 +11,12 @@ import logging
 import math
 import re
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
 
-from orchestrator import bookings, inputs, readiness, recurrence, service
+from orchestrator import bookings, inputs, readiness, recurrence, reported, service
 from orchestrator.clock import instant
 from orchestrator.db import DbSession
 from orchestrator.ical_parse import MAX_BYTES, CalendarError
@@ -350,13 +350,13 @@ async def room_health(request: web.Request) -> web.Response:
 
 
 def _report_time(at: object) -> str | None:
-    """An agent's report time as ISO 8601; None when it is no instant (a report from a
-    room is input too: a huge number overflows ``fromtimestamp``)."""
-    if not isinstance(at, int | float) or isinstance(at, bool):
+    """An agent's report time as ISO 8601; None when it is no instant the protocol
+    allows (``reported.instant``: a huge number overflowed ``fromtimestamp``)."""
+    if not isinstance(at, int | float):
         return None
     try:
-        return inputs.check_instant(datetime.fromtimestamp(at, UTC)).isoformat()
-    except (OverflowError, OSError, ValueError):  # DomainError is a ValueError
+        return reported.instant(at).isoformat()
+    except DomainError:
         return None
 
 
