@@ -527,3 +527,20 @@ def test_the_sdp_filter_stops_at_the_first_reason_and_caps_the_candidates() -> N
         is None
     )
     assert refused_in_sdp(SDP_HEAD + "a=rtcp:9 IN IP4 192.168.1.1\r\n", loopback) == "192.168.1.1"
+
+
+def test_the_service_settings_reach_the_endpoint(tmp_path: Any) -> None:
+    from web.app import build_services
+    from web.settings import Settings
+
+    settings = Settings.from_env(
+        {
+            "TELECENTRE_UNAUTHENTICATED_PER_ADDRESS": "8",
+            "TELECENTRE_UNAUTHENTICATED_TOTAL": "100",
+            "TELECENTRE_HELLO_TIMEOUT": "2.5",
+        },
+        data_dir=tmp_path,
+    )
+    server = build_services(settings).signalling
+    assert (server.admission.per_address, server.admission.total) == (8, 100)
+    assert server.settings.hello_timeout == 2.5

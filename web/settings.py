@@ -89,6 +89,21 @@ class Settings:
         default=50.0, metadata={"help": "sustained messages per second per connection"}
     )
     rate_burst: int = field(default=200, metadata={"help": "burst of messages per connection"})
+    hello_timeout: float = field(
+        default=5.0,
+        metadata={"help": "seconds a new WebSocket has to send its hello before it is closed"},
+    )
+    unauthenticated_per_address: int = field(
+        default=64,
+        metadata={
+            "help": "WebSockets from one address that may wait to say hello at once "
+            "(more are refused with HTTP 503)"
+        },
+    )
+    unauthenticated_total: int = field(
+        default=1024,
+        metadata={"help": "WebSockets that may wait to say hello at once, from all addresses"},
+    )
     horizon_days: int = field(
         default=180, metadata={"help": "how far ahead recurring bookings get their sessions"}
     )
