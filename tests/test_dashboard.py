@@ -4,6 +4,7 @@ its JSON state says about rooms and sites."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,6 +16,7 @@ from sqlmodel import col, select
 
 from orchestrator import guests, participation, service
 from orchestrator.accounts import Principal
+from orchestrator.clock import FakeClock
 from orchestrator.db import DbSession
 from orchestrator.models import User
 from signalling.client import SignallingClient
@@ -35,6 +37,15 @@ from web.ui.dashboard_state import day_window, viewer_zone
 SECRET = "Board of Amsterdam: merger talks"
 ORGANISER = "cfo@amsterdam.example"
 GUEST = "Ms Secret Guest"
+
+# The dashboard lists the viewer's day. The tests that book around "now" run on a fake
+# clock at mid-morning in Paris and Amsterdam (10:00 CET), so that a session a few
+# hours away falls on the viewer's today whatever the hour the suite runs at.
+NOW = datetime(2026, 12, 8, 9, 0, tzinfo=UTC)
+
+
+def at_mid_morning(tmp_path: Path) -> AbstractAsyncContextManager[RunningApp]:
+    return running_app(Settings(data_dir=tmp_path), clock=FakeClock(NOW.timestamp()))
 
 
 async def get_state(http: ClientSession, app: RunningApp) -> dict[str, Any]:
@@ -76,10 +87,10 @@ def book_private(net: Network, start: datetime) -> Callable[[DbSession], tuple[s
 async def test_titles_organisers_and_guests_are_shown_only_to_those_with_rights(
     tmp_path: Path,
 ) -> None:
-    async with running_app(Settings(data_dir=tmp_path)) as app:
+    async with at_mid_morning(tmp_path) as app:
         db = app.services.db
         net = await db.run(make_network)
-        start = datetime.now(UTC) - timedelta(minutes=2)
+        start = NOW - timedelta(minutes=2)
         _, session_id, guest_id = await db.run(book_private(net, start))
         shared_start = start + timedelta(hours=3)
         await db.run(
@@ -136,10 +147,10 @@ async def test_titles_organisers_and_guests_are_shown_only_to_those_with_rights(
 
 
 async def test_the_state_shows_presence_sites_media_and_releases(tmp_path: Path) -> None:
-    async with running_app(Settings(data_dir=tmp_path)) as app:
+    async with at_mid_morning(tmp_path) as app:
         db = app.services.db
         net = await db.run(make_network)
-        start = datetime.now(UTC) - timedelta(seconds=30)
+        start = NOW - timedelta(seconds=30)
         _, session = await db.run(
             lambda s: service.book(
                 s,
@@ -218,10 +229,10 @@ async def test_the_state_shows_presence_sites_media_and_releases(tmp_path: Path)
 
 
 async def test_a_room_released_as_a_no_show_says_so(tmp_path: Path) -> None:
-    async with running_app(Settings(data_dir=tmp_path)) as app:
+    async with at_mid_morning(tmp_path) as app:
         db = app.services.db
         net = await db.run(make_network)
-        start = datetime.now(UTC) - timedelta(minutes=20)
+        start = NOW - timedelta(minutes=20)
         await db.run(
             lambda s: service.book(
                 s,
