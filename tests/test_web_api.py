@@ -7,14 +7,16 @@ import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from orchestrator import service
+from orchestrator.clock import FakeClock, instant
 from orchestrator.db import Database
 from signalling import protocol as p
 from signalling.client import SignallingClient, SignallingError
@@ -32,6 +34,10 @@ class Service:
     def auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
 
+    def now(self) -> datetime:
+        """The service's now (its clock may be a fake one)."""
+        return instant(self.client.app[SERVICES].clock)  # type: ignore[index]
+
     async def post(self, path: str, body: Any, status: int = 201) -> dict[str, Any]:
         r = await self.client.post("/api/v1" + path, json=body, headers=self.auth)
         data: dict[str, Any] = await r.json()
@@ -45,13 +51,21 @@ class Service:
         return data
 
 
+# Mid-morning in Paris and Amsterdam (10:00 CET): a booking two hours away is on
+# today's dashboard, which no real hour after 22:00 UTC allows.
+MID_MORNING = datetime(2026, 12, 8, 9, 0, tzinfo=UTC)
+
+
 @pytest.fixture
-async def svc(tmp_path: Path) -> AsyncIterator[Service]:
+async def svc(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Service]:
+    """The service on the real clock, or on a fake one at ``request.param`` (an aware
+    datetime) when a test parametrizes ``svc`` indirectly."""
+    clock = FakeClock(request.param.timestamp()) if hasattr(request, "param") else None
     db = Database(Settings(data_dir=tmp_path).effective_database_url)
     db.migrate()
     token = db.run_sync(lambda s: service.create_api_token(s, "test"))
     db.close_sync()
-    app = create_app(Settings(data_dir=tmp_path, poll_interval=0.1))
+    app = create_app(Settings(data_dir=tmp_path, poll_interval=0.1), clock=clock)
     client = TestClient(TestServer(app, host="127.0.0.1"))
     await client.start_server()
     try:
@@ -66,7 +80,7 @@ async def dashboard_page(svc: Service) -> str:
 
     def admin(s: Any) -> str:
         accounts.create_user(s, "admin@example.org", "Admin", "correct horse battery", "admin")
-        now = datetime.now(UTC)
+        now = svc.now()
         return accounts.login(s, "admin@example.org", "correct horse battery", "test", now)[1]
 
     token = await svc.client.app[SERVICES].db.run(admin)  # type: ignore[index]
@@ -90,13 +104,14 @@ async def test_the_api_needs_the_admin_token(svc: Service) -> None:
         assert (await r.json())["error"]["code"] == "unauthorised"
 
 
+@pytest.mark.parametrize("svc", [MID_MORNING], indirect=True)
 async def test_centres_rooms_bookings_and_sessions_through_the_api(svc: Service) -> None:
     room_a, key_a, room_b, _ = await network(svc)
     assert key_a.startswith("tck_")
     rooms = (await svc.get("/rooms"))["rooms"]
     assert {r["id"] for r in rooms} == {room_a, room_b}
     assert all(r["online"] is False and "key" not in r for r in rooms)
-    start = datetime.now(UTC) + timedelta(hours=2)
+    start = svc.now() + timedelta(hours=2)
     out = await svc.post(
         "/bookings",
         {
@@ -256,7 +271,13 @@ async def test_a_room_buffer_refuses_a_booking_too_close_and_its_policy_is_kept(
 
 async def test_a_weekly_series_through_the_api_with_reject_or_skip(svc: Service) -> None:
     room_a, _, room_b, _ = await network(svc)
-    start = (datetime.now(UTC) + timedelta(days=7)).replace(microsecond=0)
+    # The series repeats at 10:00 in Paris (its first room's zone). Python adds weeks
+    # to a Paris time on the wall clock too, so the blocker meets the third occurrence
+    # even when a DST change falls between them (as it does from 7 to 21 days before).
+    paris = ZoneInfo("Europe/Paris")
+    start = datetime.combine(
+        (svc.now() + timedelta(days=7)).astimezone(paris).date(), time(10), paris
+    )
     hour = timedelta(hours=1)
     blocker = await svc.post(
         "/bookings",
