@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -20,6 +21,24 @@ from typing import Any, TypeVar
 
 ROOT = Path(__file__).resolve().parents[1]
 T = TypeVar("T")
+
+
+def clock_behind(seconds: int) -> list[str]:
+    """A command prefix that runs a process with its wall clock ``seconds`` behind this
+    one's (libfaketime). When the suite itself runs under faketime (tests/test_any_hour.py
+    sets ``FAKETIME="+N"``), a second faketime would replace that offset instead of
+    adding to it, so the prefix carries the sum."""
+    outer = os.environ.get("FAKETIME", "") if "faketime" in os.environ.get("LD_PRELOAD", "") else ""
+    offset = int(outer) if re.fullmatch(r"[+-]\d+", outer) else 0
+    return ["faketime", "-f", f"{offset - seconds:+d}"]
+
+
+def file_clock(folder: Path) -> float:
+    """The file system's now, to compare file times with: under faketime
+    (tests/test_any_hour.py) ``time.time()`` is shifted and file times are not."""
+    marker = folder / ".file-clock"
+    marker.touch()  # an existing file's times are set to now as well
+    return marker.stat().st_mtime
 
 
 def free_port() -> int:
@@ -196,7 +215,7 @@ class Agent(Managed):
         return data
 
     def fresh_status(self, after: float) -> dict[str, Any] | None:
-        """The status, once it was written after ``after`` (wall clock)."""
+        """The status, once it was written after ``after`` (a file time: file_clock)."""
         if not self.status_path.exists() or self.status_path.stat().st_mtime < after:
             return None
         return self.status()

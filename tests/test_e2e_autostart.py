@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e_support import Network, wait_until
+from tests.e2e_support import Network, clock_behind, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -160,7 +160,7 @@ def test_an_agent_whose_clock_is_30_s_late_still_joins_before_t_and_goes_live_at
     network: Network,
 ) -> None:
     assert shutil.which("faketime"), "faketime is required under CI"
-    network.agent("fontainebleau", prefix=["faketime", "-f", "-30s"])
+    network.agent("fontainebleau", prefix=clock_behind(30))
     record_rooms = ["fontainebleau", "amsterdam"]
     network.agent("amsterdam").start()
     network.agents["fontainebleau"].start()

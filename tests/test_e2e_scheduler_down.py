@@ -26,7 +26,14 @@ from aiohttp import web
 
 from room_agents.schedule import ScheduleCache
 from signalling import protocol as p
-from tests.e2e_support import Agent, Network, free_port, wait_until
+from tests.e2e_support import (
+    Agent,
+    Network,
+    clock_behind,
+    file_clock,
+    free_port,
+    wait_until,
+)
 from tests.test_e2e_autostart import CENTRES, _keep_logs, assert_clean_logs, online, ts
 from tests.test_e2e_resilience import frames_after
 from web.app import SERVICES, create_app
@@ -250,7 +257,7 @@ def test_an_agent_restarted_without_network_joins_from_its_cache_when_it_is_back
     """The restarted agent's clock runs 30 s late (libfaketime, when installed): the
     cached clock offset keeps it on the server's time while it cannot measure it."""
     net, service = world
-    skew = ["faketime", "-f", "-30s"] if shutil.which("faketime") else []
+    skew = clock_behind(30) if shutil.which("faketime") else []
     late, other = ROOMS
     net.agent(late, prefix=skew).start()
     net.agent(other).start()
@@ -275,7 +282,7 @@ def test_an_agent_restarted_without_network_joins_from_its_cache_when_it_is_back
         net.work / "agents", late, f"http://127.0.0.1:{away_port}", net.key_files[late], skew
     )
     net.agents[late] = restarted
-    restarted_at = time.time()
+    restarted_at = file_clock(net.work)
     restarted.start()
     offline = wait_until(
         "the restarted agent's status", lambda: restarted.fresh_status(restarted_at), 20
