@@ -453,7 +453,10 @@ async def test_transitions_are_taken_promptly_while_a_room_floods_stats(world: W
             await events.media_report(
                 MediaReport(i, sid, world.peer(0), world.rooms[0], at=T0 + i * 0.001, media=entries)
             )
-            await asyncio.sleep(0)
+            # About a thousand reports a second, each of 250 entries: far more than
+            # signalling lets through (one per peer and session a second), without
+            # this generator itself taking the whole event loop.
+            await asyncio.sleep(0.001)
 
     flooding = asyncio.create_task(flood())
     durations = []
