@@ -25,6 +25,8 @@ from orchestrator.recurrence import localize
 from tests.booking_world import World, logged_in, service_with_world
 from tests.ui_support import RunningApp, csrf_of
 
+pytestmark = pytest.mark.wall_clock
+
 Env = tuple[RunningApp, World]
 
 

@@ -21,6 +21,8 @@ from orchestrator.tickets import TicketSigner
 from tests.radicale_server import RadicaleServer, radicale_server
 from tests.test_scheduler import FakeControl
 
+pytestmark = pytest.mark.wall_clock
+
 NOW = datetime.now(UTC).replace(microsecond=0) + timedelta(days=1)
 START = NOW + timedelta(hours=2)
 

@@ -20,6 +20,8 @@ from web import calendars
 from web.app import create_app
 from web.settings import Settings
 
+pytestmark = pytest.mark.wall_clock
+
 
 def _with_calendar_routes(app: web.Application) -> web.Application:
     """Register the routes unless web.app already does."""

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 from aiohttp import ClientSession
 from sqlmodel import col, select
 
@@ -33,6 +34,8 @@ from tests.dashboard_support import (
 from tests.ui_support import RunningApp, running_app
 from web.settings import Settings
 from web.ui.dashboard_state import day_window, viewer_zone
+
+pytestmark = pytest.mark.wall_clock
 
 SECRET = "Board of Amsterdam: merger talks"
 ORGANISER = "cfo@amsterdam.example"

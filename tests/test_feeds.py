@@ -19,6 +19,8 @@ from orchestrator.feeds import FeedPoller, FeedRow
 from orchestrator.import_plan import ImportReport
 from orchestrator.models import Feed
 
+pytestmark = pytest.mark.wall_clock
+
 ICS = b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\nEND:VCALENDAR\r\n"
 
 

@@ -28,6 +28,8 @@ from tests.ui_support import PASSWORD, RunningApp, running_app
 from web.settings import Settings
 from web.ui import panel as panel_ui
 
+pytestmark = pytest.mark.wall_clock
+
 T0 = datetime(2026, 12, 1, 12, 50, tzinfo=UTC)  # 13:50 in Paris
 START = T0 + timedelta(minutes=10)
 END = START + timedelta(minutes=30)

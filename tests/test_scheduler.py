@@ -29,6 +29,8 @@ from orchestrator.scheduler import Scheduler
 from orchestrator.schedules import build_room_schedule
 from orchestrator.tickets import TicketSigner
 
+pytestmark = pytest.mark.wall_clock
+
 T0 = 1_800_000_000.0
 M = TypeVar("M")
 

@@ -10,6 +10,7 @@ import xml.etree.ElementTree as ET
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from aiohttp import ClientSession
 
 from orchestrator import accounts, participation, service
@@ -27,6 +28,8 @@ from tests.ui_support import PASSWORD, running_app
 from web.settings import Settings
 from web.ui.usage import csv_text
 from web.ui.usage_chart import nice_step
+
+pytestmark = pytest.mark.wall_clock
 
 SVG = "{http://www.w3.org/2000/svg}"
 PARIS = CentreRef("paris", "Fontainebleau", "Europe/Paris")

@@ -23,6 +23,8 @@ from signalling.client import SignallingClient, SignallingError
 from web.app import SERVICES, create_app
 from web.settings import Settings
 
+pytestmark = pytest.mark.wall_clock
+
 
 @dataclass
 class Service:
