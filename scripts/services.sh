@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# What the tests need from the machine: libfaketime (an agent with a wrong clock),
-# and PostgreSQL and Redis servers on loopback. Installs and starts what is missing
+# What the tests need from the machine: libfaketime (an agent with a wrong clock; the
+# wall_clock tests rerun at other hours), and PostgreSQL and Redis servers on
+# loopback. Installs and starts what is missing
 # when run as root on Debian; elsewhere it says what is missing and the tests that
 # need it skip with that reason (under CI=true they fail instead).
 set -uo pipefail
@@ -17,6 +18,12 @@ apt_install() {
 }
 
 command -v faketime >/dev/null 2>&1 || apt_install faketime || true
+# tests/test_any_hour.py reruns the wall_clock tests under faketime at other hours: say
+# so here if the preload library does not take (a static date, or no libfaketime).
+if command -v faketime >/dev/null 2>&1 \
+    && [ "$(faketime '2027-03-28 00:30:00' date -u +%F 2>/dev/null)" != 2027-03-28 ]; then
+    echo "services: faketime is installed but does not move the clock (libfaketime missing?)"
+fi
 # The room screen tests draw on Xvfb displays (tests/xvfb_support.py).
 command -v Xvfb >/dev/null 2>&1 || apt_install xvfb || true
 # Browser tests drive Debian's Chromium through Playwright (no browser download).
