@@ -9,21 +9,14 @@ fake clock (orchestrator.clock.FakeClock) keeps its marker when the pages or the
 scheduler around it read dates: a path that reads the real clock instead of the injected
 one shows up here. A new test that books relative to the real now belongs here too.
 
-How the faked processes are set up (libfaketime 0.9.10, Debian's):
-- the ``faketime`` wrapper gives an offset (``FAKETIME="+N"``) that keeps ticking and
-  that every child process shares (a frozen clock hangs asyncio);
-- the monotonic clock is left alone (``--exclude-monotonic``): faked, it makes Python's
-  timed lock waits wait for the whole offset;
-- ``FAKETIME_FORCE_MONOTONIC_FIX=0``: the fix it selects for this glibc shifts every
-  condition-variable deadline, which stalls the GIL hand-over between threads and
-  Chromium;
-- tests/faketime_site/sitecustomize.py puts ``time.sleep`` back on its feet (see there).
+The faked run is set up as tests/faketime_support.py says, with the ``faketime``
+wrapper's offset (``FAKETIME="+N"``), which keeps ticking (a frozen clock hangs asyncio)
+and which every child process shares (the service and agents some tests start).
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -36,10 +29,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.requirements import missing
+from tests import faketime_support
 
 ROOT = Path(__file__).resolve().parents[1]
-SITE = Path(__file__).resolve().parent / "faketime_site"
 MARKER = "wall_clock"
 
 # (instant, why it is there). Europe changes its clocks at 01:00 UTC on the last
@@ -107,15 +99,6 @@ def marked_modules() -> list[Path]:
     )
 
 
-def faked_environment() -> dict[str, str]:
-    env = dict(os.environ)
-    env["FAKETIME_FORCE_MONOTONIC_FIX"] = "0"
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(SITE), str(ROOT), env.get("PYTHONPATH", "")) if p
-    )
-    return env
-
-
 def run_at(faketime: str, instant: str, folder: Path, modules: list[Path]) -> Run:
     """The wall_clock tests of ``modules`` in a pytest whose clock starts at ``instant``
     (UTC) and keeps ticking."""
@@ -143,7 +126,7 @@ def run_at(faketime: str, instant: str, folder: Path, modules: list[Path]) -> Ru
         done = subprocess.run(
             command,
             cwd=ROOT,
-            env=faked_environment(),
+            env={**os.environ, **faketime_support.faked_env()},
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,
@@ -163,9 +146,7 @@ def faked_runs(
     """Starts a faked run for each instant this session tests, ``PARALLEL`` at a time."""
     if "faketime" in os.environ.get("LD_PRELOAD", ""):
         pytest.skip("this run is under faketime already, and faketime does not nest")
-    faketime = shutil.which("faketime")
-    if faketime is None:
-        missing("libfaketime is not installed (scripts/services.sh installs it)")
+    faketime = faketime_support.faketime()
     wanted = [
         item.callspec.params["instant"]
         for item in request.session.items

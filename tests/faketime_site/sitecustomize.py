@@ -1,5 +1,5 @@
-"""Loaded by every Python process that tests/test_any_hour.py starts under libfaketime
-(this folder is put first on PYTHONPATH there, and nowhere else).
+"""Loaded by every Python process the tests start under libfaketime: this folder goes
+first on PYTHONPATH there (tests/faketime_support.faked_env), and nowhere else.
 
 Those runs leave the monotonic clock alone (``FAKETIME_DONT_FAKE_MONOTONIC=1``): when
 libfaketime fakes it too, Python's timed lock waits (``sem_clockwait`` on the monotonic
