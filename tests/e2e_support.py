@@ -77,12 +77,24 @@ def base_env(**extra: str) -> dict[str, str]:
 @dataclass
 class Cli:
     data_dir: Path
+    # A command prefix and environment, such as another wall clock's (faketime_support).
+    prefix: Sequence[str] = ()
+    env: dict[str, str] = field(default_factory=dict)
 
     def run(self, *args: str, check: bool = True) -> dict[str, Any]:
         proc = subprocess.run(
-            [sys.executable, "-m", "web.cli", *args, "--data-dir", str(self.data_dir), "--json"],
+            [
+                *self.prefix,
+                sys.executable,
+                "-m",
+                "web.cli",
+                *args,
+                "--data-dir",
+                str(self.data_dir),
+                "--json",
+            ],
             cwd=ROOT,
-            env=base_env(),
+            env=base_env(**self.env),
             capture_output=True,
             text=True,
             timeout=60,
