@@ -114,6 +114,16 @@ def test_the_demo_command_serves_its_page_and_the_booking_goes_live(tmp_path: Pa
                 data: dict[str, object] = json.loads(r.read())
                 return data
 
+        # Someone watching the terminal sees the session move, without opening a page.
+        wait_until(
+            "the demo to print that its session is live",
+            lambda: "is live (T+" in log.read_text(),
+            10,
+        )
+        printed = log.read_text()
+        assert re.search(r"is preparing \(T-\d s\): the rooms connect", printed), printed[-2000:]
+        assert "Ctrl+C" in printed and f"{data} (kept after the demo stops)" in printed
+
         rooms = api("/rooms")["rooms"]
         assert isinstance(rooms, list) and len(rooms) >= 4
         assert all(r["online"] for r in rooms)

@@ -18,6 +18,7 @@ from pathlib import Path
 from orchestrator import accounts, service
 from orchestrator.db import Database, DbSession
 from web.app import serve
+from web.demo_watch import watch_session
 from web.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -74,18 +75,20 @@ def create_network(db: Database, keys_dir: Path) -> list[DemoRoom]:
     return rooms
 
 
+DEMO_TITLE = "Delegation Amsterdam – Seine-et-Marne"
+
+
 def book_demo(
     db: Database, rooms: list[DemoRoom], start_in: float, duration: float, lead: int
-) -> str:
+) -> tuple[str, datetime]:
+    """Book the demo's meeting; its session's id and booked start."""
     start = datetime.now(UTC) + timedelta(seconds=start_in)
     end = start + timedelta(seconds=duration)
     ids = [r.room_id for r in rooms[:BOOKED_ROOMS]]
     _, session = db.run_sync(
-        lambda s: service.book(
-            s, "Delegation Amsterdam – Seine-et-Marne", start, end, ids, lead_seconds=lead
-        )
+        lambda s: service.book(s, DEMO_TITLE, start, end, ids, lead_seconds=lead)
     )
-    return session.id
+    return session.id, start
 
 
 async def run_demo(args: argparse.Namespace) -> None:
@@ -97,23 +100,26 @@ async def run_demo(args: argparse.Namespace) -> None:
     db = Database(settings.effective_database_url)
     db.migrate()
     rooms = create_network(db, data_dir / "keys")
-    session_id = book_demo(db, rooms, args.start_in, args.duration, args.lead)
+    session_id, start = book_demo(db, rooms, args.start_in, args.duration, args.lead)
     token = db.run_sync(lambda s: service.create_api_token(s, "demo"))
-    db.close_sync()
 
     ready = asyncio.Event()
     server = asyncio.create_task(serve(settings, ready=ready))
     await asyncio.wait_for(ready.wait(), 30)
     url = f"http://{settings.host}:{settings.port}/"
     agents = [await _spawn_agent(url, room, data_dir) for room in rooms]
-    print(f"telecentre demo: open {url}", flush=True)
-    print(f"  data dir   {data_dir}", flush=True)
+    print(f"telecentre demo: open {url} in a browser", flush=True)
+    print(f"  data dir   {data_dir} (kept after the demo stops)", flush=True)
     print(f"  session    {session_id} starts in {args.start_in:.0f} s", flush=True)
     print(f"  API token  written to {data_dir / 'api-token'}", flush=True)
     for email, _, role, _ in PEOPLE:
         print(f"  log in     {email:<27} password {DEMO_PASSWORD}  ({role})", flush=True)
+    print("  stop       Ctrl+C", flush=True)
     (data_dir / "api-token").write_text(token + "\n")
     os.chmod(data_dir / "api-token", 0o600)
+    watcher = asyncio.create_task(
+        watch_session(db, session_id, DEMO_TITLE, start, lambda line: print(line, flush=True))
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -123,6 +129,10 @@ async def run_demo(args: argparse.Namespace) -> None:
         await asyncio.wait({server, waiter}, return_when=asyncio.FIRST_COMPLETED)
         waiter.cancel()
     finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+        await db.close()
         for proc in agents:
             if proc.returncode is None:
                 proc.terminate()
