@@ -20,6 +20,13 @@ reads the rows they need):
   Montréal and in February for Paris. Its minutes count in that month whole.
 - A centre's minutes are room-minutes: the sum of its rooms' minutes (two rooms of
   one centre in one hour-long session make 120 minutes).
+- Minutes are whole from the start: each room's time in a session is rounded to the
+  nearest minute (``room_minutes``) before anything is added, so every total is the
+  exact sum of its parts: a centre's month of its rooms' sessions, its year of its
+  months, the network's of its centres' years. (Rounding each sum separately made
+  three centres of 7 min 45 s each in a session under way show 23 minutes across
+  the network beside 8 + 8 + 8.) The report reads ``now`` once, so every room of a
+  session under way is counted up to the same instant.
 - Rooms used: the centre's distinct rooms that took part in that month's sessions.
 """
 
@@ -75,7 +82,8 @@ class UsageSession:
 
 @dataclass(frozen=True, slots=True)
 class MonthUsage:
-    """One centre's figures for one month (``minutes`` rounded to the nearest)."""
+    """One centre's figures for one month (``minutes``: the sum of its rooms' whole
+    minutes in each session)."""
 
     centre_id: str
     centre_name: str
@@ -134,6 +142,13 @@ def _minutes(seconds: float) -> int:
     return int((seconds + 30) // 60)
 
 
+def room_minutes(session: UsageSession, part: RoomPart, now: datetime) -> int | None:
+    """Whole minutes the room used in the session (nearest, half up), or None if it
+    did not take part: the unit every usage figure adds up."""
+    used = room_seconds(session, part, now)
+    return None if used is None else _minutes(used)
+
+
 def month_in_zone(instant: datetime, zone: str) -> tuple[int, int]:
     local = instant.astimezone(ZoneInfo(zone))
     return local.year, local.month
@@ -145,17 +160,16 @@ def aggregate(
     """The year's report: every centre, every month (zeros included), by centre name."""
     by_centre = {c.id: c for c in centres}
     counted: dict[tuple[str, int], set[str]] = {}
-    seconds: dict[tuple[str, int], float] = {}
+    minutes: dict[tuple[str, int], int] = {}
     rooms: dict[tuple[str, int], set[str]] = {}
     network_sessions: set[str] = set()
-    network_seconds = 0.0
     network_rooms: set[str] = set()
     for session in sessions:
         for part in session.rooms:
             centre = by_centre.get(part.centre_id)
             if centre is None:
                 continue
-            used = room_seconds(session, part, now)
+            used = room_minutes(session, part, now)
             if used is None:
                 continue
             y, m = month_in_zone(session.start, centre.timezone)
@@ -163,10 +177,9 @@ def aggregate(
                 continue
             key = (centre.id, m)
             counted.setdefault(key, set()).add(session.id)
-            seconds[key] = seconds.get(key, 0.0) + used
+            minutes[key] = minutes.get(key, 0) + used
             rooms.setdefault(key, set()).add(part.room_id)
             network_sessions.add(session.id)
-            network_seconds += used
             network_rooms.add(part.room_id)
     out = []
     for centre in sorted(centres, key=lambda c: (c.name.casefold(), c.id)):
@@ -177,7 +190,7 @@ def aggregate(
                 year=year,
                 month=m,
                 sessions=len(counted.get((centre.id, m), ())),
-                minutes=_minutes(seconds.get((centre.id, m), 0.0)),
+                minutes=minutes.get((centre.id, m), 0),
                 rooms_used=len(rooms.get((centre.id, m), ())),
             )
             for m in MONTHS
@@ -188,7 +201,7 @@ def aggregate(
                 centre=centre,
                 months=months,
                 sessions=sum(x.sessions for x in months),
-                minutes=_minutes(sum(seconds.get((centre.id, m), 0.0) for m in MONTHS)),
+                minutes=sum(x.minutes for x in months),
                 rooms_used=len(year_rooms),
             )
         )
@@ -196,7 +209,7 @@ def aggregate(
         year=year,
         centres=tuple(out),
         sessions=len(network_sessions),
-        minutes=_minutes(network_seconds),
+        minutes=sum(c.minutes for c in out),
         rooms_used=len(network_rooms),
     )
 

@@ -14,6 +14,7 @@ import pytest
 from aiohttp import ClientSession
 
 from orchestrator import accounts, participation, service
+from orchestrator.clock import FakeClock
 from orchestrator.db import DbSession
 from orchestrator.usage import (
     CentreRef,
@@ -218,6 +219,38 @@ def test_a_session_under_way_counts_its_minutes_up_to_now() -> None:
     }
 
 
+def test_totals_are_the_sum_of_their_parts_during_a_live_session() -> None:
+    # Issue 10: three centres 7 min 45 s into a live session showed 8 + 8 + 8 beside a
+    # network total of 23 (each sum was rounded on its own).
+    start = utc(2025, 9, 5, 9, 0)
+    live = session(
+        start,
+        60,
+        RoomPart("r-paris", "paris", joined_at=start),
+        RoomPart("r-adam", "adam", joined_at=start),
+        RoomPart("r-mtl", "mtl"),
+        state="live",
+    )
+    now = start + timedelta(minutes=7, seconds=45)
+    report = aggregate([live], CENTRES, 2025, now)
+    assert [c.minutes for c in report.centres] == [8, 8, 8]
+    assert report.minutes == 24
+    # A centre's year is the sum of its months, however its sessions' seconds fall.
+    earlier = [
+        session(utc(2025, m, 2, 9, 0), 60, RoomPart("r-paris", "paris"), sid=f"p{m}")
+        for m in (6, 7)
+    ]
+    short = [
+        UsageSession(s.id, s.start, s.start + timedelta(minutes=7, seconds=40), "ended", s.rooms)
+        for s in earlier
+    ]
+    report = aggregate([*short, live], CENTRES, 2025, now)
+    paris = next(c for c in report.centres if c.centre.id == "paris")
+    assert [m.minutes for m in paris.months if m.minutes] == [8, 8, 8]
+    assert paris.minutes == sum(m.minutes for m in paris.months) == 24
+    assert report.minutes == sum(c.minutes for c in report.centres) == 40
+
+
 def test_every_centre_has_twelve_months_sorted_by_name() -> None:
     report = aggregate([], CENTRES, 2025, LATER)
     assert [c.centre.name for c in report.centres] == [
@@ -332,6 +365,58 @@ async def test_the_usage_page_draws_well_formed_svg_charts_and_the_csv_matches(
     assert page.count("<table>") == 3
     assert page.count('<th scope="col">Fontainebleau</th>') == 3
     assert '<th scope="row">January</th>' in page
+
+
+def live_in_three_centres(s: DbSession, start: datetime) -> None:
+    """A session of three centres' rooms, live since ``start``; two rooms joined at
+    the start, the third (reserve-only) has no join on record."""
+    rooms = []
+    for name, zone in (
+        ("Fontainebleau", "Europe/Paris"),
+        ("Montréal", "America/Toronto"),
+        ("Amsterdam", "Europe/Amsterdam"),
+    ):
+        centre = service.add_centre(s, name, zone)
+        rooms.append(service.add_room(s, centre.id, f"Salle {name}")[0].id)
+        if name == "Fontainebleau":
+            accounts.create_user(
+                s, "organiser@example.org", "Olga", PASSWORD, "organiser", centre.id
+            )
+    _, sess = service.book(s, "Live", start, start + timedelta(hours=1), rooms)
+    service.record_transition(s, sess, "live", start)
+    for room in rooms[:2]:
+        participation.record_joined(s, sess.id, room, start.timestamp())
+
+
+def year_figures(page: str, measure: str) -> tuple[int, list[int]]:
+    """The network's total of ``measure`` and the centres' year totals below its table."""
+    summary = re.search(rf"<dt>{measure}</dt><dd>([\d\s\u202f\u00a0,.]+)</dd>", page)
+    assert summary is not None
+    chart_id = "chart-" + measure.lower().replace(" ", "-")
+    table = page[page.index(f'id="caption-{chart_id}"') :]
+    footer = table[table.index("<tfoot>") : table.index("</tfoot>")]
+
+    def number(text: str) -> int:
+        return int(re.sub(r"\D", "", text))
+
+    return number(summary.group(1)), [number(v) for v in re.findall(r"<td>([^<]*)</td>", footer)]
+
+
+async def test_the_page_s_network_minutes_add_up_during_a_live_session(tmp_path: Path) -> None:
+    start = utc(2026, 2, 10, 14, 0)
+    clock = FakeClock((start + timedelta(minutes=7, seconds=45)).timestamp())
+    async with running_app(Settings(data_dir=tmp_path), clock=clock) as app:
+        await app.services.db.run(lambda s: live_in_three_centres(s, start))
+        async with await logged_in(app, "organiser@example.org") as http:
+            async with http.get(app.url + "/usage?year=2026") as r:
+                assert r.status == 200
+                page = await r.text()
+            async with http.get(app.url + "/usage.csv?year=2026") as r:
+                rows = list(csv.reader(io.StringIO(await r.text(), newline="")))
+    total, centres = year_figures(page, "Minutes")
+    assert centres == [8, 8, 8]
+    assert total == sum(centres) == 24
+    assert sum(int(row[3]) for row in rows[1:]) == total
 
 
 async def test_the_usage_page_speaks_french_and_refuses_a_bad_year(tmp_path: Path) -> None:
