@@ -1,6 +1,6 @@
 """Languages: gettext catalogues read from ``web/locale/<lang>/LC_MESSAGES/*.po``
 (one file per area of the application, merged), the choice of language per request,
-and locale-aware formatting of dates and times.
+and locale-aware formatting of dates, times and numbers.
 
 English is the source language (the msgids); French is complete, Dutch welcome.
 The ``.po`` files are compiled in memory at start, so no build step is needed.
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -20,12 +21,16 @@ from babel.dates import format_date, format_datetime, format_time
 from babel.messages.catalog import Catalog
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
+from babel.numbers import format_decimal
 from babel.support import NullTranslations, Translations
 
 LOCALE_DIR = Path(__file__).resolve().parent.parent / "locale"
 LANGUAGES: dict[str, str] = {"en": "English", "fr": "Français", "nl": "Nederlands"}
 DEFAULT_LANGUAGE = "en"
 LANG_COOKIE = "tc_lang"
+COLON = "%(label)s:"
+"""A label before its value: French puts a no-break space before the colon, Dutch and
+English none, so the colon is the translators', never glued on in code or templates."""
 
 
 def catalogue(lang: str) -> Catalog:
@@ -85,9 +90,28 @@ def choose_language(
     return DEFAULT_LANGUAGE
 
 
+def with_colon(gettext: Callable[[str], str], label: str) -> str:
+    """``label`` followed by a colon as ``gettext``'s language writes it."""
+    return gettext(COLON) % {"label": label}
+
+
+def colon_template(lang: str) -> str:
+    """``COLON`` in ``lang`` (``%(label)s :`` in French, with a no-break space)."""
+    return translations(lang).gettext(COLON)
+
+
+def number_pattern(places: int, *, exact: bool = False, sign: bool = False) -> str:
+    """A CLDR decimal pattern: grouped, up to (or, ``exact``, always) ``places`` decimals,
+    a plus sign before positive numbers with ``sign``. The locale supplies the signs:
+    a decimal comma in French and Dutch, a narrow no-break space between thousands in
+    French."""
+    body = "#,##0" + ("." + ("0" if exact else "#") * places if places > 0 else "")
+    return f"+{body};-{body}" if sign else body
+
+
 @dataclass(frozen=True, slots=True)
 class Formatter:
-    """Dates and times for one language, in a given IANA zone."""
+    """Dates, times and numbers for one language, dates in a given IANA zone."""
 
     lang: str
 
@@ -109,3 +133,12 @@ class Formatter:
         if value is None:
             return "–"
         return format_date(value.astimezone(ZoneInfo(tz)).date(), fmt, locale=self.lang)
+
+    def number(
+        self, value: float, places: int = 1, *, exact: bool = False, sign: bool = False
+    ) -> str:
+        """``value`` as the language writes it: ``24,5`` and ``-19,95`` in French and
+        Dutch, ``24.5`` in English (see ``number_pattern``)."""
+        return format_decimal(
+            value, number_pattern(places, exact=exact, sign=sign), locale=self.lang
+        )

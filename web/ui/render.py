@@ -1,13 +1,16 @@
-"""Rendering pages: one jinja2 environment per language (gettext installed once),
-and the context every page gets (person, CSRF token, language, formatters)."""
+"""Rendering pages: one jinja2 environment per language (gettext installed once, and
+the filters that write numbers and labels the language's way), and the context every
+page gets (person, CSRF token, language, formatters)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import jinja2
 from aiohttp import web
+from markupsafe import Markup, escape
 
 from web.ui import i18n
 from web.ui.security import csrf_token, current_user
@@ -15,6 +18,23 @@ from web.ui.security import csrf_token, current_user
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates"
 ENVIRONMENTS = web.AppKey("environments", dict[str, jinja2.Environment])
 LANG = web.RequestKey("lang", str)
+
+
+def colon_filter(lang: str) -> Callable[[str], Markup]:
+    """``{{ _("Organiser")|colon }}``: the label and its colon as ``lang`` writes them
+    (``Organisateur :`` with a no-break space in French); the label is escaped unless it
+    is markup already, as a translated message is."""
+    template = escape(i18n.colon_template(lang))
+
+    def colon(label: str) -> Markup:
+        return template % {"label": label}
+
+    return colon
+
+
+def number_filter(lang: str) -> Callable[..., str]:
+    """``{{ value|number(1) }}``: a figure with the language's decimal sign and grouping."""
+    return i18n.Formatter(lang).number
 
 
 def make_environments() -> dict[str, jinja2.Environment]:
@@ -27,6 +47,8 @@ def make_environments() -> dict[str, jinja2.Environment]:
             extensions=["jinja2.ext.i18n"],
         )
         env.install_gettext_translations(i18n.translations(lang), newstyle=True)  # type: ignore[attr-defined]
+        env.filters["colon"] = colon_filter(lang)
+        env.filters["number"] = number_filter(lang)
         envs[lang] = env
     return envs
 
