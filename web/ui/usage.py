@@ -37,6 +37,7 @@ from orchestrator.usage import (
 )
 from web.app import SERVICES
 from web.ui.dashboard_state import viewer_zone
+from web.ui.i18n import with_colon
 from web.ui.render import gettext, language, render
 from web.ui.security import now_utc, require_user
 from web.ui.usage_chart import Chart, bar_chart
@@ -148,7 +149,9 @@ def charts(request: web.Request, report: UsageReport) -> list[tuple[str, str, Ch
                     series=series,
                     month_labels=short,
                     number=number,
-                    bar_label=lambda name, month, value: f"{name}, {full[month]}: {number(value)}",
+                    bar_label=lambda name, month, value: (
+                        f"{with_colon(_, f'{name}, {full[month]}')} {number(value)}"
+                    ),
                 ),
             )
         )
