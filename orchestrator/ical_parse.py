@@ -32,6 +32,11 @@ Rules (each shown by a fixture in tests/fixtures/ics/ and tests/test_ical_parse.
   one in the file; the other is skipped (``duplicate-uid``).
 - Room hints: ATTENDEE with CUTYPE=ROOM or RESOURCE (Exchange writes rooms as
   resources) gives its CN and its mailto local part; LOCATION is split on ';' and ','.
+- Leniency is reported, never silent (``EventWarning``, see
+  ``orchestrator.ical_parse_values``): an RRULE with spaces around its separators
+  is read without them (``lenient-rrule``); a series without SUMMARY gets a title
+  made up from its LOCATION, ORGANIZER or the caller's ``untitled`` word
+  (``made-up-title``).
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ from orchestrator.ical_parse_values import (
     EventData,
     IcalTime,
     SkipEvent,
+    made_up_title,
     read_event,
     recurrence_id_text,
     text_value,
@@ -57,6 +63,9 @@ from orchestrator.recurrence import RecurrenceError, localize, to_wall, validate
 from orchestrator.series import OverrideSpec, SeriesSpec
 
 MAX_BYTES = 10 * 1024 * 1024
+UNTITLED = "Busy"
+"""The title of an event with no SUMMARY, LOCATION or ORGANIZER, unless the caller
+gives one in its own language."""
 _CONTENT_LINE = re.compile(r"^[A-Za-z0-9-]+[;:]")
 
 
@@ -91,6 +100,17 @@ class Skipped:
 
 
 @dataclass(frozen=True)
+class EventWarning:
+    """An event (or one override) read leniently: a stable ``code``
+    (``lenient-rrule``, ``made-up-title``) and a ``message`` in words."""
+
+    uid: str | None
+    recurrence_id: str | None
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
 class ParsedEvent:
     """One series as the file describes it. ``floating`` is true when the file gave no
     zone for it (floating times or dates, no X-WR-TIMEZONE): ``spec.timezone`` is
@@ -107,6 +127,7 @@ class ParsedCalendar:
     events: tuple[ParsedEvent, ...]
     skipped: tuple[Skipped, ...]
     calendar_zone: str | None
+    warnings: tuple[EventWarning, ...] = ()
 
 
 # --------------------------------------------------------------------------- bytes
@@ -230,7 +251,9 @@ def _override(
     )
 
 
-def _master_series(master: EventData, calendar_zone: str | None) -> tuple[SeriesSpec, time, bool]:
+def _master_series(
+    master: EventData, calendar_zone: str | None, title: str
+) -> tuple[SeriesSpec, time, bool]:
     if master.start is None:
         raise SkipEvent("no-dtstart", "VEVENT without DTSTART")
     zone, floating = _series_zone(master.start, calendar_zone)
@@ -265,7 +288,7 @@ def _master_series(master: EventData, calendar_zone: str | None) -> tuple[Series
         periods.append(OverrideSpec(wall, wall, _checked(span, all_day)))
     spec = SeriesSpec(
         uid=master.uid or "",
-        title=master.title or "",
+        title=title,
         timezone=zone,
         start_local=start,
         duration=length,
@@ -283,7 +306,7 @@ def _master_series(master: EventData, calendar_zone: str | None) -> tuple[Series
 
 
 def _orphan_series(
-    overrides: list[EventData], calendar_zone: str | None
+    overrides: list[EventData], calendar_zone: str | None, title: str
 ) -> tuple[SeriesSpec, bool]:
     """Overrides without their master (Google exports of invited instances): one series
     whose occurrences are exactly these, each under its own RECURRENCE-ID."""
@@ -304,7 +327,7 @@ def _orphan_series(
     originals = sorted({o.recurrence_id for o in specs})
     spec = SeriesSpec(
         uid=first.uid or "",
-        title=first.title or "",
+        title=title,
         timezone=zone,
         start_local=originals[0],
         duration=length,
@@ -336,10 +359,29 @@ def _skipped(event: EventData, error: SkipEvent) -> Skipped:
 
 @dataclass
 class _Reader:
-    """The pass over one file: decoded events in, series and skips out."""
+    """The pass over one file: decoded events in, series, skips and warnings out."""
 
     calendar_zone: str | None
+    untitled: str = UNTITLED
     skipped: list[Skipped] = dataclasses.field(default_factory=list)
+    warnings: list[EventWarning] = dataclasses.field(default_factory=list)
+
+    def title(self, event: EventData) -> str:
+        """The series' title: its SUMMARY, or one made up (and said so)."""
+        if event.title:
+            return event.title
+        title, message = made_up_title(event, self.untitled)
+        self.warn(event, "made-up-title", message)
+        return title
+
+    def warn(self, event: EventData, code: str, message: str) -> None:
+        self.warnings.append(EventWarning(event.uid, event.rid_text, code, message))
+
+    def kept(self, events: list[EventData]) -> None:
+        """What was read leniently in the events of a series that was kept."""
+        for event in events:
+            for code, message in event.warnings:
+                self.warn(event, code, message)
 
     def latest(self, events: list[EventData]) -> list[EventData]:
         """One copy per UID + RECURRENCE-ID: higher SEQUENCE, then later in the file."""
@@ -360,17 +402,26 @@ class _Reader:
         masters = [e for e in events if e.recurrence_id is None]
         overrides = [e for e in events if e.recurrence_id is not None]
         if not masters:
+            mark = len(self.warnings)
             try:
-                spec, floating = _orphan_series(overrides, self.calendar_zone)
+                spec, floating = _orphan_series(
+                    overrides, self.calendar_zone, self.title(overrides[0])
+                )
             except Exception as exc:  # one event's trouble never sinks the file
+                del self.warnings[mark:]
                 self.skipped.extend(_skipped(o, _as_skip(exc)) for o in overrides)
                 return None
+            self.kept(overrides)
             rooms = tuple(dict.fromkeys(name for o in overrides for name in o.rooms))
             return ParsedEvent(spec, RoomHint(rooms), overrides[0].location, floating)
         master = masters[0]
+        mark = len(self.warnings)
         try:
-            spec, time_of_day, floating = _master_series(master, self.calendar_zone)
+            spec, time_of_day, floating = _master_series(
+                master, self.calendar_zone, self.title(master)
+            )
         except Exception as exc:  # one event's trouble never sinks the file
+            del self.warnings[mark:]
             skip = _as_skip(exc)
             self.skipped.append(_skipped(master, skip))
             reason = f"its series was skipped: {skip.reason}"
@@ -384,6 +435,9 @@ class _Reader:
                 )
             except Exception as exc:  # one override's trouble never sinks its series
                 self.skipped.append(_skipped(event, _as_skip(exc)))
+            else:
+                self.kept([event])
+        self.kept([master])
         spec = dataclasses.replace(spec, overrides=tuple(changed))
         return ParsedEvent(spec, RoomHint(master.rooms), master.location, floating)
 
@@ -409,10 +463,10 @@ def _calendar_zone(calendars: Sequence[Component]) -> str | None:
     return None
 
 
-def _read(calendars: list[Component]) -> ParsedCalendar:
+def _read(calendars: list[Component], untitled: str) -> ParsedCalendar:
     vtimezones = [c for cal in calendars for c in cal.subcomponents if c.name == "VTIMEZONE"]
     resolver = ZoneResolver(vtimezones)
-    reader = _Reader(_calendar_zone(calendars))
+    reader = _Reader(_calendar_zone(calendars), untitled)
     decoded: list[EventData] = []
     position = 0
     for calendar in calendars:
@@ -436,12 +490,17 @@ def _read(calendars: list[Component]) -> ParsedCalendar:
         assert component.uid is not None
         groups.setdefault(component.uid, []).append(component)
     events = [e for uid, group in groups.items() if (e := reader.series(uid, group)) is not None]
-    return ParsedCalendar(tuple(events), tuple(reader.skipped), reader.calendar_zone)
+    return ParsedCalendar(
+        tuple(events), tuple(reader.skipped), reader.calendar_zone, tuple(reader.warnings)
+    )
 
 
-def parse_calendar(data: bytes, *, max_bytes: int = MAX_BYTES) -> ParsedCalendar:
+def parse_calendar(
+    data: bytes, *, max_bytes: int = MAX_BYTES, untitled: str = UNTITLED
+) -> ParsedCalendar:
     """Parse an iCalendar file into series (see the module rules). Pure and
-    synchronous: the caller runs it off the event loop. Raises only
+    synchronous: the caller runs it off the event loop. ``untitled`` titles an event
+    with no SUMMARY, LOCATION or ORGANIZER, in the importer's language. Raises only
     ``CalendarError``: ``too-large`` (checked before parsing), ``not-icalendar``,
     ``malformed``."""
     if not isinstance(data, bytes | bytearray | memoryview):
@@ -449,7 +508,7 @@ def parse_calendar(data: bytes, *, max_bytes: int = MAX_BYTES) -> ParsedCalendar
     if len(data) > max_bytes:
         raise CalendarError("too-large", f"the file has {len(data)} bytes, over {max_bytes}")
     try:
-        return _read(_calendars(bytes(data)))
+        return _read(_calendars(bytes(data)), untitled)
     except CalendarError:
         raise
     except Exception as exc:  # the boundary: whatever icalendar or a bad value throws

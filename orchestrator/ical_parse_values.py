@@ -2,6 +2,17 @@
 written (with their zone named by orchestrator.ical_zones), recurrence parts,
 status, transparency, sequence and room hints. Nothing here picks a series zone;
 orchestrator.ical_parse does.
+
+What is read leniently is said in the event's ``warnings`` (a stable code and a
+message), which the import report lists:
+
+- ``lenient-rrule``: an RRULE with spaces around its separators (Exchange writes
+  ``BYDAY=MO, TU, WE``; RFC 5545 3.3.10 has none) is read without them
+  (``recurrence_rules.tidy_rule``), and kept so;
+- ``made-up-title``: an event without SUMMARY (optional in RFC 5545 3.8.1.12;
+  Google exports them) is titled after its LOCATION, else its ORGANIZER (CN, else
+  the address without ``mailto:``), else the importer's word for "Busy"
+  (``made_up_title``).
 """
 
 from __future__ import annotations
@@ -10,11 +21,12 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
-from icalendar import Component
+from icalendar import Component, vRecur
 
 from orchestrator.ical_zones import ZoneResolver
 from orchestrator.inputs import fold_line
 from orchestrator.recurrence import localize
+from orchestrator.recurrence_rules import RecurrenceError, parse_rule, tidy_rule
 from orchestrator.series import CANCELLED, CONFIRMED, TENTATIVE
 
 _ROOM_TYPES = frozenset({"ROOM", "RESOURCE"})
@@ -67,6 +79,8 @@ class EventData:
     rooms: tuple[str, ...]
     organiser: str | None
     all_day_hint: bool
+    organiser_name: str | None = None  # ORGANIZER's CN
+    warnings: tuple[tuple[str, str], ...] = ()  # (code, message): what was read leniently
 
     @property
     def rid_text(self) -> str | None:
@@ -221,12 +235,55 @@ def _sequence(component: Component) -> int:
         return 0
 
 
+def _rrules(event: Component, broken: dict[str, str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The RRULE values, and those that were read only once their spaces went."""
+    rules: list[str] = []
+    tidied: list[str] = []
+    for rule in _all(event, "RRULE"):
+        # icalendar keeps a rule it cannot read as the text written (vBroken).
+        readable = isinstance(rule, vRecur)
+        to_ical = getattr(rule, "to_ical", None)
+        written = to_ical().decode() if readable and callable(to_ical) else str(rule)
+        tidy = tidy_rule(written)
+        if not readable:
+            if tidy == written:
+                raise SkipEvent("bad-rrule", f"RRULE: {broken.get('RRULE', written)}")
+            try:
+                parse_rule(tidy)
+            except RecurrenceError as exc:
+                raise SkipEvent("bad-rrule", f"RRULE {written!r}: {exc.message}") from None
+        if tidy != written:
+            tidied.append(written)
+        rules.append(tidy)
+    return tuple(rules), tuple(tidied)
+
+
+def _organiser_name(event: Component) -> str | None:
+    name = _params(_first(event, "ORGANIZER")).get("CN")
+    return (fold_line(str(name)) or None) if name else None
+
+
+def made_up_title(event: EventData, untitled: str) -> tuple[str, str]:
+    """A title for an event without SUMMARY, and a warning message saying where it
+    came from: its LOCATION, else its ORGANIZER's name (CN), else its address, else
+    ``untitled`` (the importer's word for "Busy")."""
+    for value, what in (
+        (event.location, "LOCATION"),
+        (event.organiser_name, "ORGANIZER's name"),
+        (event.organiser, "ORGANIZER"),
+    ):
+        title = fold_line(value or "")
+        if title:
+            return title, f"no SUMMARY: titled {title!r} after its {what}"
+    title = fold_line(untitled) or "Busy"
+    return title, f"no SUMMARY, LOCATION or ORGANIZER: titled {title!r}"
+
+
 def read_event(event: Component, position: int, resolver: ZoneResolver) -> EventData:
     uid = (text_value(event, "UID") or "").strip() or None
     # icalendar keeps properties it cannot read as "broken" and lists them here.
     broken = {str(name).upper(): str(why) for name, why in getattr(event, "errors", []) if name}
-    if "RRULE" in broken:
-        raise SkipEvent("bad-rrule", f"RRULE: {broken['RRULE']}")
+    rrules, tidied = _rrules(event, broken)
     unreadable = sorted(set(broken) & _DATE_PROPERTIES)
     if unreadable:
         raise SkipEvent("bad-date", "; ".join(f"{name}: {broken[name]}" for name in unreadable))
@@ -235,10 +292,11 @@ def read_event(event: Component, position: int, resolver: ZoneResolver) -> Event
         raise SkipEvent("bad-date", "DURATION is not a duration")
     rid_prop = _first(event, "RECURRENCE-ID")
     rdates, periods = _periods(event, resolver)
-    rrules = []
-    for rule in _all(event, "RRULE"):
-        to_ical = getattr(rule, "to_ical", None)
-        rrules.append(to_ical().decode() if callable(to_ical) else str(rule))
+    warnings = []
+    if tidied:
+        shown = ", ".join(repr(rule) for rule in tidied)
+        reason = f"RRULE {shown}: read without the spaces around its separators"
+        warnings.append(("lenient-rrule", reason))
     return EventData(
         uid=uid,
         position=position,
@@ -247,7 +305,7 @@ def read_event(event: Component, position: int, resolver: ZoneResolver) -> Event
         start=_one_when(event, "DTSTART", resolver),
         end=_one_when(event, "DTEND", resolver),
         duration=duration,
-        rrules=tuple(rrules),
+        rrules=rrules,
         rdates=tuple(rdates),
         periods=tuple(periods),
         exdates=tuple(_whens(event, "EXDATE", resolver)),
@@ -259,4 +317,6 @@ def read_event(event: Component, position: int, resolver: ZoneResolver) -> Event
         rooms=_rooms(event),
         organiser=re.sub(r"(?i)^mailto:", "", text_value(event, "ORGANIZER") or "").strip() or None,
         all_day_hint=(text_value(event, "X-MICROSOFT-CDO-ALLDAYEVENT") or "").upper() == "TRUE",
+        organiser_name=_organiser_name(event),
+        warnings=tuple(warnings),
     )

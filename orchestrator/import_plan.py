@@ -84,6 +84,16 @@ class Skip:
 
 
 @dataclass(frozen=True, slots=True)
+class Note:
+    """An event imported after a lenient reading (``lenient-rrule``, ``made-up-title``):
+    said in the report, so nobody wonders where its rule or title came from."""
+
+    uid: str | None
+    code: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
 class ImportPlan:
     actions: tuple[Action, ...]
     skipped: tuple[Skip, ...]
@@ -221,6 +231,7 @@ class ImportReport:
     skipped: list[Skip] = field(default_factory=list)
     conflicts: list[str] = field(default_factory=list)
     held_back: Skip | None = None
+    warnings: list[Note] = field(default_factory=list)
 
     def merge(self, other: ImportReport) -> None:
         """Add what another import did (one CalDAV pass applies several)."""
@@ -230,6 +241,7 @@ class ImportReport:
         self.cancelled += other.cancelled
         self.skipped.extend(other.skipped)
         self.conflicts.extend(other.conflicts)
+        self.warnings.extend(other.warnings)
         if other.held_back is not None:
             self.held_back = other.held_back
 
@@ -240,6 +252,9 @@ class ImportReport:
             "unchanged": self.unchanged,
             "cancelled": self.cancelled,
             "skipped": [{"uid": s.uid, "code": s.code, "reason": s.reason} for s in self.skipped],
+            "warnings": [
+                {"uid": w.uid, "code": w.code, "message": w.message} for w in self.warnings
+            ],
             "conflicts": self.conflicts,
             "held_back": (
                 None

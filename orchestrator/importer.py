@@ -26,6 +26,7 @@ from orchestrator.import_plan import (
     ImportReport,
     ImportSource,
     Incoming,
+    Note,
     RoomNames,
     Skip,
     plan_import,
@@ -107,6 +108,7 @@ def apply(
         skipped=[Skip(s.uid, s.reason_code, s.reason) for s in parsed.skipped]
         + list(decided.skipped),
         held_back=decided.held_back,
+        warnings=[Note(w.uid, w.code, w.message) for w in parsed.warnings],
     )
     for action in decided.actions:
         # Each action in a savepoint: one the rules refuse (too far ahead, too long) is

@@ -127,6 +127,17 @@ def _parse_by_day(text: str) -> tuple[tuple[int, int], ...]:
     return tuple(sorted(days))
 
 
+_SPACED_SEPARATOR = re.compile(r"[ \t]*([;,=])[ \t]*")
+
+
+def tidy_rule(text: str) -> str:
+    """``text`` without the spaces around its separators (``;``, ``,``, ``=``) and at
+    its ends. RFC 5545 3.3.10 allows none; Exchange writes ``BYDAY=MO, TU, WE``.
+    A space anywhere else stays, so a rule that needs more than this repair is
+    still refused."""
+    return _SPACED_SEPARATOR.sub(r"\1", text.strip(" \t"))
+
+
 def parse_rule(text: str) -> RecurrenceRule:
     """Parse an RRULE value (``FREQ=WEEKLY;BYDAY=MO``, an optional ``RRULE:`` prefix
     tolerated). Unknown parts (x-names, RFC 7529 SKIP) are ignored; a repeated

@@ -45,6 +45,7 @@ def outlook_uid(suffix: str) -> str:
 
 
 ZONES_UID = "F1E2D3C4B5A6DB01000000000000000010000000"
+EXCHANGE_UID = "E1C2D3E4F5A6DB01000000000000000010000000"
 ALL_DAY_UID = "A0A0A0A0A0A0DB01000000000000000010000000"
 
 
@@ -64,6 +65,8 @@ class Case:
     series: dict[str, Series]
     skipped: tuple[tuple[str | None, str | None, str], ...] = ()
     calendar_zone: str | None = None
+    # (uid, recurrence id, code) of what was read leniently: said, never silent.
+    warnings: tuple[tuple[str | None, str | None, str], ...] = ()
     notes: str = field(default="")
 
 
@@ -446,6 +449,100 @@ CASES = [
             ("revised-twice@example.org", "2027-03-22T10:00:00 Europe/Paris", "duplicate-uid"),
         ),
     ),
+    Case(
+        "exchange_spaced_byday.ics",
+        "Europe/Paris",
+        notes="Exchange writes spaces after the commas of BYDAY (and some around ';'): read "
+        "without them, with a warning; a rule that is wrong beyond its spaces is still skipped",
+        series={
+            outlook_uid(f"{EXCHANGE_UID}CC01"): Series(
+                "Europe/Paris",
+                (
+                    "2027-03-22T08:00Z 2027-03-22T08:30Z | 2027-03-22T09:00 2027-03-22T09:30 | confirmed | Permanence visio (lundi à mercredi)",
+                    "2027-03-23T08:00Z 2027-03-23T08:30Z | 2027-03-23T09:00 2027-03-23T09:30 | confirmed | Permanence visio (lundi à mercredi)",
+                    "2027-03-24T08:00Z 2027-03-24T08:30Z | 2027-03-24T09:00 2027-03-24T09:30 | confirmed | Permanence visio (lundi à mercredi)",
+                    "2027-03-29T07:00Z 2027-03-29T07:30Z | 2027-03-29T09:00 2027-03-29T09:30 | confirmed | Permanence visio (lundi à mercredi)",
+                    "2027-03-30T07:00Z 2027-03-30T07:30Z | 2027-03-30T09:00 2027-03-30T09:30 | confirmed | Permanence visio (lundi à mercredi)",
+                    "2027-03-31T07:00Z 2027-03-31T07:30Z | 2027-03-31T09:00 2027-03-31T09:30 | confirmed | Permanence visio (lundi à mercredi)",
+                ),
+                rooms=("Salle Fontainebleau",),
+            ),
+            outlook_uid(f"{EXCHANGE_UID}CC02"): Series(
+                "Europe/Paris",
+                (
+                    "2027-03-25T13:00Z 2027-03-25T15:00Z | 2027-03-25T14:00 2027-03-25T16:00 | confirmed | Formation (jeudi et vendredi)",
+                    "2027-03-26T13:00Z 2027-03-26T15:00Z | 2027-03-26T14:00 2027-03-26T16:00 | confirmed | Formation (jeudi et vendredi)",
+                ),
+                rooms=("Salle Fontainebleau",),
+            ),
+        },
+        skipped=((outlook_uid(f"{EXCHANGE_UID}CC03"), None, "bad-rrule"),),
+        warnings=(
+            (outlook_uid(f"{EXCHANGE_UID}CC01"), None, "lenient-rrule"),
+            (outlook_uid(f"{EXCHANGE_UID}CC02"), None, "lenient-rrule"),
+        ),
+    ),
+    Case(
+        "google_no_summary.ics",
+        "Europe/Paris",
+        calendar_zone="Europe/Paris",
+        notes="SUMMARY is optional (RFC 5545 3.8.1.12) and Google leaves it out: the title "
+        "is made up from LOCATION, else ORGANIZER's CN, else its address, else 'Busy'; an "
+        "override without SUMMARY keeps its series' title",
+        series={
+            "1n0s4mm4ryl0c4t10n@google.com": Series(
+                "Europe/Paris",
+                (
+                    "2027-04-12T07:00Z 2027-04-12T08:00Z | 2027-04-12T09:00 2027-04-12T10:00 | confirmed | Salle Fontainebleau",
+                ),
+                rooms=("Salle Fontainebleau",),
+            ),
+            "2n0s4mm4ry0rg4n1z3rcn@google.com": Series(
+                "Europe/Paris",
+                (
+                    "2027-04-13T12:00Z 2027-04-13T13:00Z | 2027-04-13T14:00 2027-04-13T15:00 | confirmed | Jeanne Dupont",
+                ),
+            ),
+            "3n0s4mm4ry0rg4n1z3r4ddr@google.com": Series(
+                "Europe/Paris",
+                (
+                    "2027-04-14T12:00Z 2027-04-14T13:00Z | 2027-04-14T14:00 2027-04-14T15:00 | confirmed | accueil@it77.fr",
+                ),
+            ),
+            "4n0s4mm4ryn0th1ng@google.com": Series(
+                "Europe/Paris",
+                (
+                    "2027-04-15T07:00Z 2027-04-15T08:00Z | 2027-04-15T09:00 2027-04-15T10:00 | confirmed | Busy",
+                ),
+            ),
+            "5s3r13sw1th4n0v3rr1d3@google.com": Series(
+                "Europe/Paris",
+                (
+                    "2027-04-19T07:00Z 2027-04-19T08:00Z | 2027-04-19T09:00 2027-04-19T10:00 | confirmed | Point d'équipe",
+                    "2027-04-26T09:00Z 2027-04-26T10:00Z | 2027-04-26T11:00 2027-04-26T12:00 | confirmed | Point d'équipe | rid 2027-04-26T07:00Z",
+                ),
+                rooms=("Salle Fontainebleau",),
+            ),
+            "6n0s4mm4ry1nv1t3d@google.com": Series(
+                "America/Montreal",
+                (
+                    "2027-04-20T13:00Z 2027-04-20T14:00Z | 2027-04-20T15:00 2027-04-20T16:00 | confirmed | Smart Work Room",
+                ),
+                rooms=("Smart Work Room",),
+            ),
+        },
+        warnings=(
+            ("1n0s4mm4ryl0c4t10n@google.com", None, "made-up-title"),
+            ("2n0s4mm4ry0rg4n1z3rcn@google.com", None, "made-up-title"),
+            ("3n0s4mm4ry0rg4n1z3r4ddr@google.com", None, "made-up-title"),
+            ("4n0s4mm4ryn0th1ng@google.com", None, "made-up-title"),
+            (
+                "6n0s4mm4ry1nv1t3d@google.com",
+                "2027-04-20T09:00:00 America/Montreal",
+                "made-up-title",
+            ),
+        ),
+    ),
 ]
 
 
@@ -474,6 +571,36 @@ def test_fixture_expands_to_the_exact_occurrences(case: Case) -> None:
     got = sorted(((s.uid, s.recurrence_id, s.reason_code) for s in parsed.skipped), key=repr)
     assert got == sorted(case.skipped, key=repr)
     assert all(s.reason for s in parsed.skipped)
+    warned = sorted(((w.uid, w.recurrence_id, w.code) for w in parsed.warnings), key=repr)
+    assert warned == sorted(case.warnings, key=repr)
+    assert all(w.message for w in parsed.warnings)
+
+
+def test_an_event_without_summary_is_titled_in_the_importers_language() -> None:
+    data = (FIXTURES / "google_no_summary.ics").read_bytes()
+    titles = {e.spec.uid[:1]: e.spec.title for e in parse_calendar(data, untitled="Bezet").events}
+    assert titles == {
+        "1": "Salle Fontainebleau",
+        "2": "Jeanne Dupont",
+        "3": "accueil@it77.fr",
+        "4": "Bezet",
+        "5": "Point d'équipe",
+        "6": "Smart Work Room",
+    }
+    messages = [w.message for w in parse_calendar(data).warnings]
+    assert "no SUMMARY: titled 'Jeanne Dupont' after its ORGANIZER's name" in messages
+    assert "no SUMMARY, LOCATION or ORGANIZER: titled 'Busy'" in messages
+
+
+def test_exchange_spaced_byday_is_kept_without_its_spaces() -> None:
+    parsed = parse_fixture("exchange_spaced_byday.ics")
+    rules = {e.spec.uid[-4:]: e.spec.rrules for e in parsed.events}
+    assert rules == {
+        "CC01": ("FREQ=WEEKLY;COUNT=6;INTERVAL=1;BYDAY=MO,TU,WE;WKST=SU",),
+        "CC02": ("FREQ=WEEKLY;COUNT=2;BYDAY=TH,FR",),
+    }
+    first = next(w for w in parsed.warnings if w.uid and w.uid.endswith("CC01"))
+    assert "BYDAY=MO, TU, WE" in first.message
 
 
 def test_outlook_fixture_keeps_organiser_location_and_sequence() -> None:

@@ -26,6 +26,8 @@ GOOD = [
     "apple_several_rules.ics",
     "evolution_global_tzid.ics",
     "broken_folding.ics",
+    "exchange_spaced_byday.ics",
+    "google_no_summary.ics",
 ]
 NOW = datetime(2027, 1, 10, tzinfo=UTC)  # the fixtures' events lie in the months after
 SETTINGS = BookingSettings()
@@ -106,6 +108,38 @@ def test_an_import_reports_what_it_created_and_why_it_skipped(db: Database, room
     codes = {s.code for s in report.skipped}
     assert {"zero-length", "end-before-start"} <= codes
     assert all(s.reason for s in report.skipped)
+
+
+def test_an_exchange_rule_with_spaces_is_imported_and_the_report_says_so(
+    db: Database, room: str
+) -> None:
+    data = (FIXTURES / "exchange_spaced_byday.ics").read_bytes()
+    report = run(db, data, ImportSource("file:exchange", rooms=(room,)))
+    assert report.created == 2
+    assert sorted((w.uid[-4:], w.code) for w in report.warnings if w.uid) == [
+        ("CC01", "lenient-rrule"),
+        ("CC02", "lenient-rrule"),
+    ]
+    assert [(s.uid and s.uid[-4:], s.code) for s in report.skipped] == [("CC03", "bad-rrule")]
+    shown = report.as_dict()["warnings"]
+    assert isinstance(shown, list) and {w["code"] for w in shown} == {"lenient-rrule"}
+    assert counts(db)[1] == 6 + 2  # Monday to Wednesday twice, Thursday and Friday once
+
+
+def test_events_without_summary_are_imported_under_a_made_up_title(db: Database, room: str) -> None:
+    data = (FIXTURES / "google_no_summary.ics").read_bytes()
+    report = run(db, data, ImportSource("file:google", rooms=(room,)))
+    assert (report.created, report.skipped) == (6, [])
+    assert [w.code for w in report.warnings] == ["made-up-title"] * 5
+    titles = db.run_sync(lambda s: sorted(s.exec(select(Booking.title)).all()))
+    assert titles == [
+        "Busy",
+        "Jeanne Dupont",
+        "Point d'équipe",
+        "Salle Fontainebleau",
+        "Smart Work Room",
+        "accueil@it77.fr",
+    ]
 
 
 def test_malformed_files_get_a_clear_error_and_write_nothing(db: Database, room: str) -> None:

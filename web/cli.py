@@ -217,6 +217,7 @@ def cmd_calendar_import(args: argparse.Namespace) -> None:
         f"cancelled {report.cancelled}, skipped {len(report.skipped)}, conflicts {len(report.conflicts)}"
     ]
     lines += [f"  skipped {s.uid or '-'}: {s.code}: {s.reason}" for s in report.skipped]
+    lines += [f"  warning {w.uid or '-'}: {w.code}: {w.message}" for w in report.warnings]
     lines += [f"  conflict: {c}" for c in report.conflicts]
     if report.held_back is not None:
         lines.append(f"  held back: {report.held_back.reason}")

@@ -491,6 +491,7 @@ SCHEMAS: dict[str, Schema] = {
             "skipped",
             "conflicts",
             "held_back",
+            "warnings",
         ],
         "properties": {
             "created": COUNT,
@@ -498,6 +499,11 @@ SCHEMAS: dict[str, Schema] = {
             "unchanged": COUNT,
             "cancelled": COUNT,
             "skipped": {"type": "array", "items": ref("Skip")},
+            "warnings": {
+                "type": "array",
+                "items": ref("ImportWarning"),
+                "description": "Events imported after a lenient reading.",
+            },
             "conflicts": {"type": "array", "items": {"type": "string"}},
             "held_back": nullable(
                 {
@@ -507,6 +513,19 @@ SCHEMAS: dict[str, Schema] = {
                     "properties": {"code": {"type": "string"}, "reason": {"type": "string"}},
                 }
             ),
+        },
+    },
+    "ImportWarning": {
+        "type": "object",
+        "required": ["uid", "code", "message"],
+        "properties": {
+            "uid": nullable({"type": "string"}),
+            "code": {
+                "type": "string",
+                "description": "lenient-rrule (spaces around an RRULE's separators) or "
+                "made-up-title (no SUMMARY).",
+            },
+            "message": {"type": "string"},
         },
     },
     "Skip": {
