@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 from babel.messages.pofile import read_po
 
+from orchestrator.ical_out_model import BookingInfo, RoomInfo
 from tests.test_i18n_complete import placeholder_problems
-from web.ui import i18n, render
+from web.ui import booking_mail, i18n, render
 
 ROOT = Path(__file__).resolve().parent.parent
 NBSP = "\u00a0"
@@ -202,3 +204,26 @@ def test_templates_have_a_colon_and_a_number_filter_per_language() -> None:
     assert shown["en"] == "Organiser: &lt;b&gt;: 24.5 -19.95"
     assert shown["fr"] == f"Organisateur{NBSP}: &lt;b&gt;{NBSP}: 24,5 -19,95"
     assert shown["nl"] == "Organisator: &lt;b&gt;: 24,5 -19,95"
+
+
+def test_an_invitation_mail_in_french_writes_each_site_s_time_after_a_french_colon() -> None:
+    paris = RoomInfo("r1", "Salle Bleue", "Fontainebleau", "Europe/Paris")
+    montreal = RoomInfo("r2", "Salle 2", "Montréal", "America/Toronto")
+    booking = BookingInfo(
+        id="b",
+        uid="b@telecentre",
+        title="Comité de pilotage",
+        timezone="Europe/Paris",
+        start_local=datetime(2026, 12, 8, 15, 0),
+        end_local=datetime(2026, 12, 8, 16, 0),
+        rooms=(paris, montreal),
+    )
+    bodies = {}
+    for lang in CHECKS:
+        _, bodies[lang] = booking_mail.Messages(lang).invitation(
+            lang, booking, organiser="Olga", booking_url=None, guest_name=None, guest_link=None
+        )
+        problems = [p for line in bodies[lang].splitlines() for p in CHECKS[lang](line)]
+        assert not problems, (lang, problems)
+    assert f"\n  Montréal{NBSP}: 8 déc. 2026 09:00–10:00 (America/Toronto)\n" in bodies["fr"]
+    assert "\n  Montréal: 8 dec 2026 09:00–10:00 (America/Toronto)\n" in bodies["nl"]

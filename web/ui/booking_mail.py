@@ -40,8 +40,9 @@ class Messages:
             if room.centre in seen:
                 continue
             seen.add(room.centre)
+            centre = i18n.with_colon(i18n.translations(lang).gettext, room.centre)
             lines.append(
-                f"  {room.centre}: {fmt.date(start, room.timezone, 'medium')} "
+                f"  {centre} {fmt.date(start, room.timezone, 'medium')} "
                 f"{fmt.time(start, room.timezone)}–{fmt.time(end, room.timezone)} ({room.timezone})"
             )
         if booking.rrules:
