@@ -95,13 +95,50 @@ async def test_staff_see_their_centres_rooms_with_state_and_policy(
     row = html[html.index(f'<tr data-room="{net.paris_room}">') :]
     row = row[: row.index("</tr>")]
     assert "Salle Bleue" in row and 'data-online="false"' in row
-    assert "15 min" in row and "no limit" in row and "180 days" in row
+    assert "15 min" in row and "No limit" in row and "180 days" in row
     assert "Blue room, SB" in row
     # The other centre's room is not on this page.
     assert "Smart Work Room" not in html
     # /admin takes staff to their own centre.
     status, _, location = await _get(staff, f"{app.url}/admin")
     assert (status, location) == (303, f"/admin/centres/{net.paris}")
+
+
+def _cells(html: str, row_start: str) -> list[str]:
+    """The text of a table row's cells, tags stripped."""
+    row = html[html.index(row_start) :]
+    row = row[: row.index("</tr>")]
+    cells = re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row, flags=re.S)
+    return [" ".join(re.sub(r"<[^>]+>", " ", c).split()) for c in cells]
+
+
+STATE_LABELS = {
+    "en": ("Offline", "Not required", "No limit", "Active", "Disabled"),
+    "fr": ("Hors ligne", "Non requise", "Sans limite", "Actif", "Désactivé"),
+    "nl": ("Offline", "Niet vereist", "Geen limiet", "Actief", "Uitgeschakeld"),
+}
+
+
+async def test_room_and_account_states_are_translated_and_capitalised(
+    site: tuple[RunningApp, Network], admin: ClientSession
+) -> None:
+    # Issue 10: the room table said "online"/"offline" (and the people table
+    # "active"/"disabled") in lower case, like raw states.
+    app, net = site
+    staff_id = (await app.services.db.run(lambda s: accounts.user_by_email(s, PARIS_STAFF))).id
+    await post_form(admin, app.url, f"/admin/users/{staff_id}/disable", {}, page="/admin/users")
+    for lang, labels in STATE_LABELS.items():
+        offline, approval, limit, active, disabled = labels
+        headers = {"Accept-Language": lang}
+        async with admin.get(f"{app.url}/admin/centres/{net.paris}", headers=headers) as response:
+            html = await response.text()
+        cells = _cells(html, f'<tr data-room="{net.paris_room}">')
+        assert (cells[1], cells[2], cells[4]) == (offline, approval, limit), lang
+        async with admin.get(f"{app.url}/admin/users", headers=headers) as response:
+            html = await response.text()
+        assert _cells(html, f'<tr data-user="{ADMIN}">')[5] == active, lang
+        assert _cells(html, f'<tr class="disabled-row" data-user="{PARIS_STAFF}">')[5] == disabled
+        assert all(label[0].isupper() for label in labels)
 
 
 async def test_a_policy_change_is_saved_and_an_empty_maximum_means_no_limit(
@@ -130,7 +167,7 @@ async def test_a_policy_change_is_saved_and_an_empty_maximum_means_no_limit(
     )
     assert json.loads(room.aliases) == ["Blue room", "SB"]
     status, html, _ = await _get(staff, app.url + location)
-    assert 'role="status"' in html and "required for other centres" in html
+    assert 'role="status"' in html and "Required for other centres" in html
     # Unticked and emptied: approval off, no maximum.
     form = {"buffer": "0", "max_duration": "", "max_advance": "30", "aliases": ""}
     status, _, _ = await post_form(staff, app.url, path, form, page=f"/admin/centres/{net.paris}")
@@ -214,6 +251,7 @@ async def test_a_new_room_shows_its_key_once_and_rotation_revokes_the_old_key(
         _, html, _ = await _get(staff, app.url + page)
         row = html[html.index(f'<tr data-room="{room_id}">') :]
         assert 'data-online="true"' in row[: row.index("</tr>")]
+        assert _cells(html, f'<tr data-room="{room_id}">')[1] == "Online"
 
         status, html, _ = await post_form(
             staff, app.url, f"{page}/rooms/{room_id}/key", {}, page=page

@@ -59,7 +59,7 @@ async def test_login_and_the_centre_page_in_chromium(browser: Any, tmp_path: Pat
         await room.get_by_label("Aliases").press("Enter")
         await expect(page.get_by_role("status")).to_have_text("The room's settings are saved.")
         row = page.locator(f'tr[data-room="{net.paris_room}"]')
-        await expect(row).to_contain_text("required for other centres")
+        await expect(row).to_contain_text("Required for other centres")
         await expect(row).to_contain_text("15 min")
         await expect(row).to_contain_text("Blue room")
 
@@ -76,7 +76,7 @@ async def test_login_and_the_centre_page_in_chromium(browser: Any, tmp_path: Pat
         await page.get_by_role("button", name="Add the room").click()
         key = page.get_by_label("Room key")
         await expect(key).to_have_value(re.compile(r"^\S{32,}$"))
-        await expect(page.locator("tr", has_text="Salle Verte")).to_contain_text("offline")
+        await expect(page.locator("tr", has_text="Salle Verte")).to_contain_text("Offline")
         await page.screenshot(path=str(screenshot_path("admin-centre")), full_page=True)
         await page.goto(f"{app.url}/admin/centres/{net.paris}")
         await expect(page.locator("tr", has_text="Salle Verte")).to_be_visible()
