@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Final, TypeVar
 
 from aiohttp import web
@@ -341,6 +342,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     app.cleanup_ctx.append(_lifecycle)
     app.router.add_get("/ws", app[SERVICES].signalling.handle)
     app.router.add_get("/healthz", _health)
+    app.router.add_get("/favicon.ico", _favicon)
     api.setup(app)
     calendars.setup(app)
     ui.setup(app)
@@ -349,6 +351,15 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
 
 async def _health(request: web.Request) -> web.Response:
     return web.json_response({"ok": True})
+
+
+FAVICON: Final = Path(__file__).resolve().parent / "static" / "favicon.ico"
+
+
+async def _favicon(request: web.Request) -> web.FileResponse:
+    """Browsers ask for ``/favicon.ico`` on every page that links no icon (the room
+    panel, the guest page, error pages): the icon drawn by ``scripts/favicon.py``."""
+    return web.FileResponse(FAVICON, headers={"Cache-Control": "public, max-age=86400"})
 
 
 def tls_context(settings: Settings) -> ssl.SSLContext | None:
