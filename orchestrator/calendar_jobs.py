@@ -16,7 +16,7 @@ from orchestrator.caldav_sync import CalDavSync, SyncReport
 from orchestrator.clock import Clock, instant
 from orchestrator.db import Database
 from orchestrator.feeds import FeedRow
-from orchestrator.ical_parse import parse_calendar
+from orchestrator.ical_parse import UNTITLED, parse_calendar
 from orchestrator.import_plan import ImportReport, ImportSource
 from orchestrator.importer import apply
 from orchestrator.models import CalDavLink
@@ -48,8 +48,10 @@ class CalendarJobs:
             lambda s: apply(s, parsed, feed_source(feed), now=now, settings=self._settings)
         )
 
-    async def import_file(self, body: bytes, room_ids: tuple[str, ...], name: str) -> ImportReport:
-        parsed = await asyncio.to_thread(parse_calendar, body)
+    async def import_file(
+        self, body: bytes, room_ids: tuple[str, ...], name: str, untitled: str = UNTITLED
+    ) -> ImportReport:
+        parsed = await asyncio.to_thread(lambda: parse_calendar(body, untitled=untitled))
         now = self._now()
         source = ImportSource(f"file:{name}", rooms=room_ids)
         return await self._db.run(

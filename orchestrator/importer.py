@@ -71,6 +71,14 @@ def load_existing(db: DbSession, source: str, now: datetime) -> dict[str, Existi
     return found
 
 
+def check_source_rooms(db: DbSession, source: ImportSource) -> None:
+    """The rooms a source books all exist; ``unknown-room`` otherwise, before anything is
+    planned (each event would only be skipped for want of a room that is not there)."""
+    for room_id in source.rooms:
+        if db.get(Room, room_id) is None:
+            raise DomainError("unknown-room", f"no room {room_id[:64]!r}")
+
+
 def _source_zone(db: DbSession, source: ImportSource) -> str | None:
     if not source.rooms:
         return None
@@ -101,7 +109,9 @@ def apply(
     settings: BookingSettings,
     lead_seconds: int = 60,
 ) -> ImportReport:
-    """Apply a parsed calendar; the caller's transaction makes it all or nothing."""
+    """Apply a parsed calendar; the caller's transaction makes it all or nothing.
+    ``unknown-room`` when the source names a room that does not exist."""
+    check_source_rooms(db, source)
     decided = plan(db, parsed, source, now)
     report = ImportReport(
         unchanged=decided.unchanged,

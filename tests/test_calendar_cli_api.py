@@ -1,11 +1,16 @@
 """Calendar import through the CLI and the API, feeds polled by the running service,
-and the room-local listing of occurrences."""
+and the room-local listing of occurrences.
+
+The CLI runs as a subprocess (about a second each), its clock at ``IMPORTED_AT``
+under faketime; the tests of issue 10 share one data directory with one room
+(``paris_cli``), each importing a file of its own."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -44,12 +49,46 @@ END:VCALENDAR\r
 IMPORTED_AT = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
 
 
-def test_the_cli_imports_a_file_and_lists_room_local_times(tmp_path: Path) -> None:
-    cli = Cli(
-        tmp_path / "data",
-        prefix=ticking_from(IMPORTED_AT.strftime("%Y-%m-%d %H:%M:%S")),
-        env=faked_env(),
+def cli_at_import_time(data_dir: Path) -> Cli:
+    return Cli(
+        data_dir, prefix=ticking_from(IMPORTED_AT.strftime("%Y-%m-%d %H:%M:%S")), env=faked_env()
     )
+
+
+def call(
+    cli: Cli, *args: str, as_json: bool = True, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``telecentre ARGS [--json]`` with its exit status and both outputs."""
+    flags = ["--data-dir", str(cli.data_dir), *(["--json"] if as_json else [])]
+    return subprocess.run(
+        [*cli.prefix, sys.executable, "-m", "web.cli", *args, *flags],
+        cwd=ROOT,
+        env=base_env(**cli.env, **(env or {})),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+@dataclass(frozen=True)
+class CliRoom:
+    cli: Cli
+    room: str
+    files: Path
+
+
+@pytest.fixture(scope="module")
+def paris_cli(tmp_path_factory: pytest.TempPathFactory) -> CliRoom:
+    base = tmp_path_factory.mktemp("paris-cli")
+    cli = cli_at_import_time(base / "data")
+    paris = cli.run("centre", "add", "Fontainebleau", "--timezone", "Europe/Paris")["id"]
+    room = cli.run("room", "add", "--centre", paris, "Salle Fontainebleau")["id"]
+    return CliRoom(cli, room, base)
+
+
+def test_the_cli_imports_a_file_and_lists_room_local_times(tmp_path: Path) -> None:
+    cli = cli_at_import_time(tmp_path / "data")
     paris = cli.run("centre", "add", "Fontainebleau", "--timezone", "Europe/Paris")["id"]
     montreal = cli.run("centre", "add", "Montréal", "--timezone", "America/Toronto")["id"]
     a = cli.run("room", "add", "--centre", paris, "Salle Bleue")["id"]
@@ -159,3 +198,68 @@ async def test_a_subscribed_feed_is_polled_and_imported_by_the_service(svc: Serv
         await server.close()
     bad = await svc.post("/feeds", {"url": "file:///etc/passwd"}, 400)
     assert bad["error"]["code"] == "bad-request"
+
+
+# --- issue 10: lenient imports, refusals up front ---------------------------------------------
+
+
+def test_the_cli_refuses_an_unknown_room_up_front(paris_cli: CliRoom) -> None:
+    proc = call(
+        paris_cli.cli, "calendar", "import", str(FIXTURES / "google_export.ics"), "--room", "nope"
+    )
+    assert proc.returncode == 2, proc.stdout
+    # The JSON stays on standard output for programs; the person reads standard error.
+    assert json.loads(proc.stdout)["error"] == {"code": "unknown-room", "message": "no room 'nope'"}
+    assert proc.stderr.strip() == "error: no room 'nope' (unknown-room)"
+    both = ("--room", paris_cli.room, "--room", "nope")
+    text = call(
+        paris_cli.cli,
+        "calendar",
+        "import",
+        str(FIXTURES / "google_export.ics"),
+        *both,
+        as_json=False,
+    )
+    assert (text.returncode, text.stdout) == (2, "")
+    assert text.stderr.strip() == "error: no room 'nope' (unknown-room)"
+
+
+def test_the_cli_titles_an_event_without_summary_in_its_locale(paris_cli: CliRoom) -> None:
+    cli = paris_cli.cli
+    ics = str(FIXTURES / "google_no_summary.ics")
+    french = {"LC_ALL": "fr_FR.UTF-8"}
+    proc = call(cli, "calendar", "import", ics, "--room", paris_cli.room, env=french)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert (report["created"], report["skipped"]) == (6, [])
+    assert [w["code"] for w in report["warnings"]] == ["made-up-title"] * 5
+    assert "titled 'Occupé'" in report["warnings"][3]["message"]
+    window = ("--from", "2027-04-15T00:00", "--to", "2027-04-16T00:00")
+    (listed,) = cli.run("booking", "list", "--room", paris_cli.room, *window)["occurrences"]
+    assert listed["title"] == "Occupé"
+
+
+@pytest.mark.parametrize("svc", [IMPORTED_AT], indirect=True)
+async def test_the_api_titles_in_the_requests_language_and_refuses_unknown_rooms(
+    svc: Service,  # noqa: F811
+) -> None:
+    room_a, _, _, _ = await network(svc)
+    data = (FIXTURES / "google_no_summary.ics").read_bytes()
+    r = await svc.client.post(
+        "/api/v1/calendars/import",
+        params=[("room_id", room_a), ("room_id", "nope")],
+        data=data,
+        headers=svc.auth,
+    )
+    assert r.status == 404
+    assert (await r.json())["error"] == {"code": "unknown-room", "message": "no room 'nope'"}
+    assert (await svc.get("/bookings"))["bookings"] == []
+    dutch = {**svc.auth, "Accept-Language": "nl-BE,nl;q=0.9,en;q=0.5"}
+    r = await svc.client.post(
+        "/api/v1/calendars/import", params={"room_id": room_a}, data=data, headers=dutch
+    )
+    report = await r.json()
+    assert r.status == 200 and report["created"] == 6, report
+    assert {w["code"] for w in report["warnings"]} == {"made-up-title"}
+    titles = {b["title"] for b in (await svc.get("/bookings"))["bookings"]}
+    assert "Bezet" in titles and "Jeanne Dupont" in titles

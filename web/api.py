@@ -25,13 +25,14 @@ from orchestrator.recurrence import RecurrenceError
 from orchestrator.series import SeriesSpec
 from orchestrator.service import DomainError, SessionDetail
 from web.app import SERVICES
+from web.import_titles import request_language, untitled
 from web.openapi import OPENAPI_PATH, openapi_document
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 API = "/api/v1"
-NOT_FOUND_CODES = frozenset({"not-found"})
+NOT_FOUND_CODES = frozenset({"not-found", "unknown-room"})
 CONFLICT_CODES = frozenset({"duplicate", "conflict"})
 MAX_BODY = 64 * 1024
 MAX_JSON_DEPTH = 32
@@ -482,7 +483,8 @@ async def get_session(request: web.Request) -> web.Response:
 
 async def import_calendar(request: web.Request) -> web.Response:
     """Import an iCalendar file for the rooms given (``room_id``, repeatable) or, when
-    none is given, for the rooms its events name."""
+    none is given, for the rooms its events name. An event that names nothing is
+    titled "Busy" in the language of the request's Accept-Language."""
     rooms = tuple(request.query.getall("room_id", []))
     if request.content_length is not None and request.content_length > MAX_BYTES:
         raise CalendarError("too-large", f"calendars are limited to {MAX_BYTES} bytes")
@@ -490,7 +492,8 @@ async def import_calendar(request: web.Request) -> web.Response:
     name = inputs.check_text(
         request.query.get("name", "api"), code="bad-request", what="a name", max_length=200
     )
-    report = await request.app[SERVICES].calendars.import_file(body, rooms, name)
+    lang = request_language(request.headers.get("Accept-Language", ""))
+    report = await request.app[SERVICES].calendars.import_file(body, rooms, name, untitled(lang))
     return web.json_response(report.as_dict())
 
 

@@ -193,17 +193,20 @@ def cmd_room_set(args: argparse.Namespace) -> None:
 
 
 def cmd_calendar_import(args: argparse.Namespace) -> None:
+    import os
     from datetime import UTC, datetime
 
     from orchestrator.ical_parse import CalendarError, parse_calendar
     from orchestrator.import_plan import ImportSource
     from orchestrator.importer import apply
     from orchestrator.policy import BookingSettings
+    from web.import_titles import environment_language, untitled
 
     path = Path(args.file)
     try:
         data = path.read_bytes()
-        parsed = parse_calendar(data)
+        # An event that names nothing is titled "Busy" in the language of whoever imports.
+        parsed = parse_calendar(data, untitled=untitled(environment_language(os.environ)))
     except OSError as exc:
         raise CliError("unreadable", f"cannot read {path}: {exc.strerror}") from None
     except CalendarError as exc:
@@ -659,8 +662,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CliError as exc:
         if getattr(args, "json", False):
             print(json.dumps({"error": {"code": exc.code, "message": exc.message}}))
-        else:
-            print(f"error: {exc.message} ({exc.code})", file=sys.stderr)
+        # A person reads standard error even when a program reads the JSON.
+        print(f"error: {exc.message} ({exc.code})", file=sys.stderr)
         return 2
     except ValueError as exc:  # settings and configuration errors
         print(f"error: {exc}", file=sys.stderr)
