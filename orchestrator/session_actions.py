@@ -175,6 +175,19 @@ def extension_options(
     )
 
 
+def extension_conflicts(
+    db: DbSession, session_id: str, minutes: int, now: datetime
+) -> list[Conflict]:
+    """What holds the session's rooms over an extension by ``minutes`` now (each
+    room's buffer included): empty when ``extend`` would grant it. ``ended`` for a
+    session that has ended, as ``extend`` says."""
+    extra = check_minutes(minutes)
+    session = _session(db, session_id)
+    if is_over(session.state, session.end_utc, now):
+        raise DomainError("ended", "a session that has ended cannot be extended")
+    return _conflicts(db, session, held_rooms(db, session_id), session.end_utc + extra)
+
+
 # --- writing ----------------------------------------------------------------------------
 
 

@@ -1,8 +1,9 @@
 """Acceptance 4: the room panel in real headless Chromium, the service in-process.
 
 - On a fake clock: the panel counts down to a session (the text follows the service's
-  clock, not the browser's) and shows the 5- and 1-minute end warnings, in French
-  and in English.
+  clock, not the browser's) and shows the end warnings from 5 and 1 minute before
+  the end, naming the end time, while the badge and the countdown read the same
+  figure (issue 10), in French and in English.
 - With two real room agents (aiortc, in-process): the panel's join button starts a
   one-button session (the room's participation is recorded joined and live), and
   its privacy mute makes the other room's decoder see the privacy card instead of
@@ -36,8 +37,11 @@ T0 = datetime(2026, 12, 1, 12, 50, tzinfo=UTC)  # 13:50 in Paris
 TEXTS = {
     "fr-FR": {
         "starts": "Commence dans {}",
-        "warning_5": "La réunion se termine dans 5 minutes.",
-        "warning_1": "La réunion se termine dans 1 minute.",
+        "left": "Reste {}",
+        "ends_in": "Se termine dans {}",
+        "warning_first": "Fin imminente\u00a0: cette réunion se termine à 14:30.",
+        "warning_final": "Dernière minute\u00a0: cette réunion se termine à 14:30.",
+        "blocked": "Prolongation impossible\u00a0: Salle Bleue est réservée de 14:40 à 15:10.",
         "joined": "La salle a rejoint la réunion.",
         "leave": "Quitter",
         "privacy_on": "Mode confidentiel activé",
@@ -45,8 +49,11 @@ TEXTS = {
     },
     "en-GB": {
         "starts": "Starts in {}",
-        "warning_5": "This session ends in 5 minutes.",
-        "warning_1": "This session ends in 1 minute.",
+        "left": "{} left",
+        "ends_in": "Ends in {}",
+        "warning_first": "Ending soon: this session ends at 2:30\u202fPM.",
+        "warning_final": "Last minute: this session ends at 2:30\u202fPM.",
+        "blocked": "Cannot extend: Salle Bleue is booked from 2:40\u202fPM to 3:10\u202fPM.",
         "joined": "This room is in the session.",
         "leave": "Leave",
         "privacy_on": "Privacy mute is on",
@@ -143,11 +150,25 @@ async def test_the_panel_counts_down_and_warns_before_the_end(
             await expect(warning).to_have_attribute("role", "alert")
             await expect(warning).to_have_text("")
             await clock.set((end - timedelta(minutes=5)).timestamp())
-            await expect(warning).to_have_text(texts["warning_5"])
+            await expect(warning).to_have_text(texts["warning_first"])
+            await expect(countdown).to_have_text(texts["left"].format("05:00"))
+            # Issue 10: at 01:46 the warning said "5 minutes"; the badge and the countdown
+            # now read the same figure and the warning names the end time.
+            await clock.set((end - timedelta(seconds=106)).timestamp())
+            await expect(countdown).to_have_text(texts["left"].format("01:46"))
+            await expect(page.locator("#now-phase")).to_have_text(texts["ends_in"].format("01:46"))
+            await expect(warning).to_have_text(texts["warning_first"])
+            # Every room is free after the session: extending is offered, no hint.
+            await expect(page.locator("#extend")).to_be_enabled()
+            await expect(page.locator("#extend-hint")).to_be_hidden()
             if locale == "fr-FR":
                 await page.screenshot(path=str(screenshot_path("panel-warning-fr")))
             await clock.set((end - timedelta(seconds=60)).timestamp())
-            await expect(warning).to_have_text(texts["warning_1"])
+            await expect(warning).to_have_text(texts["warning_final"])
+            # Both rooms booked 10 minutes after the end: extending is refused, and why.
+            await book(net, end + timedelta(minutes=10), end + timedelta(minutes=40), "Next")
+            await expect(page.locator("#extend-hint")).to_have_text(texts["blocked"])
+            await expect(page.locator("#extend")).to_be_disabled()
             await clock.set(end.timestamp())
             await expect(warning).to_have_text("")
         finally:

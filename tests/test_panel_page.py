@@ -5,6 +5,7 @@ connected through the real signalling protocol."""
 from __future__ import annotations
 
 import asyncio
+import html
 import json
 import re
 from collections.abc import AsyncIterator
@@ -201,7 +202,7 @@ async def test_an_invalid_panel_link_is_404_with_its_code(tmp_path: Path) -> Non
         async with client.get(bad) as response:
             assert response.status == 404
             text = await response.text()
-        assert "panel-link-invalid" in text and "Ce lien de panneau n&#39;est pas valide" in text
+        assert "panel-link-invalid" in text and "Ce lien de panneau n’est pas valide" in text
         async with client.get(bad + "/state") as response:
             assert response.status == 404
             assert (await response.json())["error"]["code"] == "panel-link-invalid"
@@ -263,6 +264,86 @@ async def test_the_page_shows_the_room_clock_and_bookings_and_the_state_counts_d
         assert (ending["phase"], ending["warning"], ending["extendable"]) == ("ending", 5, True)
         await w.clock.set((END - timedelta(seconds=10)).timestamp())
         assert (await state(client, w))["current"]["warning"] == 1
+
+
+def element_text(page: str, element_id: str) -> str:
+    """The text of the element with ``element_id`` as the page is served."""
+    match = re.search(rf'id="{element_id}"[^>]*>(.*?)</(?:p|div)>', page, flags=re.S)
+    assert match, element_id
+    return html.unescape(re.sub(r"<[^>]+>", "", match.group(1))).strip()
+
+
+async def test_the_end_warning_and_the_phase_agree_with_the_countdown(tmp_path: Path) -> None:
+    # Issue 10: 1 min 46 s before the end the panel said "This session ends in 5
+    # minutes." beside a countdown of 01:46, under a bare "Ending soon" badge.
+    async with world(tmp_path) as w, http() as client:
+        await w.clock.set((END - timedelta(seconds=106)).timestamp())
+        page, _ = await open_page(client, w)
+        current = (await state(client, w))["current"]
+        assert (current["phase"], current["ends_in"], current["warning"]) == ("ending", 106, 5)
+        assert element_text(page, "now-phase") == "Ends in 01:46"
+        assert element_text(page, "warning") == "Ending soon: this session ends at 2:30\u202fPM."
+        assert "5 minutes" not in page and "5 minutes" not in json.dumps(panel_ui.MESSAGES)
+        await w.clock.set((END - timedelta(seconds=59)).timestamp())
+        page, _ = await open_page(client, w)
+        assert element_text(page, "now-phase") == "Ends in 00:59"
+        assert element_text(page, "warning") == "Last minute: this session ends at 2:30\u202fPM."
+    # Every message that counts time down takes the live figure or the end time.
+    for key in ("phase_ending", "warning_first", "warning_final"):
+        assert "{time}" in panel_ui.MESSAGES[key]
+
+
+async def test_the_extend_hint_shows_only_when_a_room_is_taken_and_says_which(
+    tmp_path: Path,
+) -> None:
+    # Issue 10: "Extend: only offered while every room is free" sat beside buttons
+    # that were enabled; the hint is shown only when extending is refused, and why.
+    async with world(tmp_path) as w, http() as client:
+        await w.clock.set((START + timedelta(minutes=5)).timestamp())
+        page, _ = await open_page(client, w)
+        live = (await state(client, w))["current"]
+        assert (live["extendable"], live["extend_blocked"]) == (True, None)
+        assert element_text(page, "extend-hint") == ""
+
+        # Salle Bleue (not Zaal 1) is booked from 10 minutes after the end, with a room
+        # of its own centre: 15 more minutes do not fit.
+        def book_salle(db: DbSession) -> None:
+            salle = service.get_room(db, w.rooms["salle"])
+            verte, _ = service.add_room(db, salle.centre_id, "Salle Verte")
+            later = END + timedelta(minutes=10)
+            service.book(db, "Later", later, later + timedelta(minutes=5), [salle.id, verte.id])
+
+        await w.app.services.db.run(book_salle)
+        page, _ = await open_page(client, w)
+        blocked = (await state(client, w))["current"]
+        assert blocked["extendable"] is False
+        assert blocked["extend_blocked"] == {
+            "room": "Salle Bleue",
+            "start_local": "2:40\u202fPM",
+            "end_local": "2:45\u202fPM",
+        }
+        assert element_text(page, "extend-hint") == (
+            "Cannot extend: Salle Bleue is booked from 2:40\u202fPM to 2:45\u202fPM."
+        )
+        # The command says the same as the hint: refused, the session unchanged.
+        _, csrf = await open_page(client, w)
+        extend = {"command": "extend", "args": {"session_id": w.sessions["ours"]}}
+        status, answer = await command(client, w, csrf, extend)
+        assert (status, answer["error"]["code"]) == (409, "conflict")
+
+        # Amsterdam's panel does not show the session's title (a Paris booking), so it
+        # does not name the other room either; in French.
+        token = await w.app.services.db.run(lambda s: panels.create_panel_token(s, w.rooms["zaal"]))
+        async with http("fr-FR") as french:
+            async with french.get(f"{w.app.url}/panel/{token}") as response:
+                page = await response.text()
+            async with french.get(f"{w.app.url}/panel/{token}/state") as response:
+                theirs = (await response.json())["current"]
+        assert theirs["private"] is True and theirs["extend_blocked"]["room"] is None
+        assert element_text(page, "extend-hint") == (
+            "Prolongation impossible\u00a0: une autre salle de cette réunion est réservée "
+            "de 14:40 à 14:45."
+        )
 
 
 async def test_other_centres_titles_never_reach_the_panel(tmp_path: Path) -> None:

@@ -119,7 +119,8 @@
     var shown = cur || nxt;
     var row = shown ? find(s.sessions, shown.session_id) : null;
     if (cur) {
-      phase = M["phase_" + cur.phase] || cur.phase;
+      // The phase label and the countdown read the same number, so they always agree.
+      phase = fill(M["phase_" + cur.phase] || cur.phase, { time: duration(cur.ends_in) });
       title = cur.title || M.booked;
       if (cur.phase === "scheduled" || cur.phase === "preparing") {
         countdown = cur.starts_in > 0 ? fill(M.starts_in, { time: duration(cur.starts_in) }) : M.starting;
@@ -145,8 +146,12 @@
     root.dataset.phase = cur ? cur.phase : "free";
 
     // The alert region stays in the page; its text changes only when the warning
-    // does, so a screen reader announces each warning once.
-    var warning = cur && cur.warning ? M["warning_" + cur.warning] : "";
+    // does, so a screen reader announces each warning once. It names the end time
+    // (the countdown above says how long is left), never a number of minutes.
+    var warning = "";
+    if (cur && cur.warning) {
+      warning = fill(cur.warning === 1 ? M.warning_final : M.warning_first, { time: cur.end_local });
+    }
     if (warning !== lastWarning) {
       lastWarning = warning;
       $("warning").textContent = warning;
@@ -173,6 +178,15 @@
     setPressed($("share"), Boolean(agent && agent.content_share));
     setEnabled($("share"), reachable);
     setEnabled($("extend"), Boolean(cur && cur.extendable));
+    // Said only when extending is refused, with the reason: the room and its booking.
+    var blocked = cur && cur.extend_blocked;
+    var because = "";
+    if (blocked) {
+      because = fill(blocked.room ? M.extend_blocked : M.extend_blocked_unnamed, {
+        room: blocked.room || "", start: blocked.start_local, end: blocked.end_local
+      });
+    }
+    setText($("extend-hint"), because);
     renderList(s);
   }
 

@@ -35,7 +35,15 @@ from web.api import parse_json
 from web.app import SERVICES
 from web.ui import i18n
 from web.ui.i18n import Formatter
-from web.ui.panel_state import EXTEND_MINUTES, AgentState, agent_json, panel_state
+from web.ui.panel_state import (
+    EXTEND_MINUTES,
+    EXTENDABLE_PHASES,
+    AgentState,
+    ExtendBlock,
+    agent_json,
+    countdown,
+    panel_state,
+)
 from web.ui.render import language, render
 from web.ui.security import now_utc
 
@@ -60,8 +68,8 @@ MESSAGES: dict[str, str] = {
     "starting": "Starting now",
     "ends_at": "Ends at {time}",
     "time_left": "{time} left",
-    "warning_5": "This session ends in 5 minutes.",
-    "warning_1": "This session ends in 1 minute.",
+    "warning_first": "Ending soon: this session ends at {time}.",
+    "warning_final": "Last minute: this session ends at {time}.",
     "free": "The room is free",
     "no_more": "No more bookings today or tomorrow.",
     "booked": "Booked",
@@ -72,7 +80,7 @@ MESSAGES: dict[str, str] = {
     "phase_scheduled": "Upcoming",
     "phase_preparing": "Starting",
     "phase_live": "In session",
-    "phase_ending": "Ending soon",
+    "phase_ending": "Ends in {time}",
     "join": "Join",
     "leave": "Leave",
     "joined": "This room is in the session.",
@@ -83,6 +91,8 @@ MESSAGES: dict[str, str] = {
     "share_off": "Content sharing stopped.",
     "no_content": "No content source is connected to this room.",
     "extended": "The session now ends at {time}.",
+    "extend_blocked": "Cannot extend: {room} is booked from {start} to {end}.",
+    "extend_blocked_unnamed": "Cannot extend: another room of this session is booked from {start} to {end}.",
     "online": "Room system online",
     "offline": "Room system offline",
     "offline_hint": "Commands cannot reach the room while its system is offline.",
@@ -140,12 +150,52 @@ def _agent(request: web.Request, room_id: str) -> AgentState | None:
     return None if state is None else agent_state(state)
 
 
+def extension_block(
+    db: DbSession, view: panels.PanelView, room_id: str, now: datetime
+) -> ExtendBlock | None:
+    """What keeps the room's current session from being extended by
+    ``EXTEND_MINUTES`` now: the hold that starts first (this room's first among
+    equals). Another room is named only when the panel shows the session's title
+    (a booking of this room's centre, ``orchestrator.panels``): otherwise even which
+    rooms hold the session is not the panel's to say."""
+    current = panels.current_session(view.sessions, now)
+    if current is None:
+        return None
+    timing = panels.session_timing(
+        current.start, current.end, current.lead_seconds, current.connect_mode, now
+    )
+    if timing.phase not in EXTENDABLE_PHASES:
+        return None
+    try:
+        conflicts = session_actions.extension_conflicts(db, current.session_id, EXTEND_MINUTES, now)
+    except DomainError:
+        return None
+    if not conflicts:
+        return None
+    names = {r.room_id: r.name for r in session_actions.held_rooms(db, current.session_id)}
+    first = min(
+        conflicts,
+        key=lambda c: (c.busy.start, c.room_id != room_id, names.get(c.room_id, c.room_id)),
+    )
+    named = first.room_id == room_id or current.title is not None
+    return ExtendBlock(
+        names.get(first.room_id) if named else None, first.busy.start, first.busy.end
+    )
+
+
 async def _state(request: web.Request, room: Room) -> dict[str, Any]:
     services = request.app[SERVICES]
     now = now_utc(request)
-    view = await services.db.run(lambda s: panels.panel_view(s, room.id, now))
+
+    def read(db: DbSession) -> tuple[panels.PanelView, ExtendBlock | None]:
+        view = panels.panel_view(db, room.id, now)
+        return view, extension_block(db, view, room.id, now)
+
+    view, blocked = await services.db.run(read)
     online = services.signalling.hub.connected(f"room:{room.id}")
-    return panel_state(view, now, _agent(request, room.id), online, Formatter(language(request)))
+    return panel_state(
+        view, now, _agent(request, room.id), online, Formatter(language(request)), blocked
+    )
 
 
 async def panel_page(request: web.Request) -> web.Response:
@@ -166,6 +216,7 @@ async def panel_page(request: web.Request) -> web.Response:
         state=await _state(request, room),
         messages=messages(request),
         base=f"/panel/{token}",
+        countdown=countdown,
     )
     # The secret is in the URL: it must not leak through a Referer or a cache.
     response.headers["Referrer-Policy"] = "no-referrer"

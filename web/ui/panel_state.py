@@ -13,10 +13,19 @@ Shape (``server_time`` drives every countdown, so a test's fake clock drives the
                    "connect_mode", "sites": [{"room", "centre", "timezone", "start_local"}]}],
      "current": null | {"session_id", "title", "private", "phase", "starts_in", "ends_in",
                         "warning" (null|5|1), "joinable", "joined", "connect_mode",
-                        "start_local", "end_local", "extendable"},
+                        "start_local", "end_local", "extendable",
+                        "extend_blocked": null | {"room" (null: not named), "start_local",
+                                                  "end_local"}},
      "next": null | {"session_id", "title", "private", "starts_in", "start_local", "day"},
      "agent": null | {"privacy", "content_share", "content_available", "session_id"},
      "extend_minutes": 15}
+
+What the page says of the end follows one clock: the phase label ("Ends in 04:59") and
+the countdown are both ``ends_in``, and the end warnings (from 5 and from 1 minute
+before the end) name the end time rather than a number of minutes that would be true
+for one second only. ``extendable`` is true only while the session may be extended
+and every room is free for ``extend_minutes`` more; ``extend_blocked`` says why not,
+by the first hold in the way (the room, unless the panel may not name it).
 """
 
 from __future__ import annotations
@@ -49,6 +58,24 @@ class AgentState:
     content_share: bool
     content_available: bool
     session_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ExtendBlock:
+    """The first hold that keeps the current session from being extended: the room
+    (None when the panel may not name it) and the hold's times (aware UTC)."""
+
+    room: str | None
+    start: datetime
+    end: datetime
+
+
+def countdown(total: int) -> str:
+    """``106`` -> ``01:46``, ``3725`` -> ``1:02:05``: as ``panel.js`` writes a countdown."""
+    total = max(0, total)
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
 
 
 def utc_offset(at: datetime, timezone: str) -> str:
@@ -115,7 +142,10 @@ def panel_state(
     agent: AgentState | None,
     online: bool,
     fmt: Formatter,
+    blocked: ExtendBlock | None = None,
 ) -> dict[str, Any]:
+    """The panel's state at ``now``; ``blocked``: what keeps the current session from
+    being extended, if anything does."""
     tz = view.timezone
     current = current_session(view.sessions, now)
     upcoming = next_session(view.sessions, now, after=current)
@@ -137,7 +167,14 @@ def panel_state(
             "connect_mode": current.connect_mode,
             "start_local": fmt.time(current.start, tz),
             "end_local": fmt.time(current.end, tz),
-            "extendable": timing.phase in EXTENDABLE_PHASES,
+            "extendable": timing.phase in EXTENDABLE_PHASES and blocked is None,
+            "extend_blocked": None
+            if blocked is None or timing.phase not in EXTENDABLE_PHASES
+            else {
+                "room": blocked.room,
+                "start_local": fmt.time(blocked.start, tz),
+                "end_local": fmt.time(blocked.end, tz),
+            },
         }
     next_json: dict[str, Any] | None = None
     if upcoming is not None:
