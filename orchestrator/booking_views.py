@@ -1,23 +1,51 @@
-"""Read-only views of bookings: a room's occurrences with UTC and room-local times."""
+"""Read-only views of bookings: a room's occurrences with UTC and room-local times,
+each told apart (its booking's UID, its recurrence id, all-day and transparency
+flags) and, when it no longer holds the room, why (``cancel_reason``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import col
 
-from orchestrator import recurrence
+from orchestrator import lifecycle, recurrence
+from orchestrator.booking_series import LOCAL
 from orchestrator.db import DbSession
 from orchestrator.models import Booking, BookingRoom, Centre, Participation, Room, Session
 from orchestrator.service import DomainError
+
+ORGANISER = "organiser"
+CALENDAR = "calendar"
+CONFLICT = "conflict"
+NO_SHOW = "no-show"
+
+
+def cancel_reason(state: str, in_session: bool, released: bool, source: str) -> str | None:
+    """Why an occurrence no longer holds a room, or None while it does:
+
+    - ``conflict``: it was left out because a room was taken when it was booked,
+      imported or entered the horizon (``booking_store``: a session cancelled at
+      birth with no room in it);
+    - ``organiser``: cancelled by a person (a booking made here);
+    - ``calendar``: cancelled by the calendar it came from (STATUS:CANCELLED, gone
+      from a feed or a CalDAV calendar);
+    - ``no-show``: the room never joined and was released (``booking_horizon``).
+    """
+    if state == lifecycle.CANCELLED:
+        if not in_session:
+            return CONFLICT
+        return ORGANISER if source == LOCAL else CALENDAR
+    return NO_SHOW if released else None
 
 
 @dataclass(frozen=True, slots=True)
 class RoomOccurrence:
     """One occurrence a room is booked into. ``start``/``end`` are aware UTC;
-    ``start_local``/``end_local`` are naive wall-clock times in ``room_timezone``."""
+    ``start_local``/``end_local`` are naive wall-clock times in ``room_timezone``;
+    ``recurrence_id`` (aware UTC) names the occurrence in its series (``uid``)."""
 
     session_id: str
     booking_id: str
@@ -32,6 +60,12 @@ class RoomOccurrence:
     connect_mode: str
     recurring: bool
     released_at: datetime | None
+    uid: str
+    recurrence_id: datetime | None
+    all_day: bool
+    transparent: bool
+    booking_timezone: str
+    cancel_reason: str | None
 
 
 def room_occurrences(
@@ -64,6 +98,12 @@ def room_occurrences(
             col(Booking.rrule),
             col(Booking.rdates),
             col(Participation.released_at),
+            col(Booking.uid),
+            col(Session.recurrence_id),
+            col(Booking.all_day),
+            col(Booking.transparent),
+            col(Booking.timezone),
+            col(Participation.room_id),
         )
         .join(Booking, col(Booking.id) == col(Session.booking_id))
         .join(
@@ -83,21 +123,48 @@ def room_occurrences(
         .where(col(Session.end_utc) > since, col(Session.start_utc) < until)
         .order_by(col(Session.start_utc), col(Session.id))
     )
-    return [
-        RoomOccurrence(
-            session_id=sid,
-            booking_id=bid,
-            title=title,
-            start=start,
-            end=end,
-            start_local=recurrence.to_wall(start, zone),
-            end_local=recurrence.to_wall(end, zone),
-            room_timezone=zone,
-            state=state,
-            source=source,
-            connect_mode=mode,
-            recurring=bool(rrule) or rdates not in ("", "[]"),
-            released_at=released,
-        )
-        for sid, bid, title, start, end, state, source, mode, rrule, rdates, released in rows
-    ]
+    return [_occurrence(tuple(row), zone) for row in rows]
+
+
+def _occurrence(row: tuple[Any, ...], zone: str) -> RoomOccurrence:
+    (
+        sid,
+        bid,
+        title,
+        start,
+        end,
+        state,
+        source,
+        mode,
+        rrule,
+        rdates,
+        released,
+        uid,
+        recurrence_id,
+        all_day,
+        transparent,
+        booking_zone,
+        member,
+    ) = row
+    return RoomOccurrence(
+        session_id=sid,
+        booking_id=bid,
+        title=title,
+        start=start,
+        end=end,
+        start_local=recurrence.to_wall(start, zone),
+        end_local=recurrence.to_wall(end, zone),
+        room_timezone=zone,
+        state=state,
+        source=source,
+        connect_mode=mode,
+        recurring=bool(rrule) or rdates not in ("", "[]"),
+        released_at=released,
+        uid=uid,
+        recurrence_id=recurrence_id,
+        all_day=bool(all_day),
+        transparent=bool(transparent),
+        booking_timezone=booking_zone,
+        # No participation row for the room: the occurrence was skipped for a conflict.
+        cancel_reason=cancel_reason(state, member is not None, released is not None, source),
+    )

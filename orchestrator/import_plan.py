@@ -22,7 +22,9 @@ import hashlib
 import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 
+from orchestrator.conflicts import Conflict
 from orchestrator.series import CANCELLED, SeriesSpec
 
 CREATE = "create"
@@ -91,6 +93,52 @@ class Note:
     uid: str | None
     code: str
     message: str
+
+
+@dataclass(frozen=True, slots=True)
+class ImportConflict:
+    """An occurrence of an imported event left out because a room was taken: the
+    room, what holds it (``booking_id`` and ``session_id``; both None when it is an
+    earlier occurrence of the same event) and the occurrence's interval (aware UTC)."""
+
+    uid: str
+    room_id: str
+    booking_id: str | None
+    session_id: str | None
+    recurrence_id: datetime
+    start: datetime
+    end: datetime
+
+    @classmethod
+    def of(cls, uid: str, conflict: Conflict) -> ImportConflict:
+        occurrence = conflict.occurrence
+        return cls(
+            uid,
+            conflict.room_id,
+            conflict.booking_id,
+            conflict.session_id,
+            occurrence.recurrence_id,
+            occurrence.start,
+            occurrence.end,
+        )
+
+    def describe(self) -> str:
+        holder = f"booking {self.booking_id}" if self.booking_id else "this event"
+        return (
+            f"{self.uid}: room {self.room_id} is taken by {holder} "
+            f"({self.start.isoformat()} - {self.end.isoformat()})"
+        )
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "uid": self.uid,
+            "room_id": self.room_id,
+            "booking_id": self.booking_id,
+            "session_id": self.session_id,
+            "recurrence_id": self.recurrence_id.isoformat(),
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat(),
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,7 +277,7 @@ class ImportReport:
     unchanged: int = 0
     cancelled: int = 0
     skipped: list[Skip] = field(default_factory=list)
-    conflicts: list[str] = field(default_factory=list)
+    conflicts: list[ImportConflict] = field(default_factory=list)
     held_back: Skip | None = None
     warnings: list[Note] = field(default_factory=list)
 
@@ -255,7 +303,7 @@ class ImportReport:
             "warnings": [
                 {"uid": w.uid, "code": w.code, "message": w.message} for w in self.warnings
             ],
-            "conflicts": self.conflicts,
+            "conflicts": [c.as_dict() for c in self.conflicts],
             "held_back": (
                 None
                 if self.held_back is None

@@ -22,6 +22,7 @@ from orchestrator.import_plan import (
     UPDATE,
     Action,
     Existing,
+    ImportConflict,
     ImportPlan,
     ImportReport,
     ImportSource,
@@ -154,7 +155,7 @@ def _apply_action(
         )
         _fingerprint(db, result.booking_id, action.spec)
         report.created += 1
-        report.conflicts.extend(str(c) for c in result.skipped)
+        report.conflicts.extend(ImportConflict.of(action.uid, c) for c in result.skipped)
     elif action.kind == UPDATE and action.spec is not None and action.booking_id:
         result = bookings.update_series(
             db,
@@ -168,7 +169,7 @@ def _apply_action(
         )
         _fingerprint(db, action.booking_id, action.spec)
         report.updated += 1
-        report.conflicts.extend(str(c) for c in result.skipped)
+        report.conflicts.extend(ImportConflict.of(action.uid, c) for c in result.skipped)
     elif action.kind == CANCEL and action.booking_id:
         # Gone from its source: its future goes, its history and a meeting already
         # under way stay.

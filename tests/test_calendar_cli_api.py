@@ -263,3 +263,38 @@ async def test_the_api_titles_in_the_requests_language_and_refuses_unknown_rooms
     assert {w["code"] for w in report["warnings"]} == {"made-up-title"}
     titles = {b["title"] for b in (await svc.get("/bookings"))["bookings"]}
     assert "Bezet" in titles and "Jeanne Dupont" in titles
+
+
+@pytest.mark.parametrize("svc", [IMPORTED_AT], indirect=True)
+async def test_the_api_import_names_each_conflict_by_room_booking_and_interval(
+    svc: Service,  # noqa: F811
+) -> None:
+    room_a, _, _, _ = await network(svc)
+    r = await svc.client.post("/api/v1/calendars/import", data=FUTURE_WEEKLY, headers=svc.auth)
+    assert r.status == 200 and (await r.json())["created"] == 1
+    (weekly,) = (await svc.get("/bookings"))["bookings"]
+    overlapping = (
+        FUTURE_WEEKLY.replace(b"UID:cli-weekly", b"UID:cli-overlap")
+        .replace(b"RRULE:FREQ=WEEKLY;COUNT=6\r\n", b"")
+        .replace(b"20270301T090000", b"20270308T093000")
+        .replace(b"20270301T100000", b"20270308T103000")
+    )
+    r = await svc.client.post(
+        "/api/v1/calendars/import",
+        params={"room_id": room_a, "name": "other"},
+        data=overlapping,
+        headers=svc.auth,
+    )
+    report = await r.json()
+    assert r.status == 200 and report["created"] == 1, report
+    (conflict,) = report["conflicts"]
+    assert conflict["session_id"]
+    assert conflict == {
+        "uid": "cli-overlap",
+        "room_id": room_a,
+        "booking_id": weekly["id"],
+        "session_id": conflict["session_id"],
+        "recurrence_id": "2027-03-08T08:30:00+00:00",
+        "start": "2027-03-08T08:30:00+00:00",
+        "end": "2027-03-08T09:30:00+00:00",
+    }

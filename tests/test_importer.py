@@ -142,6 +142,37 @@ def test_events_without_summary_are_imported_under_a_made_up_title(db: Database,
     ]
 
 
+def test_a_conflict_names_the_room_the_booking_and_the_interval(db: Database, room: str) -> None:
+    one_off = weekly("blocker", title="Blocker", hour=9).replace(
+        b"RRULE:FREQ=WEEKLY;COUNT=6\r\n", b""
+    )
+    one_off = one_off.replace(b"20270201T", b"20270208T")
+    first = run(db, one_off, ImportSource("file:blocker", rooms=(room,)))
+    assert first.created == 1
+    blocker = db.run_sync(lambda s: bookings.find_booking(s, "file:blocker", "blocker"))
+    assert blocker is not None
+    report = run(db, weekly("w1"), ImportSource("file:weekly", rooms=(room,)))
+    assert report.created == 1
+    (conflict,) = report.conflicts
+    assert (conflict.uid, conflict.room_id, conflict.booking_id) == ("w1", room, blocker.id)
+    # 8 February, 09:00-10:00 in Paris (CET).
+    assert (conflict.start, conflict.end) == (
+        datetime(2027, 2, 8, 8, tzinfo=UTC),
+        datetime(2027, 2, 8, 9, tzinfo=UTC),
+    )
+    (shown,) = report.as_dict()["conflicts"]  # type: ignore[misc]
+    assert shown == {
+        "uid": "w1",
+        "room_id": room,
+        "booking_id": blocker.id,
+        "session_id": conflict.session_id,
+        "recurrence_id": "2027-02-08T08:00:00+00:00",
+        "start": "2027-02-08T08:00:00+00:00",
+        "end": "2027-02-08T09:00:00+00:00",
+    }
+    assert conflict.session_id is not None
+
+
 def test_malformed_files_get_a_clear_error_and_write_nothing(db: Database, room: str) -> None:
     for name in ("binary_junk.ics",):
         with pytest.raises(CalendarError) as err:

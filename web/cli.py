@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from orchestrator.booking_views import RoomOccurrence
     from orchestrator.db import Database
     from web.settings import Settings
 
@@ -221,7 +222,7 @@ def cmd_calendar_import(args: argparse.Namespace) -> None:
     ]
     lines += [f"  skipped {s.uid or '-'}: {s.code}: {s.reason}" for s in report.skipped]
     lines += [f"  warning {w.uid or '-'}: {w.code}: {w.message}" for w in report.warnings]
-    lines += [f"  conflict: {c}" for c in report.conflicts]
+    lines += [f"  conflict {c.describe()}" for c in report.conflicts]
     if report.held_back is not None:
         lines.append(f"  held back: {report.held_back.reason}")
     _emit(args, data_out, "\n".join(lines))
@@ -304,16 +305,50 @@ def cmd_booking_list(args: argparse.Namespace) -> None:
             "connect_mode": o.connect_mode,
             "recurring": o.recurring,
             "released_at": o.released_at.isoformat() if o.released_at else None,
+            "uid": o.uid,
+            "recurrence_id": o.recurrence_id.isoformat() if o.recurrence_id else None,
+            "all_day": o.all_day,
+            "transparent": o.transparent,
+            "cancel_reason": o.cancel_reason,
         }
         for o in found
     ]
-    lines = [
-        f"{o.start:%Y-%m-%d %H:%M}Z-{o.end:%H:%M}Z  {o.start_local:%Y-%m-%d %H:%M}-"
-        f"{o.end_local:%H:%M} {o.room_timezone}  {o.state:<9} {o.source:<10} {o.title}"
-        f"{'  (released)' if o.released_at else ''}  [{o.session_id}]"
-        for o in found
-    ]
+    lines = [occurrence_line(o) for o in found]
     _emit(args, {"room_id": args.room, "occurrences": items}, "\n".join(lines) or "(none)")
+
+
+def _span(start: Any, end: Any, suffix: str = "") -> str:
+    """``2027-01-04 09:00-10:00``, with the end's date when it is another day."""
+    until = f"{end:%H:%M}" if end.date() == start.date() else f"{end:%Y-%m-%d %H:%M}"
+    return f"{start:%Y-%m-%d %H:%M}{suffix}-{until}{suffix}"
+
+
+def _room_local(o: RoomOccurrence) -> str:
+    """An occurrence's room-local dates and times: ``all day`` for an all-day one that
+    runs midnight to midnight in the room's zone (a room elsewhere sees its hours)."""
+    from datetime import time, timedelta
+
+    if o.all_day and o.start_local.time() == o.end_local.time() == time():
+        last = o.end_local - timedelta(days=1)
+        days = f"{o.start_local:%Y-%m-%d}" + (
+            f" to {last:%Y-%m-%d}" if last.date() > o.start_local.date() else ""
+        )
+        return f"{days} all day {o.room_timezone}"
+    text = f"{_span(o.start_local, o.end_local)} {o.room_timezone}"
+    return text + (f" (all day in {o.booking_timezone})" if o.all_day else "")
+
+
+def occurrence_line(o: RoomOccurrence) -> str:
+    """One line of ``booking list``: UTC, room-local, state, source, title, flags, id."""
+    flags = "  (transparent)" if o.transparent else ""
+    if o.cancel_reason == "no-show":
+        flags += "  (released: no-show)"
+    elif o.cancel_reason:
+        flags += f"  (cancelled: {o.cancel_reason})"
+    return (
+        f"{_span(o.start, o.end, 'Z')}  {_room_local(o)}  {o.state:<9} "
+        f"{o.source:<10} {o.title}{flags}  [{o.session_id}]"
+    )
 
 
 def cmd_session_show(args: argparse.Namespace) -> None:

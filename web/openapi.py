@@ -504,7 +504,7 @@ SCHEMAS: dict[str, Schema] = {
                 "items": ref("ImportWarning"),
                 "description": "Events imported after a lenient reading.",
             },
-            "conflicts": {"type": "array", "items": {"type": "string"}},
+            "conflicts": {"type": "array", "items": ref("ImportConflict")},
             "held_back": nullable(
                 {
                     "type": "object",
@@ -513,6 +513,34 @@ SCHEMAS: dict[str, Schema] = {
                     "properties": {"code": {"type": "string"}, "reason": {"type": "string"}},
                 }
             ),
+        },
+    },
+    "ImportConflict": {
+        "type": "object",
+        "description": "An occurrence left out because a room was taken.",
+        "required": [
+            "uid",
+            "room_id",
+            "booking_id",
+            "session_id",
+            "recurrence_id",
+            "start",
+            "end",
+        ],
+        "properties": {
+            "uid": {"type": "string", "description": "The imported event's UID."},
+            "room_id": ID,
+            "booking_id": nullable(
+                {
+                    **ID,
+                    "description": "The booking holding the room; null when an earlier "
+                    "occurrence of the same event does.",
+                }
+            ),
+            "session_id": nullable(ID),
+            "recurrence_id": INSTANT,
+            "start": INSTANT,
+            "end": INSTANT,
         },
     },
     "ImportWarning": {
