@@ -31,6 +31,7 @@ from tests.dashboard_support import (
     logged_in,
     make_network,
 )
+from tests.session_history_support import hold_ended_session
 from tests.ui_support import RunningApp, running_app
 from web.settings import Settings
 from web.ui.dashboard_state import day_window, viewer_zone
@@ -39,6 +40,7 @@ pytestmark = pytest.mark.wall_clock
 
 SECRET = "Board of Amsterdam: merger talks"
 ORGANISER = "cfo@amsterdam.example"
+OWNER = "Sanne"  # the Amsterdam staff member who owns the private booking
 GUEST = "Ms Secret Guest"
 
 # The dashboard lists the viewer's day. The tests that book around "now" run on a fake
@@ -135,6 +137,8 @@ async def test_titles_organisers_and_guests_are_shown_only_to_those_with_rights(
     assert private["sites"][0]["stats_detail"].startswith("from Guest: 24 fps")
     for text in (str(state), page):
         assert SECRET not in text and ORGANISER not in text and GUEST not in text
+        assert OWNER not in text
+    assert f"/sessions/{session_id}" not in page  # no link to a page they may not see
     # A session using a room of their own centre shows its title.
     assert "Delegation Amsterdam – Seine-et-Marne" in page
 
@@ -142,9 +146,11 @@ async def test_titles_organisers_and_guests_are_shown_only_to_those_with_rights(
         state, page = seen[email]
         private = next(s for s in state["sessions"] if s["id"] == session_id)
         assert private["visible"] is True and private["title"] == SECRET
-        assert private["organiser"] == ORGANISER
+        # The booking page's organiser: the owner's name before the calendar's address.
+        assert private["organiser"] == OWNER
         assert private["sites"][0]["stats_detail"].startswith(f"from {GUEST}: 24 fps")
-        assert SECRET in page and ORGANISER in page
+        assert SECRET in page and f"Organiser: {OWNER}" in page
+        assert f'href="/sessions/{session_id}"' in page
         room = next(r for r in state["rooms"] if r["id"] == net.smart_work_room)
         assert room["activity_label"] == f"In session: {SECRET}"
 
@@ -272,3 +278,82 @@ def test_today_is_the_viewer_s_day_in_their_zone_and_dst_days_are_short_or_long(
     # 01:30 UTC on 26 October is still the 26th in Paris, a 25-hour day.
     start, end = day_window(datetime(2025, 10, 26, 1, 30, tzinfo=UTC), "Europe/Paris")
     assert (start, end - start) == (datetime(2025, 10, 25, 22, 0, tzinfo=UTC), timedelta(hours=25))
+
+
+async def test_an_ended_session_shows_the_media_its_sites_kept(tmp_path: Path) -> None:
+    """Issue 10: once a session ended, its sites said "No media" although the database
+    keeps each one's media summary; they show it, and the session links to its page."""
+    async with at_mid_morning(tmp_path) as app:
+        db = app.services.db
+        net = await db.run(make_network)
+        held = await db.run(
+            hold_ended_session(
+                "Delegation", NOW - timedelta(hours=2), [net.salle_bleue, net.smart_work_room]
+            )
+        )
+        async with await logged_in(app, ADMIN) as http:
+            state = await get_state(http, app)
+            async with http.get(app.url + "/") as r:
+                page = await r.text()
+            async with http.get(
+                app.url + "/dashboard/fragment", headers={"Accept-Language": "fr"}
+            ) as r:
+                fragment = await r.text()
+
+    (ended,) = state["sessions"]
+    assert ended["state"] == "ended" and ended["url"] == f"/sessions/{held.session_id}"
+    sites = {s["room_id"]: s for s in ended["sites"]}
+    bleue = sites[net.salle_bleue]  # reported its media, left a minute before the end
+    assert bleue["media"] == "kept"
+    assert bleue["media_label"] == "Live from 8:00:00\u202fAM to 8:09:00\u202fAM"  # Paris
+    assert bleue["fps_label"] == "29.6 fps (mean)"
+    assert bleue["latency_label"] == "95 ms (worst p50)"
+    assert bleue["stats_detail"] == (
+        "Over the session: mean 29.6 fps · worst p50 latency 95 ms · freezes: 1"
+        " · worst loss 0.4% · RTT 18 ms (worst 30 ms)"
+    )
+    assert bleue["kept"]["fps_mean"] == pytest.approx(29.6)
+    assert bleue["kept"]["packets_lost"] == 3 and bleue["kept"]["reports"] == 3
+    assert bleue["fps"] is None and bleue["stats_fresh"] is False  # no live figure
+    swr = sites[net.smart_work_room]  # went live, reported nothing, left with the session
+    assert swr["media"] == "kept" and swr["kept"] is None
+    assert swr["media_label"] == "Live from 8:00:00\u202fAM to 8:10:00\u202fAM"
+    assert swr["fps_label"] == "–" and swr["announce"] == "Smart Work Room: joined"
+    assert "No media" not in page and "29.6 fps (mean)" in page
+    assert f'href="/sessions/{held.session_id}"' in page
+    assert "29,6 i/s (moyenne)" in fragment and "En direct de 08:00:00 à 08:09:00" in fragment
+
+
+async def test_a_booking_from_the_form_shows_its_organiser_by_name(tmp_path: Path) -> None:
+    """Issue 10: the dashboard said "Organiser: mailto:admin@..." for a booking made in
+    the web form; it names the organiser as the booking page does."""
+    async with at_mid_morning(tmp_path) as app:
+        db = app.services.db
+        net = await db.run(make_network)
+        start = NOW + timedelta(hours=1)
+
+        def book(s: DbSession) -> None:
+            admin = s.exec(select(User).where(col(User.email) == ADMIN)).one()
+            formed, _ = service.book(
+                s, "From the form", start, start + timedelta(hours=1), [net.salle_bleue, net.studio]
+            )
+            formed.owner_id, formed.organiser = admin.id, f"mailto:{ADMIN}"
+            imported, _ = service.book(
+                s,
+                "From a calendar",
+                start + timedelta(hours=2),
+                start + timedelta(hours=3),
+                [net.salle_bleue, net.studio],
+            )
+            imported.organiser = "MAILTO:cfo@amsterdam.example"
+            s.add_all([formed, imported])
+
+        await db.run(book)
+        async with await logged_in(app, ADMIN) as http:
+            state = await get_state(http, app)
+            async with http.get(app.url + "/") as r:
+                page = await r.text()
+    organisers = {s["title"]: s["organiser"] for s in state["sessions"]}
+    assert organisers == {"From the form": "Ada Admin", "From a calendar": "cfo@amsterdam.example"}
+    assert "Organiser: Ada Admin" in page and "Organiser: cfo@amsterdam.example" in page
+    assert "mailto:" not in page.lower()

@@ -4,7 +4,9 @@ sessions with each site's media, updated in place every two seconds.
 Routes (all need a login: the audience is staff and organisers; an anonymous visit
 to ``/`` goes to ``/login``, the JSON and the fragment answer 401):
 
-- ``GET /``: the page (rendered complete, so it reads without JavaScript).
+- ``GET /``: the page (rendered complete, so it reads without JavaScript). A session
+  the viewer may see links to its page (``/sessions/{id}``, ``web.ui.session_page``),
+  which keeps its history once it ended.
 - ``GET /dashboard/state``: the same state as JSON (``DashboardState.to_json``),
   polled by ``/static/dashboard.js``, which patches the page in place.
 - ``GET /dashboard/fragment``: the page's live part as HTML, which the script swaps
@@ -14,6 +16,7 @@ to ``/`` goes to ``/login``, the JSON and the fragment answer 401):
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import NamedTuple
 
 from aiohttp import web
 
@@ -21,6 +24,7 @@ from orchestrator.accounts import Principal
 from orchestrator.db import DbSession
 from orchestrator.network_view import NetworkSnapshot, network_snapshot
 from orchestrator.service import list_centres
+from orchestrator.session_history import KeptMedia, kept_media_of, owner_names
 from web.app import SERVICES
 from web.ui.dashboard_state import DashboardState, Readiness, build_state, day_window, viewer_zone
 from web.ui.i18n import Formatter
@@ -34,6 +38,12 @@ it yet (issue 5: the agent's readiness check), so every room shows "unknown"; th
 code that receives the agents' readiness replaces this source."""
 
 
+class _Loaded(NamedTuple):
+    snapshot: NetworkSnapshot
+    kept: dict[tuple[str, str], KeptMedia]
+    owners: dict[str, str]
+
+
 def _no_readiness() -> Mapping[str, Readiness]:
     return {}
 
@@ -42,12 +52,15 @@ async def dashboard_state(request: web.Request, user: Principal) -> DashboardSta
     services = request.app[SERVICES]
     now = now_utc(request)
 
-    def load(s: DbSession) -> NetworkSnapshot:
+    def load(s: DbSession) -> _Loaded:
         zone = viewer_zone(user, {c.id: c.timezone for c in list_centres(s)})
         since, until = day_window(now, zone)
-        return network_snapshot(s, since, until)
+        snapshot = network_snapshot(s, since, until)
+        sessions = [row.id for row in snapshot.sessions]
+        owners = {row.owner_id for row in snapshot.sessions if row.owner_id}
+        return _Loaded(snapshot, kept_media_of(s, sessions), owner_names(s, owners))
 
-    snapshot = await services.db.run(load)
+    snapshot, kept, owners = await services.db.run(load)
     return build_state(
         snapshot,
         online=services.signalling.hub.online_rooms(),
@@ -57,6 +70,8 @@ async def dashboard_state(request: web.Request, user: Principal) -> DashboardSta
         now=now,
         fmt=Formatter(language(request)),
         gettext=lambda message: gettext(request, message),
+        kept=kept,
+        owners=owners,
     )
 
 

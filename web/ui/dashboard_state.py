@@ -20,16 +20,14 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from babel.numbers import format_decimal
-
 from orchestrator.access import can_see_booking
 from orchestrator.accounts import Principal
-from orchestrator.network_view import UNDER_WAY, NetworkSnapshot, SessionRow, SiteRow
+from orchestrator.network_view import UNDER_WAY, NetworkSnapshot, SessionRow
+from orchestrator.session_history import KeptMedia
+from web.ui.dashboard_sites import SiteView, ViewContext, iso, site_view
 from web.ui.i18n import Formatter
+from web.ui.organiser import organiser_label
 
-STALE_SECONDS = 10.0
-"""A media report older than this no longer describes the media (agents report
-every few seconds)."""
 UNKNOWN = "unknown"
 Gettext = Callable[[str], str]
 
@@ -76,39 +74,6 @@ class RoomView:
 
 
 @dataclass(frozen=True, slots=True)
-class SiteView:
-    key: str
-    room_id: str
-    room_name: str
-    centre_name: str
-    timezone: str
-    local_start: str
-    joined: bool
-    joined_at: str | None
-    joined_label: str
-    joined_offset: str
-    media: str
-    media_label: str
-    first_frame_at: str | None
-    live_at: str | None
-    fps: float | None
-    latency_p50_ms: float | None
-    latency_p95_ms: float | None
-    stats_at: str | None
-    stats_fresh: bool
-    fps_label: str
-    latency_label: str
-    stats_detail: str
-    rejoins: int
-    rejoins_label: str
-    left_at: str | None
-    released: bool
-    released_at: str | None
-    end_label: str
-    announce: str
-
-
-@dataclass(frozen=True, slots=True)
 class SessionView:
     key: str
     id: str
@@ -116,6 +81,8 @@ class SessionView:
     visible: bool
     title: str
     organiser: str | None
+    url: str | None
+    """The session's page (its history), for those who may see the booking."""
     state: str
     state_label: str
     under_way: bool
@@ -144,10 +111,6 @@ class DashboardState:
         return asdict(self)
 
 
-def iso(value: datetime | None) -> str | None:
-    return None if value is None else value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
 def _known_zone(name: str) -> bool:
     try:
         ZoneInfo(name)
@@ -172,39 +135,6 @@ def day_window(now: datetime, zone: str) -> tuple[datetime, datetime]:
     start = datetime.combine(today, time(0), tz)
     end = datetime.combine(today + timedelta(days=1), time(0), tz)
     return start.astimezone(UTC), end.astimezone(UTC)
-
-
-def _offset(value: datetime | None, start: datetime) -> str:
-    """A time relative to the booked start, which is what staff compare against."""
-    if value is None:
-        return ""
-    return f"T{(value - start).total_seconds():+.2f} s"
-
-
-def _number(value: float, lang: str) -> str:
-    return format_decimal(value, "#,##0.#", locale=lang)
-
-
-def _worst(values: Sequence[float | None], pick: Callable[[list[float]], float]) -> float | None:
-    present = [v for v in values if v is not None]
-    return pick(present) if present else None
-
-
-@dataclass(frozen=True, slots=True)
-class _Context:
-    user: Principal | None
-    now: datetime
-    fmt: Formatter
-    _: Gettext
-    zones: Mapping[str, str]
-    centre_names: Mapping[str, str]
-    room_names: Mapping[str, str]
-    room_centres: Mapping[str, str]
-    online: frozenset[str]
-    media: Mapping[tuple[str, str], Mapping[str, Any]]
-
-    def time(self, value: datetime | None, zone: str, fmt: str = "medium") -> str:
-        return self.fmt.time(value, zone, fmt)
 
 
 def _state_labels(_: Gettext) -> dict[str, str]:
@@ -237,103 +167,7 @@ def _readiness_labels(_: Gettext) -> dict[str, str]:
     }
 
 
-def _peer_name(peer_id: str, ctx: _Context, guests: Mapping[str, str], visible: bool) -> str:
-    kind, _sep, ident = peer_id.partition(":")
-    if kind == "room" and ident in ctx.room_names:
-        return ctx.room_names[ident]
-    if kind == "guest":
-        return guests[ident] if visible and ident in guests else ctx._("Guest")
-    return peer_id
-
-
-def _site(session: SessionRow, site: SiteRow, ctx: _Context, visible: bool) -> SiteView:
-    _ = ctx._
-    zone = ctx.zones.get(ctx.room_centres.get(site.room_id, ""), "UTC")
-    room_name = ctx.room_names.get(site.room_id, site.room_id)
-    start = session.start
-    report = ctx.media.get((session.id, site.room_id))
-    peers: list[Mapping[str, Any]] = list(report.get("peers", [])) if report else []
-    stats_at = report.get("at") if report else None
-    at = datetime.fromtimestamp(stats_at, UTC) if isinstance(stats_at, int | float) else None
-    fresh = at is not None and (ctx.now - at).total_seconds() <= STALE_SECONDS
-    fps = _worst([p.get("fps") for p in peers], min) if fresh else None
-    p50 = _worst([p.get("latency_p50_ms") for p in peers], max) if fresh else None
-    p95 = _worst([p.get("latency_p95_ms") for p in peers], max) if fresh else None
-    lang = ctx.fmt.lang
-    guests = dict(session.guests)
-    fps_unit = _("fps")
-    details = []
-    for peer in peers if fresh else []:
-        name = _peer_name(str(peer.get("peer_id", "")), ctx, guests, visible)
-        parts = [f"{_number(float(peer.get('fps') or 0.0), lang)} {fps_unit}"]
-        if peer.get("latency_p50_ms") is not None:
-            parts.append(f"p50 {_number(float(peer['latency_p50_ms']), lang)} ms")
-        if peer.get("latency_p95_ms") is not None:
-            parts.append(f"p95 {_number(float(peer['latency_p95_ms']), lang)} ms")
-        details.append(
-            _("from %(peer)s: %(figures)s") % {"peer": name, "figures": ", ".join(parts)}
-        )
-    present = site.joined_at is not None and site.left_at is None
-    if site.live_at is not None and present:
-        media = "live"
-        media_label = _("Live since %(time)s") % {"time": ctx.time(site.live_at, zone)}
-    elif site.first_frame_at is not None and present:
-        media = "first-frame"
-        media_label = _("First frame %(time)s") % {"time": ctx.time(site.first_frame_at, zone)}
-    else:
-        media = "none"
-        media_label = _("No media")
-    if site.released_at is not None:
-        end_label = _("Released (no-show) %(time)s") % {"time": ctx.time(site.released_at, zone)}
-        status = _("released (no-show)")
-    elif site.left_at is not None:
-        end_label = _("Left %(time)s") % {"time": ctx.time(site.left_at, zone)}
-        status = _("left")
-    else:
-        end_label = "–"
-        status = {
-            "live": _("media live"),
-            "first-frame": _("first frame"),
-        }.get(media, _("joined") if present else _("not joined"))
-    joined_label = ctx.time(site.joined_at, zone) if site.joined_at is not None else _("Not joined")
-    return SiteView(
-        key=f"site:{session.id}:{site.room_id}",
-        room_id=site.room_id,
-        room_name=room_name,
-        centre_name=ctx.centre_names.get(ctx.room_centres.get(site.room_id, ""), ""),
-        timezone=zone,
-        local_start=f"{ctx.time(start, zone, 'short')} {zone}",
-        joined=site.joined_at is not None,
-        joined_at=iso(site.joined_at),
-        joined_label=joined_label,
-        joined_offset=_offset(site.joined_at, start),
-        media=media,
-        media_label=media_label,
-        first_frame_at=iso(site.first_frame_at),
-        live_at=iso(site.live_at),
-        fps=fps,
-        latency_p50_ms=p50,
-        latency_p95_ms=p95,
-        stats_at=iso(at),
-        stats_fresh=fresh,
-        fps_label="–" if fps is None else f"{_number(fps, lang)} {fps_unit}",
-        latency_label=(
-            "–"
-            if p50 is None and p95 is None
-            else " / ".join("–" if v is None else f"{_number(v, lang)} ms" for v in (p50, p95))
-        ),
-        stats_detail="; ".join(details),
-        rejoins=site.rejoins,
-        rejoins_label=str(site.rejoins),
-        left_at=iso(site.left_at),
-        released=site.released_at is not None,
-        released_at=iso(site.released_at),
-        end_label=end_label,
-        announce=f"{room_name}: {status}",
-    )
-
-
-def _session(session: SessionRow, ctx: _Context) -> SessionView:
+def _session(session: SessionRow, ctx: ViewContext) -> SessionView:
     _ = ctx._
     room_centres = [ctx.room_centres.get(s.room_id, "") for s in session.sites]
     visible = can_see_booking(ctx.user, session.owner_id, session.owner_centre_id, room_centres)
@@ -352,7 +186,12 @@ def _session(session: SessionRow, ctx: _Context) -> SessionView:
         booking_id=session.booking_id,
         visible=visible,
         title=title,
-        organiser=session.organiser if visible else None,
+        organiser=(
+            organiser_label(ctx.owners.get(session.owner_id or ""), session.organiser)
+            if visible
+            else None
+        ),
+        url=f"/sessions/{session.id}" if visible else None,
         state=session.state,
         state_label=state_label,
         under_way=session.state in UNDER_WAY,
@@ -362,7 +201,7 @@ def _session(session: SessionRow, ctx: _Context) -> SessionView:
         when_label=when,
         connect_mode=session.connect_mode,
         connect_mode_label=_connect_mode_labels(_).get(session.connect_mode, session.connect_mode),
-        sites=tuple(_site(session, s, ctx, visible) for s in session.sites),
+        sites=tuple(site_view(session, s, ctx, visible) for s in session.sites),
         announce=f"{title}: {state_label}",
     )
 
@@ -371,7 +210,7 @@ def _room_activity(
     room_id: str,
     sessions: Sequence[tuple[SessionRow, SessionView]],
     zone: str,
-    ctx: _Context,
+    ctx: ViewContext,
 ) -> tuple[str, str, str | None]:
     """(activity, label, session id): in a session under way, next today, or free."""
     _ = ctx._
@@ -411,10 +250,14 @@ def build_state(
     now: datetime,
     fmt: Formatter,
     gettext: Gettext,
+    kept: Mapping[tuple[str, str], KeptMedia] | None = None,
+    owners: Mapping[str, str] | None = None,
 ) -> DashboardState:
+    """``kept``: each site's kept media ((session id, room id) -> figures);
+    ``owners``: booking owner id -> name."""
     _ = gettext
     zones = {c.id: c.timezone for c in snapshot.centres}
-    ctx = _Context(
+    ctx = ViewContext(
         user=user,
         now=now,
         fmt=fmt,
@@ -425,6 +268,8 @@ def build_state(
         room_centres={r.id: r.centre_id for r in snapshot.rooms},
         online=frozenset(online),
         media=media,
+        kept=kept or {},
+        owners=owners or {},
     )
     zone = viewer_zone(user, zones)
     pairs = [(s, _session(s, ctx)) for s in snapshot.sessions]
