@@ -384,6 +384,10 @@ class SessionDetail:
     connect_mode: str
     transitions: tuple[TransitionView, ...]
     participations: tuple[ParticipationView, ...]
+    session_title: str | None = None
+    """The occurrence's own title, when it was retitled alone (else the booking's)."""
+    timezone: str = "UTC"
+    """The booking's zone (its organiser's)."""
 
 
 def session_detail(db: DbSession, session_id: str) -> SessionDetail:
@@ -426,6 +430,8 @@ def session_detail(db: DbSession, session_id: str) -> SessionDetail:
             )
             for p, room in rows
         ),
+        session_title=session.title,
+        timezone=booking.timezone,
     )
 
 

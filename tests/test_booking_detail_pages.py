@@ -37,6 +37,7 @@ from orchestrator.models import (
 )
 from orchestrator.series import SeriesSpec
 from tests.browser_support import browser, new_page, screenshot_path
+from tests.session_history_support import hold_ended_session
 from tests.ui_support import RunningApp, csrf_of, running_app
 from web.app import SERVICES
 from web.settings import Settings
@@ -216,23 +217,72 @@ async def test_pages_need_a_login_and_forms_a_csrf_token(world: World) -> None:
     assert (await session(w)).state == "scheduled"
 
 
-async def test_a_session_address_leads_to_its_booking(world: World) -> None:
+async def test_a_session_address_is_its_page_and_leads_to_its_booking(world: World) -> None:
     w = world
-    async with await w.client("owner") as http:
-        async with http.get(f"{w.app.url}/sessions/{w.session_id}", allow_redirects=False) as r:
-            assert r.status == 303
-            assert r.headers["Location"] == f"/bookings/{w.booking_id}#session-{w.session_id}"
+    status, html = await get(w, "owner", f"/sessions/{w.session_id}")
+    assert status == 200 and "Weekly review Seine-et-Marne" in html
+    assert f'href="/bookings/{w.booking_id}"' in html
+    # Each occurrence on the booking's page links to its session's page.
+    status, html = await get(w, "owner", f"/bookings/{w.booking_id}")
+    ids = await w.db().run(
+        lambda s: s.exec(select(Session.id).where(Session.booking_id == w.booking_id)).all()
+    )
+    assert len(ids) == 3 and all(f'href="/sessions/{i}"' in html for i in ids)
 
 
-async def test_lists_show_the_persons_bookings(world: World) -> None:
+async def _ended_booking(w: World) -> tuple[str, str]:
+    """A one-time booking of the owner's that took place three hours ago: (booking id,
+    session id)."""
+    owner = await w.db().run(
+        lambda s: s.exec(select(User).where(col(User.email) == "owner@paris.fr")).one()
+    )
+    held = await w.db().run(
+        hold_ended_session(
+            "Morning briefing",
+            T - timedelta(hours=3),
+            [w.paris_room, w.amsterdam_room],
+            owner_id=owner.id,
+            organiser="mailto:owner@paris.fr",
+        )
+    )
+    return held.booking_id, held.session_id
+
+
+async def test_an_ended_booking_shows_its_last_session_as_kept(world: World) -> None:
+    """Issue 10: an ended one-time booking's page showed no participants; it shows its
+    last session's, with the media they kept, and links to the session's page."""
     w = world
-    for who in ("owner", "paris-staff", "amsterdam-staff"):
-        status, html = await get(w, who, "/bookings")
-        assert status == 200 and f'href="/bookings/{w.booking_id}"' in html, who
-    status, html = await get(w, "colleague", "/bookings")  # not theirs, not staff
-    assert status == 200 and "Weekly review" not in html
-    status, html = await get(w, "owner", "/bookings?when=past")
-    assert status == 200 and "Weekly review" not in html
+    booking_id, session_id = await _ended_booking(w)
+    status, html = await get(w, "owner", f"/bookings/{booking_id}")
+    assert status == 200 and "Last session" in html
+    assert f'href="/sessions/{session_id}"' in html
+    # Fontainebleau's kept figures (30 fps, worst 95 ms), marked as over the session.
+    assert "30 fps · 95 ms" in html and "(over the session)" in html
+    assert "Organiser</dt>" in html and "Owner · <a" in html  # by name, then the address
+    assert "/extend" not in html  # nothing to extend in a session over
+
+
+async def test_an_ended_booking_takes_no_guest(world: World) -> None:
+    """Issue 10: an ended one-time booking still offered "Invite a guest" and made
+    links that could never open; the form is gone and a POST is refused."""
+    w = world
+    booking_id, _ = await _ended_booking(w)
+    guest_id = await w.db().run(lambda s: guests.add_guest(s, booking_id, "Ada")[0].id)
+    page = f"/bookings/{booking_id}"
+    status, html = await get(w, "owner", page)
+    assert status == 200 and "Ada" in html
+    assert "Invite a guest" not in html and f'action="{page}/guests"' not in html
+    assert "/new-link" not in html
+    assert "no guest can be invited any more" in html
+    for path in (f"{page}/guests", f"{page}/guests/{guest_id}/new-link"):
+        status, html, _ = await post(w, "owner", path, {"name": "Grace"}, page=page)
+        assert status == 409, path
+        assert 'data-code="invitations-closed"' in html and 'role="alert"' in html
+    rows = await w.db().run(lambda s: s.exec(select(Guest)).all())
+    assert [(g.name, g.revoked_at) for g in rows] == [("Ada", None)]  # none made or revoked
+    # The weekly booking, still ahead, takes guests.
+    status, html, _ = await post(w, "owner", f"/bookings/{w.booking_id}/guests", {"name": "Grace"})
+    assert status == 200 and "Personal link for Grace" in html
 
 
 # --- actions -------------------------------------------------------------------------------

@@ -5,33 +5,36 @@
 - ``GET /bookings/{booking_id}``: title, organiser, rooms with their centre and
   approval, each site's local time, the sessions, the participants of the session
   under way (or next) with their state, the guests; for those who may manage it,
-  the forms: extend, end now, cancel one occurrence or the series, guests.
-- ``GET /sessions/{session_id}``: the booking's page, at the session.
+  the forms: extend, end now, cancel one occurrence or the series, guests. With no
+  session ahead, the last one that took place is shown with its participants and
+  the media they kept.
+- ``GET /sessions/{session_id}``: the session's own page, its history kept after it
+  ended (``web.ui.session_page``); each occurrence on the booking's page links to it.
 - ``POST /sessions/{session_id}/extend`` (``minutes``), ``.../end``, ``.../cancel``;
   ``POST /bookings/{booking_id}/cancel``; ``POST /bookings/{booking_id}/guests``
   (``name``, ``email``), ``.../guests/{guest_id}/revoke``, ``.../new-link``.
 
 Privacy (``orchestrator.access``): a booking someone may not see does not exist for
 them (404); someone who may see but not manage it sees no forms and their POSTs are
-refused (403). The rules and the commands are the orchestrator's
-(``booking_overview``, ``session_actions``, ``guests``); this module reads forms
-and shows results. A guest's link is shown once, on the page answering the POST
-that made it.
+refused (403). Guests are invited only while an occurrence is ahead or under way
+(``orchestrator.invitations``): the form is offered only then, and a late POST is
+refused with ``invitations-closed`` (409). The rules and the commands are the
+orchestrator's (``booking_overview``, ``session_actions``, ``guests``,
+``invitations``); ``web.ui.booking_view`` reads what the page shows; this module
+reads forms and shows results. A guest's link is shown once, on the page answering
+the POST that made it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from aiohttp import web
 
-from orchestrator import guests, service, session_actions
+from orchestrator import guests, session_actions
 from orchestrator.accounts import Principal
 from orchestrator.booking_overview import (
     BookingOverview,
-    SessionLine,
     When,
     booking_of_session,
     booking_overview,
@@ -40,11 +43,15 @@ from orchestrator.booking_overview import (
 from orchestrator.booking_store import BookingConflict
 from orchestrator.db import DbSession
 from orchestrator.guests import REVOCATION_MEMORY
-from orchestrator.models import Booking, Centre, Guest
+from orchestrator.invitations import CLOSED, check_invitations_open
+from orchestrator.models import Booking, Guest
 from orchestrator.policy import RESERVE_ONLY
-from orchestrator.service import DomainError, SessionDetail
+from orchestrator.service import DomainError
 from orchestrator.tickets import guest_peer_id
 from web.app import SERVICES
+from web.ui import session_page as session_pages
+from web.ui.booking_view import DetailPage, detail_page
+from web.ui.booking_view import viewer_zone as viewer_zone  # the approvals page's too
 from web.ui.i18n import Formatter
 from web.ui.render import gettext, language, render
 from web.ui.security import now_utc, require_user
@@ -68,107 +75,10 @@ REFUSALS = {
     "bad-guest": "Enter the guest's name (at most 100 characters).",
     "invalid-email": "Enter an email address such as name@example.org.",
     "guests-need-call": "A reserve-only booking sets up no call, so it has no guests.",
+    CLOSED: "Every session of this booking is over, so no guest can be invited any more.",
 }
-
-
-@dataclass(frozen=True, slots=True)
-class Participant:
-    """A room in the session under way (or next) and what signalling reported."""
-
-    room_id: str
-    name: str
-    centre: str
-    approval: str | None
-    joined_at: datetime | None
-    first_frame_at: datetime | None
-    live_at: datetime | None
-    left_at: datetime | None
-    released_at: datetime | None
-    fps: float | None
-    latency_ms: float | None
-
-    @property
-    def present(self) -> bool:
-        return self.joined_at is not None and self.left_at is None
-
-
-@dataclass(frozen=True, slots=True)
-class DetailPage:
-    booking: BookingOverview
-    manage: bool
-    viewer_zone: str
-    current: SessionLine | None
-    participants: tuple[Participant, ...]
-    extend_options: tuple[int, ...]
-    can_end: bool
-    now: datetime
-
-    @property
-    def zones(self) -> list[tuple[str, str]]:
-        """(zone, centres there) for every site of the booking, the viewer's first."""
-        found: dict[str, list[str]] = {}
-        for room in self.booking.rooms:
-            if room.in_booking and room.centre_name not in found.setdefault(room.timezone, []):
-                found[room.timezone].append(room.centre_name)
-        ordered = sorted(found.items(), key=lambda z: (z[0] != self.viewer_zone, z[0]))
-        return [(zone, ", ".join(names)) for zone, names in ordered]
-
-
-# --- loading -----------------------------------------------------------------------------
-
-
-def viewer_zone(db: DbSession, user: Principal, fallback: str | None = None) -> str:
-    """The person's own zone, else the fallback (the booking's), else their centre's."""
-    if user.timezone:
-        return user.timezone
-    if fallback:
-        return fallback
-    centre = db.get(Centre, user.centre_id) if user.centre_id else None
-    return centre.timezone if centre else "UTC"
-
-
-def _media(
-    live: dict[tuple[str, str], dict[str, Any]], session_id: str, room_id: str
-) -> tuple[float | None, float | None]:
-    """The room's frame rate (mean over its peers) and worst median latency, fresh."""
-    report = live.get((session_id, room_id))
-    peers = report.get("peers", []) if report else []
-    rates = [p["fps"] for p in peers if isinstance(p.get("fps"), int | float)]
-    latencies = [
-        p["latency_p50_ms"] for p in peers if isinstance(p.get("latency_p50_ms"), int | float)
-    ]
-    return (
-        sum(rates) / len(rates) if rates else None,
-        max(latencies) if latencies else None,
-    )
-
-
-def _participants(
-    booking: BookingOverview, detail: SessionDetail | None, live: dict[Any, Any]
-) -> tuple[Participant, ...]:
-    if detail is None:
-        return ()
-    rooms = {r.room_id: r for r in booking.rooms}
-    found = []
-    for p in detail.participations:
-        room = rooms.get(p.room_id)
-        fps, latency = _media(live, detail.id, p.room_id)
-        found.append(
-            Participant(
-                room_id=p.room_id,
-                name=p.room_name,
-                centre=room.centre_name if room else "",
-                approval=room.approval if room else None,
-                joined_at=p.joined_at,
-                first_frame_at=p.first_frame_at,
-                live_at=p.live_at,
-                left_at=p.left_at,
-                released_at=p.released_at,
-                fps=fps,
-                latency_ms=latency,
-            )
-        )
-    return tuple(found)
+CONFLICTS = frozenset({"conflict", "ended", "past", "not-begun", CLOSED})
+"""Refusals that are about the booking's state, not the form (409)."""
 
 
 def _visible_or_404(booking: BookingOverview, user: Principal) -> None:
@@ -183,22 +93,7 @@ async def load_page(request: web.Request, booking_id: str, user: Principal) -> D
     def load(s: DbSession) -> DetailPage:
         booking = booking_overview(s, booking_id, now)
         _visible_or_404(booking, user)
-        manage = booking.manageable_by(user)
-        current = booking.current
-        detail = service.session_detail(s, current.id) if current else None
-        options: tuple[int, ...] = ()
-        if manage and current is not None and booking.status != "cancelled":
-            options = session_actions.extension_options(s, current.id, now)
-        return DetailPage(
-            booking=booking,
-            manage=manage,
-            viewer_zone=viewer_zone(s, user, booking.timezone),
-            current=current,
-            participants=_participants(booking, detail, services.live.media),
-            extend_options=options,
-            can_end=manage and current is not None and current.start <= now,
-            now=now,
-        )
+        return detail_page(s, booking, user, now, services.live.media)
 
     return await services.db.run(load)
 
@@ -210,6 +105,7 @@ async def show(
     *,
     status: int = 200,
     errors: dict[str, str] | None = None,
+    error_codes: dict[str, str] | None = None,
     values: dict[str, str] | None = None,
     new_link: tuple[str, str] | None = None,
 ) -> web.Response:
@@ -223,6 +119,7 @@ async def show(
         b=page.booking,
         notice=gettext(request, notice) if notice else None,
         errors=errors or {},
+        error_codes=error_codes or {},
         values=values or {},
         new_link=new_link,
     )
@@ -246,23 +143,6 @@ async def bookings_page(request: web.Request) -> web.Response:
 async def booking_page(request: web.Request) -> web.Response:
     user = require_user(request)
     return await show(request, request.match_info["booking_id"], user)
-
-
-async def session_page(request: web.Request) -> web.Response:
-    user = require_user(request)
-    session_id = request.match_info["session_id"]
-    services = request.app[SERVICES]
-    now = now_utc(request)
-
-    def find(s: DbSession) -> str:
-        booking_id = booking_of_session(s, session_id)
-        if booking_id is None:
-            raise web.HTTPNotFound()
-        _visible_or_404(booking_overview(s, booking_id, now), user)
-        return booking_id
-
-    booking_id = await services.db.run(find)
-    raise web.HTTPSeeOther(f"/bookings/{booking_id}#session-{session_id}")
 
 
 # --- actions -------------------------------------------------------------------------------
@@ -329,7 +209,7 @@ async def _act(
                 for r in booking_overview(s, booking_id, now_utc(request)).rooms
             }
         )
-        status = 409 if exc.code in ("conflict", "ended", "past", "not-begun") else 400
+        status = 409 if exc.code in CONFLICTS else 400
         return await show(
             request,
             booking_id,
@@ -424,8 +304,9 @@ async def _issue(
             request,
             booking_id,
             user,
-            status=400,
+            status=409 if exc.code in CONFLICTS else 400,
             errors={"guest": _refusal(request, {}, exc)},
+            error_codes={"guest": exc.code},
             values=values,
         )
     return await show(request, booking_id, user, new_link=(guest.name, guest_url(request, token)))
@@ -435,11 +316,13 @@ async def add_guest(request: web.Request) -> web.Response:
     user, booking_id = await _managed(request, request.match_info["booking_id"], None)
     form = await request.post()
     name, email = str(form.get("name", "")), str(form.get("email", "")).strip()
+    now = now_utc(request)
 
     def make(s: DbSession) -> tuple[Any, str]:
         booking = s.get(Booking, booking_id)
         if booking is not None and booking.connect_mode == RESERVE_ONLY:
             raise DomainError("guests-need-call", "a reserve-only booking has no guests")
+        check_invitations_open(s, booking_id, now)
         return guests.add_guest(s, booking_id, name, email or None)
 
     return await _issue(request, booking_id, user, make, {"name": name, "email": email})
@@ -484,6 +367,7 @@ async def new_link(request: web.Request) -> web.Response:
 
     def make(s: DbSession) -> tuple[Any, str]:
         old = _guest_of(s, booking_id, guest_id)
+        check_invitations_open(s, booking_id, now)
         guests.revoke_guest(s, guest_id, now)
         return guests.add_guest(s, booking_id, old.name, old.email)
 
@@ -498,7 +382,7 @@ def setup(app: web.Application) -> None:
     session = "/sessions/" + ID % "session_id"
     app.router.add_get("/bookings", bookings_page, name="bookings")
     app.router.add_get(booking, booking_page, name="booking-detail")
-    app.router.add_get(session, session_page, name="session-detail")
+    app.router.add_get(session, session_pages.page, name="session-detail")
     app.router.add_post(session + "/extend", extend)
     app.router.add_post(session + "/end", end_now)
     app.router.add_post(session + "/cancel", cancel_occurrence)

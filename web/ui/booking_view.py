@@ -1,0 +1,175 @@
+"""What the booking's page shows, read in one transaction (``detail_page``): the
+booking, whether the person may manage it, the session under way or next (or, with
+none ahead, the last one that took place) with its participants, the extensions
+on offer, and whether guests may still be invited (``orchestrator.invitations``).
+
+A participant taking part now shows its live figures; one that left, or whose
+session is over, the figures it kept (``orchestrator.session_history``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from orchestrator import service, session_actions
+from orchestrator.accounts import Principal
+from orchestrator.booking_overview import BookingOverview, SessionLine
+from orchestrator.db import DbSession
+from orchestrator.invitations import invitations_open
+from orchestrator.lifecycle import TERMINAL_STATES
+from orchestrator.models import Centre
+from orchestrator.service import SessionDetail
+from orchestrator.session_history import KeptMedia, kept_media
+from web.ui.organiser import organiser_label
+
+
+@dataclass(frozen=True, slots=True)
+class Participant:
+    """A room in the session under way (or next) and what signalling reported."""
+
+    room_id: str
+    name: str
+    centre: str
+    approval: str | None
+    joined_at: datetime | None
+    first_frame_at: datetime | None
+    live_at: datetime | None
+    left_at: datetime | None
+    released_at: datetime | None
+    fps: float | None
+    latency_ms: float | None
+    kept: KeptMedia | None = None
+    """The media summary kept for the room (its figures over the session)."""
+
+    @property
+    def present(self) -> bool:
+        return self.joined_at is not None and self.left_at is None
+
+
+@dataclass(frozen=True, slots=True)
+class DetailPage:
+    booking: BookingOverview
+    manage: bool
+    viewer_zone: str
+    current: SessionLine | None
+    participants: tuple[Participant, ...]
+    extend_options: tuple[int, ...]
+    can_end: bool
+    now: datetime
+    can_invite: bool = False
+    last: SessionLine | None = None
+    """With no session ahead: the last one that took place (shown with its participants)."""
+
+    @property
+    def organiser(self) -> str | None:
+        return organiser_label(self.booking.owner_name, self.booking.organiser)
+
+    @property
+    def zones(self) -> list[tuple[str, str]]:
+        """(zone, centres there) for every site of the booking, the viewer's first."""
+        found: dict[str, list[str]] = {}
+        for room in self.booking.rooms:
+            if room.in_booking and room.centre_name not in found.setdefault(room.timezone, []):
+                found[room.timezone].append(room.centre_name)
+        ordered = sorted(found.items(), key=lambda z: (z[0] != self.viewer_zone, z[0]))
+        return [(zone, ", ".join(names)) for zone, names in ordered]
+
+
+def viewer_zone(db: DbSession, user: Principal, fallback: str | None = None) -> str:
+    """The person's own zone, else the fallback (the booking's), else their centre's."""
+    if user.timezone:
+        return user.timezone
+    if fallback:
+        return fallback
+    centre = db.get(Centre, user.centre_id) if user.centre_id else None
+    return centre.timezone if centre else "UTC"
+
+
+def _media(
+    live: dict[tuple[str, str], dict[str, Any]], session_id: str, room_id: str
+) -> tuple[float | None, float | None]:
+    """The room's frame rate (mean over its peers) and worst median latency, fresh."""
+    report = live.get((session_id, room_id))
+    peers = report.get("peers", []) if report else []
+    rates = [p["fps"] for p in peers if isinstance(p.get("fps"), int | float)]
+    latencies = [
+        p["latency_p50_ms"] for p in peers if isinstance(p.get("latency_p50_ms"), int | float)
+    ]
+    return (
+        sum(rates) / len(rates) if rates else None,
+        max(latencies) if latencies else None,
+    )
+
+
+def _participants(
+    booking: BookingOverview, detail: SessionDetail | None, live: dict[Any, Any]
+) -> tuple[Participant, ...]:
+    """The rooms of the session; a room that is not taking part now (it left, or the
+    session is over) shows the figures it kept instead of live ones."""
+    if detail is None:
+        return ()
+    rooms = {r.room_id: r for r in booking.rooms}
+    found = []
+    for p in detail.participations:
+        room = rooms.get(p.room_id)
+        fps, latency = _media(live, detail.id, p.room_id)
+        kept = kept_media(p.media)
+        taking_part = (
+            p.joined_at is not None and p.left_at is None and detail.state not in TERMINAL_STATES
+        )
+        if kept is not None and not taking_part and fps is None and latency is None:
+            fps, latency = kept.fps_mean, kept.latency_p50_ms_max
+        found.append(
+            Participant(
+                room_id=p.room_id,
+                name=p.room_name,
+                centre=room.centre_name if room else "",
+                approval=room.approval if room else None,
+                joined_at=p.joined_at,
+                first_frame_at=p.first_frame_at,
+                live_at=p.live_at,
+                left_at=p.left_at,
+                released_at=p.released_at,
+                fps=fps,
+                latency_ms=latency,
+                kept=kept,
+            )
+        )
+    return tuple(found)
+
+
+def _last_held(booking: BookingOverview) -> SessionLine | None:
+    """The latest session over that was not cancelled (``past`` is latest first)."""
+    return next((s for s in booking.past if s.state != "cancelled"), None)
+
+
+def detail_page(
+    s: DbSession,
+    booking: BookingOverview,
+    user: Principal,
+    now: datetime,
+    live: dict[tuple[str, str], dict[str, Any]],
+) -> DetailPage:
+    """The page of a booking the person may see."""
+    manage = booking.manageable_by(user)
+    current = booking.current
+    last = _last_held(booking) if current is None else None
+    shown = current or last
+    detail = service.session_detail(s, shown.id) if shown else None
+    options: tuple[int, ...] = ()
+    if manage and current is not None and booking.status != "cancelled":
+        options = session_actions.extension_options(s, current.id, now)
+    return DetailPage(
+        booking=booking,
+        manage=manage,
+        viewer_zone=viewer_zone(s, user, booking.timezone),
+        current=current,
+        participants=_participants(booking, detail, live),
+        extend_options=options,
+        can_end=manage and current is not None and current.start <= now,
+        now=now,
+        can_invite=manage and invitations_open(((u.state, u.end) for u in booking.upcoming), now),
+        last=last,
+    )
