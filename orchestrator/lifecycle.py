@@ -19,6 +19,12 @@ poll): every due step is returned in order, so a session that should be live goe
 through preparing to live at once; but once ``end`` has passed, the only step is
 ``ended``, since opening a meeting that is already over helps nobody. States never
 go backwards and terminal states yield nothing.
+
+A *reminder* (``call=False``: a transparent occurrence, free time in someone's
+calendar, see ``orchestrator.calls``) never becomes a call: from ``scheduled`` its
+only step is ``ended`` at its end, with no preparing, live or warnings. Once a
+session has begun (a call already), ``call`` no longer matters: a call under way
+runs to its end.
 """
 
 from __future__ import annotations
@@ -89,17 +95,21 @@ def _plan(
     lead: float,
     final_warning_sent: bool,
     first_warning_sent: bool = True,
+    call: bool = True,
 ) -> list[tuple[str, float]]:
     """The steps still ahead of ``state``, warnings included, in order.
 
     ``first_warning_sent=False`` in state ``ending`` means the session was extended
     after its warnings went out: the first warning for the new end is due again (as
-    a repeated ``ending``), then the final one.
+    a repeated ``ending``), then the final one. ``call=False``: a reminder (see the
+    module doc).
     """
     _check(start, end, lead)
     _check_state(state)
     if state in TERMINAL_STATES:
         return []
+    if state == SCHEDULED and not call:
+        return [(ENDED, end)]
     position = _ORDER[state]
     steps = [(s, at) for s, at in planned_transitions(start, end, lead) if _ORDER[s] > position]
     if state == ENDING and not first_warning_sent:
@@ -119,9 +129,10 @@ def due_transitions(
     *,
     final_warning_sent: bool = False,
     first_warning_sent: bool = True,
+    call: bool = True,
 ) -> list[tuple[str, float]]:
     """The steps to take now, from ``state``, as ``(state, planned_at)`` in order."""
-    steps = _plan(state, start, end, lead, final_warning_sent, first_warning_sent)
+    steps = _plan(state, start, end, lead, final_warning_sent, first_warning_sent, call)
     if not steps:
         return []
     if now >= end:
@@ -137,9 +148,10 @@ def next_wake(
     *,
     final_warning_sent: bool = False,
     first_warning_sent: bool = True,
+    call: bool = True,
 ) -> float | None:
     """The planned time of the next step after ``state``, or None once terminal."""
-    steps = _plan(state, start, end, lead, final_warning_sent, first_warning_sent)
+    steps = _plan(state, start, end, lead, final_warning_sent, first_warning_sent, call)
     return steps[0][1] if steps else None
 
 

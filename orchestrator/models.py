@@ -169,6 +169,9 @@ class Session(SQLModel, table=True):
     # start_utc unless this occurrence was moved on its own.
     recurrence_id: datetime | None = _optional_instant()
     title: str | None = None  # set when one occurrence was retitled
+    # Why the session failed, a stable code (``orchestrator.calls``: ``room-not-held``,
+    # ``unschedulable``); None unless it failed for a reason of ours.
+    failure: str | None = None
     created_at: datetime = _created()
     updated_at: datetime = _created()
 
@@ -216,8 +219,10 @@ class RoomSlot(SQLModel, table=True):
 
     The table exists for the conflict rule: on PostgreSQL an exclusion constraint
     (btree_gist) refuses two overlapping slots of one room whichever connection
-    writes them; on SQLite the write transaction is serialised and checked first.
-    Cancelled, transparent and released occurrences hold no slot.
+    writes them; on SQLite the write transaction is serialised and checked first,
+    and triggers (migration 0007) refuse an overlapping slot all the same.
+    Cancelled, transparent and released occurrences hold no slot. A room connects
+    for a session only while it holds its slot (``orchestrator.calls``).
     """
 
     __tablename__ = "room_slot"

@@ -31,6 +31,7 @@ from sqlalchemy.orm import aliased
 from sqlmodel import col, select
 
 from orchestrator import lifecycle, policy
+from orchestrator.calls import takes_call
 from orchestrator.credentials import hash_secret, new_secret
 from orchestrator.db import DbSession
 from orchestrator.models import (
@@ -241,7 +242,9 @@ def _sites(db: DbSession, booking_ids: set[str]) -> dict[str, list[tuple[Room, C
 
 def panel_view(db: DbSession, room_id: str, now: datetime, days: int = PANEL_DAYS) -> PanelView:
     """The room, its centre, and its sessions from ``now`` to the end of the last day
-    shown: not cancelled, ended or failed, and not released from this room."""
+    shown: not cancelled, ended or failed, not released from this room, and calls of
+    this room (``calls.takes_call``: a transparent booking's reminder leaves the room
+    free, and the panel says so)."""
     room = db.get(Room, room_id)
     if room is None:
         raise DomainError("not-found", f"no room {room_id!r}")
@@ -271,6 +274,7 @@ def panel_view(db: DbSession, room_id: str, now: datetime, days: int = PANEL_DAY
             col(Session.start_utc) < until,
             col(Session.state).not_in(sorted(HIDDEN_STATES)),
             col(Participation.released_at).is_(None),
+            takes_call(room_id),
         )
         .order_by(col(Session.start_utc), col(Session.id))
     ).all()

@@ -16,6 +16,11 @@ due, and tells the real-time plane through ``SessionControl``:
 The final warning one minute before the end is sent as a second ``ending``
 transition (see ``lifecycle``); it changes no schedule.
 
+No room ever holds two overlapping calls (``calls``): a room's schedule holds only
+the sessions whose slot it holds, a transparent booking's session (a reminder) goes
+from ``scheduled`` to ``ended`` without a call, and a session not begun whose rooms
+are not all held for it fails (``room-not-held``) before it reaches a schedule.
+
 Time also acts on bookings (``booking_horizon``): each step first releases the rooms
 that missed their session's no-show deadline (logged, and handed to every callable
 in ``release_hooks``: where a centre's notification plugs in), so their schedules
@@ -52,13 +57,13 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import col, select
 
-from orchestrator import lifecycle
+from orchestrator import calls, lifecycle
 from orchestrator.booking_horizon import release_no_shows, roll_horizon
 from orchestrator.booking_series import horizon_end
 from orchestrator.clock import Clock
 from orchestrator.db import Database, DatabaseBusy, DatabaseFault, DbSession, Priority
 from orchestrator.log_limit import DEFAULT_INTERVAL, LogLimiter
-from orchestrator.models import Session, SessionTransitionRecord
+from orchestrator.models import Booking, Session, SessionTransitionRecord
 from orchestrator.policy import BookingSettings
 from orchestrator.ports import (
     RoomCredential,
@@ -123,16 +128,27 @@ class Snapshot:
 
 
 def apply_due_transitions(
-    db: DbSession, now: float, tolerance: float
+    db: DbSession, now: float, tolerance: float, horizon: float = 0.0
 ) -> tuple[list[Transition], float | None]:
     """Persist every lifecycle step due at ``now``, in order; returns them and the
-    earliest planned step still ahead (None if nothing loaded has one)."""
-    sessions = db.exec(
-        select(Session).where(
+    earliest planned step still ahead (None if nothing loaded has one).
+
+    First the sessions not begun whose rooms are not all held for them fail
+    (``calls.refuse_unheld``), those starting within ``horizon`` seconds (at least
+    the longest lead): so none of them reaches a schedule or a call. A reminder (a
+    transparent booking's session) goes from ``scheduled`` to ``ended`` only.
+    """
+    reach = now + max(horizon, MAX_LEAD_SECONDS + 1)
+    refused = calls.refuse_unheld(db, _dt(now), _dt(reach))
+    rows = db.exec(
+        select(Session, col(Booking.transparent))
+        .join(Booking, col(Booking.id) == col(Session.booking_id))
+        .where(
             col(Session.state).in_(OPEN_STATES),
             col(Session.start_utc) <= _dt(now + MAX_LEAD_SECONDS + 1),
         )
     ).all()
+    sessions = [session for session, _ in rows]
     # Warnings already sent for each session's current end: an extension moves the
     # end, and the warnings sent for the old one no longer count.
     ending_at: dict[str, list[float]] = {}
@@ -145,9 +161,10 @@ def apply_due_transitions(
         )
     ):
         ending_at.setdefault(session_id, []).append(_ts(recorded))
-    applied: list[tuple[Session, str, float]] = []
+    applied: list[tuple[Session, str, float]] = [(s, lifecycle.FAILED, now) for s, _ in refused]
     wake: float | None = None
-    for session in sessions:
+    for session, transparent in rows:
+        call = not calls.is_reminder(transparent, session.state)
         start, end = _ts(session.start_utc), _ts(session.end_utc)
         lead = float(session.lead_seconds)
         first = lifecycle.first_warning_at(start, end)
@@ -161,6 +178,7 @@ def apply_due_transitions(
                 now,
                 final_warning_sent=warnings >= 2,
                 first_warning_sent=warnings >= 1 or session.state != lifecycle.ENDING,
+                call=call,
             )
         except ValueError:
             # A row no command could have written (end before start, an unknown state):
@@ -169,7 +187,11 @@ def apply_due_transitions(
             due = [(lifecycle.FAILED, now)]
         for state, planned in due:
             at = lifecycle.transition_time(planned, now, tolerance)
-            if not record_transition(db, session, state, _dt(at), now=_dt(now)):
+            if state == lifecycle.FAILED:
+                written = calls.fail_session(db, session, calls.UNSCHEDULABLE, _dt(at))
+            else:
+                written = record_transition(db, session, state, _dt(at), now=_dt(now))
+            if not written:
                 break  # changed by another process meanwhile; the next step re-reads it
             applied.append((session, state, at))
             warnings += state == lifecycle.ENDING
@@ -182,6 +204,7 @@ def apply_due_transitions(
             lead,
             final_warning_sent=warnings >= 2,
             first_warning_sent=warnings >= 1 or session.state != lifecycle.ENDING,
+            call=call,
         )
         if upcoming is not None and upcoming > now and (wake is None or upcoming < wake):
             wake = upcoming
@@ -197,7 +220,7 @@ def load_snapshot(
     db: DbSession, now: float, tolerance: float, horizon: float, watched: frozenset[str]
 ) -> Snapshot:
     """One step's reads and writes; ``watched`` are the sessions tickets were minted for."""
-    transitions, wake = apply_due_transitions(db, now, tolerance)
+    transitions, wake = apply_due_transitions(db, now, tolerance, horizon)
     schedules = schedule_entries(db, now, horizon)
     present = {e.session_id for entries in schedules.values() for e in entries}
     departed = load_departed(db, set(watched - present))

@@ -12,6 +12,11 @@ holds its slot but takes no part: the session is not in its schedule (no ticket,
 so it cannot join) and it is not among the session's rooms in the others'
 schedules or transitions (nobody waits for it). A declined room has left the
 booking altogether.
+
+A room's schedule holds a session only while the room takes it as a call
+(``orchestrator.calls.takes_call``): it holds the session's slot over the whole
+session, and the session is no reminder (a transparent booking's session that has
+not begun). So no room is ever given tickets for two overlapping sessions.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import sqlalchemy as sa
 from sqlmodel import col, select
 
 from orchestrator import lifecycle
+from orchestrator.calls import takes_call
 from orchestrator.db import DbSession
 from orchestrator.models import (
     Approval,
@@ -102,8 +108,8 @@ class Departed:
 def schedule_entries(
     db: DbSession, now: float, horizon: float = SCHEDULE_HORIZON, room_id: str | None = None
 ) -> dict[str, tuple[ScheduleEntry, ...]]:
-    """Room id -> the open sessions it takes part in that end after ``now`` and start
-    before ``now + horizon``, by start. Only ``room_id``'s (maybe empty) if given."""
+    """Room id -> the open sessions it takes part in as calls that end after ``now`` and
+    start before ``now + horizon``, by start. Only ``room_id``'s (maybe empty) if given."""
     query = (
         sa.select(
             col(Session.id),
@@ -134,6 +140,7 @@ def schedule_entries(
             # A room released for a no-show has left the session's schedules.
             col(Participation.released_at).is_(None),
             TAKES_PART,
+            takes_call(col(Room.id)),
             col(Session.state).in_(OPEN_STATES),
             col(Session.end_utc) > _dt(now),
             col(Session.start_utc) < _dt(now + horizon),

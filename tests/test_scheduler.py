@@ -18,7 +18,7 @@ from sqlmodel import col
 from orchestrator import service
 from orchestrator.clock import FakeClock, SystemClock
 from orchestrator.db import Database, DbSession
-from orchestrator.models import Session
+from orchestrator.models import RoomSlot, Session
 from orchestrator.ports import (
     RoomCredential,
     RoomSchedule,
@@ -370,12 +370,17 @@ async def test_moving_a_session_re_mints_and_revokes_the_old_ticket(rig: Rig) ->
     old = {_decode(rig.signer, s.items[0].ticket)["jti"] for s in rig.control.of(RoomSchedule)}
     rig.control.take()
 
-    def move(s: DbSession) -> None:  # as a calendar sync would
+    def move(s: DbSession) -> None:  # as a calendar sync would: the session and its slots
         later = datetime.fromtimestamp(T0 + 1200, UTC)
         s.connection().execute(
             sa.update(Session)
             .where(col(Session.id) == session_id)
             .values(start_utc=later, end_utc=later + timedelta(minutes=10), revision=2)
+        )
+        s.connection().execute(
+            sa.update(RoomSlot)
+            .where(col(RoomSlot.session_id) == session_id)
+            .values(start_utc=later, end_utc=later + timedelta(minutes=10))
         )
 
     rig.db.run_sync(move)

@@ -258,6 +258,7 @@ def session_json(s: Session) -> dict[str, Any]:
         "end": _iso(s.end_utc),
         "state": s.state,
         "lead_seconds": s.lead_seconds,
+        "failure": s.failure,
     }
 
 

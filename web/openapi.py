@@ -395,6 +395,14 @@ SCHEMAS: dict[str, Schema] = {
             "end": nullable(INSTANT),
             "state": {"type": "string", "examples": ["scheduled", "live", "ended"]},
             "lead_seconds": COUNT,
+            "failure": nullable(
+                {
+                    "type": "string",
+                    "description": "Why a failed session failed: ``room-not-held`` (a room"
+                    " did not hold its slot, so it could not connect), ``unschedulable``.",
+                    "examples": ["room-not-held"],
+                }
+            ),
         },
     },
     "SessionDetail": {
