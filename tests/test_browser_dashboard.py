@@ -1,5 +1,6 @@
 """Acceptance 3 in real headless Chromium: the dashboard shows a room going offline and
-back, and a session moving through its states, without a reload.
+back, and a session moving through its states, without a reload; once it ended, its
+sites keep their media and it leads to its own page, then to its booking (issue 10).
 
 Rooms are real signalling clients holding the room's key; the session's states are
 driven by the application's fake clock (the scheduler steps when it is advanced).
@@ -211,15 +212,41 @@ async def test_the_dashboard_follows_a_session_through_its_states(
 
         await move_to(end - timedelta(seconds=300), "ending")
         await move_to(end, "ended")
-        await page.wait_for_selector(
-            f'tr[data-key="site:{made.id}:{net.salle_bleue}"][data-media="none"]', timeout=WAIT_MS
+        # Issue 10: the ended session's sites keep their media (it said "No media").
+        bleue = f'tr[data-key="site:{made.id}:{net.salle_bleue}"]'
+        await page.wait_for_selector(f'{bleue}[data-media="kept"]', timeout=WAIT_MS)
+        await page.wait_for_function(
+            f"document.querySelector('{bleue} [data-field=\"fps_label\"]').textContent"
+            " === '29.7 fps (mean)'",
+            timeout=WAIT_MS,
         )
+        assert "Over the session: mean 29.7 fps" in await site.inner_text()
+        await page.screenshot(path=str(screenshot_path("dashboard-ended-session")), full_page=True)
         state = page.locator(f'{session} [data-field="state_label"]')
         assert await state.inner_text() == "Ended"
         assert await state.get_attribute("class") == "state state-ended"
         await assert_not_reloaded(page, navigations)
         for client in rooms:
             await client.close()
+
+        # Dashboard -> the ended session's page -> its booking.
+        from playwright.async_api import expect
+
+        await page.locator(f"{session} h3 a").click()
+        await page.wait_for_url(f"**/sessions/{made.id}")
+        await expect(page.get_by_role("heading", name="Transitions")).to_be_visible()
+        record = page.locator(f'tr[data-room="{net.salle_bleue}"]')
+        assert "29.7 fps" in await record.inner_text() and "84 ms" in await record.inner_text()
+        steps = [t.split()[0] for t in await page.locator("ol.transitions li").all_inner_texts()]
+        assert steps[0] == "Scheduled" and steps[-1] == "Ended", steps
+        assert steps.index("Connecting") < steps.index("Live") < steps.index("Ending"), steps
+        await page.screenshot(path=str(screenshot_path("session-history")), full_page=True)
+        await page.get_by_role("link", name="Booking: Delegation Amsterdam").click()
+        await page.wait_for_url(f"**/bookings/{made.booking_id}")
+        await expect(page.get_by_role("heading", name="Last session")).to_be_visible()
+        await expect(page.get_by_role("link", name="Session history")).to_have_attribute(
+            "href", f"/sessions/{made.id}"
+        )
 
 
 async def test_the_usage_page_draws_its_charts_beside_their_tables(
