@@ -16,16 +16,12 @@ The rules are in ``orchestrator.availability`` and ``orchestrator.web_booking``.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from functools import cache
 from urllib.parse import urlencode
-from zoneinfo import ZoneInfo
 
 from aiohttp import web
-from babel import Locale
-from babel.dates import format_skeleton, format_time
 
 from orchestrator import access, web_booking
 from orchestrator.accounts import Principal
@@ -51,6 +47,7 @@ from web.ui.booking_form import (
     wall_times,
 )
 from web.ui.booking_mail import Messages
+from web.ui.hour_labels import HOUR_COLUMNS, hour_label
 from web.ui.render import language, render
 from web.ui.security import now_utc, require_user
 
@@ -127,25 +124,6 @@ def slot_fields(slot: Slot, zone: str) -> dict[str, str]:
 def book_link(slot: Slot, zone: str, room_ids: Sequence[str]) -> str:
     query = [("room", r) for r in room_ids] + list(slot_fields(slot, zone).items())
     return "/bookings/new?" + urlencode([*query, ("zone", zone)])
-
-
-@cache
-def _twelve_hour(lang: str) -> bool:
-    return "h" in Locale.parse(lang).time_formats["short"].pattern
-
-
-def hour_label(lang: str) -> Callable[[datetime, str], str]:
-    """Grid headers: the local hour as compactly as the language writes it ("8 AM",
-    "08:00"); a group that starts off the hour keeps its minutes."""
-
-    def label(value: datetime, zone: str) -> str:
-        if _twelve_hour(lang):
-            local = value.astimezone(ZoneInfo(zone))
-            skeleton = "h" if local.minute == 0 else "hm"
-            return format_skeleton(skeleton, value, tzinfo=ZoneInfo(zone), locale=lang)
-        return format_time(value, "short", tzinfo=ZoneInfo(zone), locale=lang)
-
-    return label
 
 
 def base_url(request: web.Request) -> str:
@@ -226,6 +204,7 @@ async def availability_page(request: web.Request) -> web.Response:
         book_link=lambda slot: book_link(slot, form.zone, [s.room_id for s in chosen]),
         busy_label=access.BUSY,
         hour_label=hour_label(language(request)),
+        hour_columns=HOUR_COLUMNS,
     )
 
 
