@@ -13,31 +13,35 @@ from sqlmodel import col
 
 from orchestrator import lifecycle, recurrence
 from orchestrator.booking_series import LOCAL
+from orchestrator.bookings import CALENDAR, ORGANISER
 from orchestrator.db import DbSession
 from orchestrator.models import Booking, BookingRoom, Centre, Participation, Room, Session
 from orchestrator.service import DomainError
 
-ORGANISER = "organiser"
-CALENDAR = "calendar"
 CONFLICT = "conflict"
 NO_SHOW = "no-show"
 
 
-def cancel_reason(state: str, in_session: bool, released: bool, source: str) -> str | None:
+def cancel_reason(
+    state: str, in_session: bool, released: bool, source: str, cancelled_by: str | None = None
+) -> str | None:
     """Why an occurrence no longer holds a room, or None while it does:
 
     - ``conflict``: it was left out because a room was taken when it was booked,
       imported or entered the horizon (``booking_store``: a session cancelled at
       birth with no room in it);
-    - ``organiser``: cancelled by a person (a booking made here);
+    - ``organiser``: cancelled by a person here (``session_actions``);
     - ``calendar``: cancelled by the calendar it came from (STATUS:CANCELLED, gone
       from a feed or a CalDAV calendar);
     - ``no-show``: the room never joined and was released (``booking_horizon``).
+
+    Who cancelled is what the session recorded (``bookings``); a session that
+    recorded nothing (cancelled outside ``bookings``) goes by its booking's source.
     """
     if state == lifecycle.CANCELLED:
         if not in_session:
             return CONFLICT
-        return ORGANISER if source == LOCAL else CALENDAR
+        return cancelled_by or (ORGANISER if source == LOCAL else CALENDAR)
     return NO_SHOW if released else None
 
 
@@ -104,6 +108,7 @@ def room_occurrences(
             col(Booking.transparent),
             col(Booking.timezone),
             col(Participation.room_id),
+            col(Session.cancelled_by),
         )
         .join(Booking, col(Booking.id) == col(Session.booking_id))
         .join(
@@ -145,6 +150,7 @@ def _occurrence(row: tuple[Any, ...], zone: str) -> RoomOccurrence:
         transparent,
         booking_zone,
         member,
+        cancelled_by,
     ) = row
     return RoomOccurrence(
         session_id=sid,
@@ -166,5 +172,7 @@ def _occurrence(row: tuple[Any, ...], zone: str) -> RoomOccurrence:
         transparent=bool(transparent),
         booking_timezone=booking_zone,
         # No participation row for the room: the occurrence was skipped for a conflict.
-        cancel_reason=cancel_reason(state, member is not None, released is not None, source),
+        cancel_reason=cancel_reason(
+            state, member is not None, released is not None, source, cancelled_by
+        ),
     )

@@ -25,6 +25,12 @@ What has begun or ended (a session past ``scheduled``, or whose start is past) i
 history and is never changed by an edit or a cancellation, except that cancelling
 a booking stops its live session. A local booking's SEQUENCE goes up with every
 change (invitations need it); an imported one keeps the SEQUENCE its source gave.
+
+Every session a command cancels on purpose records who did (``cancelled_by``): the
+caller says ``by`` (``organiser``: a person here; ``calendar``: the calendar the
+booking came from), or else the booking's source says it (a booking made here,
+its organiser; one from a calendar, that calendar). An occurrence skipped for a
+conflict has no room and records nothing: that is its reason.
 """
 
 from __future__ import annotations
@@ -32,8 +38,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Final, Literal
 
+import sqlalchemy as sa
 from sqlmodel import col, select
 
 from orchestrator import lifecycle, policy, recurrence
@@ -70,15 +77,18 @@ from orchestrator.booking_store import (
     set_rooms,
 )
 from orchestrator.db import DbSession
-from orchestrator.models import Booking, Session, new_id
+from orchestrator.models import Booking, Participation, Session, new_id
 from orchestrator.policy import BookingSettings, PolicyError
 from orchestrator.series import CANCELLED, Occurrence, OverrideSpec, SeriesSpec
 from orchestrator.service import DomainError
 
 __all__ = [
+    "CALENDAR",
     "LOCAL",
+    "ORGANISER",
     "BookingConflict",
     "BookingResult",
+    "CancelledBy",
     "Scope",
     "busy",
     "cancel_series",
@@ -92,6 +102,26 @@ __all__ = [
 ]
 
 Scope = Literal["all", "this", "this-and-following"]
+CancelledBy = Literal["organiser", "calendar"]
+ORGANISER: Final = "organiser"
+CALENDAR: Final = "calendar"
+
+
+def _record_cancellations(db: DbSession, booking: Booking, by: CancelledBy | None) -> None:
+    """Record who cancelled the booking's sessions cancelled on purpose that say nothing
+    yet: the ones this command cancelled (see the module doc)."""
+    who = by or (ORGANISER if booking.source == LOCAL else CALENDAR)
+    db.flush()
+    db.connection().execute(
+        sa.update(Session)
+        .where(
+            col(Session.booking_id) == booking.id,
+            col(Session.state) == lifecycle.CANCELLED,
+            col(Session.cancelled_by).is_(None),
+            sa.exists().where(col(Participation.session_id) == col(Session.id)),
+        )
+        .values(cancelled_by=who)
+    )
 
 
 def create_series(
@@ -105,6 +135,7 @@ def create_series(
     source: str = LOCAL,
     now: datetime,
     settings: BookingSettings | None = None,
+    by: CancelledBy | None = None,
 ) -> BookingResult:
     """Book ``room_ids`` (or ``spec.rooms``) for the series, all or nothing.
 
@@ -146,7 +177,7 @@ def create_series(
     db.add(booking)
     db.flush()
     set_rooms(db, booking.id, rooms_asked)
-    return materialise(
+    result = materialise(
         db,
         booking,
         spec,
@@ -156,6 +187,8 @@ def create_series(
         settings=settings,
         cancel_missing=False,
     )
+    _record_cancellations(db, booking, by)  # occurrences the calendar says are cancelled
+    return result
 
 
 def _bump(booking: Booking, given: int | None = None) -> None:
@@ -199,6 +232,7 @@ def update_series(
     on_conflict: OnConflict = "reject",
     now: datetime,
     settings: BookingSettings | None = None,
+    by: CancelledBy | None = None,
 ) -> BookingResult:
     """Change a booking (see the module doc for the scopes); all or nothing.
 
@@ -210,15 +244,19 @@ def update_series(
     booking = booking_or_fail(db, booking_id)
     check_spec(spec)
     if scope == "all":
-        return _update_all(db, booking, spec, room_ids, on_conflict, now, settings)
-    if recurrence_id is None:
+        result = _update_all(db, booking, spec, room_ids, on_conflict, now, settings, by)
+    elif recurrence_id is None:
         raise DomainError("invalid-scope", f"scope {scope!r} needs the occurrence's recurrence id")
-    recurrence_id = recurrence_id.astimezone(UTC)
-    if scope == "this":
-        return _update_one(db, booking, spec, recurrence_id, on_conflict, now, settings)
-    if scope == "this-and-following":
-        return _split(db, booking, spec, recurrence_id, on_conflict, now, settings)
-    raise DomainError("invalid-scope", "scope is all, this or this-and-following")
+    elif scope == "this":
+        rid = recurrence_id.astimezone(UTC)
+        result = _update_one(db, booking, spec, rid, on_conflict, now, settings)
+    elif scope == "this-and-following":
+        rid = recurrence_id.astimezone(UTC)
+        result = _split(db, booking, spec, rid, on_conflict, now, settings, by)
+    else:
+        raise DomainError("invalid-scope", "scope is all, this or this-and-following")
+    _record_cancellations(db, booking, by)
+    return result
 
 
 def _update_all(
@@ -229,9 +267,10 @@ def _update_all(
     on_conflict: OnConflict,
     now: datetime,
     settings: BookingSettings,
+    by: CancelledBy | None,
 ) -> BookingResult:
     if spec.status == CANCELLED:
-        cancel_series(db, booking.id, now=now)
+        cancel_series(db, booking.id, now=now, by=by)
         return BookingResult(booking.id, ())
     rooms_asked = list(room_ids or spec.rooms or booking_room_ids(db, booking.id))
     check_rooms(rooms_asked)
@@ -333,6 +372,7 @@ def _split(
     on_conflict: OnConflict,
     now: datetime,
     settings: BookingSettings,
+    by: CancelledBy | None,
 ) -> BookingResult:
     session = _session_at(db, booking.id, split)
     if session is not None and (
@@ -341,7 +381,7 @@ def _split(
         raise DomainError("begun", "an occurrence that has begun or ended cannot be changed")
     before = series_before(booking, split)
     if before is None:  # the split is the first occurrence: that is the whole series
-        return _update_all(db, booking, spec, None, on_conflict, now, settings)
+        return _update_all(db, booking, spec, None, on_conflict, now, settings, by)
     old_rules = master_spec(booking).rrules
     count_before = len(
         [
@@ -390,6 +430,7 @@ def _split(
         source=LOCAL,
         now=now,
         settings=settings,
+        by=by,
     )
 
 
@@ -400,15 +441,30 @@ def cancel_series(
     recurrence_id: datetime | None = None,
     this_and_following: bool = False,
     now: datetime,
+    by: CancelledBy | None = None,
 ) -> list[str]:
     """Cancel the booking, one occurrence of it, or it from one occurrence on; returns
-    the sessions cancelled (each gets a ``cancelled`` transition and frees its rooms).
+    the sessions cancelled (each gets a ``cancelled`` transition and frees its rooms)
+    and records who cancelled them (``by``, see the module doc).
 
     Sessions that ended are history and stay as they are. Cancelling one occurrence
     that has no session yet (beyond the horizon) writes it as a cancelled session,
     so the series reads it as a cancelled override.
     """
     booking = booking_or_fail(db, booking_id)
+    cancelled = _cancel(db, booking, recurrence_id, this_and_following, now)
+    _record_cancellations(db, booking, by)
+    return cancelled
+
+
+def _cancel(
+    db: DbSession,
+    booking: Booking,
+    recurrence_id: datetime | None,
+    this_and_following: bool,
+    now: datetime,
+) -> list[str]:
+    booking_id = booking.id
     if recurrence_id is None:
         booking.status = CANCELLED
         _bump(booking)
@@ -420,7 +476,7 @@ def cancel_series(
     if this_and_following:
         before = series_before(booking, recurrence_id)
         if before is None:
-            return cancel_series(db, booking_id, now=now)
+            return _cancel(db, booking, None, False, now)
         write_master(booking, dataclasses.replace(before, sequence=booking.sequence), now)
         _bump(booking)
         db.add(booking)

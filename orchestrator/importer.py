@@ -152,6 +152,7 @@ def _apply_action(
             source=source.key,
             now=now,
             settings=settings,
+            by=bookings.CALENDAR,
         )
         _fingerprint(db, result.booking_id, action.spec)
         report.created += 1
@@ -166,6 +167,7 @@ def _apply_action(
             on_conflict="skip",
             now=now,
             settings=settings,
+            by=bookings.CALENDAR,
         )
         _fingerprint(db, action.booking_id, action.spec)
         report.updated += 1
@@ -187,6 +189,7 @@ def _apply_action(
                 recurrence_id=first.recurrence_id,
                 this_and_following=True,
                 now=now,
+                by=bookings.CALENDAR,
             )
             report.cancelled += 1
 

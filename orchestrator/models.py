@@ -165,6 +165,9 @@ class Session(SQLModel, table=True):
     lead_seconds: int = 60
     state: str = "scheduled"
     revision: int = 1
+    # Who cancelled it on purpose: "organiser" or "calendar" (orchestrator.bookings);
+    # None otherwise, and for an occurrence skipped for a conflict (it has no room).
+    cancelled_by: str | None = None
     # The occurrence's original start (RECURRENCE-ID, as a UTC instant); equal to
     # start_utc unless this occurrence was moved on its own.
     recurrence_id: datetime | None = _optional_instant()

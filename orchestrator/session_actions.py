@@ -303,13 +303,17 @@ def cancel_occurrence(db: DbSession, session_id: str, now: datetime) -> list[str
             if session.state == lifecycle.CANCELLED:
                 return []
             raise DomainError("past", "an occurrence that has ended cannot be cancelled")
-        return bookings.cancel_series(db, booking.id, now=now)
+        return bookings.cancel_series(db, booking.id, now=now, by=bookings.ORGANISER)
     return bookings.cancel_series(
-        db, booking.id, recurrence_id=session.recurrence_id or session.start_utc, now=now
+        db,
+        booking.id,
+        recurrence_id=session.recurrence_id or session.start_utc,
+        now=now,
+        by=bookings.ORGANISER,
     )
 
 
 def cancel_series(db: DbSession, booking_id: str, now: datetime) -> list[str]:
     """Cancel the booking: every session that has not ended (a live one stops); what
     has ended stays as it was. Returns the sessions cancelled."""
-    return bookings.cancel_series(db, booking_id, now=now)
+    return bookings.cancel_series(db, booking_id, now=now, by=bookings.ORGANISER)

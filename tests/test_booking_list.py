@@ -17,11 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic import command
+from sqlmodel import col, select
 
 from orchestrator import bookings, service, session_actions
 from orchestrator.booking_horizon import release_no_shows
 from orchestrator.db import Database, DbSession
-from orchestrator.models import Session
+from orchestrator.migrations import alembic_config
+from orchestrator.models import Booking, Session
 from orchestrator.policy import BookingSettings
 from orchestrator.series import CANCELLED, OverrideSpec, SeriesSpec
 from web.cli import main
@@ -73,12 +76,14 @@ def _book_a_week(db: Database, data_dir: Path) -> World:
     daily = create(meeting("daily", datetime(2027, 1, 4, 10), rrules=("FREQ=DAILY;COUNT=3",)), [a])
     # Cancelled by a person: the second day.
     db.run_sync(lambda s: session_actions.cancel_occurrence(s, daily.session_ids[1], NOW))
-    # Cancelled by its calendar: a feed's series whose second day says STATUS:CANCELLED.
-    cancelled_day = OverrideSpec(datetime(2027, 1, 8, 10), datetime(2027, 1, 8, 10), H, CANCELLED)
+    # Cancelled by its calendar: a feed's series whose second day says STATUS:CANCELLED;
+    # its third day cancelled by a person here all the same.
+    cancelled_day = OverrideSpec(datetime(2027, 1, 8, 12), datetime(2027, 1, 8, 12), H, CANCELLED)
     feed = meeting(
-        "feed", datetime(2027, 1, 7, 10), rrules=("FREQ=DAILY;COUNT=2",), overrides=(cancelled_day,)
+        "feed", datetime(2027, 1, 7, 12), rrules=("FREQ=DAILY;COUNT=3",), overrides=(cancelled_day,)
     )
-    create(feed, [a], source="feed:f", on_conflict="skip")
+    third = create(feed, [a], source="feed:f", on_conflict="skip").session_ids[-1]
+    db.run_sync(lambda s: session_actions.cancel_occurrence(s, third, NOW))
     # Left out for a conflict at import.
     create(meeting("blocker", datetime(2027, 1, 9, 10)), [a])
     create(meeting("late", datetime(2027, 1, 9, 10, 30)), [a], source="file:x", on_conflict="skip")
@@ -122,10 +127,11 @@ def test_each_occurrence_says_which_it_is_and_why_it_no_longer_holds_the_room(
         ("absent", "2027-01-05T09:00:00", "live", "no-show", False, False),
         ("daily", "2027-01-05T10:00:00", "cancelled", "organiser", False, False),
         ("daily", "2027-01-06T10:00:00", "scheduled", None, False, False),
-        ("feed", "2027-01-07T10:00:00", "scheduled", None, False, False),
-        ("feed", "2027-01-08T10:00:00", "cancelled", "calendar", False, False),
+        ("feed", "2027-01-07T12:00:00", "scheduled", None, False, False),
+        ("feed", "2027-01-08T12:00:00", "cancelled", "calendar", False, False),
         ("blocker", "2027-01-09T10:00:00", "scheduled", None, False, False),
         ("late", "2027-01-09T10:30:00", "cancelled", "conflict", False, False),
+        ("feed", "2027-01-09T12:00:00", "cancelled", "organiser", False, False),
         ("fair", "2027-01-10T00:00:00", "scheduled", None, True, True),
         ("works", "2027-01-11T00:00:00", "scheduled", None, True, False),
     ]
@@ -155,3 +161,31 @@ def test_the_text_view_writes_all_day_reservations_as_all_day(
     (seen,) = capsys.readouterr().out.splitlines()
     assert "2027-01-10 23:00Z-2027-01-12 23:00Z" in seen
     assert "2027-01-10 18:00-2027-01-12 18:00 America/Montreal (all day in Europe/Paris)" in seen
+
+
+def test_sessions_cancelled_before_the_record_existed_go_by_their_source(tmp_path: Path) -> None:
+    """Migration 0008 gives a session cancelled before it what the list said until then."""
+    db = Database.for_data_dir(tmp_path)
+    db.migrate()
+    try:
+        world = _book_a_week(db, tmp_path)
+        with db.engine.begin() as conn:
+            command.downgrade(alembic_config(conn), "0007")
+            command.upgrade(alembic_config(conn), "0008")
+        found = db.run_sync(
+            lambda s: s.exec(
+                select(Booking.uid, Session.cancelled_by)
+                .join(Session, col(Session.booking_id) == col(Booking.id))
+                .where(Session.state == CANCELLED)
+                .order_by(col(Session.start_utc))
+            ).all()
+        )
+        assert [tuple(row) for row in found] == [
+            ("daily", "organiser"),
+            ("feed", "calendar"),
+            ("late", None),  # skipped for a conflict: no room, no one cancelled it
+            ("feed", "calendar"),  # a person did, which nothing said before 0008
+        ]
+        assert world.paris
+    finally:
+        db.close_sync()
