@@ -13,6 +13,7 @@ dashboard's script writes in is checked in real Chromium.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
@@ -71,6 +72,24 @@ class VisibleText(HTMLParser):
             key = SCRIPT_MESSAGES[self.script]
             messages = messages[key] if key else messages
             self.parts += [f"\n{v}\n" for v in messages.values() if isinstance(v, str)]
+
+
+# What dashboard.js writes into the page from /dashboard/state: the fields the page
+# marks with data-field, and the sentences it announces.
+DASHBOARD_BODY = Path(__file__).resolve().parent.parent / "web/templates/dashboard/body.html"
+SCRIPT_FIELDS = set(re.findall(r'data-field="(\w+)"', DASHBOARD_BODY.read_text())) | {"announce"}
+
+
+def script_text(state: Any) -> str:
+    """The texts of ``SCRIPT_FIELDS`` anywhere in a dashboard state, one a line."""
+    if isinstance(state, list):
+        return "".join(script_text(item) for item in state)
+    if not isinstance(state, dict):
+        return ""
+    return "".join(
+        f"\n{value}\n" if key in SCRIPT_FIELDS and isinstance(value, str) else script_text(value)
+        for key, value in state.items()
+    )
 
 
 def visible_text(html: str) -> str:
@@ -194,6 +213,8 @@ async def test_french_and_dutch_pages_write_numbers_and_colons_their_way(tmp_pat
                         assert response.status == status, (lang, name, body)
                         assert response.headers["Content-Language"] == lang, (lang, name)
                         texts[lang, name] = visible_text(body)
+                async with http.get(app.url + "/dashboard/state") as response:
+                    texts[lang, "dashboard state"] = script_text(await response.json())
 
     problems = [
         f"{lang} {name}: {problem}"
@@ -212,6 +233,8 @@ async def test_french_and_dutch_pages_write_numbers_and_colons_their_way(tmp_pat
         assert f"{organiser} {ORGANISER}" in dashboard, lang
         assert f"{organiser} {ORGANISER}" in texts[lang, "dashboard fragment"], lang
         assert code in texts[lang, "error"] and code in texts[lang, "guest refused"], lang
+        assert "T-19,95 s" in texts[lang, "dashboard state"], lang
+    assert f"Salle Bleue{NBSP}: " in texts["fr", "dashboard state"]  # an announcement
 
 
 async def test_a_figure_the_dashboard_script_writes_is_french(browser: Any, tmp_path: Path) -> None:

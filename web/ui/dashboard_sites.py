@@ -19,7 +19,7 @@ from orchestrator.accounts import Principal
 from orchestrator.lifecycle import TERMINAL_STATES
 from orchestrator.network_view import SessionRow, SiteRow
 from orchestrator.session_history import KeptMedia
-from web.ui.i18n import Formatter
+from web.ui.i18n import Formatter, with_colon
 from web.ui.media_labels import kept_labels, number
 
 STALE_SECONDS = 10.0
@@ -264,6 +264,6 @@ def site_view(session: SessionRow, site: SiteRow, ctx: ViewContext, visible: boo
         released=site.released_at is not None,
         released_at=iso(site.released_at),
         end_label=end_label,
-        announce=f"{room_name}: {status}",
+        announce=f"{with_colon(_, room_name)} {status}",
         kept=kept,
     )

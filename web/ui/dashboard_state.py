@@ -25,7 +25,7 @@ from orchestrator.accounts import Principal
 from orchestrator.network_view import UNDER_WAY, NetworkSnapshot, SessionRow
 from orchestrator.session_history import KeptMedia
 from web.ui.dashboard_sites import SiteView, ViewContext, iso, site_view
-from web.ui.i18n import Formatter
+from web.ui.i18n import Formatter, with_colon
 from web.ui.organiser import organiser_label
 
 UNKNOWN = "unknown"
@@ -202,7 +202,7 @@ def _session(session: SessionRow, ctx: ViewContext) -> SessionView:
         connect_mode=session.connect_mode,
         connect_mode_label=_connect_mode_labels(_).get(session.connect_mode, session.connect_mode),
         sites=tuple(site_view(session, s, ctx, visible) for s in session.sites),
-        announce=f"{title}: {state_label}",
+        announce=f"{with_colon(_, title)} {state_label}",
     )
 
 
@@ -318,7 +318,8 @@ def build_state(
                     readiness=ready.value,
                     readiness_label=readiness_label,
                     readiness_checked_at=iso(ready.checked_at),
-                    announce=f"{room.name} ({centre.name}): {presence_label.lower()}"
+                    announce=f"{with_colon(_, f'{room.name} ({centre.name})')} "
+                    + presence_label.lower()
                     + (f", {in_session.strip()}" if in_session else ""),
                 )
             )
