@@ -3,8 +3,9 @@ labels with their language's colon (tests/test_typography.py holds the rules and
 the catalogues).
 
 The pages render in-process on a fake clock, in both languages: the dashboard, the room
-panel, the booking form and a booking's page, usage, and the pages that name a label
-(a centre, people, a guest's invitation, an error). What is checked is what a person
+panel, the booking form, a booking's and a session's page, the bookings list,
+availability, approvals, usage, and the pages that name a label (a centre, people, an
+account, a guest's invitation, an error). What is checked is what a person
 reads: text, the labels and tooltips a screen reader or a mouse shows, and the messages
 the panel's and the guest page's scripts write into the page. A French figure the
 dashboard's script writes in is checked in real Chromium.
@@ -139,6 +140,12 @@ class Scene:
             "panel": (f"/panel/{self.panel_token}", 200),
             "booking form": ("/bookings/new", 200),
             "booking": (f"/bookings/{self.booking_id}", 200),
+            "session": (f"/sessions/{self.session_id}", 200),
+            "bookings": ("/bookings", 200),
+            "availability": ("/availability", 200),
+            "approvals": ("/approvals", 200),
+            "account": ("/account", 200),
+            "people": ("/admin/users", 200),
             "usage": ("/usage?year=2025", 200),
             "centre": (f"/admin/centres/{self.net.paris}", 200),
             "guest": (f"/join/{self.guest_token}", 200),
