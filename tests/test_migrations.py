@@ -117,6 +117,48 @@ def test_downgrade_to_base_and_back(tmp_path: Path) -> None:
         db.close_sync()
 
 
+def test_the_newest_migrations_step_down_and_up_with_sessions_kept(tmp_path: Path) -> None:
+    """0007 and 0008 go down and up on a database that holds sessions (rows of other
+    tables refer to them: a copy of the table, as batch mode makes, is refused), and
+    the overlap triggers come back with 0007."""
+    db = Database.for_data_dir(tmp_path)
+    try:
+        db.migrate()
+        start = datetime(2027, 3, 28, 9, tzinfo=UTC)
+
+        def book(s: Any) -> None:
+            centre = service.add_centre(s, "Fontainebleau", "Europe/Paris")
+            rooms = [service.add_room(s, centre.id, n)[0].id for n in ("Bleue", "Verte")]
+            service.book(s, "Kept", start, start + timedelta(hours=1), rooms)
+
+        db.run_sync(book)
+
+        def triggers() -> set[str]:
+            with db.engine.connect() as conn:
+                rows = conn.exec_driver_sql(
+                    "SELECT name FROM sqlite_master WHERE type = 'trigger'"
+                ).all()
+            return {r[0] for r in rows}
+
+        def session_columns() -> set[str]:
+            return {c["name"] for c in sa.inspect(db.engine).get_columns("meeting_session")}
+
+        assert "tr_room_slot_no_overlap_insert" in triggers()
+        with db.engine.begin() as conn:
+            command.downgrade(alembic_config(conn), "0006")
+        assert not {"failure", "cancelled_by"} & session_columns()
+        assert not any(t.startswith("tr_room_slot_no_overlap") for t in triggers())
+        with db.engine.begin() as conn:
+            command.upgrade(alembic_config(conn), "head")
+        assert {"failure", "cancelled_by"} <= session_columns()
+        assert {"tr_room_slot_no_overlap_insert", "tr_room_slot_no_overlap_update"} <= triggers()
+        with db.engine.connect() as conn:
+            kept = conn.exec_driver_sql("SELECT count(*) FROM session_transition").scalar()
+        assert kept == 1  # the session's "scheduled" step survived both ways
+    finally:
+        db.close_sync()
+
+
 def test_migrations_ship_inside_the_package() -> None:
     assert MIGRATIONS_DIR.parent.name == "orchestrator"
     assert (MIGRATIONS_DIR / "env.py").is_file()

@@ -3,7 +3,7 @@ the triggers that refuse two overlapping slots of one room.
 
 Revision ID: 0007
 Revises: 0006
-Create Date: 2027-01-11
+Create Date: 2026-12-07
 
 PostgreSQL has refused overlapping slots since 0002 (``ex_room_slot_no_overlap``);
 SQLite relied on the booking store's check inside ``BEGIN IMMEDIATE``, so a write
@@ -61,5 +61,6 @@ def downgrade() -> None:
     if op.get_bind().dialect.name == "sqlite":
         for name in TRIGGERS:
             op.execute(f"DROP TRIGGER IF EXISTS {name}")
-    with op.batch_alter_table("meeting_session") as batch:
-        batch.drop_column("failure")
+    # A plain DROP COLUMN (SQLite 3.35 and later has it): batch mode would copy the
+    # table, which SQLite refuses while sessions are referenced by other rows.
+    op.drop_column("meeting_session", "failure")
