@@ -1,6 +1,12 @@
-"""Guests: named people who join a booking's sessions from a browser by a personal
-link. The link's secret is shown once and kept as SHA-256; a link works only inside
-a session's window and can be revoked."""
+"""Guests: named people who join a booking's calls from a browser by a personal link.
+The link's secret is shown once and kept as SHA-256; a link works only inside a
+session's window and can be revoked.
+
+A guest is added only while the booking has a call ahead or under way
+(``invitations.check_invitations_open``, applied by ``add_guest`` itself, whichever
+door asks). A link of a booking whose sessions ahead never connect a room (reminders,
+``calls.is_reminder``; a reserve-only booking) resolves to ``guest-link-no-call``,
+never to a join page with nobody to meet."""
 
 from __future__ import annotations
 
@@ -10,10 +16,13 @@ from datetime import datetime, timedelta
 from sqlmodel import col, select
 
 from orchestrator.accounts import normalise_email
+from orchestrator.calls import is_reminder
 from orchestrator.credentials import hash_secret, new_secret
 from orchestrator.db import DbSession
 from orchestrator.inputs import one_line
+from orchestrator.invitations import check_invitations_open
 from orchestrator.models import Booking, Guest, Session
+from orchestrator.policy import joins_call
 from orchestrator.service import DomainError
 
 GUEST_TOKEN_PREFIX = "tcg_"
@@ -25,6 +34,8 @@ REVOCATION_MEMORY = timedelta(days=7)
 """How long signalling refuses a revoked guest's tickets: longer than any ticket
 minted for it can live (a session's end plus five minutes)."""
 OPEN_STATES = frozenset({"scheduled", "preparing", "live", "ending"})
+NO_CALL = "guest-link-no-call"
+"""A link whose booking has sessions ahead, none of which connects a room."""
 
 
 class GuestLinkClosed(DomainError):
@@ -68,12 +79,14 @@ def check_guest(name: str, email: str | None) -> tuple[str, str | None]:
 
 
 def add_guest(
-    db: DbSession, booking_id: str, name: str, email: str | None = None
+    db: DbSession, booking_id: str, name: str, email: str | None = None, *, now: datetime
 ) -> tuple[Guest, str]:
-    """A guest (``check_guest``) and the secret of their personal link (shown once)."""
+    """A guest (``check_guest``) and the secret of their personal link (shown once);
+    refused while the booking has no call ahead or under way at ``now``
+    (``invitations.check_invitations_open``: ``invitations-closed``,
+    ``guests-need-call``)."""
     name, address = check_guest(name, email)
-    if db.get(Booking, booking_id) is None:
-        raise DomainError("not-found", f"no booking {booking_id}")
+    check_invitations_open(db, booking_id, now)
     token = new_secret(GUEST_TOKEN_PREFIX)
     guest = Guest(
         booking_id=booking_id,
@@ -105,7 +118,8 @@ def revoke_guest(db: DbSession, guest_id: str, now: datetime) -> Guest:
 
 def resolve_link(db: DbSession, token: str, now: datetime) -> GuestAccess:
     """The session a guest link opens now, or a refusal with a stable code:
-    ``guest-link-invalid``, ``guest-link-revoked``, ``guest-link-outside-window``."""
+    ``guest-link-invalid``, ``guest-link-revoked``, ``guest-link-outside-window``,
+    ``guest-link-no-call`` (sessions ahead, none of them a call)."""
     guest = db.exec(select(Guest).where(col(Guest.token_hash) == hash_guest_token(token))).first()
     if guest is None:
         raise DomainError("guest-link-invalid", "this link is not valid")
@@ -114,13 +128,17 @@ def resolve_link(db: DbSession, token: str, now: datetime) -> GuestAccess:
     booking = db.get(Booking, guest.booking_id)
     if booking is None or booking.status == "cancelled":
         raise GuestLinkClosed("this booking was cancelled")
-    sessions = db.exec(
+    ahead = db.exec(
         select(Session)
         .where(col(Session.booking_id) == guest.booking_id)
         .where(col(Session.state).in_(OPEN_STATES))
         .where(col(Session.end_utc) > now)
         .order_by(col(Session.start_utc))
     ).all()
+    calling = joins_call(booking.connect_mode)
+    sessions = [s for s in ahead if calling and not is_reminder(booking.transparent, s.state)]
+    if ahead and not sessions:
+        raise DomainError(NO_CALL, "this meeting sets up no call: no room connects to it")
     for session in sessions:
         opens, closes = link_window(session.start_utc, session.end_utc)
         if opens <= now < closes:

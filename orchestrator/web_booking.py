@@ -369,7 +369,7 @@ def book(
 
     guest_links: list[GuestLink] = []
     for wanted in request.guests:
-        guest, token = add_guest(db, booking.id, wanted.name, wanted.email)
+        guest, token = add_guest(db, booking.id, wanted.name, wanted.email, now=now)
         guest_links.append(GuestLink(guest.id, guest.name, guest.email, links.guest(token)))
 
     subject, body = messages.invitation(

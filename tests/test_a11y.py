@@ -126,7 +126,9 @@ def seed_network(s: DbSession) -> Seed:
     live_booking.owner_id, live_booking.owner_centre_id = organiser.id, paris.id
     live_session.state = "live"
     s.add_all([live_booking, live_session])
-    guest, guest_token = guests.add_guest(s, booking.id, "Greta Guest", "greta@example.org")
+    guest, guest_token = guests.add_guest(
+        s, booking.id, "Greta Guest", "greta@example.org", now=NOW
+    )
     panel_token = panels.create_panel_token(s, blue.id)
     s.flush()
     return Seed(

@@ -14,6 +14,7 @@ import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from html import unescape
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ from tests.session_history_support import hold_ended_session
 from tests.ui_support import RunningApp, csrf_of, running_app
 from web.app import SERVICES
 from web.settings import Settings
+from web.ui.i18n import Formatter
 
 __all__ = ["browser"]  # the fixture
 
@@ -267,7 +269,14 @@ async def test_an_ended_booking_takes_no_guest(world: World) -> None:
     links that could never open; the form is gone and a POST is refused."""
     w = world
     booking_id, _ = await _ended_booking(w)
-    guest_id = await w.db().run(lambda s: guests.add_guest(s, booking_id, "Ada")[0].id)
+
+    def invited_while_ahead(s: DbSession) -> str:
+        guest = Guest(booking_id=booking_id, name="Ada", token_hash=guests.hash_guest_token("x"))
+        s.add(guest)
+        s.flush()
+        return guest.id
+
+    guest_id = await w.db().run(invited_while_ahead)
     page = f"/bookings/{booking_id}"
     status, html = await get(w, "owner", page)
     assert status == 200 and "Ada" in html
@@ -314,6 +323,175 @@ async def test_extend_through_the_form_and_its_refusal(world: World) -> None:
     assert 'role="alert"' in html and "Fontainebleau is booked from" in html
     assert "Private council" not in html
     assert (await session(w)).end_utc == START + timedelta(minutes=75)
+
+
+async def booked(w: World, room_id: str, title: str, start_local: datetime, minutes: int) -> str:
+    """Another booking of one of the world's rooms (Paris wall clock): its session id."""
+
+    def work(s: DbSession) -> str:
+        spec = SeriesSpec(
+            uid=title,
+            title=title,
+            timezone="Europe/Paris",
+            start_local=start_local,
+            duration=timedelta(minutes=minutes),
+        )
+        return bookings.create_series(s, spec, [room_id], now=T).session_ids[0]
+
+    session_id: str = await w.db().run(work)
+    return session_id
+
+
+def extend_hint(html: str) -> str:
+    """The hint beside the Extend buttons, its spaces as a reader sees them."""
+    found = re.search(r'<p class="hint" id="extend-hint">(.*?)</p>', html, re.S)
+    assert found, "no extend hint"
+    return re.sub(r"[ \t\n]+", " ", found.group(1)).strip()  # no-break spaces stay
+
+
+async def test_the_extend_hint_says_what_is_true_of_the_rooms(world: World) -> None:
+    """Issue 10: "Only offered while every room is free." stood beside enabled Extend
+    buttons, and with none offered the page did not say why. It says until when every
+    room is free, or which room is booked from when to when (in the viewer's zone,
+    without the other booking's title), as the room panel does."""
+    w = world
+    en = Formatter("en")
+
+    def at(hour: int, minute: int) -> str:  # a Paris wall-clock time as the page writes it
+        return en.time(datetime(2027, 1, 5, hour - 1, minute, tzinfo=UTC), "Europe/Paris")
+
+    page = f"/bookings/{w.booking_id}"
+    html = (await get(w, "owner", page))[1]
+    assert 'name="minutes" value="15"' in html and 'name="minutes" value="30"' in html
+    assert extend_hint(html) == f"Every room is free at least until {at(10, 30)} (Europe/Paris)."
+    assert "Only offered while" not in html
+    # Fontainebleau is booked from 10:20: 15 more minutes, not 30.
+    await booked(w, w.paris_room, "Private council", datetime(2027, 1, 5, 10, 20), 60)
+    html = (await get(w, "owner", page))[1]
+    assert 'name="minutes" value="15"' in html and 'name="minutes" value="30"' not in html
+    assert extend_hint(html) == (
+        f"Every room is free at least until {at(10, 15)} (Europe/Paris). Fontainebleau is"
+        f" booked from {at(10, 20)} to {at(11, 20)} (Europe/Paris)."
+    )
+    # Bright City (Amsterdam) from 10:05: no extension; the first hold in the way is named.
+    await booked(w, w.amsterdam_room, "Works council", datetime(2027, 1, 5, 10, 5), 30)
+    html = (await get(w, "owner", page))[1]
+    assert 'name="minutes"' not in html
+    assert extend_hint(html) == (
+        f"Not every room is free: Bright City is booked from {at(10, 5)} to {at(10, 35)}"
+        " (Europe/Paris)."
+    )
+    assert "Private council" not in html and "Works council" not in html
+    async with await w.client("owner") as http:
+        http.cookie_jar.update_cookies({"tc_lang": "fr"}, URL(w.app.url))
+        async with http.get(w.app.url + page) as r:
+            french = extend_hint(await r.text())
+    assert french == (
+        "Toutes les salles ne sont pas libres\u00a0: Bright City est réservée de 10:05 à 10:35"
+        " (Europe/Paris)."
+    )
+
+
+async def test_an_ending_session_says_when_it_ends_on_the_booking_and_session_pages(
+    world: World,
+) -> None:
+    """Issue 10: from five minutes before the end a bare "Ending" badge said nothing of
+    what it meant. It names the end the rooms' screens announce, in the viewer's zone,
+    with a tooltip saying so, on the booking's page and the session's; the session's
+    history calls the transition what it was, an end warning."""
+    w = world
+    await w.clock.set((START + timedelta(minutes=56)).timestamp())
+
+    async def ending() -> bool:
+        return (await session(w)).state == "ending"
+
+    await _until(ending, "the scheduler to send the first end warning")
+    end = Formatter("en").time(START + timedelta(hours=1), "Europe/Paris")  # 10:00 AM
+    badge = (
+        f'<span class="state state-ending" title="The rooms\' screens warn that the session'
+        f' ends at {end}.">Ends at {end}</span>'
+    )
+    booking_page = unescape((await get(w, "owner", f"/bookings/{w.booking_id}"))[1])
+    heading = booking_page.split('id="current-h">')[1].split("</h2>")[0]
+    assert "Session under way" in heading and badge in heading
+    row = booking_page.split(f'id="session-{w.session_id}"')[1].split("</tr>")[0]
+    assert badge in row and ">Ending<" not in booking_page
+    session_page = unescape((await get(w, "owner", f"/sessions/{w.session_id}"))[1])
+    assert badge in session_page.split("</h1>")[0]
+    history = session_page.split('class="transitions"')[1].split("</ol>")[0]
+    assert (
+        '<span class="state state-ending" title="The rooms\' screens warned that the session'
+        ' was about to end.">End warning</span>'
+    ) in history
+    async with await w.client("owner") as http:
+        http.cookie_jar.update_cookies({"tc_lang": "fr"}, URL(w.app.url))
+        async with http.get(f"{w.app.url}/sessions/{w.session_id}") as r:
+            french = unescape(await r.text()).split("</h1>")[0]
+    assert (
+        '<span class="state state-ending" title="Les écrans des salles annoncent que la'
+        ' session se termine à 10:00.">Se termine à 10:00</span>'
+    ) in french
+
+
+async def test_a_reminder_reads_as_one_and_takes_no_guest(world: World) -> None:
+    """Issue 10: an event marked free in its organiser's calendar (a transparent
+    booking) has reminders for sessions, which never connect. Its pages listed them as
+    scheduled meetings with participants "Not yet" joined, offered Extend, and made
+    guest links that could open no call. They read "Reminder — no call", expect no one
+    and offer no extension; a guest is refused with ``invitations-closed``."""
+    w = world
+
+    def free_time(s: DbSession) -> tuple[str, str]:
+        owner = s.exec(select(User).where(col(User.email) == "owner@paris.fr")).one()
+        spec = SeriesSpec(
+            uid="keys@calendar",
+            title="Pick up the keys",
+            timezone="Europe/Paris",
+            start_local=datetime(2027, 1, 5, 9, 30),  # under way in the meeting's hour
+            duration=timedelta(hours=1),
+            transparent=True,
+        )
+        result = bookings.create_series(s, spec, [w.paris_room], now=T)
+        booking = s.get(Booking, result.booking_id)
+        assert booking is not None
+        booking.owner_id = owner.id
+        s.add(booking)
+        return booking.id, result.session_ids[0]
+
+    booking_id, session_id = await w.db().run(free_time)
+    await w.clock.set((START + timedelta(minutes=40)).timestamp())  # 09:40 in Paris
+    badge = (
+        '<span class="state state-reminder" title="Free time in a calendar: no room connects'
+        ' and no one joins.">Reminder — no call</span>'
+    )
+    no_one = "A reminder has no call: no room connects, so no one is expected to join."
+    page = f"/bookings/{booking_id}"
+    status, booking_page = await get(w, "owner", page)
+    assert status == 200
+    assert badge in booking_page.split('id="current-h">')[1].split("</h2>")[0]
+    assert no_one in booking_page and 'class="participants"' not in booking_page
+    assert "Not yet" not in booking_page
+    assert "/extend" not in booking_page and "End the session now" not in booking_page
+    assert f'action="/sessions/{session_id}/cancel"' in booking_page  # it can still go
+    assert "No call: the event is free time in its calendar" in booking_page
+    assert f'action="{page}/guests"' not in booking_page
+    assert "The sessions ahead are reminders (free time in a calendar)" in booking_page
+    status, refused, _ = await post(w, "owner", f"{page}/guests", {"name": "Grace"}, page=page)
+    assert status == 409 and 'data-code="invitations-closed"' in refused
+    assert "no room connects to them, so no guest can be invited" in refused
+    assert await w.db().run(lambda s: s.exec(select(Guest)).all()) == []
+    status, session_page = await get(w, "owner", f"/sessions/{session_id}")
+    assert status == 200 and badge in session_page.split("</h1>")[0]
+    assert no_one in session_page and 'class="session-sites"' not in session_page
+    assert "Never" not in session_page
+    status, listing = await get(w, "owner", "/bookings")
+    line = listing.split(f'href="/bookings/{booking_id}"')[1].split("</tr>")[0]
+    assert status == 200 and badge in line
+    # The meeting itself, an opaque booking under way beside it, is no reminder.
+    assert (
+        "state-reminder"
+        not in listing.split(f'href="/bookings/{w.booking_id}"')[1].split("</tr>")[0]
+    )
 
 
 async def test_staff_of_a_room_cancel_one_occurrence_and_the_series(world: World) -> None:
@@ -487,7 +665,9 @@ async def test_detail_and_approvals_pages_in_chromium(world: World, browser: Any
         participation.record_joined(s, w.session_id, w.paris_room, at - 50)
         participation.record_milestone(s, w.session_id, w.paris_room, "first-frame", at - 45)
         participation.record_milestone(s, w.session_id, w.paris_room, "live", at)
-        guests.add_guest(s, w.booking_id, "Ada Lovelace", "ada@example.org")
+        guests.add_guest(
+            s, w.booking_id, "Ada Lovelace", "ada@example.org", now=START + timedelta(seconds=20)
+        )
 
     await w.db().run(under_way)
 

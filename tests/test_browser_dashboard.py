@@ -211,6 +211,19 @@ async def test_the_dashboard_follows_a_session_through_its_states(
         await page.screenshot(path=str(screenshot_path("dashboard-live-session")), full_page=True)
 
         await move_to(end - timedelta(seconds=300), "ending")
+        # Issue 10: the script writes what "ending" means, the end the rooms' screens
+        # announce, into the badge and its tooltip (it read a bare "Ending").
+        badge = page.locator(f'{session} [data-field="state_label"]')
+        await page.wait_for_function(
+            f"document.querySelector('{session} [data-field=\"state_label\"]')"
+            ".textContent.startsWith('Ends at ')",
+            timeout=WAIT_MS,
+        )
+        said = (await badge.inner_text()).removeprefix("Ends at ")
+        assert said[:1].isdigit(), said
+        assert await badge.get_attribute("title") == (
+            f"The rooms' screens warn that the session ends at {said}."
+        )
         await move_to(end, "ended")
         # Issue 10: the ended session's sites keep their media (it said "No media").
         bleue = f'tr[data-key="site:{made.id}:{net.salle_bleue}"]'
@@ -225,6 +238,7 @@ async def test_the_dashboard_follows_a_session_through_its_states(
         state = page.locator(f'{session} [data-field="state_label"]')
         assert await state.inner_text() == "Ended"
         assert await state.get_attribute("class") == "state state-ended"
+        assert await state.get_attribute("title") is None  # "Ended" says it all
         await assert_not_reloaded(page, navigations)
         for client in rooms:
             await client.close()
@@ -239,7 +253,7 @@ async def test_the_dashboard_follows_a_session_through_its_states(
         assert "29.7 fps" in await record.inner_text() and "84 ms" in await record.inner_text()
         steps = [t.split()[0] for t in await page.locator("ol.transitions li").all_inner_texts()]
         assert steps[0] == "Scheduled" and steps[-1] == "Ended", steps
-        assert steps.index("Connecting") < steps.index("Live") < steps.index("Ending"), steps
+        assert steps.index("Connecting") < steps.index("Live") < steps.index("End"), steps
         await page.screenshot(path=str(screenshot_path("session-history")), full_page=True)
         await page.get_by_role("link", name="Booking: Delegation Amsterdam").click()
         await page.wait_for_url(f"**/bookings/{made.booking_id}")

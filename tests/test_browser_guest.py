@@ -80,12 +80,15 @@ class Meeting:
     session_id: str
     links: dict[str, tuple[str, str]] = field(default_factory=dict)  # guest -> (id, token)
 
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.app.services.clock.now(), UTC)
+
     def url(self, guest: str) -> str:
         return f"{self.app.url}/join/{self.links[guest][1]}"
 
     async def add_guest(self, name: str, booking_id: str | None = None) -> None:
         guest, token = await self.app.services.db.run(
-            lambda s: guests.add_guest(s, booking_id or self.booking_id, name)
+            lambda s: guests.add_guest(s, booking_id or self.booking_id, name, now=self.now())
         )
         self.links[name] = (guest.id, token)
 

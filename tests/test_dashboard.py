@@ -15,11 +15,12 @@ import pytest
 from aiohttp import ClientSession
 from sqlmodel import col, select
 
-from orchestrator import guests, participation, service
+from orchestrator import bookings, guests, participation, service
 from orchestrator.accounts import Principal
 from orchestrator.clock import FakeClock
 from orchestrator.db import DbSession
 from orchestrator.models import User
+from orchestrator.series import SeriesSpec
 from signalling.client import SignallingClient
 from signalling.ports import MediaReport
 from signalling.protocol import MediaStats
@@ -35,6 +36,7 @@ from tests.session_history_support import hold_ended_session
 from tests.ui_support import RunningApp, running_app
 from web.settings import Settings
 from web.ui.dashboard_state import day_window, viewer_zone
+from web.ui.i18n import Formatter
 
 pytestmark = pytest.mark.wall_clock
 
@@ -83,7 +85,7 @@ def book_private(net: Network, start: datetime) -> Callable[[DbSession], tuple[s
         booking.owner_id, booking.owner_centre_id = staff.id, net.amsterdam
         booking.organiser = ORGANISER
         s.add(booking)
-        guest, _ = guests.add_guest(s, booking.id, GUEST)
+        guest, _ = guests.add_guest(s, booking.id, GUEST, now=start)
         return booking.id, session.id, guest.id
 
     return run
@@ -357,3 +359,84 @@ async def test_a_booking_from_the_form_shows_its_organiser_by_name(tmp_path: Pat
     assert organisers == {"From the form": "Ada Admin", "From a calendar": "cfo@amsterdam.example"}
     assert "Organiser: Ada Admin" in page and "Organiser: cfo@amsterdam.example" in page
     assert "mailto:" not in page.lower()
+
+
+async def test_a_reminder_reads_as_one_and_an_ending_session_says_when_it_ends(
+    tmp_path: Path,
+) -> None:
+    """Issue 10: a transparent booking's session (a reminder, which never connects) was
+    listed as a scheduled session whose rooms had "Not joined", and made its room
+    "booked"; it reads "Reminder — no call" with no sites, and its room is free. A
+    session five minutes from its end read a bare "Ending": it names the end the
+    rooms' screens announce, in the viewer's zone, and says so in its tooltip."""
+    async with at_mid_morning(tmp_path) as app:
+        db = app.services.db
+        net = await db.run(make_network)
+        end = NOW + timedelta(minutes=4)
+
+        def book(s: DbSession) -> tuple[str, str]:
+            _, call = service.book(
+                s, "Delegation", end - timedelta(hours=1), end, [net.smart_work_room, net.studio]
+            )
+            spec = SeriesSpec(
+                uid="keys@calendar",
+                title="Pick up the keys",
+                timezone="Europe/Paris",
+                start_local=datetime(2026, 12, 8, 11, 0),  # 10:00 UTC, today
+                duration=timedelta(hours=1),
+                transparent=True,
+            )
+            return call.id, bookings.create_series(s, spec, [net.salle_bleue], now=NOW).session_ids[
+                0
+            ]
+
+        call_id, reminder_id = await db.run(book)
+        await app.services.scheduler.step()  # the call goes up to its first end warning
+        seen: dict[str, tuple[dict[str, Any], str]] = {}
+        for email in (ADMIN, PARIS_ORGANISER):
+            async with await logged_in(app, email) as http:
+                state = await get_state(http, app)
+                async with http.get(app.url + "/") as r:
+                    seen[email] = (state, await r.text())
+        async with await logged_in(app, ADMIN) as http:
+            async with http.get(
+                app.url + "/dashboard/fragment", headers={"Accept-Language": "fr"}
+            ) as r:
+                french = await r.text()
+            await app.services.clock.set((NOW + timedelta(hours=2)).timestamp())
+            await app.services.scheduler.step()  # the reminder's end has passed
+            later = await get_state(http, app)
+
+    english = Formatter("en")
+    for email, zone in ((ADMIN, "UTC"), (PARIS_ORGANISER, "Europe/Paris")):
+        state, page = seen[email]
+        sessions = {s["id"]: s for s in state["sessions"]}
+        call, reminder = sessions[call_id], sessions[reminder_id]
+        at = english.time(end, zone)  # 9:04 AM for the administrator, 10:04 AM in Paris
+        assert (call["state"], call["badge"], call["state_label"]) == (
+            "ending",
+            "ending",
+            f"Ends at {at}",
+        )
+        assert call["state_title"] == f"The rooms' screens warn that the session ends at {at}."
+        assert call["announce"].endswith(f"Ends at {at}")
+        assert (reminder["state"], reminder["badge"], reminder["reminder"]) == (
+            "scheduled",
+            "reminder",
+            True,
+        )
+        assert reminder["state_label"] == "Reminder — no call" and reminder["sites"] == []
+        assert reminder["note"] == "No call: the rooms stay free (Salle Bleue)."
+        assert reminder["under_way"] is False and call["reminder"] is False
+        bleue = next(r for r in state["rooms"] if r["id"] == net.salle_bleue)
+        assert (bleue["activity"], bleue["activity_label"]) == ("free", "Free")
+        # The page the server renders says the same before any script runs.
+        article = page.split(f'data-key="session:{reminder_id}"')[1].split("</article>")[0]
+        assert 'class="state state-reminder"' in article and "Reminder — no call" in article
+        assert "Not joined" not in article and "No call: the rooms stay free" in article
+        badge = page.split(f'data-key="session:{call_id}"')[1].split("</h3>")[0]
+        assert f'title="The rooms&#39; screens warn that the session ends at {at}."' in badge
+        assert 'data-title-field="state_title"' in badge and 'data-class-field="badge"' in badge
+    assert "Se termine à 09:04" in french and "Rappel — aucun appel" in french
+    over = next(s for s in later["sessions"] if s["id"] == reminder_id)
+    assert (over["state"], over["badge"], over["sites"]) == ("ended", "reminder", [])

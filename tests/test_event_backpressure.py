@@ -89,7 +89,7 @@ def world(tmp_path: Path) -> Iterator[World]:
         booking, session = service.book(
             s, "Weekly", START, START + timedelta(hours=1), rooms, lead_seconds=60
         )
-        guest, _ = guests.add_guest(s, booking.id, "Ada", None)
+        guest, _ = guests.add_guest(s, booking.id, "Ada", None, now=START)
         return World(db, session.id, booking.id, rooms, f"guest:{guest.id}")
 
     yield db.run_sync(setup)

@@ -49,7 +49,7 @@ def booked_with_guest(db: Database, start: datetime = START) -> tuple[str, str, 
 
     def work(s: DbSession) -> tuple[str, str, str, str]:
         booking, session = service.book(s, "Delegation", start, start + HOUR, rooms)
-        guest, token = guests.add_guest(s, booking.id, "Ada Lovelace", "ada@example.org")
+        guest, token = guests.add_guest(s, booking.id, "Ada Lovelace", "ada@example.org", now=start)
         return booking.id, session.id, guest.id, token
 
     return db.run_sync(work)
@@ -100,7 +100,7 @@ def test_a_revoked_link_is_refused_even_inside_the_window(db: Database) -> None:
 
 def test_the_other_guests_of_the_booking_keep_their_links(db: Database) -> None:
     booking_id, _, guest_id, token = booked_with_guest(db)
-    _, other = db.run_sync(lambda s: guests.add_guest(s, booking_id, "Grace Hopper"))
+    _, other = db.run_sync(lambda s: guests.add_guest(s, booking_id, "Grace Hopper", now=START))
     db.run_sync(lambda s: guests.revoke_guest(s, guest_id, START))
     assert resolve(db, other, START).name == "Grace Hopper"
     assert refusal(db, token, START).code == "guest-link-revoked"
@@ -141,7 +141,7 @@ def test_in_a_series_the_link_opens_the_occurrence_under_way(db: Database) -> No
     def work(s: DbSession) -> tuple[list[str], str]:
         result = bookings.create_series(s, spec, rooms, now=START - timedelta(days=1))
         booking_id = s.exec(select(Session.booking_id).where(Session.id == result.session_ids[0]))
-        _, token = guests.add_guest(s, booking_id.one(), "Ada Lovelace")
+        _, token = guests.add_guest(s, booking_id.one(), "Ada Lovelace", now=START)
         ordered = s.exec(
             select(Session.id)
             .where(col(Session.id).in_(result.session_ids))

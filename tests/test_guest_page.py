@@ -19,6 +19,7 @@ import pytest
 from orchestrator import guests, service
 from orchestrator.clock import FakeClock
 from orchestrator.db import DbSession
+from orchestrator.models import Booking
 from orchestrator.tickets import ticket_window
 from signalling.client import SignallingClient, SignallingError
 from tests.ui_support import RunningApp, running_app
@@ -82,7 +83,9 @@ async def meeting(tmp_path: Path) -> AsyncIterator[Meeting]:
                 service.add_room(s, montreal.id, "Salle du fleuve")[0].id,
             ]
             booking, session = service.book(s, "Délégation Québec", START, END, rooms)
-            guest, token = guests.add_guest(s, booking.id, "Ada Lovelace")
+            guest, token = guests.add_guest(
+                s, booking.id, "Ada Lovelace", now=START - timedelta(days=1)
+            )
             return booking.id, session.id, guest.id, token
 
         ids = await app.services.db.run(work)
@@ -202,6 +205,32 @@ async def test_after_the_end_the_link_opens_nothing(meeting: Meeting) -> None:
     assert "opens_at" not in answer["error"]
 
 
+async def test_a_reminder_s_link_says_there_is_no_call(meeting: Meeting) -> None:
+    """Issue 10: the event was marked free in the organiser's calendar after the guest
+    was invited (a re-import turns the booking transparent): its session is a
+    reminder, which no room joins. The link said nothing of it and opened a join page
+    with nobody to meet; it says there is no call, in the visitor's language."""
+
+    def turn_transparent(s: DbSession) -> None:
+        booking = s.get(Booking, meeting.booking_id)
+        assert booking is not None
+        booking.transparent = True
+        s.add(booking)
+
+    await meeting.app.services.db.run(turn_transparent)
+    await meeting.at(START)
+    status, body = await meeting.page()
+    assert status == 403 and "guest-link-no-call" in body
+    assert "This meeting has no call" in body and "nothing to join" in body
+    assert 'id="join"' not in body
+    status, answer = await meeting.ticket(csrf=await meeting.csrf())
+    assert status == 403 and isinstance(answer, dict)
+    assert answer["error"]["code"] == "guest-link-no-call"
+    assert "nothing to join" in answer["error"]["message"]
+    status, french = await meeting.page(**{"Accept-Language": "fr"})
+    assert status == 403 and "Cette réunion n’a pas d’appel" in french
+
+
 async def test_a_signalling_refusal_of_a_stale_ticket_is_not_the_page_s_business(
     meeting: Meeting,
 ) -> None:
@@ -228,8 +257,8 @@ async def test_a_restarted_service_still_refuses_a_guest_revoked_before(tmp_path
         paris = service.add_centre(s, "Paris", "Europe/Paris")
         rooms = [service.add_room(s, paris.id, n)[0].id for n in ("A", "B")]
         booking, _ = service.book(s, "Revue", START, END, rooms)
-        kept, _ = guests.add_guest(s, booking.id, "Kept")
-        gone, _ = guests.add_guest(s, booking.id, "Gone")
+        kept, _ = guests.add_guest(s, booking.id, "Kept", now=START)
+        gone, _ = guests.add_guest(s, booking.id, "Gone", now=START)
         guests.revoke_guest(s, gone.id, START)
         return kept.id, gone.id
 

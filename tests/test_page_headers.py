@@ -47,7 +47,7 @@ async def site(tmp_path: Path) -> AsyncIterator[Site]:
             start = NOW + timedelta(minutes=10)
             rooms = [network.paris_room, network.amsterdam_room]
             booking, session = service.book(s, "Comité", start, start + timedelta(hours=1), rooms)
-            guest, guest_token = guests.add_guest(s, booking.id, "Ada Lovelace")
+            guest, guest_token = guests.add_guest(s, booking.id, "Ada Lovelace", now=NOW)
             return {
                 "booking_id": booking.id,
                 "session_id": session.id,

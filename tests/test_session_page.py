@@ -63,12 +63,16 @@ def test_the_organiser_is_named_as_on_the_booking_page() -> None:
 
 def test_a_booking_takes_guests_while_an_occurrence_is_ahead_or_under_way() -> None:
     soon, gone = NOW + timedelta(minutes=1), NOW - timedelta(minutes=1)
-    assert invitations_open([("scheduled", soon)], NOW)
-    assert invitations_open([("live", soon), ("ended", gone)], NOW)
-    assert not invitations_open([("ended", gone)], NOW)
-    assert not invitations_open([("ended", soon), ("cancelled", soon), ("failed", soon)], NOW)
-    assert not invitations_open([("scheduled", gone)], NOW)  # past its end, state aside
-    assert not invitations_open([], NOW)
+
+    def open_(occurrences: list[tuple[str, datetime]]) -> bool:
+        return invitations_open(occurrences, NOW, transparent=False, connect_mode="automatic")
+
+    assert open_([("scheduled", soon)])
+    assert open_([("live", soon), ("ended", gone)])
+    assert not open_([("ended", gone)])
+    assert not open_([("ended", soon), ("cancelled", soon), ("failed", soon)])
+    assert not open_([("scheduled", gone)])  # past its end, state aside
+    assert not open_([])
 
 
 async def _page(http: ClientSession, url: str) -> tuple[int, str]:

@@ -173,7 +173,7 @@ async def set_the_scene(app: RunningApp) -> Scene:
         s.add(booking)
         at = start.timestamp() - JOINED_BEFORE
         participation.record_joined(s, session.id, net.salle_bleue, at)
-        _, guest_token = guests.add_guest(s, booking.id, "Invitée")
+        _, guest_token = guests.add_guest(s, booking.id, "Invitée", now=start)
         seed_usage_year(s, 2025)
         token = panels.create_panel_token(s, net.salle_bleue)
         return Scene(net, booking.id, session.id, token, guest_token)

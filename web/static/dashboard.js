@@ -1,9 +1,10 @@
 // The network dashboard, live: poll /dashboard/state every two seconds and patch the
 // page in place (text and state classes of the elements marked data-field inside
-// each data-key item). When rooms or sessions appear or go (the state's "layout"
-// changes) the server-rendered fragment is swapped in instead. Changes worth
-// hearing (a room going offline, a session going live, a site's media) are
-// announced politely in the live region. No framework, no build step.
+// each data-key item, and the tooltips of those marked data-title-field). When rooms
+// or sessions appear or go (the state's "layout" changes) the server-rendered
+// fragment is swapped in instead. Changes worth hearing (a room going offline, a
+// session going live, a site's media) are announced politely in the live region.
+// No framework, no build step.
 "use strict";
 
 (function () {
@@ -40,6 +41,12 @@
       if (classField) {
         const cls = (field.dataset.classPrefix || "state state-") + item[classField];
         if (field.className !== cls) field.className = cls;
+      }
+      const titleField = field.dataset.titleField;
+      if (titleField) {
+        const title = item[titleField] || "";
+        if (!title) field.removeAttribute("title");
+        else if (field.title !== title) field.title = title;
       }
     }
     for (const name of (el.dataset.mirror || "").split(" ").filter(Boolean)) {

@@ -16,9 +16,10 @@
 
 Privacy (``orchestrator.access``): a booking someone may not see does not exist for
 them (404); someone who may see but not manage it sees no forms and their POSTs are
-refused (403). Guests are invited only while an occurrence is ahead or under way
-(``orchestrator.invitations``): the form is offered only then, and a late POST is
-refused with ``invitations-closed`` (409). The rules and the commands are the
+refused (403). Guests are invited only while the booking has a call ahead or under
+way (``orchestrator.invitations``, which ``guests.add_guest`` applies): the form is
+offered only then, and a late POST, or one for a booking whose sessions ahead are
+reminders, is refused with ``invitations-closed`` (409), saying which. The rules and the commands are the
 orchestrator's (``booking_overview``, ``session_actions``, ``guests``,
 ``invitations``); ``web.ui.booking_view`` reads what the page shows; this module
 reads forms and shows results. A guest's link is shown once, on the page answering
@@ -43,9 +44,9 @@ from orchestrator.booking_overview import (
 from orchestrator.booking_store import BookingConflict
 from orchestrator.db import DbSession
 from orchestrator.guests import REVOCATION_MEMORY
-from orchestrator.invitations import CLOSED, check_invitations_open
-from orchestrator.models import Booking, Guest
-from orchestrator.policy import RESERVE_ONLY
+from orchestrator.invitations import CLOSED, NEEDS_CALL, InvitationsClosed
+from orchestrator.models import Guest
+from orchestrator.reminders import reminder_ids
 from orchestrator.service import DomainError
 from orchestrator.tickets import guest_peer_id
 from web.app import SERVICES
@@ -74,9 +75,14 @@ REFUSALS = {
     "bad-request": "Enter the guest's name (at most 100 characters).",
     "bad-guest": "Enter the guest's name (at most 100 characters).",
     "invalid-email": "Enter an email address such as name@example.org.",
-    "guests-need-call": "A reserve-only booking sets up no call, so it has no guests.",
+    NEEDS_CALL: "A reserve-only booking sets up no call, so it has no guests.",
     CLOSED: "Every session of this booking is over, so no guest can be invited any more.",
 }
+NO_CALL_AHEAD = (
+    "The sessions ahead are reminders (free time in a calendar): no room connects to them, "
+    "so no guest can be invited."
+)
+"""``invitations-closed`` for a booking whose sessions ahead are all reminders."""
 CONFLICTS = frozenset({"conflict", "ended", "past", "not-begun", CLOSED})
 """Refusals that are about the booking's state, not the form (409)."""
 
@@ -133,11 +139,21 @@ async def bookings_page(request: web.Request) -> web.Response:
     when: When = "past" if request.query.get("when") == "past" else "upcoming"
     now = now_utc(request)
 
-    def load(s: DbSession) -> tuple[list[Any], str]:
-        return list_bookings_for(s, user, now, when), viewer_zone(s, user)
+    def load(s: DbSession) -> tuple[list[Any], str, frozenset[str]]:
+        lines = list_bookings_for(s, user, now, when)
+        shown = [line.session_id for line in lines if line.session_id]
+        return lines, viewer_zone(s, user), reminder_ids(s, shown)
 
-    lines, zone = await request.app[SERVICES].db.run(load)
-    return render(request, "booking_detail/list.html", lines=lines, when=when, zone=zone, now=now)
+    lines, zone, reminders = await request.app[SERVICES].db.run(load)
+    return render(
+        request,
+        "booking_detail/list.html",
+        lines=lines,
+        when=when,
+        zone=zone,
+        now=now,
+        reminders=reminders,
+    )
 
 
 async def booking_page(request: web.Request) -> web.Response:
@@ -187,6 +203,8 @@ def _refusal(request: web.Request, page_rooms: dict[str, tuple[str, str]], exc: 
                 )
             )
         return gettext(request, "Not every room is free:") + " " + " ".join(dict.fromkeys(parts))
+    if isinstance(exc, InvitationsClosed) and exc.reason == "reminders":
+        return gettext(request, NO_CALL_AHEAD)
     return gettext(request, REFUSALS.get(exc.code, exc.message))
 
 
@@ -319,11 +337,7 @@ async def add_guest(request: web.Request) -> web.Response:
     now = now_utc(request)
 
     def make(s: DbSession) -> tuple[Any, str]:
-        booking = s.get(Booking, booking_id)
-        if booking is not None and booking.connect_mode == RESERVE_ONLY:
-            raise DomainError("guests-need-call", "a reserve-only booking has no guests")
-        check_invitations_open(s, booking_id, now)
-        return guests.add_guest(s, booking_id, name, email or None)
+        return guests.add_guest(s, booking_id, name, email or None, now=now)
 
     return await _issue(request, booking_id, user, make, {"name": name, "email": email})
 
@@ -367,9 +381,9 @@ async def new_link(request: web.Request) -> web.Response:
 
     def make(s: DbSession) -> tuple[Any, str]:
         old = _guest_of(s, booking_id, guest_id)
-        check_invitations_open(s, booking_id, now)
+        made = guests.add_guest(s, booking_id, old.name, old.email, now=now)
         guests.revoke_guest(s, guest_id, now)
-        return guests.add_guest(s, booking_id, old.name, old.email)
+        return made
 
     response = await _issue(request, booking_id, user, make, {})
     if response.status < 400:

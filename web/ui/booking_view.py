@@ -1,25 +1,40 @@
 """What the booking's page shows, read in one transaction (``detail_page``): the
 booking, whether the person may manage it, the session under way or next (or, with
 none ahead, the last one that took place) with its participants, the extensions
-on offer, and whether guests may still be invited (``orchestrator.invitations``).
+on offer and what limits them, which sessions are reminders
+(``orchestrator.reminders``), and whether guests may still be invited
+(``orchestrator.invitations``).
 
 A participant taking part now shows its live figures; one that left, or whose
 session is over, the figures it kept (``orchestrator.session_history``).
+
+Beside the Extend buttons the page says what is true of the rooms
+(``extension_hint``): with every extension on offer, that every room is free at
+least until the longest would end; otherwise which room is booked from when to when
+(``session_actions.extension_conflicts``, the first hold in the way of the shortest
+extension refused). The room is always one of this booking's, which the page lists
+to whoever may see it (``orchestrator.access``), so it is named, unlike on the room
+panel; the other booking is not (its title may be another centre's business), as
+in the refusal of an extension.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from orchestrator import service, session_actions
 from orchestrator.accounts import Principal
 from orchestrator.booking_overview import BookingOverview, SessionLine
+from orchestrator.conflicts import Conflict
 from orchestrator.db import DbSession
-from orchestrator.invitations import invitations_open
+from orchestrator.errors import DomainError
+from orchestrator.invitations import Reason, closed_reason
 from orchestrator.lifecycle import TERMINAL_STATES
-from orchestrator.models import Centre
+from orchestrator.models import Booking, Centre
+from orchestrator.reminders import reminder_ids
 from orchestrator.service import SessionDetail
 from orchestrator.session_history import KeptMedia, kept_media
 from web.ui.organiser import organiser_label
@@ -49,6 +64,26 @@ class Participant:
 
 
 @dataclass(frozen=True, slots=True)
+class Blocker:
+    """A hold that keeps the session from being extended: one of the booking's rooms
+    and the other occurrence's times (aware UTC, buffer not included)."""
+
+    room: str
+    start: datetime
+    end: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ExtendHint:
+    """What the page says beside Extend: every room is free at least until
+    ``free_until`` (None: no extension is offered), and the first hold in the way of
+    the shortest extension refused (None: every one is offered)."""
+
+    free_until: datetime | None
+    blocker: Blocker | None
+
+
+@dataclass(frozen=True, slots=True)
 class DetailPage:
     booking: BookingOverview
     manage: bool
@@ -58,9 +93,22 @@ class DetailPage:
     extend_options: tuple[int, ...]
     can_end: bool
     now: datetime
-    can_invite: bool = False
+    invite_closed: Reason | None = "over"
+    """Why no guest may be invited (``orchestrator.invitations``); None: they may."""
     last: SessionLine | None = None
     """With no session ahead: the last one that took place (shown with its participants)."""
+    extend_hint: ExtendHint | None = None
+    reminders: frozenset[str] = frozenset()
+    """The booking's sessions shown that are reminders (no call)."""
+    transparent: bool = False
+    """The booking is free time in its calendar: its sessions not begun are reminders."""
+
+    @property
+    def can_invite(self) -> bool:
+        return self.manage and self.invite_closed is None
+
+    def is_reminder(self, session: SessionLine | None) -> bool:
+        return session is not None and session.id in self.reminders
 
     @property
     def organiser(self) -> str | None:
@@ -145,6 +193,38 @@ def _last_held(booking: BookingOverview) -> SessionLine | None:
     return next((s for s in booking.past if s.state != "cancelled"), None)
 
 
+def first_blocker(conflicts: Sequence[Conflict], names: dict[str, str]) -> Conflict | None:
+    """The hold in the way that starts first (by room name among equals)."""
+    if not conflicts:
+        return None
+    return min(conflicts, key=lambda c: (c.busy.start, names.get(c.room_id, c.room_id)))
+
+
+def extension_hint(
+    s: DbSession,
+    session: SessionLine,
+    options: tuple[int, ...],
+    now: datetime,
+    choices: Sequence[int] = session_actions.EXTENSION_CHOICES,
+) -> ExtendHint | None:
+    """What limits extending ``session`` (see the module doc); None when nothing
+    true can be said (the session is over)."""
+    free_until = session.end + timedelta(minutes=max(options)) if options else None
+    refused = sorted(set(choices) - set(options))
+    if not refused:
+        return ExtendHint(free_until, None)
+    try:
+        conflicts = session_actions.extension_conflicts(s, session.id, refused[0], now)
+    except DomainError:
+        return None
+    names = {r.room_id: r.name for r in session_actions.held_rooms(s, session.id)}
+    first = first_blocker(conflicts, names)
+    if first is None:
+        return ExtendHint(free_until, None) if free_until else None
+    blocker = Blocker(names.get(first.room_id, first.room_id), first.busy.start, first.busy.end)
+    return ExtendHint(free_until, blocker)
+
+
 def detail_page(
     s: DbSession,
     booking: BookingOverview,
@@ -158,9 +238,15 @@ def detail_page(
     last = _last_held(booking) if current is None else None
     shown = current or last
     detail = service.session_detail(s, shown.id) if shown else None
+    reminders = reminder_ids(s, [x.id for x in booking.upcoming + booking.past])
+    row = s.get(Booking, booking.id)
+    transparent = row is not None and row.transparent
     options: tuple[int, ...] = ()
-    if manage and current is not None and booking.status != "cancelled":
+    hint = None
+    extendable = current is not None and current.id not in reminders
+    if manage and current is not None and extendable and booking.status != "cancelled":
         options = session_actions.extension_options(s, current.id, now)
+        hint = extension_hint(s, current, options, now)
     return DetailPage(
         booking=booking,
         manage=manage,
@@ -168,8 +254,16 @@ def detail_page(
         current=current,
         participants=_participants(booking, detail, live),
         extend_options=options,
-        can_end=manage and current is not None and current.start <= now,
+        can_end=manage and extendable and current is not None and current.start <= now,
         now=now,
-        can_invite=manage and invitations_open(((u.state, u.end) for u in booking.upcoming), now),
+        invite_closed=closed_reason(
+            ((u.state, u.end) for u in booking.upcoming),
+            now,
+            transparent=transparent,
+            connect_mode=booking.connect_mode,
+        ),
         last=last,
+        extend_hint=hint,
+        reminders=reminders,
+        transparent=transparent,
     )

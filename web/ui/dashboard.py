@@ -23,6 +23,7 @@ from aiohttp import web
 from orchestrator.accounts import Principal
 from orchestrator.db import DbSession
 from orchestrator.network_view import NetworkSnapshot, network_snapshot
+from orchestrator.reminders import reminder_ids
 from orchestrator.service import list_centres
 from orchestrator.session_history import KeptMedia, kept_media_of, owner_names
 from web.app import SERVICES
@@ -42,6 +43,7 @@ class _Loaded(NamedTuple):
     snapshot: NetworkSnapshot
     kept: dict[tuple[str, str], KeptMedia]
     owners: dict[str, str]
+    reminders: frozenset[str]
 
 
 def _no_readiness() -> Mapping[str, Readiness]:
@@ -58,9 +60,14 @@ async def dashboard_state(request: web.Request, user: Principal) -> DashboardSta
         snapshot = network_snapshot(s, since, until)
         sessions = [row.id for row in snapshot.sessions]
         owners = {row.owner_id for row in snapshot.sessions if row.owner_id}
-        return _Loaded(snapshot, kept_media_of(s, sessions), owner_names(s, owners))
+        return _Loaded(
+            snapshot,
+            kept_media_of(s, sessions),
+            owner_names(s, owners),
+            reminder_ids(s, sessions),
+        )
 
-    snapshot, kept, owners = await services.db.run(load)
+    snapshot, kept, owners, reminders = await services.db.run(load)
     return build_state(
         snapshot,
         online=services.signalling.hub.online_rooms(),
@@ -72,6 +79,7 @@ async def dashboard_state(request: web.Request, user: Principal) -> DashboardSta
         gettext=lambda message: gettext(request, message),
         kept=kept,
         owners=owners,
+        reminders=reminders,
     )
 
 

@@ -9,6 +9,13 @@ scripts and tests) and labels in the viewer's language (for the page), plus
 
 Privacy: a session's title, organiser and guest names are shown only to people
 ``orchestrator.access.can_see_booking`` allows; others see "Session" and "busy".
+
+A session's badge (``badge``, ``state_label``, ``state_title``) says what its state
+means to people: a reminder (``orchestrator.reminders``: a transparent booking's
+session, which never connects) reads "Reminder — no call" and lists no sites, so
+nothing is expected of its rooms (no joins, no media, no "Not joined") and they stay
+free; an ``ending`` session names its end in the viewer's zone ("Ends at 14:30"),
+the time the rooms' screens are warning about.
 """
 
 from __future__ import annotations
@@ -85,6 +92,14 @@ class SessionView:
     """The session's page (its history), for those who may see the booking."""
     state: str
     state_label: str
+    state_title: str
+    """The badge's tooltip: what the state means ("" when its label says it all)."""
+    badge: str
+    """The badge's kind: the state, or ``reminder``."""
+    reminder: bool
+    """A reminder: no call, no sites (``orchestrator.reminders``)."""
+    note: str
+    """What the page says under the session instead of its sites ("" when it has them)."""
     under_way: bool
     start: str
     end: str
@@ -142,11 +157,36 @@ def _state_labels(_: Gettext) -> dict[str, str]:
         "scheduled": _("Scheduled"),
         "preparing": _("Preparing"),
         "live": _("Live"),
-        "ending": _("Ending"),
         "ended": _("Ended"),
         "cancelled": _("Cancelled"),
         "failed": _("Failed"),
     }
+
+
+@dataclass(frozen=True, slots=True)
+class Badge:
+    kind: str
+    label: str
+    title: str
+
+
+def state_badge(state: str, end: datetime, reminder: bool, zone: str, ctx: ViewContext) -> Badge:
+    """A session's badge (see the module doc); ``zone``: the viewer's."""
+    _ = ctx._
+    if reminder:
+        return Badge(
+            "reminder",
+            _("Reminder — no call"),
+            _("Free time in a calendar: no room connects and no one joins."),
+        )
+    if state == "ending":
+        at = ctx.time(end, zone, "short")
+        return Badge(
+            state,
+            _("Ends at %(time)s") % {"time": at},
+            _("The rooms' screens warn that the session ends at %(time)s.") % {"time": at},
+        )
+    return Badge(state, _state_labels(_).get(state, state), "")
 
 
 def _connect_mode_labels(_: Gettext) -> dict[str, str]:
@@ -167,12 +207,15 @@ def _readiness_labels(_: Gettext) -> dict[str, str]:
     }
 
 
-def _session(session: SessionRow, ctx: ViewContext) -> SessionView:
+def _session(session: SessionRow, ctx: ViewContext, viewer: str, reminder: bool) -> SessionView:
+    """``viewer``: the viewer's zone; ``reminder``: the session is a reminder."""
     _ = ctx._
     room_centres = [ctx.room_centres.get(s.room_id, "") for s in session.sites]
     visible = can_see_booking(ctx.user, session.owner_id, session.owner_centre_id, room_centres)
     title = session.title if visible else _("Session")
-    state_label = _state_labels(_).get(session.state, session.state)
+    badge = state_badge(session.state, session.end, reminder, viewer, ctx)
+    rooms = ", ".join(ctx.room_names.get(s.room_id, s.room_id) for s in session.sites)
+    note = _("No call: the rooms stay free (%(rooms)s).") % {"rooms": rooms} if reminder else ""
     zone = session.timezone
     when = "{} {}–{} {}".format(
         ctx.fmt.date(session.start, zone, "medium"),
@@ -193,7 +236,11 @@ def _session(session: SessionRow, ctx: ViewContext) -> SessionView:
         ),
         url=f"/sessions/{session.id}" if visible else None,
         state=session.state,
-        state_label=state_label,
+        state_label=badge.label,
+        state_title=badge.title,
+        badge=badge.kind,
+        reminder=reminder,
+        note=note,
         under_way=session.state in UNDER_WAY,
         start=iso(session.start) or "",
         end=iso(session.end) or "",
@@ -201,8 +248,8 @@ def _session(session: SessionRow, ctx: ViewContext) -> SessionView:
         when_label=when,
         connect_mode=session.connect_mode,
         connect_mode_label=_connect_mode_labels(_).get(session.connect_mode, session.connect_mode),
-        sites=tuple(site_view(session, s, ctx, visible) for s in session.sites),
-        announce=f"{with_colon(_, title)} {state_label}",
+        sites=() if reminder else tuple(site_view(session, s, ctx, visible) for s in session.sites),
+        announce=f"{with_colon(_, title)} {badge.label}",
     )
 
 
@@ -252,9 +299,11 @@ def build_state(
     gettext: Gettext,
     kept: Mapping[tuple[str, str], KeptMedia] | None = None,
     owners: Mapping[str, str] | None = None,
+    reminders: frozenset[str] = frozenset(),
 ) -> DashboardState:
     """``kept``: each site's kept media ((session id, room id) -> figures);
-    ``owners``: booking owner id -> name."""
+    ``owners``: booking owner id -> name; ``reminders``: the sessions that are
+    reminders (``orchestrator.reminders``)."""
     _ = gettext
     zones = {c.id: c.timezone for c in snapshot.centres}
     ctx = ViewContext(
@@ -272,7 +321,7 @@ def build_state(
         owners=owners or {},
     )
     zone = viewer_zone(user, zones)
-    pairs = [(s, _session(s, ctx)) for s in snapshot.sessions]
+    pairs = [(s, _session(s, ctx, zone, s.id in reminders)) for s in snapshot.sessions]
     sessions = tuple(view for _row, view in pairs)
     centres = tuple(
         CentreView(

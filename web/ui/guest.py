@@ -7,13 +7,16 @@ Routes (no login: the link's secret is the credential):
   from 15 minutes before a session's start to its end, not revoked, booking not
   cancelled). A refusal is a page naming its code: ``guest-link-invalid`` (404),
   ``guest-link-revoked`` (410), ``guest-link-outside-window`` (403, saying when the
-  link opens if it will).
+  link opens if it will), ``guest-link-no-call`` (403: the meeting is a reminder, free
+  time in a calendar, or reserve-only, so no room connects and there is nothing to
+  join).
 - ``POST /join/{token}/ticket`` (CSRF header): re-checks the link, then answers JSON
   ``{ticket, session_id, ws_url, ice_servers, joinable_at, server_time}``. The
   ticket is a guest ticket (``sub`` ``guest:<guest id>``, claim ``name``) over the
   session's ticket window; ``joinable_at`` is its ``nbf``, before which signalling
   refuses it, so the page waits until then. Refusals answer
-  ``{"error": {"code", "message", "opens_at"?}}`` with the page's status codes.
+  ``{"error": {"code", "message", "opens_at"?}}`` with the page's status codes
+  (``guest-link-no-call``'s message in the visitor's language, for the page to show).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from sqlmodel import col, select
 
 from orchestrator import guests
 from orchestrator.db import DbSession
-from orchestrator.guests import GuestAccess, GuestLinkClosed
+from orchestrator.guests import NO_CALL, GuestAccess, GuestLinkClosed
 from orchestrator.models import BookingRoom, Centre, Room
 from orchestrator.service import DomainError
 from orchestrator.tickets import guest_peer_id, room_peer_id, ticket_window
@@ -38,6 +41,7 @@ REFUSAL_STATUS: dict[str, int] = {
     "guest-link-invalid": 404,
     "guest-link-revoked": 410,
     "guest-link-outside-window": 403,
+    NO_CALL: 403,
 }
 GUEST_AGENT = "telecentre-guest/0.1"
 # The link's secret is in the path: keep it out of Referer headers and search engines.
@@ -90,6 +94,16 @@ def refusal_messages(request: web.Request, exc: DomainError) -> tuple[str, str]:
             gettext(request, "This link was withdrawn"),
             gettext(
                 request, "The organiser withdrew this invitation. Ask them if you need a new link."
+            ),
+        )
+    if exc.code == NO_CALL:
+        return (
+            gettext(request, "This meeting has no call"),
+            gettext(
+                request,
+                "It is marked as free time in the organiser's calendar: a reminder, to "
+                "which no room connects, so there is nothing to join. Ask the organiser "
+                "if you expected a video meeting.",
             ),
         )
     if isinstance(exc, GuestLinkClosed) and exc.opens is not None:
@@ -164,7 +178,8 @@ async def join_ticket(request: web.Request) -> web.Response:
     except DomainError as exc:
         if exc.code not in REFUSAL_STATUS:
             raise
-        error: dict[str, object] = {"code": exc.code, "message": exc.message}
+        message = refusal_messages(request, exc)[1] if exc.code == NO_CALL else exc.message
+        error: dict[str, object] = {"code": exc.code, "message": message}
         if (opens := _opens(exc)) is not None:
             error["opens_at"] = opens.timestamp()
         return web.json_response(

@@ -3,6 +3,10 @@ it ended. Its sites, when each joined, saw its first frame, went live and left (
 was released as a no-show), the media figures each kept (``orchestrator.
 session_history``), and its lifecycle transitions with their times.
 
+A reminder (``orchestrator.reminders``: a transparent booking's session, which never
+connects) reads as one: no sites to follow, nothing to expect of them. An ``ending``
+session says when it ends, as the rooms' screens do.
+
 The dashboard links each session one may see to this page, and the booking's page
 links each of its occurrences. Access is the booking's (``orchestrator.access``):
 someone who may not see the booking gets 404, so a title, an organiser or a guest
@@ -22,6 +26,7 @@ from orchestrator import service
 from orchestrator.booking_overview import BookingOverview, booking_of_session, booking_overview
 from orchestrator.db import DbSession
 from orchestrator.lifecycle import TERMINAL_STATES
+from orchestrator.reminders import reminder_ids
 from orchestrator.service import SessionDetail
 from orchestrator.session_history import KeptMedia, kept_media
 from web.app import SERVICES
@@ -72,6 +77,8 @@ class SessionPage:
     transitions: tuple[TransitionLine, ...]
     over: bool
     now: datetime
+    reminder: bool = False
+    """The session is (or ended as) a reminder: no call."""
 
 
 NEAR = 86400.0
@@ -101,6 +108,8 @@ def build_page(
     now: datetime,
     lang: str,
     gettext_: Callable[[str], str],
+    *,
+    reminder: bool = False,
 ) -> SessionPage:
     fmt = Formatter(lang)
     rooms = {r.room_id: r for r in booking.rooms}
@@ -143,6 +152,7 @@ def build_page(
         ),
         over=detail.state in TERMINAL_STATES or detail.end <= now,
         now=now,
+        reminder=reminder,
     )
 
 
@@ -162,7 +172,15 @@ async def page(request: web.Request) -> web.Response:
             raise web.HTTPNotFound()
         detail = service.session_detail(s, session_id)
         zone = user.timezone or booking.timezone
-        return build_page(detail, booking, zone, now, lang, translate)
+        return build_page(
+            detail,
+            booking,
+            zone,
+            now,
+            lang,
+            translate,
+            reminder=session_id in reminder_ids(s, [session_id]),
+        )
 
     found = await request.app[SERVICES].db.run(load)
     return render(request, "session/page.html", page=found, b=found.booking, d=found.detail)
