@@ -19,10 +19,10 @@ them (404); someone who may see but not manage it sees no forms and their POSTs 
 refused (403). Guests are invited only while the booking has a call ahead or under
 way (``orchestrator.invitations``, which ``guests.add_guest`` applies): the form is
 offered only then, and a late POST, or one for a booking whose sessions ahead are
-reminders, is refused with ``invitations-closed`` (409), saying which. The rules and the commands are the
-orchestrator's (``booking_overview``, ``session_actions``, ``guests``,
-``invitations``); ``web.ui.booking_view`` reads what the page shows; this module
-reads forms and shows results. A guest's link is shown once, on the page answering
+reminders, is refused with ``invitations-closed`` (409), saying which. The rules and
+the commands are the orchestrator's (``booking_overview``, ``session_actions``,
+``guests``, ``invitations``); ``web.ui.booking_view`` reads what the page shows;
+this module reads forms and shows results. A guest's link is shown once, on the page answering
 the POST that made it.
 """
 
