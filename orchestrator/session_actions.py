@@ -41,6 +41,7 @@ from orchestrator import bookings, lifecycle
 from orchestrator.booking_busy import busy_rows
 from orchestrator.booking_series import LOCAL, booking_or_fail
 from orchestrator.booking_store import BookingConflict, is_slot_overlap
+from orchestrator.calls import is_reminder
 from orchestrator.conflicts import Busy, Conflict, SlotRequest, find_conflicts, held
 from orchestrator.db import DbSession
 from orchestrator.models import Booking, Participation, Room, RoomSlot, Session
@@ -238,6 +239,9 @@ def extend(
     session = _session(db, session_id)
     if is_over(session.state, session.end_utc, now):
         raise DomainError("ended", "a session that has ended cannot be extended")
+    booking = db.get(Booking, session.booking_id)
+    if booking is not None and is_reminder(booking.transparent, session.state):
+        raise DomainError("no-call", "a reminder has no call to extend")
     new_end = session.end_utc + extra
     rooms = held_rooms(db, session_id)
     names = {r.room_id: r.name for r in rooms}

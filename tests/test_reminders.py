@@ -14,10 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import bookings, lifecycle, service
+from orchestrator import bookings, lifecycle, service, session_actions
 from orchestrator.clock import FakeClock
 from orchestrator.db import Database, DbSession
+from orchestrator.errors import DomainError
 from orchestrator.models import Booking, Session
+from orchestrator.policy import BookingSettings
 from orchestrator.reminders import reminder_ids, was_reminder
 from orchestrator.scheduler import Scheduler
 from orchestrator.series import SeriesSpec
@@ -114,3 +116,18 @@ def test_a_call_whose_booking_turned_transparent_is_no_reminder(db: Database) ->
     db.run_sync(live_then_free)
     assert db.run_sync(lambda s: reminder_ids(s, [call])) == frozenset()
     assert db.run_sync(lambda s: reminder_ids(s, [])) == frozenset()
+
+
+def test_a_reminder_cannot_be_extended_by_any_door(db: Database) -> None:
+    """The page hides Extend for a reminder; the rule itself refuses it too (a direct
+    POST, the API), since a reminder holds no room to keep longer."""
+    reminder, call = two_meetings(db)
+    settings = BookingSettings()
+
+    def extend(session_id: str) -> Session:
+        return db.run_sync(lambda s: session_actions.extend(s, session_id, 15, NOW, settings))
+
+    with pytest.raises(DomainError) as refused:
+        extend(reminder)
+    assert refused.value.code == "no-call"
+    assert extend(call).end_utc == START + HOUR + timedelta(minutes=15)
