@@ -289,7 +289,9 @@ async def test_a_room_released_for_no_show_is_told_to_its_centres_staff(
     by_recipient = {str(m["To"]): m for m in messages}
     assert set(by_recipient) == {"paul@example.org", "anouk@example.org"}
     paul = by_recipient["paul@example.org"]
-    assert paul["Subject"] == "Salle libérée : Salle Bleue n'a pas rejoint « Comité de pilotage »"
+    assert paul["Subject"] == (
+        "Salle libérée\u00a0: Salle Bleue n’a pas rejoint «\u00a0Comité de pilotage\u00a0»"
+    )
     text = paul.get_content()
     assert "Bonjour Paul," in text and "10 minutes" in text
     assert "(Europe/Paris)" in text
