@@ -5,6 +5,7 @@ Waiting is always on a condition with a deadline (``wait_until``), never a bare 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -106,6 +107,28 @@ class Cli:
         return out
 
 
+def _group_alive(pgid: int) -> bool:
+    """Whether a live (not zombie) process of group ``pgid`` remains (Linux /proc)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            return True
+    return False
+
+
+def _group_gone(pgid: int, timeout: float) -> bool:
+    """Wait (bounded) until no live process of group ``pgid`` remains."""
+    deadline = time.monotonic() + timeout
+    while _group_alive(pgid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 @dataclass
 class Managed:
     """A child process whose output goes to a log file the test can read."""
@@ -133,12 +156,20 @@ class Managed:
             self.proc.wait(10)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        """SIGTERM to the whole process group, and return once every process of it is
+        gone: under ``faketime`` the direct child is faketime, which dies at once
+        while the program it started is still shutting down (and writing its files)."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.kill()
+        if not _group_gone(self.proc.pid, 10):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            _group_gone(self.proc.pid, 5)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -227,8 +258,10 @@ class Agent(Managed):
         return data
 
     def fresh_status(self, after: float) -> dict[str, Any] | None:
-        """The status, once it was written after ``after`` (a file time: file_clock)."""
-        if not self.status_path.exists() or self.status_path.stat().st_mtime < after:
+        """The status, once it was written after ``after`` (a file time: file_clock).
+        File times tick coarsely (a few milliseconds): a write in the same tick as
+        ``after`` may be from before it, so it does not count (agents write every 0.5 s)."""
+        if not self.status_path.exists() or self.status_path.stat().st_mtime <= after:
             return None
         return self.status()
 

@@ -282,6 +282,8 @@ def test_an_agent_restarted_without_network_joins_from_its_cache_when_it_is_back
         net.work / "agents", late, f"http://127.0.0.1:{away_port}", net.key_files[late], skew
     )
     net.agents[late] = restarted
+    # The stopped agent's last status said "connected": only the new one's counts.
+    restarted.status_path.unlink(missing_ok=True)
     restarted_at = file_clock(net.work)
     restarted.start()
     offline = wait_until(
