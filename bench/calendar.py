@@ -32,10 +32,10 @@ Floors, the raw libraries:
   and how many occurrences it returns.
 
 telecentre, on a fresh database (SQLite in a temporary directory, migrated; three
-centres, one per zone, and the 200 rooms, made with ``service.add_centre/add_room``,
+centres, one per zone, and the 200 rooms, made with ``add_centre/add_room``,
 not timed):
 
-- ``parse_s``: ``ical_parse.parse_calendar(data)`` (icalendar plus our value objects);
+- ``parse_s``: ``calendars.ical_in.parse.parse_calendar(data)`` (icalendar plus our value objects);
 - ``apply_s``: ``db.run_sync(lambda s: importer.apply(s, parsed, ImportSource("file:bench"),
   now=now, settings=BookingSettings()))``: plan, expansion, conflict checks and writes,
   one transaction, commit included;
@@ -59,7 +59,7 @@ now + 21 days)``, all 200 rooms, each call in its own transaction (``db.run_sync
 - ``busy``: ``booking_busy.busy(s, room_ids, since, until, detail=False)``; ``call_ms``
   is the call alone, ``transaction_ms`` the whole ``run_sync``; with the number of
   busy intervals; ``busy_detail`` the same with ``detail=True`` (the join for titles);
-- ``vfreebusy``: ``ical_export.load_freebusy(s, room_ids, since, until)`` and then
+- ``vfreebusy``: ``export.load_freebusy(s, room_ids, since, until)`` and then
   ``freebusy_ics(rooms, since, until, stamp=now)`` (the bytes an HTTP handler would
   send), each timed, with the document's size and FREEBUSY line count.
 
@@ -114,12 +114,15 @@ from bench.calendar_ics import CENTRES, HORIZON_DAYS, ROOMS, Generated, generate
 from bench.calendar_ics import room_name as bench_room_name
 from bench.calendar_ics import room_zone as bench_room_zone
 from bench.measure import compact_json, machine_busy_seconds, own_cpu_seconds, ratio
-from orchestrator import booking_busy, ical_export, importer, service
+from orchestrator.booking import busy as booking_busy
+from orchestrator.booking.policy import BookingSettings
+from orchestrator.calendars.ical_in import importer
+from orchestrator.calendars.ical_in.parse import ParsedCalendar, parse_calendar
+from orchestrator.calendars.ical_in.plan import ImportReport, ImportSource
+from orchestrator.calendars.ical_out import export
+from orchestrator.centres import add_centre, add_room
 from orchestrator.db import Database, DbSession
-from orchestrator.ical_parse import ParsedCalendar, parse_calendar
-from orchestrator.import_plan import ImportReport, ImportSource
 from orchestrator.models import Booking, BookingRoom, Participation, RoomSlot, Session
-from orchestrator.policy import BookingSettings
 
 DEFAULT_NOW = "2026-10-05T00:00:00+00:00"
 DEFAULT_SEED = 20261128
@@ -233,10 +236,9 @@ def add_rooms(db: Database) -> list[str]:
     """Three centres (one per zone) and the 200 rooms, ids in room order."""
 
     def run(s: DbSession) -> list[str]:
-        centres = {zone: service.add_centre(s, name, zone).id for zone, name in CENTRES.items()}
+        centres = {zone: add_centre(s, name, zone).id for zone, name in CENTRES.items()}
         return [
-            service.add_room(s, centres[bench_room_zone(r)], bench_room_name(r))[0].id
-            for r in range(ROOMS)
+            add_room(s, centres[bench_room_zone(r)], bench_room_name(r))[0].id for r in range(ROOMS)
         ]
 
     return db.run_sync(run)
@@ -384,10 +386,10 @@ def freebusy(db: Database, room_ids: list[str], scenario: Scenario, repeats: int
         lines: list[int] = []
         for _ in range(repeats):
             rooms, load_s = timed(
-                lambda: db.run_sync(lambda s: ical_export.load_freebusy(s, room_ids, since, until))
+                lambda: db.run_sync(lambda s: export.load_freebusy(s, room_ids, since, until))
             )
             body, build_s = timed(
-                functools.partial(ical_export.freebusy_ics, rooms, since, until, stamp=scenario.now)
+                functools.partial(export.freebusy_ics, rooms, since, until, stamp=scenario.now)
             )
             loads.append(load_s)
             builds.append(build_s)

@@ -83,7 +83,7 @@ class Generated:
     expected_occurrences: int  # overlapping [now, now + horizon), from the generator's list
     # Moved occurrences outside the window whose original or new start is at or after its
     # end: telecentre keeps a session for every occurrence an override names explicitly,
-    # wherever it falls (orchestrator/bookings.py), so these are sessions too.
+    # wherever it falls (orchestrator/booking/commands.py), so these are sessions too.
     overrides_beyond_horizon: int
 
 

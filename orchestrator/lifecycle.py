@@ -21,7 +21,7 @@ through preparing to live at once; but once ``end`` has passed, the only step is
 go backwards and terminal states yield nothing.
 
 A *reminder* (``call=False``: a transparent occurrence, free time in someone's
-calendar, see ``orchestrator.calls``) never becomes a call: from ``scheduled`` its
+calendar, see ``orchestrator.sessions.calls``) never becomes a call: from ``scheduled`` its
 only step is ``ended`` at its end, with no preparing, live or warnings. Once a
 session has begun (a call already), ``call`` no longer matters: a call under way
 runs to its end.

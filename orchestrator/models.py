@@ -165,14 +165,14 @@ class Session(SQLModel, table=True):
     lead_seconds: int = 60
     state: str = "scheduled"
     revision: int = 1
-    # Who cancelled it on purpose: "organiser" or "calendar" (orchestrator.bookings);
+    # Who cancelled it on purpose: "organiser" or "calendar" (orchestrator.booking.commands);
     # None otherwise, and for an occurrence skipped for a conflict (it has no room).
     cancelled_by: str | None = None
     # The occurrence's original start (RECURRENCE-ID, as a UTC instant); equal to
     # start_utc unless this occurrence was moved on its own.
     recurrence_id: datetime | None = _optional_instant()
     title: str | None = None  # set when one occurrence was retitled
-    # Why the session failed, a stable code (``orchestrator.calls``: ``room-not-held``,
+    # Why the session failed, a stable code (``orchestrator.sessions.calls``: ``room-not-held``,
     # ``unschedulable``); None unless it failed for a reason of ours.
     failure: str | None = None
     created_at: datetime = _created()
@@ -225,7 +225,7 @@ class RoomSlot(SQLModel, table=True):
     writes them; on SQLite the write transaction is serialised and checked first,
     and triggers (migration 0007) refuse an overlapping slot all the same.
     Cancelled, transparent and released occurrences hold no slot. A room connects
-    for a session only while it holds its slot (``orchestrator.calls``).
+    for a session only while it holds its slot (``orchestrator.sessions.calls``).
     """
 
     __tablename__ = "room_slot"
@@ -342,7 +342,7 @@ class WebSession(SQLModel, table=True):
 
 
 class LoginThrottle(SQLModel, table=True):
-    """Failed logins per key (``orchestrator.accounts.throttle_keys``: an account from
+    """Failed logins per key (``orchestrator.people.accounts.throttle_keys``: an account from
     one source address, a source address, an account from everywhere), and for an
     account from one address, until when that address is trusted for it (it logged
     in from there)."""

@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
-from orchestrator.service import DomainError
+from orchestrator.errors import DomainError
 
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 LATEST = datetime(2100, 1, 1, tzinfo=UTC)

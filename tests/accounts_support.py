@@ -9,8 +9,9 @@ from dataclasses import dataclass
 
 from aiohttp import ClientSession, CookieJar
 
-from orchestrator import accounts, service
+from orchestrator.centres import add_centre, add_room
 from orchestrator.db import Database, DbSession
+from orchestrator.people import accounts
 from tests.ui_support import PASSWORD, csrf_of
 
 
@@ -32,10 +33,10 @@ async def add_network(db: Database) -> Network:
     """Fontainebleau (Paris time) and Amsterdam, a room each, and four people."""
 
     def setup(s: DbSession) -> Network:
-        paris = service.add_centre(s, "Fontainebleau", "Europe/Paris")
-        amsterdam = service.add_centre(s, "Amsterdam Bright City", "Europe/Amsterdam")
-        paris_room, _ = service.add_room(s, paris.id, "Salle Bleue")
-        amsterdam_room, _ = service.add_room(s, amsterdam.id, "Smart Work Room")
+        paris = add_centre(s, "Fontainebleau", "Europe/Paris")
+        amsterdam = add_centre(s, "Amsterdam Bright City", "Europe/Amsterdam")
+        paris_room, _ = add_room(s, paris.id, "Salle Bleue")
+        amsterdam_room, _ = add_room(s, amsterdam.id, "Smart Work Room")
         accounts.create_user(s, ADMIN, "Ada Admin", PASSWORD, "admin")
         accounts.create_user(s, PARIS_STAFF, "Paul Staff", PASSWORD, "staff", paris.id)
         accounts.create_user(s, AMSTERDAM_STAFF, "Anouk Staff", PASSWORD, "staff", amsterdam.id)

@@ -18,9 +18,10 @@ from pathlib import Path
 from aiohttp import ClientSession, CookieJar
 from yarl import URL
 
-from orchestrator import accounts, service
+from orchestrator.centres import add_centre, add_room
 from orchestrator.clock import FakeClock
 from orchestrator.db import SQLITE_FILENAME, Database, DbSession
+from orchestrator.people import accounts
 from tests.ui_support import PASSWORD, RunningApp, running_app
 from web.settings import Settings
 
@@ -42,11 +43,11 @@ class World:
 
 def make_world(db: Database) -> World:
     def setup(s: DbSession) -> World:
-        paris = service.add_centre(s, "Fontainebleau", "Europe/Paris")
-        montreal = service.add_centre(s, "Montréal", "America/Montreal")
-        blue = service.add_room(s, paris.id, "Salle Bleue")[0]
-        green = service.add_room(s, paris.id, "Salle Verte")[0]
-        river = service.add_room(s, montreal.id, "Salle du Fleuve")[0]
+        paris = add_centre(s, "Fontainebleau", "Europe/Paris")
+        montreal = add_centre(s, "Montréal", "America/Montreal")
+        blue = add_room(s, paris.id, "Salle Bleue")[0]
+        green = add_room(s, paris.id, "Salle Verte")[0]
+        river = add_room(s, montreal.id, "Salle du Fleuve")[0]
         river.requires_approval = True
         s.add(river)
         people = [

@@ -9,8 +9,11 @@ from datetime import UTC, datetime
 
 from aiohttp import ClientSession
 
-from orchestrator import accounts, service
+from orchestrator import transitions
+from orchestrator.booking import one_off
+from orchestrator.centres import add_centre, add_room, list_centres, list_rooms
 from orchestrator.db import DbSession
+from orchestrator.people import accounts
 from tests.ui_support import PASSWORD, RunningApp
 
 
@@ -33,11 +36,11 @@ AMSTERDAM_STAFF = "sanne@amsterdam.example"
 def make_network(s: DbSession) -> Network:
     """Fontainebleau (Paris) with one room and Amsterdam with two; an administrator, an
     organiser of Fontainebleau and staff of Amsterdam."""
-    paris = service.add_centre(s, "Fontainebleau", "Europe/Paris")
-    adam = service.add_centre(s, "Amsterdam Bright City", "Europe/Amsterdam")
-    bleue, bleue_key = service.add_room(s, paris.id, "Salle Bleue")
-    swr, swr_key = service.add_room(s, adam.id, "Smart Work Room")
-    studio, _ = service.add_room(s, adam.id, "Studio")
+    paris = add_centre(s, "Fontainebleau", "Europe/Paris")
+    adam = add_centre(s, "Amsterdam Bright City", "Europe/Amsterdam")
+    bleue, bleue_key = add_room(s, paris.id, "Salle Bleue")
+    swr, swr_key = add_room(s, adam.id, "Smart Work Room")
+    studio, _ = add_room(s, adam.id, "Studio")
     accounts.create_user(s, ADMIN, "Ada Admin", PASSWORD, "admin")
     accounts.create_user(s, PARIS_ORGANISER, "Olga", PASSWORD, "organiser", paris.id)
     accounts.create_user(s, AMSTERDAM_STAFF, "Sanne", PASSWORD, "staff", adam.id)
@@ -63,13 +66,13 @@ def seed_usage_year(s: DbSession, year: int) -> None:
     Paris room joined and left."""
     from datetime import timedelta
 
-    from orchestrator import participation
+    from orchestrator.sessions import participation
 
-    centres = {c.name: c for c in service.list_centres(s)}
+    centres = {c.name: c for c in list_centres(s)}
     if "Strasbourg" not in centres:
-        centres["Strasbourg"] = service.add_centre(s, "Strasbourg", "Europe/Paris")
-        service.add_room(s, centres["Strasbourg"].id, "EcoCentre Salle 1")
-    rooms = {r.name: r for r in service.list_rooms(s)}
+        centres["Strasbourg"] = add_centre(s, "Strasbourg", "Europe/Paris")
+        add_room(s, centres["Strasbourg"].id, "EcoCentre Salle 1")
+    rooms = {r.name: r for r in list_rooms(s)}
     pairs = [
         ("Salle Bleue", "Smart Work Room"),
         ("Salle Bleue", "EcoCentre Salle 1"),
@@ -80,15 +83,15 @@ def seed_usage_year(s: DbSession, year: int) -> None:
             a, b = pairs[(month + n) % len(pairs)]
             start = datetime(year, month, 3 + 2 * n, 8 + n, 0, tzinfo=UTC)
             minutes = 30 + 15 * ((month + n) % 4)
-            _, sess = service.book(
+            _, sess = one_off.book(
                 s,
                 f"Meeting {month}-{n}",
                 start,
                 start + timedelta(minutes=minutes),
                 [rooms[a].id, rooms[b].id],
             )
-            service.record_transition(s, sess, "live", start)
-            service.record_transition(s, sess, "ended", start + timedelta(minutes=minutes))
+            transitions.record_transition(s, sess, "live", start)
+            transitions.record_transition(s, sess, "ended", start + timedelta(minutes=minutes))
             if a == "Salle Bleue":
                 joined, left = start - timedelta(seconds=50), start + timedelta(minutes=minutes - 5)
                 participation.record_joined(s, sess.id, rooms[a].id, joined.timestamp())

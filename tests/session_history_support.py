@@ -1,5 +1,5 @@
 """A session that took place and ended, with what signalling reported about its rooms
-written the way the event writer writes it (``orchestrator.participation``): joins,
+written the way the event writer writes it (``orchestrator.sessions.participation``): joins,
 first frames, live, departures and media reports. Shared by the dashboard, booking
 page and session page tests of issue 10 (media history outlives its session)."""
 
@@ -9,9 +9,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from orchestrator import participation, service
+from orchestrator.booking import one_off
 from orchestrator.db import DbSession
 from orchestrator.models import Booking
+from orchestrator.sessions import participation
+from orchestrator.transitions import record_transition
 
 REPORTS = (
     # (seconds after the start, what the room measured about its far peer)
@@ -48,18 +50,18 @@ def hold_ended_session(
 
     def run(s: DbSession) -> Held:
         end = start + timedelta(minutes=minutes)
-        booking, session = service.book(s, title, start, end, list(rooms))
+        booking, session = one_off.book(s, title, start, end, list(rooms))
         if owner_id is not None or organiser is not None:
             row = s.get(Booking, booking.id)
             assert row is not None
             row.owner_id, row.owner_centre_id, row.organiser = owner_id, owner_centre_id, organiser
             s.add(row)
         t = start.timestamp()
-        service.record_transition(s, session, "preparing", start - timedelta(seconds=60))
+        record_transition(s, session, "preparing", start - timedelta(seconds=60))
         for room in rooms:
             participation.record_joined(s, session.id, room, t - 50)
             participation.record_milestone(s, session.id, room, "first-frame", t - 45)
-        service.record_transition(s, session, "live", start)
+        record_transition(s, session, "live", start)
         for room in rooms:
             participation.record_milestone(s, session.id, room, "live", t + 0.2)
         first, second = rooms[0], rooms[1]
@@ -68,8 +70,8 @@ def hold_ended_session(
                 s, session.id, first, {"peer_id": f"room:{second}", **figures}, at=t + after
             )
         participation.record_left(s, session.id, first, (end - timedelta(minutes=1)).timestamp())
-        service.record_transition(s, session, "ending", end - timedelta(minutes=5))
-        service.record_transition(s, session, "ended", end)
+        record_transition(s, session, "ending", end - timedelta(minutes=5))
+        record_transition(s, session, "ended", end)
         return Held(booking.id, session.id, start, end)
 
     return run

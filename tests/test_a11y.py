@@ -23,11 +23,14 @@ import pytest
 from sqlmodel import select
 from yarl import URL
 
-from orchestrator import accounts, bookings, guests, panels, service
+from orchestrator.booking import commands
+from orchestrator.booking.values import SeriesSpec
+from orchestrator.centres import add_centre, add_room
 from orchestrator.clock import FakeClock
 from orchestrator.db import DbSession
 from orchestrator.models import Approval, Booking, Room, Session
-from orchestrator.series import SeriesSpec
+from orchestrator.people import accounts
+from orchestrator.sessions import guests, panels
 from tests.browser_support import browser, screenshot_path
 from tests.requirements import missing
 from tests.ui_support import PASSWORD, RunningApp, running_app
@@ -74,11 +77,11 @@ class Seed:
 
 
 def seed_network(s: DbSession) -> Seed:
-    paris = service.add_centre(s, "Fontainebleau", "Europe/Paris")
-    adam = service.add_centre(s, "Amsterdam", "Europe/Amsterdam")
-    blue = service.add_room(s, paris.id, "Salle Bleue")[0]
-    service.add_room(s, paris.id, "Salle Verte")
-    smart = service.add_room(s, adam.id, "Smart Work Room")[0]
+    paris = add_centre(s, "Fontainebleau", "Europe/Paris")
+    adam = add_centre(s, "Amsterdam", "Europe/Amsterdam")
+    blue = add_room(s, paris.id, "Salle Bleue")[0]
+    add_room(s, paris.id, "Salle Verte")
+    smart = add_room(s, adam.id, "Smart Work Room")[0]
     smart_row = s.get(Room, smart.id)
     assert smart_row is not None
     smart_row.requires_approval = True
@@ -102,14 +105,14 @@ def seed_network(s: DbSession) -> Seed:
         duration=timedelta(hours=1),
         rrules=(),
     )
-    result = bookings.create_series(s, spec, [blue.id, smart.id], now=NOW)
+    result = commands.create_series(s, spec, [blue.id, smart.id], now=NOW)
     booking = s.get(Booking, result.booking_id)
     assert booking is not None
     booking.owner_id, booking.owner_centre_id = organiser.id, paris.id
     s.add(booking)
     s.add(Approval(booking_id=booking.id, room_id=smart.id, requested_at=NOW))
     # A meeting under way, so the dashboard and the session page show a live session.
-    bright = service.add_room(s, adam.id, "Bright City")[0]
+    bright = add_room(s, adam.id, "Bright City")[0]
     green = s.exec(select(Room).where(Room.name == "Salle Verte")).one()
     now_spec = SeriesSpec(
         uid="a11y-review@telecentre",
@@ -119,7 +122,7 @@ def seed_network(s: DbSession) -> Seed:
         duration=timedelta(minutes=90),
         rrules=(),
     )
-    live = bookings.create_series(s, now_spec, [green.id, bright.id], lead_seconds=0, now=NOW)
+    live = commands.create_series(s, now_spec, [green.id, bright.id], lead_seconds=0, now=NOW)
     live_booking = s.get(Booking, live.booking_id)
     live_session = s.get(Session, live.session_ids[0])
     assert live_booking is not None and live_session is not None

@@ -10,11 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import access, accounts, outbox, service
-from orchestrator.accounts import Principal, ThrottlePolicy
+from orchestrator import outbox
+from orchestrator.centres import add_centre
 from orchestrator.db import Database, DbSession
+from orchestrator.errors import DomainError
 from orchestrator.models import LoginThrottle, OutboxMail, User, WebSession
-from orchestrator.service import DomainError
+from orchestrator.people import access, accounts
+from orchestrator.people.accounts import Principal, ThrottlePolicy
 
 NOW = datetime(2027, 5, 3, 8, 0, tzinfo=UTC)
 PASSWORD = "correct horse battery"
@@ -31,8 +33,8 @@ def db(tmp_path: Path) -> Iterator[Database]:
 @pytest.fixture
 def centres(db: Database) -> tuple[str, str]:
     def setup(s: DbSession) -> tuple[str, str]:
-        paris = service.add_centre(s, "Fontainebleau", "Europe/Paris")
-        amsterdam = service.add_centre(s, "Amsterdam", "Europe/Amsterdam")
+        paris = add_centre(s, "Fontainebleau", "Europe/Paris")
+        amsterdam = add_centre(s, "Amsterdam", "Europe/Amsterdam")
         return paris.id, amsterdam.id
 
     return db.run_sync(setup)

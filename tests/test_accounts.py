@@ -13,9 +13,9 @@ import pytest_asyncio
 from aiohttp import ClientSession
 from yarl import URL
 
-from orchestrator import accounts
 from orchestrator.clock import FakeClock
 from orchestrator.models import User
+from orchestrator.people import accounts
 from tests.accounts_support import (
     PARIS_ORGANISER,
     PARIS_STAFF,

@@ -17,10 +17,12 @@ import pytest
 import pytest_asyncio
 from aiohttp import ClientSession
 
-from orchestrator import accounts, panels, service
+from orchestrator.centres import get_room, list_rooms, set_room_policy
 from orchestrator.credentials import hash_room_key
+from orchestrator.errors import DomainError
 from orchestrator.models import Room
-from orchestrator.service import DomainError
+from orchestrator.people import accounts
+from orchestrator.sessions import panels
 from signalling import protocol as p
 from signalling.client import SignallingClient, SignallingError
 from tests.accounts_support import (
@@ -67,7 +69,7 @@ async def _get(http: ClientSession, url: str) -> tuple[int, str, str]:
 
 
 async def _room(app: RunningApp, room_id: str) -> Room:
-    room: Room = await app.services.db.run(lambda s: service.get_room(s, room_id))
+    room: Room = await app.services.db.run(lambda s: get_room(s, room_id))
     return room
 
 
@@ -85,7 +87,7 @@ async def test_staff_see_their_centres_rooms_with_state_and_policy(
 ) -> None:
     app, net = site
     await app.services.db.run(
-        lambda s: service.set_room_policy(
+        lambda s: set_room_policy(
             s, net.paris_room, buffer_seconds=900, aliases=["Blue room", "SB"]
         )
     )
@@ -237,7 +239,7 @@ async def test_a_new_room_shows_its_key_once_and_rotation_revokes_the_old_key(
     key = _secret(html)
     room_id = next(
         r.id
-        for r in await app.services.db.run(lambda s: service.list_rooms(s, net.paris))
+        for r in await app.services.db.run(lambda s: list_rooms(s, net.paris))
         if r.name == "Salle Verte"
     )
     assert (await _room(app, room_id)).key_hash == hash_room_key(key)

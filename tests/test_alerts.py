@@ -15,7 +15,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from orchestrator.clock import FakeClock
-from orchestrator.readiness import Check, ReadinessNotice
+from orchestrator.sessions.readiness import Check, ReadinessNotice
 from tests.signalling_fixtures import eventually
 from web import alerts
 from web.settings import Settings

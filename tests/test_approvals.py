@@ -12,11 +12,13 @@ from pathlib import Path
 import pytest
 from sqlmodel import col, select
 
-from orchestrator import accounts, approvals, bookings, lifecycle, service
-from orchestrator.accounts import Principal
-from orchestrator.booking_store import BookingConflict, booking_room_ids
+from orchestrator import centres, lifecycle, transitions
+from orchestrator.booking import approvals, commands
+from orchestrator.booking.store import BookingConflict, booking_room_ids
+from orchestrator.booking.values import SeriesSpec
 from orchestrator.clock import FakeClock
 from orchestrator.db import Database, DbSession
+from orchestrator.errors import DomainError
 from orchestrator.models import (
     Approval,
     Booking,
@@ -25,12 +27,12 @@ from orchestrator.models import (
     RoomSlot,
     Session,
 )
+from orchestrator.people import accounts
+from orchestrator.people.accounts import Principal
 from orchestrator.ports import RoomSchedule
-from orchestrator.scheduler import Scheduler
-from orchestrator.schedules import ScheduleEntry, room_ids_of_sessions, schedule_entries
-from orchestrator.series import SeriesSpec
-from orchestrator.service import DomainError
-from orchestrator.tickets import TicketSigner
+from orchestrator.sessions.scheduler import Scheduler
+from orchestrator.sessions.schedules import ScheduleEntry, room_ids_of_sessions, schedule_entries
+from orchestrator.sessions.tickets import TicketSigner
 from tests.test_scheduler import FakeControl
 
 T = datetime(2027, 1, 5, 8, 0, tzinfo=UTC)  # 09:00 in Paris and Amsterdam
@@ -56,11 +58,11 @@ def world(tmp_path: Path) -> Iterator[World]:
     db.migrate()
 
     def setup(s: DbSession) -> World:
-        paris = service.add_centre(s, "Paris", "Europe/Paris")
-        amsterdam = service.add_centre(s, "Amsterdam", "Europe/Amsterdam")
-        a = service.add_room(s, paris.id, "Fontainebleau")[0]
-        c = service.add_room(s, paris.id, "Melun")[0]
-        x = service.add_room(s, amsterdam.id, "Bright City")[0]
+        paris = centres.add_centre(s, "Paris", "Europe/Paris")
+        amsterdam = centres.add_centre(s, "Amsterdam", "Europe/Amsterdam")
+        a = centres.add_room(s, paris.id, "Fontainebleau")[0]
+        c = centres.add_room(s, paris.id, "Melun")[0]
+        x = centres.add_room(s, amsterdam.id, "Bright City")[0]
         x.requires_approval = True
         s.add(x)
 
@@ -103,7 +105,7 @@ def book_with_approval(w: World, rooms: list[str], series: SeriesSpec | None = N
     for the room whose centre asks for one."""
 
     def write(s: DbSession) -> str:
-        result = bookings.create_series(
+        result = commands.create_series(
             s, series or spec("m1", datetime(2027, 1, 5, 9, 0)), rooms, now=NOW
         )
         booking = s.get(Booking, result.booking_id)
@@ -154,7 +156,7 @@ def test_a_pending_room_holds_its_slot_but_does_not_join(world: World) -> None:
 
     with pytest.raises(BookingConflict):  # the slot is held for the booking
         w.db.run_sync(
-            lambda s: bookings.create_series(
+            lambda s: commands.create_series(
                 s, spec("other", datetime(2027, 1, 5, 9, 30)), [w.amsterdam_room], now=NOW
             )
         )
@@ -231,7 +233,7 @@ def test_declining_frees_the_slot_tells_the_organiser_and_leaves_one_room_reserv
     assert sorted(parts) == [w.paris_room] * 3
     # The slot is free for someone else now.
     w.db.run_sync(
-        lambda s: bookings.create_series(
+        lambda s: commands.create_series(
             s, spec("other", datetime(2027, 1, 5, 9, 30)), [w.amsterdam_room], now=NOW
         )
     )
@@ -264,7 +266,7 @@ def test_declining_keeps_what_has_begun(world: World) -> None:
     def begin(s: DbSession) -> None:
         session = s.get(Session, first)
         assert session is not None
-        assert service.record_transition(s, session, lifecycle.PREPARING, T, now=T)
+        assert transitions.record_transition(s, session, lifecycle.PREPARING, T, now=T)
 
     w.db.run_sync(begin)
     w.db.run_sync(

@@ -8,9 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from orchestrator import access
-from orchestrator.accounts import Principal
-from orchestrator.availability import (
+from orchestrator.booking.availability import (
     BUFFER,
     BUSY,
     CLOSED,
@@ -27,6 +25,8 @@ from orchestrator.availability import (
     visible_title,
     window,
 )
+from orchestrator.people import access
+from orchestrator.people.accounts import Principal
 
 PARIS = RoomSite("r-paris", "Salle Bleue", "c-fbl", "Fontainebleau", "Europe/Paris")
 MONTREAL = RoomSite("r-mtl", "Salle du Fleuve", "c-mtl", "Montréal", "America/Montreal")

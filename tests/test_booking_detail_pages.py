@@ -23,7 +23,9 @@ from aiohttp import ClientSession, CookieJar
 from sqlmodel import col, select
 from yarl import URL
 
-from orchestrator import accounts, bookings, guests, participation, service
+from orchestrator import centres
+from orchestrator.booking import commands
+from orchestrator.booking.values import SeriesSpec
 from orchestrator.clock import FakeClock
 from orchestrator.db import Database, DbSession
 from orchestrator.models import (
@@ -36,7 +38,8 @@ from orchestrator.models import (
     User,
     WebSession,
 )
-from orchestrator.series import SeriesSpec
+from orchestrator.people import accounts
+from orchestrator.sessions import guests, participation
 from tests.browser_support import browser, new_page, screenshot_path
 from tests.session_history_support import hold_ended_session
 from tests.ui_support import RunningApp, csrf_of, running_app
@@ -76,11 +79,11 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
     async with running_app(Settings(data_dir=tmp_path, poll_interval=0.1), clock=clock) as app:
 
         def setup(s: DbSession) -> tuple[str, str, str, str, dict[str, str]]:
-            paris = service.add_centre(s, "Paris", "Europe/Paris")
-            amsterdam = service.add_centre(s, "Amsterdam", "Europe/Amsterdam")
-            montreal = service.add_centre(s, "Montréal", "America/Toronto")
-            a = service.add_room(s, paris.id, "Fontainebleau")[0]
-            x = service.add_room(s, amsterdam.id, "Bright City")[0]
+            paris = centres.add_centre(s, "Paris", "Europe/Paris")
+            amsterdam = centres.add_centre(s, "Amsterdam", "Europe/Amsterdam")
+            montreal = centres.add_centre(s, "Montréal", "America/Toronto")
+            a = centres.add_room(s, paris.id, "Fontainebleau")[0]
+            x = centres.add_room(s, amsterdam.id, "Bright City")[0]
             x.requires_approval = True
             s.add(x)
             people = {
@@ -108,7 +111,7 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
                 duration=timedelta(hours=1),
                 rrules=("FREQ=WEEKLY;COUNT=3",),
             )
-            result = bookings.create_series(s, spec, [a.id, x.id], now=T)
+            result = commands.create_series(s, spec, [a.id, x.id], now=T)
             booking = s.get(Booking, result.booking_id)
             assert booking is not None
             booking.owner_id, booking.owner_centre_id = owner_id, paris.id
@@ -313,7 +316,7 @@ async def test_extend_through_the_form_and_its_refusal(world: World) -> None:
             start_local=datetime(2027, 1, 5, 10, 30),
             duration=timedelta(hours=1),
         )
-        bookings.create_series(s, spec, [w.paris_room], now=T)
+        commands.create_series(s, spec, [w.paris_room], now=T)
 
     await w.db().run(book_after)
     status, html = await get(w, "owner", f"/bookings/{w.booking_id}")
@@ -336,7 +339,7 @@ async def booked(w: World, room_id: str, title: str, start_local: datetime, minu
             start_local=start_local,
             duration=timedelta(minutes=minutes),
         )
-        return bookings.create_series(s, spec, [room_id], now=T).session_ids[0]
+        return commands.create_series(s, spec, [room_id], now=T).session_ids[0]
 
     session_id: str = await w.db().run(work)
     return session_id
@@ -451,7 +454,7 @@ async def test_a_reminder_reads_as_one_and_takes_no_guest(world: World) -> None:
             duration=timedelta(hours=1),
             transparent=True,
         )
-        result = bookings.create_series(s, spec, [w.paris_room], now=T)
+        result = commands.create_series(s, spec, [w.paris_room], now=T)
         booking = s.get(Booking, result.booking_id)
         assert booking is not None
         booking.owner_id = owner.id

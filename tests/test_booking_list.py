@@ -20,13 +20,15 @@ import pytest
 from alembic import command
 from sqlmodel import col, select
 
-from orchestrator import bookings, service, session_actions
-from orchestrator.booking_horizon import release_no_shows
+from orchestrator import centres, transitions
+from orchestrator.booking import commands
+from orchestrator.booking.horizon import release_no_shows
+from orchestrator.booking.policy import BookingSettings
+from orchestrator.booking.values import CANCELLED, OverrideSpec, SeriesSpec
 from orchestrator.db import Database, DbSession
 from orchestrator.migrations import alembic_config
 from orchestrator.models import Booking, Session
-from orchestrator.policy import BookingSettings
-from orchestrator.series import CANCELLED, OverrideSpec, SeriesSpec
+from orchestrator.sessions import actions
 from web.cli import main
 
 NOW = datetime(2027, 1, 4, 7, 0, tzinfo=UTC)  # Monday 4 January, 08:00 in Paris
@@ -61,21 +63,21 @@ def meeting(uid: str, start_local: datetime, **kw: Any) -> SeriesSpec:
 
 def _book_a_week(db: Database, data_dir: Path) -> World:
     def rooms(s: DbSession) -> tuple[str, str]:
-        paris = service.add_centre(s, "Paris", PARIS)
-        montreal = service.add_centre(s, "Montréal", "America/Montreal")
+        paris = centres.add_centre(s, "Paris", PARIS)
+        montreal = centres.add_centre(s, "Montréal", "America/Montreal")
         return (
-            service.add_room(s, paris.id, "Salle A")[0].id,
-            service.add_room(s, montreal.id, "Salon")[0].id,
+            centres.add_room(s, paris.id, "Salle A")[0].id,
+            centres.add_room(s, montreal.id, "Salon")[0].id,
         )
 
     a, mtl = db.run_sync(rooms)
 
-    def create(spec: SeriesSpec, room_ids: list[str], **kw: Any) -> bookings.BookingResult:
-        return db.run_sync(lambda s: bookings.create_series(s, spec, room_ids, now=NOW, **kw))
+    def create(spec: SeriesSpec, room_ids: list[str], **kw: Any) -> commands.BookingResult:
+        return db.run_sync(lambda s: commands.create_series(s, spec, room_ids, now=NOW, **kw))
 
     daily = create(meeting("daily", datetime(2027, 1, 4, 10), rrules=("FREQ=DAILY;COUNT=3",)), [a])
     # Cancelled by a person: the second day.
-    db.run_sync(lambda s: session_actions.cancel_occurrence(s, daily.session_ids[1], NOW))
+    db.run_sync(lambda s: actions.cancel_occurrence(s, daily.session_ids[1], NOW))
     # Cancelled by its calendar: a feed's series whose second day says STATUS:CANCELLED;
     # its third day cancelled by a person here all the same.
     cancelled_day = OverrideSpec(datetime(2027, 1, 8, 12), datetime(2027, 1, 8, 12), H, CANCELLED)
@@ -83,7 +85,7 @@ def _book_a_week(db: Database, data_dir: Path) -> World:
         "feed", datetime(2027, 1, 7, 12), rrules=("FREQ=DAILY;COUNT=3",), overrides=(cancelled_day,)
     )
     third = create(feed, [a], source="feed:f", on_conflict="skip").session_ids[-1]
-    db.run_sync(lambda s: session_actions.cancel_occurrence(s, third, NOW))
+    db.run_sync(lambda s: actions.cancel_occurrence(s, third, NOW))
     # Left out for a conflict at import.
     create(meeting("blocker", datetime(2027, 1, 9, 10)), [a])
     create(meeting("late", datetime(2027, 1, 9, 10, 30)), [a], source="file:x", on_conflict="skip")
@@ -94,7 +96,7 @@ def _book_a_week(db: Database, data_dir: Path) -> World:
         session = s.get(Session, no_show)
         assert session is not None
         for state in ("preparing", "live"):
-            assert service.record_transition(s, session, state, NO_SHOW_AT, now=NO_SHOW_AT)
+            assert transitions.record_transition(s, session, state, NO_SHOW_AT, now=NO_SHOW_AT)
 
     db.run_sync(go_live)
     later = NO_SHOW_AT + timedelta(minutes=11)

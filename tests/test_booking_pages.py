@@ -18,10 +18,11 @@ import pytest
 from aiohttp import ClientSession
 from sqlmodel import col, select
 
-from orchestrator import web_booking
+from orchestrator import centres
+from orchestrator.booking.recurrence import localize
 from orchestrator.db import DbSession
+from orchestrator.desk import web_booking
 from orchestrator.models import Approval, Booking, Guest, OutboxMail
-from orchestrator.recurrence import localize
 from tests.booking_world import World, logged_in, service_with_world
 from tests.ui_support import RunningApp, csrf_of
 
@@ -351,9 +352,9 @@ async def test_the_invitation_downloads_only_for_who_may_see_the_booking(env: En
         await get(http, f"{app.url}/bookings/{booking_id}/invitation.ics")
 
     def stranger(s: DbSession) -> str:
-        from orchestrator import accounts, service
+        from orchestrator.people import accounts
 
-        centre = service.add_centre(s, "Amsterdam", "Europe/Amsterdam")
+        centre = centres.add_centre(s, "Amsterdam", "Europe/Amsterdam")
         accounts.create_user(
             s, "org@amsterdam.nl", "Anna", "correct horse battery", "organiser", centre.id
         )
@@ -435,7 +436,7 @@ async def test_a_centre_without_staff_has_its_approvals_asked_of_the_administrat
 def test_the_form_repetition_becomes_an_rrule() -> None:
     from datetime import date
 
-    from orchestrator.service import DomainError
+    from orchestrator.errors import DomainError
 
     assert web_booking.rrule_for("none") is None
     assert web_booking.rrule_for("weekly", count=6) == "FREQ=WEEKLY;COUNT=6"

@@ -23,11 +23,12 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import select
 
-from orchestrator import booking_store, bookings, service
-from orchestrator.booking_store import BookingConflict
+from orchestrator import centres
+from orchestrator.booking import commands, store
+from orchestrator.booking.store import BookingConflict
+from orchestrator.booking.values import SeriesSpec
 from orchestrator.db import Database, DbSession
 from orchestrator.models import RoomSlot
-from orchestrator.series import SeriesSpec
 from tests.test_migrations import POSTGRES_URL, _postgres_or_skip
 
 WORKERS = 50
@@ -50,7 +51,7 @@ def _worker(url: str, room_ids: list[str], index: int, barrier: Barrier, results
     db = Database(url)
     try:
         barrier.wait(timeout=60)
-        db.run_sync(lambda s: bookings.create_series(s, _spec(index), room_ids, now=NOW))
+        db.run_sync(lambda s: commands.create_series(s, _spec(index), room_ids, now=NOW))
         results.put((index, "won"))
     except BookingConflict:
         results.put((index, "conflict"))
@@ -77,8 +78,8 @@ def _race(url: str, requests: list[list[str]]) -> Counter[str]:
 
 def _rooms(db: Database, count: int) -> list[str]:
     def setup(s: DbSession) -> list[str]:
-        centre = service.add_centre(s, f"C{uuid.uuid4().hex[:6]}", "Europe/Paris")
-        return [service.add_room(s, centre.id, f"R{i}")[0].id for i in range(count)]
+        centre = centres.add_centre(s, f"C{uuid.uuid4().hex[:6]}", "Europe/Paris")
+        return [centres.add_room(s, centre.id, f"R{i}")[0].id for i in range(count)]
 
     return db.run_sync(setup)
 
@@ -159,7 +160,7 @@ def test_postgres_multi_room_exactly_one_of_50_processes_wins(postgres: Database
 
 def test_postgres_refuses_an_overlapping_slot_inserted_with_plain_sql(postgres: Database) -> None:
     room, other = _rooms(postgres, 2)
-    result = postgres.run_sync(lambda s: bookings.create_series(s, _spec(0), [room], now=NOW))
+    result = postgres.run_sync(lambda s: commands.create_series(s, _spec(0), [room], now=NOW))
     [session_id] = result.session_ids
     # A second session of the same booking, written past every check of ours.
     with postgres.engine.begin() as conn:
@@ -180,7 +181,7 @@ def test_postgres_refuses_an_overlapping_slot_inserted_with_plain_sql(postgres: 
     with pytest.raises(sa.exc.IntegrityError) as exc:
         with postgres.engine.begin() as conn:
             conn.execute(insert, {"room": room, "start": start, "end": start + timedelta(hours=1)})
-    assert booking_store.is_slot_overlap(exc.value)
+    assert store.is_slot_overlap(exc.value)
     assert "ex_room_slot_no_overlap" in str(exc.value.orig)
     # Half-open: touching the end is no overlap; another room is no overlap either.
     with postgres.engine.begin() as conn:
@@ -196,10 +197,10 @@ def test_postgres_a_refusal_by_the_constraint_is_a_booking_conflict(
     """With our own check blinded, the database is the only guard, and its refusal
     still reaches the caller as ``BookingConflict`` (code ``conflict``)."""
     [room] = _rooms(postgres, 1)
-    postgres.run_sync(lambda s: bookings.create_series(s, _spec(0), [room], now=NOW))
-    monkeypatch.setattr(booking_store, "busy_rows", lambda *a, **k: {})
+    postgres.run_sync(lambda s: commands.create_series(s, _spec(0), [room], now=NOW))
+    monkeypatch.setattr(store, "busy_rows", lambda *a, **k: {})
     with pytest.raises(BookingConflict) as exc:
-        postgres.run_sync(lambda s: bookings.create_series(s, _spec(1), [room], now=NOW))
+        postgres.run_sync(lambda s: commands.create_series(s, _spec(1), [room], now=NOW))
     assert exc.value.code == "conflict"
     assert len(_slots(postgres)) == 1
-    assert postgres.run_sync(lambda s: bookings.find_booking(s, "local", "race-1")) is None
+    assert postgres.run_sync(lambda s: commands.find_booking(s, "local", "race-1")) is None

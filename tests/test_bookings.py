@@ -14,13 +14,17 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import col, select
 
-from orchestrator import bookings, service
-from orchestrator.booking_busy import busy
-from orchestrator.booking_horizon import roll_horizon
-from orchestrator.booking_store import BookingConflict
-from orchestrator.booking_views import room_occurrences
-from orchestrator.conflicts import Busy
+from orchestrator import centres
+from orchestrator.booking import commands, one_off
+from orchestrator.booking.busy import busy
+from orchestrator.booking.conflicts import Busy
+from orchestrator.booking.horizon import roll_horizon
+from orchestrator.booking.policy import BookingSettings
+from orchestrator.booking.store import BookingConflict
+from orchestrator.booking.values import CANCELLED, OverrideSpec, SeriesSpec
+from orchestrator.booking.views import room_occurrences
 from orchestrator.db import Database, DbSession
+from orchestrator.errors import DomainError
 from orchestrator.models import (
     Booking,
     Participation,
@@ -29,9 +33,6 @@ from orchestrator.models import (
     Session,
     SessionTransitionRecord,
 )
-from orchestrator.policy import BookingSettings
-from orchestrator.series import CANCELLED, OverrideSpec, SeriesSpec
-from orchestrator.service import DomainError
 from tests.test_migrations import POSTGRES_URL, _postgres_or_skip
 
 NOW = datetime(2027, 1, 4, 7, 0, tzinfo=UTC)  # a Monday, 08:00 in Paris
@@ -87,10 +88,10 @@ def _rooms(db: Database) -> list[str]:
     """Four rooms in Paris, one in Montréal."""
 
     def setup(s: DbSession) -> list[str]:
-        paris = service.add_centre(s, "Paris", PARIS)
-        mtl = service.add_centre(s, "Montréal", "America/Montreal")
-        made = [service.add_room(s, paris.id, f"Salle {i}")[0].id for i in range(4)]
-        return [*made, service.add_room(s, mtl.id, "Salon")[0].id]
+        paris = centres.add_centre(s, "Paris", PARIS)
+        mtl = centres.add_centre(s, "Montréal", "America/Montreal")
+        made = [centres.add_room(s, paris.id, f"Salle {i}")[0].id for i in range(4)]
+        return [*made, centres.add_room(s, mtl.id, "Salon")[0].id]
 
     return db.run_sync(setup)
 
@@ -116,9 +117,9 @@ def one(uid: str, start_local: datetime, duration: timedelta = H, **kw: object) 
 
 def create(
     db: Database, spec: SeriesSpec, room_ids: list[str], **kw: object
-) -> bookings.BookingResult:
+) -> commands.BookingResult:
     kw.setdefault("now", NOW)
-    return db.run_sync(lambda s: bookings.create_series(s, spec, room_ids, **kw))  # type: ignore[arg-type]
+    return db.run_sync(lambda s: commands.create_series(s, spec, room_ids, **kw))  # type: ignore[arg-type]
 
 
 def sessions_of(db: Database, booking_id: str) -> list[Session]:
@@ -172,10 +173,10 @@ def test_a_weekly_series_has_one_scheduled_session_per_occurrence(
     assert len(parts) == 20
     history = db.run_sync(lambda s: s.exec(select(SessionTransitionRecord)).all())
     assert {(t.seq, t.state) for t in history} == {(1, "scheduled")}
-    booking = db.run_sync(lambda s: bookings.find_booking(s, "local", "w"))
+    booking = db.run_sync(lambda s: commands.find_booking(s, "local", "w"))
     assert booking is not None and booking.id == result.booking_id
     assert booking.rrule == "FREQ=WEEKLY;COUNT=10" and booking.uid == "w"
-    assert db.run_sync(lambda s: bookings.find_booking(s, "feed:x", "w")) is None
+    assert db.run_sync(lambda s: commands.find_booking(s, "feed:x", "w")) is None
 
 
 def test_dst_keeps_the_wall_clock_time(db: Database, rooms: list[str]) -> None:
@@ -210,10 +211,10 @@ def test_expansion_is_bounded_by_the_horizon(db: Database, rooms: list[str]) -> 
 def test_the_horizon_reaches_the_longest_room_booking_window(
     db: Database, rooms: list[str]
 ) -> None:
-    assert db.run_sync(lambda s: bookings.horizon_end(s, NOW, SETTINGS)) == NOW + 180 * 24 * H
+    assert db.run_sync(lambda s: commands.horizon_end(s, NOW, SETTINGS)) == NOW + 180 * 24 * H
 
     set_rooms(db, [rooms[3]], max_advance_days=400)
-    assert db.run_sync(lambda s: bookings.horizon_end(s, NOW, SETTINGS)) == NOW + 400 * 24 * H
+    assert db.run_sync(lambda s: commands.horizon_end(s, NOW, SETTINGS)) == NOW + 400 * 24 * H
 
 
 # --- conflicts ----------------------------------------------------------------------------
@@ -228,7 +229,7 @@ def test_reject_refuses_the_whole_series_and_writes_nothing(db: Database, rooms:
     assert conflict.room_id == rooms[1]
     assert conflict.occurrence.recurrence_id == datetime(2027, 1, 18, 8, 0, tzinfo=UTC)
     assert conflict.busy.title == "taken"
-    assert db.run_sync(lambda s: bookings.find_booking(s, "local", "w")) is None
+    assert db.run_sync(lambda s: commands.find_booking(s, "local", "w")) is None
     assert slots_of(db, rooms[0]) == []
 
 
@@ -241,8 +242,8 @@ def test_skip_leaves_the_conflicting_dates_out(db: Database, rooms: list[str]) -
     assert [s.state for s in skipped] == ["cancelled"]
     # Neither room is held that day (all or nothing), and the skip is not a calendar edit.
     assert datetime(2027, 1, 18, 8, 0, tzinfo=UTC) not in [a for a, _ in slots_of(db, rooms[0])]
-    assert db.run_sync(lambda s: bookings.series_spec(s, result.booking_id)).overrides == ()
-    shown = db.run_sync(lambda s: bookings.series_spec(s, result.booking_id, include_skipped=True))
+    assert db.run_sync(lambda s: commands.series_spec(s, result.booking_id)).overrides == ()
+    shown = db.run_sync(lambda s: commands.series_spec(s, result.booking_id, include_skipped=True))
     assert [(o.recurrence_id, o.status) for o in shown.overrides] == [
         (datetime(2027, 1, 18, 9, 0), CANCELLED)
     ]
@@ -279,11 +280,11 @@ def test_transparent_and_cancelled_occurrences_never_block(db: Database, rooms: 
     series = create(db, weekly("s"), [rooms[1]])
     rid = datetime(2027, 1, 11, 8, 0, tzinfo=UTC)
     cancelled = db.run_sync(
-        lambda s: bookings.cancel_series(s, series.booking_id, recurrence_id=rid, now=NOW)
+        lambda s: commands.cancel_series(s, series.booking_id, recurrence_id=rid, now=NOW)
     )
     assert len(cancelled) == 1
     create(db, one("instead", datetime(2027, 1, 11, 9, 0)), [rooms[1]])
-    spec = db.run_sync(lambda s: bookings.series_spec(s, series.booking_id))
+    spec = db.run_sync(lambda s: commands.series_spec(s, series.booking_id))
     assert [(o.recurrence_id, o.status) for o in spec.overrides] == [
         (datetime(2027, 1, 11, 9, 0), CANCELLED)
     ]
@@ -291,9 +292,9 @@ def test_transparent_and_cancelled_occurrences_never_block(db: Database, rooms: 
 
 def test_book_is_conflict_checked_too(db: Database, rooms: list[str]) -> None:
     start = datetime(2027, 1, 4, 8, 0, tzinfo=UTC)
-    db.run_sync(lambda s: service.book(s, "One", start, start + H, rooms[:2]))
+    db.run_sync(lambda s: one_off.book(s, "One", start, start + H, rooms[:2]))
     with pytest.raises(BookingConflict):
-        db.run_sync(lambda s: service.book(s, "Two", start + H / 2, start + 2 * H, rooms[1:3]))
+        db.run_sync(lambda s: one_off.book(s, "Two", start + H / 2, start + 2 * H, rooms[1:3]))
     with pytest.raises(BookingConflict):
         create(db, one("x", datetime(2027, 1, 4, 9, 0)), [rooms[0]])
 
@@ -336,7 +337,7 @@ def test_all_day_series_are_reserve_only(db: Database, rooms: list[str]) -> None
     [session] = sessions_of(db, result.booking_id)
     assert session.start_utc == datetime(2027, 1, 4, 23, 0, tzinfo=UTC)
     assert session.end_utc == datetime(2027, 1, 5, 23, 0, tzinfo=UTC)
-    assert db.run_sync(lambda s: bookings.series_spec(s, result.booking_id)).duration == timedelta(
+    assert db.run_sync(lambda s: commands.series_spec(s, result.booking_id)).duration == timedelta(
         days=1
     )
 
@@ -352,7 +353,7 @@ def test_editing_all_moves_what_has_not_begun_and_leaves_history(
     first_two = sessions_of(db, result.booking_id)[:2]
     renamed = weekly(title="Renamed", start_local=datetime(2027, 1, 4, 10, 0))
     edited = db.run_sync(
-        lambda s: bookings.update_series(s, result.booking_id, renamed, scope="all", now=later)
+        lambda s: commands.update_series(s, result.booking_id, renamed, scope="all", now=later)
     )
     assert len(edited.session_ids) == 8
     after = {s.id: s for s in sessions_of(db, result.booking_id)}
@@ -367,7 +368,7 @@ def test_editing_all_moves_what_has_not_begun_and_leaves_history(
     assert len(slots_of(db, rooms[0])) == 2 + 8
     # Back to 09:00: the cancelled occurrences come back as new sessions.
     back = db.run_sync(
-        lambda s: bookings.update_series(s, result.booking_id, weekly(), scope="all", now=later)
+        lambda s: commands.update_series(s, result.booking_id, weekly(), scope="all", now=later)
     )
     assert len(back.session_ids) == 8
     assert len(slots_of(db, rooms[0])) == 2 + 8
@@ -376,12 +377,12 @@ def test_editing_all_moves_what_has_not_begun_and_leaves_history(
 def test_editing_all_can_change_rooms(db: Database, rooms: list[str]) -> None:
     result = create(db, weekly(), rooms[:2])
     db.run_sync(
-        lambda s: bookings.update_series(
+        lambda s: commands.update_series(
             s, result.booking_id, weekly(), room_ids=[rooms[0], rooms[3]], now=NOW
         )
     )
     assert slots_of(db, rooms[1]) == [] and len(slots_of(db, rooms[3])) == 10
-    assert db.run_sync(lambda s: bookings.series_spec(s, result.booking_id)).rooms == tuple(
+    assert db.run_sync(lambda s: commands.series_spec(s, result.booking_id)).rooms == tuple(
         sorted([rooms[0], rooms[3]])
     )
 
@@ -393,26 +394,26 @@ def test_editing_one_occurrence(db: Database, rooms: list[str]) -> None:
     moved = weekly(title="Moved", start_local=datetime(2027, 1, 11, 14, 0), duration=2 * H)
     with pytest.raises(BookingConflict):  # 14:00-16:00 meets "other" at 15:00
         db.run_sync(
-            lambda s: bookings.update_series(
+            lambda s: commands.update_series(
                 s, result.booking_id, moved, scope="this", recurrence_id=rid, now=NOW
             )
         )
     moved = dataclasses.replace(moved, duration=H)
     db.run_sync(
-        lambda s: bookings.update_series(
+        lambda s: commands.update_series(
             s, result.booking_id, moved, scope="this", recurrence_id=rid, now=NOW
         )
     )
     session = next(s for s in sessions_of(db, result.booking_id) if s.recurrence_id == rid)
     assert session.start_utc == datetime(2027, 1, 11, 13, 0, tzinfo=UTC)
     assert (session.title, session.revision, session.state) == ("Moved", 2, "scheduled")
-    spec = db.run_sync(lambda s: bookings.series_spec(s, result.booking_id))
+    spec = db.run_sync(lambda s: commands.series_spec(s, result.booking_id))
     assert spec.overrides == (
         OverrideSpec(datetime(2027, 1, 11, 9, 0), datetime(2027, 1, 11, 14, 0), H, title="Moved"),
     )
     with pytest.raises(DomainError) as exc:
         db.run_sync(
-            lambda s: bookings.update_series(
+            lambda s: commands.update_series(
                 s,
                 result.booking_id,
                 moved,
@@ -424,7 +425,7 @@ def test_editing_one_occurrence(db: Database, rooms: list[str]) -> None:
     assert code_of(exc) == "not-found"
     with pytest.raises(DomainError) as exc:  # it has begun
         db.run_sync(
-            lambda s: bookings.update_series(
+            lambda s: commands.update_series(
                 s, result.booking_id, moved, scope="this", recurrence_id=rid, now=rid + 6 * H
             )
         )
@@ -436,13 +437,13 @@ def test_editing_this_and_following_splits_the_series(db: Database, rooms: list[
     split = datetime(2027, 1, 25, 8, 0, tzinfo=UTC)  # the fourth occurrence
     changed = weekly(start_local=datetime(2027, 1, 4, 11, 0))  # time of day changes
     new = db.run_sync(
-        lambda s: bookings.update_series(
+        lambda s: commands.update_series(
             s, result.booking_id, changed, scope="this-and-following", recurrence_id=split, now=NOW
         )
     )
     assert new.booking_id != result.booking_id
-    old_spec = db.run_sync(lambda s: bookings.series_spec(s, result.booking_id))
-    new_spec = db.run_sync(lambda s: bookings.series_spec(s, new.booking_id))
+    old_spec = db.run_sync(lambda s: commands.series_spec(s, result.booking_id))
+    new_spec = db.run_sync(lambda s: commands.series_spec(s, new.booking_id))
     assert old_spec.rrules == ("FREQ=WEEKLY;UNTIL=20270125T075959Z",) and old_spec.sequence == 1
     assert new_spec.uid != old_spec.uid and new_spec.uid.endswith("@telecentre")
     assert new_spec.start_local == datetime(2027, 1, 25, 11, 0)
@@ -458,14 +459,14 @@ def test_cancelling(db: Database, rooms: list[str]) -> None:
     later = NOW + 8 * 24 * H
     cut = datetime(2027, 2, 1, 8, 0, tzinfo=UTC)  # the fifth
     gone = db.run_sync(
-        lambda s: bookings.cancel_series(
+        lambda s: commands.cancel_series(
             s, result.booking_id, recurrence_id=cut, this_and_following=True, now=later
         )
     )
     assert len(gone) == 6
-    spec = db.run_sync(lambda s: bookings.series_spec(s, result.booking_id))
+    spec = db.run_sync(lambda s: commands.series_spec(s, result.booking_id))
     assert spec.rrules == ("FREQ=WEEKLY;UNTIL=20270201T075959Z",)
-    gone = db.run_sync(lambda s: bookings.cancel_series(s, result.booking_id, now=later))
+    gone = db.run_sync(lambda s: commands.cancel_series(s, result.booking_id, now=later))
     assert len(gone) == 2  # the first two have ended: history stays as it is
     states = [s.state for s in sessions_of(db, result.booking_id)]
     assert states[:2] == ["scheduled", "scheduled"] and set(states[2:]) == {"cancelled"}
@@ -480,7 +481,7 @@ def test_cancelling(db: Database, rooms: list[str]) -> None:
     assert booking is not None and booking.status == "cancelled"
     with pytest.raises(DomainError) as exc:
         db.run_sync(
-            lambda s: bookings.cancel_series(
+            lambda s: commands.cancel_series(
                 s,
                 result.booking_id,
                 recurrence_id=datetime(2027, 1, 4, 8, 0, tzinfo=UTC),
@@ -497,8 +498,8 @@ def test_cancelling_an_occurrence_beyond_the_horizon(db: Database, rooms: list[s
     )
     assert len(result.session_ids) == 2
     far = datetime(2027, 6, 7, 7, 0, tzinfo=UTC)
-    db.run_sync(lambda s: bookings.cancel_series(s, result.booking_id, recurrence_id=far, now=NOW))
-    spec = db.run_sync(lambda s: bookings.series_spec(s, result.booking_id))
+    db.run_sync(lambda s: commands.cancel_series(s, result.booking_id, recurrence_id=far, now=NOW))
+    spec = db.run_sync(lambda s: commands.series_spec(s, result.booking_id))
     assert [(o.recurrence_id, o.status) for o in spec.overrides] == [
         (datetime(2027, 6, 7, 9, 0), CANCELLED)
     ]
@@ -522,7 +523,7 @@ def test_series_spec_round_trips_overrides(db: Database, rooms: list[str]) -> No
         sequence=3,
     )
     result = create(db, spec, rooms[:2], source="feed:1")
-    back = db.run_sync(lambda s: bookings.series_spec(s, result.booking_id))
+    back = db.run_sync(lambda s: commands.series_spec(s, result.booking_id))
     assert dataclasses.replace(back, rooms=()) == spec
     assert len(result.session_ids) == 9  # 10 + 1 RDATE - 1 EXDATE - 1 cancelled
 
@@ -530,11 +531,11 @@ def test_series_spec_round_trips_overrides(db: Database, rooms: list[str]) -> No
 def test_an_imported_booking_keeps_its_sequence(db: Database, rooms: list[str]) -> None:
     result = create(db, weekly(sequence=4), [rooms[0]], source="feed:1")
     db.run_sync(
-        lambda s: bookings.update_series(
+        lambda s: commands.update_series(
             s, result.booking_id, weekly(sequence=4, title="T"), now=NOW
         )
     )
-    assert db.run_sync(lambda s: bookings.series_spec(s, result.booking_id)).sequence == 4
+    assert db.run_sync(lambda s: commands.series_spec(s, result.booking_id)).sequence == 4
 
 
 # --- the horizon, free/busy, listing --------------------------------------------------------
@@ -643,7 +644,7 @@ def _many_rooms(db: Database, count: int, *, days: int) -> list[str]:
                 duration=H,
                 rrules=(f"FREQ=DAILY;BYHOUR=9,11,13,15;COUNT={4 * days}",),
             )
-            bookings.create_series(s, spec, [room_id], now=NOW)
+            commands.create_series(s, spec, [room_id], now=NOW)
         return ids
 
     return db.run_sync(setup)

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from orchestrator import accounts
+from orchestrator.people import accounts
 from tests.booking_world import service_with_world
 from tests.browser_support import browser, screenshot_path
 from tests.ui_support import PASSWORD

@@ -16,7 +16,7 @@ from typing import Any
 
 import aiohttp
 
-from orchestrator import service
+from orchestrator.booking import one_off
 from orchestrator.clock import FakeClock
 from signalling import protocol as p
 from signalling.client import SignallingClient
@@ -95,7 +95,7 @@ async def test_the_dashboard_shows_a_room_going_offline_and_back(
             # A booking made meanwhile appears too (the live part is swapped in whole).
             start = datetime.now(UTC) - timedelta(minutes=1)
             _, made = await app.services.db.run(
-                lambda s: service.book(
+                lambda s: one_off.book(
                     s,
                     "Visite de la délégation",
                     start,
@@ -134,7 +134,7 @@ async def test_the_dashboard_follows_a_session_through_its_states(
         scheduler = app.services.scheduler
         net: Network = await app.services.db.run(make_network)
         _, made = await app.services.db.run(
-            lambda s: service.book(
+            lambda s: one_off.book(
                 s,
                 "Delegation Amsterdam – Seine-et-Marne",
                 start,

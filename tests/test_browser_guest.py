@@ -31,9 +31,11 @@ import aiohttp.connector
 import numpy as np
 import pytest
 
-from orchestrator import guests, service, session_actions
+from orchestrator.booking import one_off
+from orchestrator.centres import add_centre, add_room
 from orchestrator.db import DbSession
-from orchestrator.tickets import guest_peer_id, ticket_window
+from orchestrator.sessions import actions, guests
+from orchestrator.sessions.tickets import guest_peer_id, ticket_window
 from room_agents.stamp import read_stamp
 from signalling.candidates import candidate_address
 from signalling.client import SignallingClient
@@ -102,11 +104,11 @@ async def meeting(
     async with running_app(config, tls=True) as app:
 
         def work(s: DbSession) -> tuple[dict[str, str], dict[str, str], str, str]:
-            paris = service.add_centre(s, "IT77 Fontainebleau", "Europe/Paris")
-            adam = service.add_centre(s, "Bright City Amsterdam", "Europe/Amsterdam")
-            a, key_a = service.add_room(s, paris.id, "Salle TelePresence")
-            b, key_b = service.add_room(s, adam.id, "TelePresence Room")
-            booking, session = service.book(
+            paris = add_centre(s, "IT77 Fontainebleau", "Europe/Paris")
+            adam = add_centre(s, "Bright City Amsterdam", "Europe/Amsterdam")
+            a, key_a = add_room(s, paris.id, "Salle TelePresence")
+            b, key_b = add_room(s, adam.id, "TelePresence Room")
+            booking, session = one_off.book(
                 s, "Délégation Bright City / IT77", start, end, [a.id, b.id], lead_seconds=5
             )
             rooms = {"paris": a.id, "amsterdam": b.id}
@@ -278,7 +280,7 @@ async def test_a_guest_joins_a_live_session_with_a_room_agent_over_https(
 
             # The organiser ends the session: the page leaves and says so.
             await m.app.services.db.run(
-                lambda s: session_actions.end_now(s, m.session_id, datetime.now(UTC))
+                lambda s: actions.end_now(s, m.session_id, datetime.now(UTC))
             )
             await until(
                 page, "() => !document.getElementById('ended').hidden", "the end", within=10
@@ -311,7 +313,7 @@ async def test_revoked_out_of_window_and_full_are_refused_in_the_browser(
         later = now + timedelta(days=1)
         tomorrow = await m.app.services.db.run(
             lambda s: (
-                service.book(
+                one_off.book(
                     s, "Tomorrow", later, later + timedelta(hours=1), list(m.rooms.values())
                 )[0].id
             )

@@ -23,10 +23,13 @@ from typing import Any
 
 import pytest
 
-from orchestrator import panels, service
+from orchestrator import centres
+from orchestrator.booking import one_off
 from orchestrator.clock import FakeClock
 from orchestrator.db import DbSession
 from orchestrator.models import Booking
+from orchestrator.sessions import panels
+from orchestrator.sessions.detail import session_detail
 from tests.browser_support import browser, new_page, screenshot_path
 from tests.ui_support import RunningApp, running_app
 from web.settings import Settings
@@ -73,10 +76,10 @@ class Network:
 
 async def make_network(app: RunningApp) -> Network:
     def setup(db: DbSession) -> tuple[dict[str, str], dict[str, str], str, str]:
-        paris = service.add_centre(db, "Fontainebleau", "Europe/Paris")
-        amsterdam = service.add_centre(db, "Amsterdam", "Europe/Amsterdam")
-        salle, salle_key = service.add_room(db, paris.id, "Salle Bleue")
-        zaal, zaal_key = service.add_room(db, amsterdam.id, "Zaal 1")
+        paris = centres.add_centre(db, "Fontainebleau", "Europe/Paris")
+        amsterdam = centres.add_centre(db, "Amsterdam", "Europe/Amsterdam")
+        salle, salle_key = centres.add_room(db, paris.id, "Salle Bleue")
+        zaal, zaal_key = centres.add_room(db, amsterdam.id, "Zaal 1")
         token = panels.create_panel_token(db, salle.id)
         rooms = {"salle": salle.id, "zaal": zaal.id}
         return rooms, {"salle": salle_key, "zaal": zaal_key}, token, paris.id
@@ -89,7 +92,7 @@ async def book(
     net: Network, start: datetime, end: datetime, title: str = "Comité de pilotage"
 ) -> str:
     def write(db: DbSession) -> str:
-        _, session = service.book(
+        _, session = one_off.book(
             db,
             title,
             start,
@@ -251,9 +254,7 @@ async def test_the_panel_joins_a_one_button_session_and_privacy_mutes_the_room(
                 )
 
                 async def participation() -> Any:
-                    detail = await app.services.db.run(
-                        lambda s: service.session_detail(s, session_id)
-                    )
+                    detail = await app.services.db.run(lambda s: session_detail(s, session_id))
                     return next(p for p in detail.participations if p.room_id == net.rooms["salle"])
 
                 deadline = asyncio.get_running_loop().time() + 15

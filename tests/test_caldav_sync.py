@@ -9,15 +9,16 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
-from orchestrator import bookings, service
-from orchestrator.caldav_sync import CalDavSync, source_key
-from orchestrator.caldav_transport import CalDavAccount, CalDavTransport
+from orchestrator import centres
+from orchestrator.booking import commands, one_off
+from orchestrator.calendars.caldav.sync import CalDavSync, source_key
+from orchestrator.calendars.caldav.transport import CalDavAccount, CalDavTransport
+from orchestrator.calendars.ical_in.parse import parse_calendar
 from orchestrator.clock import FakeClock
-from orchestrator.db import Database
-from orchestrator.ical_parse import parse_calendar
+from orchestrator.db import Database, DbSession
 from orchestrator.models import Booking, CalDavLink, Session
-from orchestrator.scheduler import Scheduler
-from orchestrator.tickets import TicketSigner
+from orchestrator.sessions.scheduler import Scheduler
+from orchestrator.sessions.tickets import TicketSigner
 from tests.radicale_server import RadicaleServer, radicale_server
 from tests.test_scheduler import FakeControl
 
@@ -56,11 +57,11 @@ class World:
             calendar_url=self.calendar_url,
         )
 
-        def setup(s: service.DbSession) -> tuple[str, str, str]:
-            paris = service.add_centre(s, "Fontainebleau", "Europe/Paris")
-            adam = service.add_centre(s, "Amsterdam", "Europe/Amsterdam")
-            a = service.add_room(s, paris.id, "Salle Bleue")[0].id
-            b = service.add_room(s, adam.id, "Smart Work Room")[0].id
+        def setup(s: DbSession) -> tuple[str, str, str]:
+            paris = centres.add_centre(s, "Fontainebleau", "Europe/Paris")
+            adam = centres.add_centre(s, "Amsterdam", "Europe/Amsterdam")
+            a = centres.add_room(s, paris.id, "Salle Bleue")[0].id
+            b = centres.add_room(s, adam.id, "Smart Work Room")[0].id
             link = CalDavLink(
                 room_id=a,
                 calendar_url=self.calendar_url,
@@ -91,7 +92,7 @@ class World:
             return out
 
     def booking(self, source: str, uid: str) -> Booking:
-        found = self.db.run_sync(lambda s: bookings.find_booking(s, source, uid))
+        found = self.db.run_sync(lambda s: commands.find_booking(s, source, uid))
         assert found is not None, (source, uid)
         return found
 
@@ -126,7 +127,7 @@ async def test_a_booking_made_in_radicale_appears_and_its_session_starts_by_itse
 
 def test_a_booking_made_in_telecentre_appears_in_radicale(world: World) -> None:
     booking, _ = world.db.run_sync(
-        lambda s: service.book(
+        lambda s: one_off.book(
             s, "Délégation", START, START + timedelta(hours=1), [world.room_a, world.room_b]
         )
     )
@@ -142,7 +143,7 @@ def test_a_booking_made_in_telecentre_appears_in_radicale(world: World) -> None:
 
 def test_an_edit_on_each_side_propagates(world: World) -> None:
     booking, _ = world.db.run_sync(
-        lambda s: service.book(
+        lambda s: one_off.book(
             s, "Comité", START, START + timedelta(hours=1), [world.room_a, world.room_b]
         )
     )
@@ -159,9 +160,9 @@ def test_an_edit_on_each_side_propagates(world: World) -> None:
     world.sync()
     assert world.db.run_sync(lambda s: s.get(Booking, booking.id)).title == "Comité (salle changée)"  # type: ignore[union-attr]
     # Edited here: the calendar follows.
-    spec = world.db.run_sync(lambda s: bookings.series_spec(s, booking.id))
+    spec = world.db.run_sync(lambda s: commands.series_spec(s, booking.id))
     world.db.run_sync(
-        lambda s: bookings.update_series(s, booking.id, _retitle(spec, "Comité final"), now=NOW)  # type: ignore[arg-type]
+        lambda s: commands.update_series(s, booking.id, _retitle(spec, "Comité final"), now=NOW)  # type: ignore[arg-type]
     )
     world.sync()
     data = world.remote()[booking.uid][2]
@@ -176,7 +177,7 @@ def _retitle(spec: object, title: str) -> object:
 
 def test_a_concurrent_edit_follows_the_documented_rule(world: World) -> None:
     booking, _ = world.db.run_sync(
-        lambda s: service.book(
+        lambda s: one_off.book(
             s, "Atelier", START, START + timedelta(hours=1), [world.room_a, world.room_b]
         )
     )
@@ -184,9 +185,9 @@ def test_a_concurrent_edit_follows_the_documented_rule(world: World) -> None:
     href, etag, _ = world.remote()[booking.uid]
     seq = world.db.run_sync(lambda s: s.get(Booking, booking.id)).sequence  # type: ignore[union-attr]
     # Both sides change it before the next sync, with the same new SEQUENCE: telecentre wins.
-    spec = world.db.run_sync(lambda s: bookings.series_spec(s, booking.id))
+    spec = world.db.run_sync(lambda s: commands.series_spec(s, booking.id))
     world.db.run_sync(
-        lambda s: bookings.update_series(s, booking.id, _retitle(spec, "Atelier (ici)"), now=NOW)  # type: ignore[arg-type]
+        lambda s: commands.update_series(s, booking.id, _retitle(spec, "Atelier (ici)"), now=NOW)  # type: ignore[arg-type]
     )
     local_seq = world.db.run_sync(lambda s: s.get(Booking, booking.id)).sequence  # type: ignore[union-attr]
     assert local_seq == seq + 1
@@ -198,9 +199,9 @@ def test_a_concurrent_edit_follows_the_documented_rule(world: World) -> None:
     assert parse_calendar(world.remote()[booking.uid][2]).events[0].spec.title == "Atelier (ici)"
     # With a higher SEQUENCE over there, the remote version wins.
     href, etag, _ = world.remote()[booking.uid]
-    spec = world.db.run_sync(lambda s: bookings.series_spec(s, booking.id))
+    spec = world.db.run_sync(lambda s: commands.series_spec(s, booking.id))
     world.db.run_sync(
-        lambda s: bookings.update_series(s, booking.id, _retitle(spec, "Atelier (ici 2)"), now=NOW)  # type: ignore[arg-type]
+        lambda s: commands.update_series(s, booking.id, _retitle(spec, "Atelier (ici 2)"), now=NOW)  # type: ignore[arg-type]
     )
     with world.other_client() as t:
         t.put(href, booking.uid, event(booking.uid, "Atelier (là-bas 2)", local_seq + 5), etag)

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import caldav_transport
-from orchestrator.caldav_transport import (
+from orchestrator.calendars.caldav import transport as caldav_transport
+from orchestrator.calendars.caldav.transport import (
     CalDavAccount,
     CalDavError,
     CalDavTransport,

@@ -19,7 +19,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from orchestrator.feeds import FeedPoller
+from orchestrator.calendars.feeds import FeedPoller
 from tests.e2e_support import ROOT, Cli, base_env
 from tests.faketime_support import faked_env, ticking_from
 from tests.test_web_api import Service, network, svc  # noqa: F401 (fixture)

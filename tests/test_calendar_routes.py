@@ -14,8 +14,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from icalendar import Calendar
 
-from orchestrator import service
 from orchestrator.db import Database
+from orchestrator.people import api_tokens
 from web import calendars
 from web.app import create_app
 from web.settings import Settings
@@ -51,7 +51,7 @@ class Service:
 async def svc(tmp_path: Path) -> AsyncIterator[Service]:
     db = Database(Settings(data_dir=tmp_path).effective_database_url)
     db.migrate()
-    token = db.run_sync(lambda s: service.create_api_token(s, "test"))
+    token = db.run_sync(lambda s: api_tokens.create_api_token(s, "test"))
     db.close_sync()
     app = _with_calendar_routes(create_app(Settings(data_dir=tmp_path, poll_interval=0.1)))
     client = TestClient(TestServer(app, host="127.0.0.1"))

@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import accounts, panels
+from orchestrator.centres import list_centres
 from orchestrator.db import Database
-from orchestrator.service import DomainError
+from orchestrator.errors import DomainError
+from orchestrator.people import accounts
+from orchestrator.sessions import panels
 from web.cli import main
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
@@ -154,14 +156,13 @@ def test_room_panel_link_prints_a_working_url(cli: Cli) -> None:
 
 
 def test_the_demo_network_has_one_person_per_role_with_the_demo_password(tmp_path: Path) -> None:
-    from orchestrator import service
     from web.demo import DEMO_PASSWORD, create_network
 
     db = Database.for_data_dir(tmp_path)
     try:
         db.migrate()
         create_network(db, tmp_path / "keys")
-        centres = {c.name: c.id for c in db.run_sync(service.list_centres)}
+        centres = {c.name: c.id for c in db.run_sync(list_centres)}
         expected = {
             "admin@telecentre.demo": ("admin", None),
             "staff@telecentre.demo": ("staff", centres["Fontainebleau"]),

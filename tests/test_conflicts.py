@@ -6,8 +6,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from orchestrator.conflicts import Busy, SlotRequest, conflicting, find_conflicts, held, overlaps
-from orchestrator.series import CANCELLED, Occurrence
+from orchestrator.booking.conflicts import (
+    Busy,
+    SlotRequest,
+    conflicting,
+    find_conflicts,
+    held,
+    overlaps,
+)
+from orchestrator.booking.values import CANCELLED, Occurrence
 
 T = datetime(2027, 3, 29, 9, 0, tzinfo=UTC)
 H = timedelta(hours=1)

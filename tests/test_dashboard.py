@@ -15,12 +15,13 @@ import pytest
 from aiohttp import ClientSession
 from sqlmodel import col, select
 
-from orchestrator import bookings, guests, participation, service
-from orchestrator.accounts import Principal
+from orchestrator.booking import commands, one_off
+from orchestrator.booking.values import SeriesSpec
 from orchestrator.clock import FakeClock
 from orchestrator.db import DbSession
 from orchestrator.models import User
-from orchestrator.series import SeriesSpec
+from orchestrator.people.accounts import Principal
+from orchestrator.sessions import guests, participation
 from signalling.client import SignallingClient
 from signalling.ports import MediaReport
 from signalling.protocol import MediaStats
@@ -79,7 +80,7 @@ def book_private(net: Network, start: datetime) -> Callable[[DbSession], tuple[s
 
     def run(s: DbSession) -> tuple[str, str, str]:
         staff = s.exec(select(User).where(col(User.email) == AMSTERDAM_STAFF)).one()
-        booking, session = service.book(
+        booking, session = one_off.book(
             s, SECRET, start, start + timedelta(hours=1), [net.smart_work_room, net.studio]
         )
         booking.owner_id, booking.owner_centre_id = staff.id, net.amsterdam
@@ -101,7 +102,7 @@ async def test_titles_organisers_and_guests_are_shown_only_to_those_with_rights(
         _, session_id, guest_id = await db.run(book_private(net, start))
         shared_start = start + timedelta(hours=3)
         await db.run(
-            lambda s: service.book(
+            lambda s: one_off.book(
                 s,
                 "Delegation Amsterdam – Seine-et-Marne",
                 shared_start,
@@ -163,7 +164,7 @@ async def test_the_state_shows_presence_sites_media_and_releases(tmp_path: Path)
         net = await db.run(make_network)
         start = NOW - timedelta(seconds=30)
         _, session = await db.run(
-            lambda s: service.book(
+            lambda s: one_off.book(
                 s,
                 "Delegation",
                 start,
@@ -245,7 +246,7 @@ async def test_a_room_released_as_a_no_show_says_so(tmp_path: Path) -> None:
         net = await db.run(make_network)
         start = NOW - timedelta(minutes=20)
         await db.run(
-            lambda s: service.book(
+            lambda s: one_off.book(
                 s,
                 "Missed",
                 start,
@@ -336,11 +337,11 @@ async def test_a_booking_from_the_form_shows_its_organiser_by_name(tmp_path: Pat
 
         def book(s: DbSession) -> None:
             admin = s.exec(select(User).where(col(User.email) == ADMIN)).one()
-            formed, _ = service.book(
+            formed, _ = one_off.book(
                 s, "From the form", start, start + timedelta(hours=1), [net.salle_bleue, net.studio]
             )
             formed.owner_id, formed.organiser = admin.id, f"mailto:{ADMIN}"
-            imported, _ = service.book(
+            imported, _ = one_off.book(
                 s,
                 "From a calendar",
                 start + timedelta(hours=2),
@@ -375,7 +376,7 @@ async def test_a_reminder_reads_as_one_and_an_ending_session_says_when_it_ends(
         end = NOW + timedelta(minutes=4)
 
         def book(s: DbSession) -> tuple[str, str]:
-            _, call = service.book(
+            _, call = one_off.book(
                 s, "Delegation", end - timedelta(hours=1), end, [net.smart_work_room, net.studio]
             )
             spec = SeriesSpec(
@@ -386,7 +387,7 @@ async def test_a_reminder_reads_as_one_and_an_ending_session_says_when_it_ends(
                 duration=timedelta(hours=1),
                 transparent=True,
             )
-            return call.id, bookings.create_series(s, spec, [net.salle_bleue], now=NOW).session_ids[
+            return call.id, commands.create_series(s, spec, [net.salle_bleue], now=NOW).session_ids[
                 0
             ]
 

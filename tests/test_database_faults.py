@@ -29,12 +29,15 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from orchestrator import accounts, service
+from orchestrator.booking import one_off
+from orchestrator.centres import add_centre, add_room, list_centres, list_rooms
 from orchestrator.clock import FakeClock
 from orchestrator.db import SQLITE_FILENAME, Database, DatabaseBusy, DatabaseUnavailable
 from orchestrator.log_limit import FaultLogFilter
-from orchestrator.scheduler import Scheduler
-from orchestrator.tickets import TicketSigner
+from orchestrator.people import accounts, api_tokens
+from orchestrator.sessions.detail import session_detail
+from orchestrator.sessions.scheduler import Scheduler
+from orchestrator.sessions.tickets import TicketSigner
 from tests.accounts_support import browser_like
 from tests.test_scheduler import FakeControl
 from tests.ui_support import PASSWORD, csrf_of, running_app
@@ -68,11 +71,11 @@ def seed(data_dir: Path) -> Seeded:
     db.migrate()
 
     def setup(s: object) -> str:
-        paris = service.add_centre(s, "Paris", "Europe/Paris")  # type: ignore[arg-type]
+        paris = add_centre(s, "Paris", "Europe/Paris")  # type: ignore[arg-type]
         for name in ("Salle Bleue", "Salle Verte"):
-            service.add_room(s, paris.id, name)  # type: ignore[arg-type]
+            add_room(s, paris.id, name)  # type: ignore[arg-type]
         accounts.create_user(s, EMAIL, "Paul", PASSWORD, "staff", paris.id)  # type: ignore[arg-type]
-        return service.create_api_token(s, "test")  # type: ignore[arg-type]
+        return api_tokens.create_api_token(s, "test")  # type: ignore[arg-type]
 
     token = db.run_sync(setup)
     db.close_sync()
@@ -198,9 +201,9 @@ async def test_the_scheduler_says_once_that_the_database_is_locked_and_steps_whe
     seeded = seed(tmp_path)
     db = Database.for_data_dir(tmp_path, busy_wait=0.2)
     t0 = datetime(2030, 6, 3, 9, 0, tzinfo=UTC)
-    rooms = db.run_sync(lambda s: [r.id for r in service.list_rooms(s)])
+    rooms = db.run_sync(lambda s: [r.id for r in list_rooms(s)])
     _, session = db.run_sync(
-        lambda s: service.book(s, "Weekly", t0, t0 + timedelta(hours=1), rooms, lead_seconds=60)
+        lambda s: one_off.book(s, "Weekly", t0, t0 + timedelta(hours=1), rooms, lead_seconds=60)
     )
     clock = FakeClock(t0.timestamp() - 120)
     scheduler = Scheduler(db, FakeControl(), TicketSigner.generate(), clock, poll_interval=0.5)
@@ -218,11 +221,11 @@ async def test_the_scheduler_says_once_that_the_database_is_locked_and_steps_whe
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-    detail = db.run_sync(lambda s: service.session_detail(s, session.id))
+    detail = db.run_sync(lambda s: session_detail(s, session.id))
     db.close_sync()
     # Taken at the first poll after the lock, and recorded then (the rooms were told then).
     assert [t.state for t in detail.transitions[1:]] == ["preparing"]
-    lines = [r for r in caplog.records if r.name == "orchestrator.scheduler"]
+    lines = [r for r in caplog.records if r.name == "orchestrator.sessions.scheduler"]
     assert len(lines) == 1 and "database-busy" in lines[0].getMessage()
     assert lines[0].exc_info is None
 
@@ -297,12 +300,12 @@ def test_the_database_names_its_faults(tmp_path: Path) -> None:
     db = Database.for_data_dir(tmp_path, busy_wait=0.2, sync_busy_wait=0.2)
     try:
         with locked(seeded.path), pytest.raises(DatabaseBusy) as busy:
-            db.run_sync(service.list_centres)
+            db.run_sync(list_centres)
         assert busy.value.code == "database-busy"
         damage_tables(seeded.path, "centre")
         db.engine.dispose()  # a new connection reads the file afresh
         with pytest.raises(DatabaseUnavailable) as unavailable:
-            db.run_sync(service.list_centres)
+            db.run_sync(list_centres)
         assert unavailable.value.code == "database-unavailable"
         with pytest.raises(DatabaseUnavailable):
             db.check()

@@ -6,7 +6,8 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from orchestrator import lifecycle, service
+from orchestrator import centres, lifecycle, transitions
+from orchestrator.booking import one_off
 from orchestrator.db import Database, DbSession
 from orchestrator.models import Session
 from web.demo_watch import Step, new_steps, offset_text, step_line, watch_session
@@ -37,9 +38,9 @@ def test_only_steps_not_yet_printed_come_out_in_order() -> None:
 
 def _session_and_steps(db: Database) -> str:
     def book(s: DbSession) -> str:
-        centre = service.add_centre(s, "Fontainebleau", "Europe/Paris")
-        rooms = [service.add_room(s, centre.id, name)[0] for name in ("Bleue", "Verte")]
-        _, session = service.book(
+        centre = centres.add_centre(s, "Fontainebleau", "Europe/Paris")
+        rooms = [centres.add_room(s, centre.id, name)[0] for name in ("Bleue", "Verte")]
+        _, session = one_off.book(
             s, "Delegation", START, START + timedelta(hours=1), [r.id for r in rooms]
         )
         return session.id
@@ -51,7 +52,7 @@ def _move(db: Database, session_id: str, state: str, at: datetime) -> None:
     def move(s: DbSession) -> None:
         session = s.get(Session, session_id)
         assert session is not None
-        assert service.record_transition(s, session, state, at, now=at)
+        assert transitions.record_transition(s, session, state, at, now=at)
 
     db.run_sync(move)
 

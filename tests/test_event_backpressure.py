@@ -24,13 +24,16 @@ from typing import Any, TypeVar
 
 import pytest
 
-from orchestrator import guests, participation, service
+from orchestrator import centres
+from orchestrator.booking import one_off
 from orchestrator.clock import FakeClock
 from orchestrator.db import Database, DatabaseBusy, DbSession, Priority
 from orchestrator.models import Participation
-from orchestrator.participation import MediaBatch, merge_batch, summarise_media
-from orchestrator.scheduler import Scheduler
-from orchestrator.tickets import TicketSigner
+from orchestrator.sessions import guests, participation
+from orchestrator.sessions.detail import session_detail
+from orchestrator.sessions.participation import MediaBatch, merge_batch, summarise_media
+from orchestrator.sessions.scheduler import Scheduler
+from orchestrator.sessions.tickets import TicketSigner
 from signalling import protocol as p
 from signalling.ports import (
     MediaMilestone,
@@ -84,9 +87,9 @@ def world(tmp_path: Path) -> Iterator[World]:
     db.migrate()
 
     def setup(s: DbSession) -> World:
-        paris = service.add_centre(s, "Paris", "Europe/Paris")
-        rooms = [service.add_room(s, paris.id, f"Salle {i}")[0].id for i in range(3)]
-        booking, session = service.book(
+        paris = centres.add_centre(s, "Paris", "Europe/Paris")
+        rooms = [centres.add_room(s, paris.id, f"Salle {i}")[0].id for i in range(3)]
+        booking, session = one_off.book(
             s, "Weekly", START, START + timedelta(hours=1), rooms, lead_seconds=60
         )
         guest, _ = guests.add_guest(s, booking.id, "Ada", None, now=START)
@@ -478,7 +481,7 @@ async def test_transitions_are_taken_promptly_while_a_room_floods_stats(world: W
         await flooding
         await events.stop()
     print("scheduler steps during the flood took", [f"{d * 1000:.0f} ms" for d in durations])
-    detail = db.run_sync(lambda s: service.session_detail(s, sid))
+    detail = db.run_sync(lambda s: session_detail(s, sid))
     assert [(t.state, t.at.timestamp()) for t in detail.transitions[1:]] == [
         ("preparing", T0 - 60),
         ("live", T0),

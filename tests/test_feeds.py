@@ -13,10 +13,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from orchestrator.calendars.feeds import FeedPoller, FeedRow
+from orchestrator.calendars.ical_in.plan import ImportReport
 from orchestrator.clock import FakeClock
 from orchestrator.db import Database
-from orchestrator.feeds import FeedPoller, FeedRow
-from orchestrator.import_plan import ImportReport
 from orchestrator.models import Feed
 
 pytestmark = pytest.mark.wall_clock

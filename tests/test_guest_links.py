@@ -1,4 +1,4 @@
-"""Guest links (orchestrator.guests.resolve_link) on a real SQLite file, with the time
+"""Guest links (orchestrator.sessions.guests.resolve_link) on a real SQLite file, with the time
 given: a link opens a session from 15 minutes before its start to its end, never
 once revoked or cancelled, and in a series the occurrence under way."""
 
@@ -11,12 +11,14 @@ from pathlib import Path
 import pytest
 from sqlmodel import col, select
 
-from orchestrator import bookings, guests, service
+from orchestrator import centres
+from orchestrator.booking import commands, one_off
+from orchestrator.booking.values import SeriesSpec
 from orchestrator.db import Database, DbSession
-from orchestrator.guests import GuestAccess, GuestLinkClosed
+from orchestrator.errors import DomainError
 from orchestrator.models import Session
-from orchestrator.series import SeriesSpec
-from orchestrator.service import DomainError
+from orchestrator.sessions import guests
+from orchestrator.sessions.guests import GuestAccess, GuestLinkClosed
 
 START = datetime(2027, 3, 11, 9, 0, tzinfo=UTC)  # 10:00 in Paris
 HOUR = timedelta(hours=1)
@@ -33,11 +35,11 @@ def db(tmp_path: Path) -> Iterator[Database]:
 
 def two_rooms(db: Database) -> list[str]:
     def work(s: DbSession) -> list[str]:
-        paris = service.add_centre(s, "Fontainebleau", "Europe/Paris")
-        adam = service.add_centre(s, "Amsterdam", "Europe/Amsterdam")
+        paris = centres.add_centre(s, "Fontainebleau", "Europe/Paris")
+        adam = centres.add_centre(s, "Amsterdam", "Europe/Amsterdam")
         return [
-            service.add_room(s, paris.id, "Salle Bleue")[0].id,
-            service.add_room(s, adam.id, "Smart Work Room")[0].id,
+            centres.add_room(s, paris.id, "Salle Bleue")[0].id,
+            centres.add_room(s, adam.id, "Smart Work Room")[0].id,
         ]
 
     return db.run_sync(work)
@@ -48,7 +50,7 @@ def booked_with_guest(db: Database, start: datetime = START) -> tuple[str, str, 
     rooms = two_rooms(db)
 
     def work(s: DbSession) -> tuple[str, str, str, str]:
-        booking, session = service.book(s, "Delegation", start, start + HOUR, rooms)
+        booking, session = one_off.book(s, "Delegation", start, start + HOUR, rooms)
         guest, token = guests.add_guest(s, booking.id, "Ada Lovelace", "ada@example.org", now=start)
         return booking.id, session.id, guest.id, token
 
@@ -108,7 +110,7 @@ def test_the_other_guests_of_the_booking_keep_their_links(db: Database) -> None:
 
 def test_a_cancelled_booking_opens_nothing(db: Database) -> None:
     booking_id, _, _, token = booked_with_guest(db)
-    db.run_sync(lambda s: service.cancel_booking(s, booking_id))
+    db.run_sync(lambda s: one_off.cancel_booking(s, booking_id))
     closed = refusal(db, token, START)
     assert closed.code == "guest-link-outside-window"
     assert isinstance(closed, GuestLinkClosed) and closed.opens is None
@@ -139,7 +141,7 @@ def test_in_a_series_the_link_opens_the_occurrence_under_way(db: Database) -> No
     )
 
     def work(s: DbSession) -> tuple[list[str], str]:
-        result = bookings.create_series(s, spec, rooms, now=START - timedelta(days=1))
+        result = commands.create_series(s, spec, rooms, now=START - timedelta(days=1))
         booking_id = s.exec(select(Session.booking_id).where(Session.id == result.session_ids[0]))
         _, token = guests.add_guest(s, booking_id.one(), "Ada Lovelace", now=START)
         ordered = s.exec(

@@ -16,11 +16,13 @@ import aiohttp
 import jwt
 import pytest
 
-from orchestrator import guests, service
+from orchestrator import centres
+from orchestrator.booking import one_off
 from orchestrator.clock import FakeClock
 from orchestrator.db import DbSession
 from orchestrator.models import Booking
-from orchestrator.tickets import ticket_window
+from orchestrator.sessions import guests
+from orchestrator.sessions.tickets import ticket_window
 from signalling.client import SignallingClient, SignallingError
 from tests.ui_support import RunningApp, running_app
 from web.settings import Settings
@@ -76,13 +78,13 @@ async def meeting(tmp_path: Path) -> AsyncIterator[Meeting]:
     async with running_app(settings, clock=clock) as app:
 
         def work(s: DbSession) -> tuple[str, str, str, str]:
-            paris = service.add_centre(s, "IT77 Fontainebleau", "Europe/Paris")
-            montreal = service.add_centre(s, "Montréal Coworking", "America/Montreal")
+            paris = centres.add_centre(s, "IT77 Fontainebleau", "Europe/Paris")
+            montreal = centres.add_centre(s, "Montréal Coworking", "America/Montreal")
             rooms = [
-                service.add_room(s, paris.id, "Salle TelePresence")[0].id,
-                service.add_room(s, montreal.id, "Salle du fleuve")[0].id,
+                centres.add_room(s, paris.id, "Salle TelePresence")[0].id,
+                centres.add_room(s, montreal.id, "Salle du fleuve")[0].id,
             ]
-            booking, session = service.book(s, "Délégation Québec", START, END, rooms)
+            booking, session = one_off.book(s, "Délégation Québec", START, END, rooms)
             guest, token = guests.add_guest(
                 s, booking.id, "Ada Lovelace", now=START - timedelta(days=1)
             )
@@ -254,9 +256,9 @@ async def test_a_restarted_service_still_refuses_a_guest_revoked_before(tmp_path
     settings = Settings(data_dir=tmp_path, poll_interval=0.05)
 
     def work(s: DbSession) -> tuple[str, str]:
-        paris = service.add_centre(s, "Paris", "Europe/Paris")
-        rooms = [service.add_room(s, paris.id, n)[0].id for n in ("A", "B")]
-        booking, _ = service.book(s, "Revue", START, END, rooms)
+        paris = centres.add_centre(s, "Paris", "Europe/Paris")
+        rooms = [centres.add_room(s, paris.id, n)[0].id for n in ("A", "B")]
+        booking, _ = one_off.book(s, "Revue", START, END, rooms)
         kept, _ = guests.add_guest(s, booking.id, "Kept", now=START)
         gone, _ = guests.add_guest(s, booking.id, "Gone", now=START)
         guests.revoke_guest(s, gone.id, START)

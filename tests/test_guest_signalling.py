@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 
-from orchestrator.tickets import TicketSigner, guest_peer_id
+from orchestrator.sessions.tickets import TicketSigner, guest_peer_id
 from room_agents.ice import filter_sdp, rtc_configuration
 from room_agents.media import (
     OutgoingVideoTrack,

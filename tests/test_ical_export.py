@@ -15,9 +15,10 @@ import pytest
 from icalendar import Calendar, Component, Timezone
 from sqlmodel import select
 
-from orchestrator import calendar_tokens, service
-from orchestrator.db import Database, DbSession
-from orchestrator.ical_export import (
+from orchestrator import centres
+from orchestrator.booking import one_off
+from orchestrator.calendars import tokens as calendar_tokens
+from orchestrator.calendars.ical_out.export import (
     BUSY,
     DEFAULT_ORGANISER,
     PRODID,
@@ -43,7 +44,9 @@ from orchestrator.ical_export import (
     room_id_from_address,
     site_times,
 )
-from orchestrator.ical_out_timezones import vtimezone
+from orchestrator.calendars.ical_out.timezones import vtimezone
+from orchestrator.db import Database, DbSession
+from orchestrator.errors import DomainError
 from orchestrator.models import Booking, Participation, Session
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -523,15 +526,15 @@ def db(tmp_path: Path) -> Iterator[Database]:
 class Network:
     def __init__(self, db: Database) -> None:
         def setup(s: DbSession) -> tuple[str, ...]:
-            fontainebleau = service.add_centre(s, "Fontainebleau", "Europe/Paris")
-            montreal = service.add_centre(s, "Montréal", "America/Toronto")
+            fontainebleau = centres.add_centre(s, "Fontainebleau", "Europe/Paris")
+            montreal = centres.add_centre(s, "Montréal", "America/Toronto")
             return (
                 fontainebleau.id,
                 montreal.id,
-                service.add_room(s, fontainebleau.id, "Salle Bleue")[0].id,
-                service.add_room(s, fontainebleau.id, "Salle Verte")[0].id,
-                service.add_room(s, montreal.id, "Salle Saint-Laurent")[0].id,
-                service.add_room(s, montreal.id, "Salle Jacques-Cartier")[0].id,
+                centres.add_room(s, fontainebleau.id, "Salle Bleue")[0].id,
+                centres.add_room(s, fontainebleau.id, "Salle Verte")[0].id,
+                centres.add_room(s, montreal.id, "Salle Saint-Laurent")[0].id,
+                centres.add_room(s, montreal.id, "Salle Jacques-Cartier")[0].id,
             )
 
         self.db = db
@@ -541,7 +544,7 @@ class Network:
 
     def book(self, title: str, start: datetime, rooms: list[str], hours: int = 1) -> str:
         booking, _ = self.db.run_sync(
-            lambda s: service.book(s, title, start, start + timedelta(hours=hours), rooms)
+            lambda s: one_off.book(s, title, start, start + timedelta(hours=hours), rooms)
         )
         return booking.id
 
@@ -628,7 +631,7 @@ def test_a_stored_series_is_exported_with_its_overrides(net: Network) -> None:
 
 def test_a_cancelled_single_booking_shows_cancelled(net: Network) -> None:
     booking_id = net.book("Annulée", paris(2026, 12, 1, 9), [net.bleue, net.mtl])
-    net.db.run_sync(lambda s: service.cancel_booking(s, booking_id))
+    net.db.run_sync(lambda s: one_off.cancel_booking(s, booking_id))
     [event] = events(
         stable(feed_document(net.db.run_sync(lambda s: load_room_feed(s, net.bleue))).body)
     )
@@ -645,7 +648,7 @@ def test_busy_times_leave_out_what_does_not_hold_the_room(net: Network) -> None:
     net.book("Ailleurs", paris(2026, 12, 1, 9), [net.verte, net.mtl2])
 
     def change(s: DbSession) -> None:
-        service.cancel_booking(s, cancelled)
+        one_off.cancel_booking(s, cancelled)
         for booking_id, field, value in (
             (see_through, "transparent", True),
             (tentative, "status", "tentative"),
@@ -716,10 +719,10 @@ def test_calendar_tokens_open_one_scope_and_are_kept_hashed(net: Network, db: Da
 
 
 def test_tokens_for_unknown_rooms_and_centres_are_refused(net: Network, db: Database) -> None:
-    with pytest.raises(service.DomainError) as err:
+    with pytest.raises(DomainError) as err:
         db.run_sync(lambda s: calendar_tokens.create_room_token(s, "nope"))
     assert err.value.code == "not-found"
-    with pytest.raises(service.DomainError):
+    with pytest.raises(DomainError):
         db.run_sync(lambda s: calendar_tokens.create_centre_token(s, net.bleue))
 
 
@@ -727,8 +730,8 @@ def test_tokens_for_unknown_rooms_and_centres_are_refused(net: Network, db: Data
 
 
 def _occurrences_of(data: bytes, booking: BookingInfo) -> list[tuple[Any, ...]]:
-    from orchestrator import ical_parse
-    from orchestrator.recurrence import expand
+    from orchestrator.booking.recurrence import expand
+    from orchestrator.calendars.ical_in import parse as ical_parse
 
     parsed = ical_parse.parse_calendar(data)
     [event] = [e for e in parsed.events if e.spec.uid == booking.uid]
@@ -784,6 +787,7 @@ def test_a_calendar_client_expands_the_feed_as_the_sessions_say() -> None:
     """recurring-ical-events (the expander the caldav client uses) as a stand-in for
     a subscriber: every session appears once, moved, retitled or cancelled as stored."""
     import recurring_ical_events as rie
+
     week1, week3, week5 = weekly_session(1), weekly_session(3), weekly_session(5)
     later = timedelta(hours=5)
     booking = with_sessions(

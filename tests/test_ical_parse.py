@@ -20,7 +20,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from orchestrator.ical_parse import (
+from orchestrator.booking.recurrence import expand, validate_rrule, zone_info
+from orchestrator.booking.values import Occurrence, SeriesSpec
+from orchestrator.calendars.ical_in.parse import (
     CalendarError,
     ParsedCalendar,
     ParsedEvent,
@@ -28,8 +30,6 @@ from orchestrator.ical_parse import (
     Skipped,
     parse_calendar,
 )
-from orchestrator.recurrence import expand, validate_rrule, zone_info
-from orchestrator.series import Occurrence, SeriesSpec
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ics"
 WINDOW = (datetime(2027, 1, 1, tzinfo=UTC), datetime(2028, 1, 1, tzinfo=UTC))

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from orchestrator.import_plan import (
+from orchestrator.booking.values import CANCELLED, SeriesSpec
+from orchestrator.calendars.ical_in.plan import (
     CANCEL,
     CREATE,
     UPDATE,
@@ -16,7 +17,6 @@ from orchestrator.import_plan import (
     match_rooms,
     plan_import,
 )
-from orchestrator.series import CANCELLED, SeriesSpec
 
 ROOMS = [
     RoomNames("r1", ("Salle Bleue", "IT77 Fontainebleau TelePresence")),

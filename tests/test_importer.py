@@ -11,12 +11,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlmodel import func, select
 
-from orchestrator import bookings, importer, service
-from orchestrator.db import Database
-from orchestrator.ical_parse import CalendarError, parse_calendar
-from orchestrator.import_plan import ImportSource
+from orchestrator import centres
+from orchestrator.booking import commands
+from orchestrator.booking.policy import BookingSettings
+from orchestrator.calendars.ical_in import importer
+from orchestrator.calendars.ical_in.parse import CalendarError, parse_calendar
+from orchestrator.calendars.ical_in.plan import ImportSource
+from orchestrator.db import Database, DbSession
 from orchestrator.models import Booking, RoomSlot, Session
-from orchestrator.policy import BookingSettings
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ics"
 GOOD = [
@@ -65,9 +67,9 @@ def db(tmp_path: Path) -> Iterator[Database]:
 
 @pytest.fixture
 def room(db: Database) -> str:
-    def make(s: service.DbSession) -> str:
-        centre = service.add_centre(s, "Fontainebleau", "Europe/Paris")
-        return service.add_room(s, centre.id, "Salle Bleue")[0].id
+    def make(s: DbSession) -> str:
+        centre = centres.add_centre(s, "Fontainebleau", "Europe/Paris")
+        return centres.add_room(s, centre.id, "Salle Bleue")[0].id
 
     return str(db.run_sync(make))
 
@@ -79,7 +81,7 @@ def run(db: Database, data: bytes, source: ImportSource) -> importer.ImportRepor
 
 
 def counts(db: Database) -> tuple[int, int, int]:
-    def count(s: service.DbSession) -> tuple[int, int, int]:
+    def count(s: DbSession) -> tuple[int, int, int]:
         return (
             s.exec(select(func.count()).select_from(Booking)).one(),
             s.exec(select(func.count()).select_from(Session)).one(),
@@ -149,7 +151,7 @@ def test_a_conflict_names_the_room_the_booking_and_the_interval(db: Database, ro
     one_off = one_off.replace(b"20270201T", b"20270208T")
     first = run(db, one_off, ImportSource("file:blocker", rooms=(room,)))
     assert first.created == 1
-    blocker = db.run_sync(lambda s: bookings.find_booking(s, "file:blocker", "blocker"))
+    blocker = db.run_sync(lambda s: commands.find_booking(s, "file:blocker", "blocker"))
     assert blocker is not None
     report = run(db, weekly("w1"), ImportSource("file:weekly", rooms=(room,)))
     assert report.created == 1
@@ -196,16 +198,16 @@ def test_a_failure_half_way_leaves_nothing_behind(
     db: Database, room: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     data = (FIXTURES / "google_export.ics").read_bytes()
-    real = bookings.create_series
+    real = commands.create_series
     calls = {"n": 0}
 
-    def failing(*args: object, **kwargs: object) -> bookings.BookingResult:
+    def failing(*args: object, **kwargs: object) -> commands.BookingResult:
         calls["n"] += 1
         if calls["n"] == 3:
             raise RuntimeError("disk full")
         return real(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(bookings, "create_series", failing)
+    monkeypatch.setattr(commands, "create_series", failing)
     with pytest.raises(RuntimeError):
         run(db, data, ImportSource("file:test", rooms=(room,)))
     assert calls["n"] == 3
@@ -217,7 +219,7 @@ def test_a_higher_sequence_updates_the_booking_and_its_sessions(db: Database, ro
     run(db, weekly(), feed)
     report = run(db, weekly(title="Weekly, renamed", seq=1), feed)
     assert report.updated == 1
-    booking = db.run_sync(lambda s: bookings.find_booking(s, "feed:f", "w1"))
+    booking = db.run_sync(lambda s: commands.find_booking(s, "feed:f", "w1"))
     assert booking is not None and booking.title == "Weekly, renamed" and booking.sequence == 1
     older = run(db, weekly(title="Stale", seq=0), feed)
     assert [s.code for s in older.skipped] == ["older-sequence"]
@@ -239,7 +241,7 @@ def test_an_event_gone_from_a_feed_cancels_its_future_and_an_empty_feed_cancels_
     assert held.cancelled == 0
     gone = run(db, weekly("a"), feed)
     assert gone.cancelled == 1
-    b = db.run_sync(lambda s: bookings.find_booking(s, "feed:f", "b"))
+    b = db.run_sync(lambda s: commands.find_booking(s, "feed:f", "b"))
     assert b is not None and b.status == "cancelled"
 
 

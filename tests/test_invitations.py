@@ -16,12 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import bookings, guests, service
+from orchestrator import centres, transitions
+from orchestrator.booking import commands as bookings
+from orchestrator.booking.values import SeriesSpec
 from orchestrator.db import Database, DbSession
-from orchestrator.invitations import CLOSED, NEEDS_CALL, InvitationsClosed, closed_reason
+from orchestrator.errors import DomainError
 from orchestrator.models import Booking, Guest, Session
-from orchestrator.series import SeriesSpec
-from orchestrator.service import DomainError
+from orchestrator.sessions import guests
+from orchestrator.sessions.invitations import CLOSED, NEEDS_CALL, InvitationsClosed, closed_reason
 
 NOW = datetime(2027, 3, 10, 9, 0, tzinfo=UTC)
 START = datetime(2027, 3, 11, 9, 0, tzinfo=UTC)  # 10:00 in Paris, the day after NOW
@@ -62,8 +64,8 @@ def book(db: Database, *, transparent: bool, connect_mode: str = "automatic") ->
     """(booking id, session id) of a one-hour meeting of two rooms tomorrow."""
 
     def work(s: DbSession) -> tuple[str, str]:
-        paris = service.add_centre(s, "Fontainebleau", "Europe/Paris")
-        rooms = [service.add_room(s, paris.id, name)[0].id for name in ("Salle Bleue", "Verte")]
+        paris = centres.add_centre(s, "Fontainebleau", "Europe/Paris")
+        rooms = [centres.add_room(s, paris.id, name)[0].id for name in ("Salle Bleue", "Verte")]
         spec = SeriesSpec(
             uid=f"meeting-{transparent}",
             title="Delegation",
@@ -152,8 +154,8 @@ def test_a_call_under_way_when_its_booking_turned_transparent_keeps_its_guests(
     def live(s: DbSession) -> None:
         session = s.get(Session, session_id)
         assert session is not None
-        service.record_transition(s, session, "preparing", START - timedelta(minutes=1))
-        service.record_transition(s, session, "live", START)
+        transitions.record_transition(s, session, "preparing", START - timedelta(minutes=1))
+        transitions.record_transition(s, session, "live", START)
 
     db.run_sync(live)
     turn_transparent(db, booking_id)

@@ -2,7 +2,7 @@
 addresses is still slowed (issue 9, item 6).
 
 Before, five failures from anywhere locked the account for 15 minutes from every
-address: five requests locked a staff member out. Now (``orchestrator.accounts``,
+address: five requests locked a staff member out. Now (``orchestrator.people.accounts``,
 ``LoginLimits``) failures lock an account for the source address they came from; a
 source address is locked for every account after a generous number of failures; and an
 account's failures from all addresses together close it, for an hour, to every address
@@ -22,12 +22,13 @@ from aiohttp import ClientSession
 from argon2 import PasswordHasher
 from sqlmodel import func, select
 
-from orchestrator import accounts, service
-from orchestrator.accounts import LoginLimits, ThrottleRows
+from orchestrator import centres
 from orchestrator.clock import FakeClock
 from orchestrator.db import Database, DbSession
+from orchestrator.errors import DomainError
 from orchestrator.models import LoginThrottle
-from orchestrator.service import DomainError
+from orchestrator.people import accounts
+from orchestrator.people.accounts import LoginLimits, ThrottleRows
 from tests.accounts_support import PARIS_STAFF, add_network, browser_like
 from tests.ui_support import PASSWORD, RunningApp, csrf_of, running_app
 from web.settings import Settings
@@ -132,7 +133,7 @@ def db(tmp_path: Path) -> Iterator[Database]:
     database.migrate()
 
     def setup(s: DbSession) -> None:
-        centre = service.add_centre(s, "Fontainebleau", "Europe/Paris")
+        centre = centres.add_centre(s, "Fontainebleau", "Europe/Paris")
         accounts.create_user(s, OWNER, "Anne", PASSWORD, "staff", centre.id)
 
     database.run_sync(setup)

@@ -22,11 +22,13 @@ import pytest_asyncio
 from aiosmtpd.controller import Controller
 from icalendar import Calendar
 
-from orchestrator import accounts, outbox, service
+from orchestrator import centres, outbox
+from orchestrator.booking import one_off
+from orchestrator.calendars.ical_out.export import invitation_ics
+from orchestrator.calendars.ical_out.load import load_booking
 from orchestrator.clock import FakeClock
-from orchestrator.ical_export import invitation_ics
-from orchestrator.ical_out_load import load_booking
 from orchestrator.models import OutboxMail
+from orchestrator.people import accounts
 from tests.e2e_support import free_port
 from tests.ui_support import PASSWORD, RunningApp, running_app
 from web import mailer
@@ -133,14 +135,14 @@ async def _invitation(app: RunningApp, recipient: str) -> OutboxMail:
     now = datetime.fromtimestamp(app.services.clock.now(), UTC)
 
     def book(s: Any) -> OutboxMail:
-        paris = service.add_centre(s, "Fontainebleau", "Europe/Paris")
-        amsterdam = service.add_centre(s, "Amsterdam Bright City", "Europe/Amsterdam")
+        paris = centres.add_centre(s, "Fontainebleau", "Europe/Paris")
+        amsterdam = centres.add_centre(s, "Amsterdam Bright City", "Europe/Amsterdam")
         rooms = [
-            service.add_room(s, paris.id, "Salle Bleue")[0].id,
-            service.add_room(s, amsterdam.id, "Smart Work Room")[0].id,
+            centres.add_room(s, paris.id, "Salle Bleue")[0].id,
+            centres.add_room(s, amsterdam.id, "Smart Work Room")[0].id,
         ]
         start = START + timedelta(days=1)
-        booking, _ = service.book(
+        booking, _ = one_off.book(
             s, "Délégation d'Amsterdam", start, start + timedelta(hours=1), rooms
         )
         ics = invitation_ics(load_booking(s, booking.id), stamp=now).decode()
@@ -258,17 +260,17 @@ async def test_a_room_released_for_no_show_is_told_to_its_centres_staff(
     smtp.start()
 
     def network(s: Any) -> str:
-        paris = service.add_centre(s, "Fontainebleau", "Europe/Paris")
-        amsterdam = service.add_centre(s, "Amsterdam Bright City", "Europe/Amsterdam")
-        blue = service.add_room(s, paris.id, "Salle Bleue")[0].id
-        smart = service.add_room(s, amsterdam.id, "Smart Work Room")[0].id
+        paris = centres.add_centre(s, "Fontainebleau", "Europe/Paris")
+        amsterdam = centres.add_centre(s, "Amsterdam Bright City", "Europe/Amsterdam")
+        blue = centres.add_room(s, paris.id, "Salle Bleue")[0].id
+        smart = centres.add_room(s, amsterdam.id, "Smart Work Room")[0].id
         accounts.create_user(
             s, "paul@example.org", "Paul", PASSWORD, "staff", paris.id, locale="fr"
         )
         accounts.create_user(s, "olga@example.org", "Olga", PASSWORD, "organiser", paris.id)
         accounts.create_user(s, "anouk@example.org", "Anouk", PASSWORD, "staff", amsterdam.id)
         start = START + timedelta(minutes=5)
-        booking, session = service.book(
+        booking, session = one_off.book(
             s, "Comité de pilotage", start, start + timedelta(hours=1), [blue, smart]
         )
         # A title stored before titles were held to one line (orchestrator/inputs.py):

@@ -18,7 +18,7 @@ from aiortc.stats import (
     RTCTransportStats,
 )
 
-from orchestrator.participation import summarise_media, summarise_process
+from orchestrator.sessions.participation import summarise_media, summarise_process
 from room_agents import health
 from signalling import protocol as p
 from signalling.ports import MediaReport

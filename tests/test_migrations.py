@@ -24,7 +24,8 @@ from alembic.script import ScriptDirectory
 from sqlmodel import SQLModel, select
 
 import orchestrator.models  # noqa: F401  (registers the tables)
-from orchestrator import service
+from orchestrator import centres
+from orchestrator.booking import one_off
 from orchestrator.db import Database
 from orchestrator.migrations import MIGRATIONS_DIR, alembic_config
 from orchestrator.models import Booking
@@ -81,10 +82,10 @@ def _check_round_trip(db: Database) -> None:
     start = datetime(2027, 10, 31, 2, 30, tzinfo=timezone(timedelta(hours=2)))
 
     def setup(s: Any) -> str:
-        centre = service.add_centre(s, "C", "Europe/Madrid")
-        a = service.add_room(s, centre.id, "A")[0]
-        b = service.add_room(s, centre.id, "B")[0]
-        booking, _ = service.book(s, "t", start, start + timedelta(hours=1), [a.id, b.id])
+        centre = centres.add_centre(s, "C", "Europe/Madrid")
+        a = centres.add_room(s, centre.id, "A")[0]
+        b = centres.add_room(s, centre.id, "B")[0]
+        booking, _ = one_off.book(s, "t", start, start + timedelta(hours=1), [a.id, b.id])
         return booking.id
 
     booking_id = db.run_sync(setup)
@@ -127,9 +128,9 @@ def test_the_newest_migrations_step_down_and_up_with_sessions_kept(tmp_path: Pat
         start = datetime(2027, 3, 28, 9, tzinfo=UTC)
 
         def book(s: Any) -> None:
-            centre = service.add_centre(s, "Fontainebleau", "Europe/Paris")
-            rooms = [service.add_room(s, centre.id, n)[0].id for n in ("Bleue", "Verte")]
-            service.book(s, "Kept", start, start + timedelta(hours=1), rooms)
+            centre = centres.add_centre(s, "Fontainebleau", "Europe/Paris")
+            rooms = [centres.add_room(s, centre.id, n)[0].id for n in ("Bleue", "Verte")]
+            one_off.book(s, "Kept", start, start + timedelta(hours=1), rooms)
 
         db.run_sync(book)
 

@@ -16,17 +16,19 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import col, select
 
-from orchestrator import bookings, participation, service
-from orchestrator.booking_busy import busy
-from orchestrator.booking_horizon import release_no_shows
-from orchestrator.booking_store import BookingConflict
+from orchestrator import centres, transitions
+from orchestrator.booking import commands
+from orchestrator.booking.busy import busy
+from orchestrator.booking.horizon import release_no_shows
+from orchestrator.booking.policy import BookingSettings
+from orchestrator.booking.store import BookingConflict
+from orchestrator.booking.values import SeriesSpec
 from orchestrator.clock import FakeClock
 from orchestrator.db import Database, DbSession
 from orchestrator.models import Approval, Participation, Room, RoomSlot, Session
-from orchestrator.policy import BookingSettings
 from orchestrator.ports import RoomSchedule
-from orchestrator.series import SeriesSpec
-from orchestrator.tickets import TicketSigner
+from orchestrator.sessions import participation
+from orchestrator.sessions.tickets import TicketSigner
 from tests.test_scheduler import FakeControl
 
 T = datetime(2027, 1, 5, 8, 0, tzinfo=UTC)  # 09:00 in Paris
@@ -46,8 +48,8 @@ def db(tmp_path: Path) -> Iterator[Database]:
 @pytest.fixture
 def rooms(db: Database) -> list[str]:
     def setup(s: DbSession) -> list[str]:
-        centre = service.add_centre(s, "Paris", "Europe/Paris")
-        return [service.add_room(s, centre.id, name)[0].id for name in ("A", "B", "C")]
+        centre = centres.add_centre(s, "Paris", "Europe/Paris")
+        return [centres.add_room(s, centre.id, name)[0].id for name in ("A", "B", "C")]
 
     return db.run_sync(setup)
 
@@ -65,7 +67,7 @@ def meeting(uid: str, start_local: datetime, hours: float = 1.0, **kw: object) -
 
 def book(db: Database, spec: SeriesSpec, room_ids: list[str], **kw: object) -> str:
     result = db.run_sync(
-        lambda s: bookings.create_series(s, spec, room_ids, now=NOW, **kw)  # type: ignore[arg-type]
+        lambda s: commands.create_series(s, spec, room_ids, now=NOW, **kw)  # type: ignore[arg-type]
     )
     return result.session_ids[0]
 
@@ -75,7 +77,7 @@ def go_live(db: Database, session_id: str) -> None:
         session = s.get(Session, session_id)
         assert session is not None
         for state in ("preparing", "live"):
-            assert service.record_transition(s, session, state, T, now=T)
+            assert transitions.record_transition(s, session, state, T, now=T)
 
     db.run_sync(step)
 
@@ -116,10 +118,10 @@ def test_a_room_that_never_joins_is_released_at_t_plus_10_minutes(
 
     # The freed slot can be booked; the room that came cannot.
     later = meeting("Walk-in", datetime(2027, 1, 5, 9, 15), hours=1)
-    db.run_sync(lambda s: bookings.create_series(s, later, [b, c], now=T + 12 * MIN))
+    db.run_sync(lambda s: commands.create_series(s, later, [b, c], now=T + 12 * MIN))
     with pytest.raises(BookingConflict):
         db.run_sync(
-            lambda s: bookings.create_series(
+            lambda s: commands.create_series(
                 s, dataclasses.replace(later, uid="x"), [a], now=T + 12 * MIN
             )
         )
@@ -193,7 +195,7 @@ def test_a_release_keeps_the_room_buffer_after_it(db: Database, rooms: list[str]
 async def test_the_scheduler_releases_tells_the_hooks_and_drops_the_room_schedule(
     db: Database, rooms: list[str]
 ) -> None:
-    from orchestrator.scheduler import Scheduler
+    from orchestrator.sessions.scheduler import Scheduler
 
     a, b, _ = rooms
     session_id = book(db, meeting("Weekly", datetime(2027, 1, 5, 9, 0)), [a, b], lead_seconds=5)

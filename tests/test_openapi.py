@@ -27,8 +27,8 @@ import aiohttp
 import pytest
 import requests
 
-from orchestrator import service
 from orchestrator.clock import FakeClock
+from orchestrator.people import api_tokens
 from tests.ui_support import running_app
 from web import openapi
 from web.app import create_app
@@ -111,7 +111,7 @@ async def test_requests_that_once_made_server_errors_are_refused_with_a_code(
     tmp_path: Path,
 ) -> None:
     async with running_app(Settings(data_dir=tmp_path), clock=FakeClock(NOW.timestamp())) as run:
-        token = await run.services.db.run(lambda s: service.create_api_token(s, "t"))
+        token = await run.services.db.run(lambda s: api_tokens.create_api_token(s, "t"))
         seeded = await _seed(run.url, token)
         headers = {"Authorization": f"Bearer {token}"}
         async with aiohttp.ClientSession(headers=headers) as http:
@@ -307,7 +307,7 @@ async def test_schemathesis_finds_no_error_and_every_operation_succeeds(
 ) -> None:
     clock = FakeClock(NOW.timestamp())
     async with running_app(Settings(data_dir=tmp_path), clock=clock) as run:
-        token = await run.services.db.run(lambda s: service.create_api_token(s, "fuzz"))
+        token = await run.services.db.run(lambda s: api_tokens.create_api_token(s, "fuzz"))
         seeded = await _seed(run.url, token)
         async with aiohttp.ClientSession() as http:
             async with http.get(run.url + openapi.OPENAPI_PATH) as r:

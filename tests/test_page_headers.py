@@ -19,9 +19,12 @@ from pathlib import Path
 import pytest_asyncio
 from aiohttp import ClientResponse, ClientSession, web
 
-from orchestrator import calendar_tokens, guests, panels, service
+from orchestrator.booking import one_off
+from orchestrator.calendars import tokens
 from orchestrator.clock import FakeClock
 from orchestrator.db import DbSession
+from orchestrator.people import api_tokens
+from orchestrator.sessions import guests, panels
 from tests.accounts_support import ADMIN, PARIS_ORGANISER, add_network, browser_like, log_in
 from tests.ui_support import RunningApp, running_app
 from web.settings import Settings
@@ -46,7 +49,7 @@ async def site(tmp_path: Path) -> AsyncIterator[Site]:
         def setup(s: DbSession) -> dict[str, str]:
             start = NOW + timedelta(minutes=10)
             rooms = [network.paris_room, network.amsterdam_room]
-            booking, session = service.book(s, "Comité", start, start + timedelta(hours=1), rooms)
+            booking, session = one_off.book(s, "Comité", start, start + timedelta(hours=1), rooms)
             guest, guest_token = guests.add_guest(s, booking.id, "Ada Lovelace", now=NOW)
             return {
                 "booking_id": booking.id,
@@ -58,8 +61,8 @@ async def site(tmp_path: Path) -> AsyncIterator[Site]:
                 "user_id": "0123456789abcdef0123456789abcdef",
                 "guest_token": guest_token,
                 "panel_token": panels.create_panel_token(s, network.paris_room),
-                "calendar_token": calendar_tokens.create_room_token(s, network.paris_room).token,
-                "api_token": service.create_api_token(s, "headers"),
+                "calendar_token": tokens.create_room_token(s, network.paris_room).token,
+                "api_token": api_tokens.create_api_token(s, "headers"),
             }
 
         yield app, await app.services.db.run(setup)

@@ -19,10 +19,13 @@ import aiohttp
 import pytest
 from babel.messages.pofile import read_po
 
-from orchestrator import accounts, panels, service
+from orchestrator import centres
+from orchestrator.booking import one_off
 from orchestrator.clock import FakeClock
 from orchestrator.db import DbSession
 from orchestrator.models import Session
+from orchestrator.people import accounts, api_tokens
+from orchestrator.sessions import panels
 from signalling import protocol as p
 from signalling.client import SignallingClient
 from tests.ui_support import PASSWORD, RunningApp, running_app
@@ -60,10 +63,10 @@ async def world(tmp_path: Path, **overrides: Any) -> AsyncIterator[World]:
     async with running_app(settings, clock=clock) as app:
 
         def setup(db: DbSession) -> World:
-            paris = service.add_centre(db, "Fontainebleau", "Europe/Paris")
-            ams = service.add_centre(db, "Amsterdam", "Europe/Amsterdam")
-            salle, salle_key = service.add_room(db, paris.id, "Salle Bleue")
-            zaal, zaal_key = service.add_room(db, ams.id, "Zaal 1")
+            paris = centres.add_centre(db, "Fontainebleau", "Europe/Paris")
+            ams = centres.add_centre(db, "Amsterdam", "Europe/Amsterdam")
+            salle, salle_key = centres.add_room(db, paris.id, "Salle Bleue")
+            zaal, zaal_key = centres.add_room(db, ams.id, "Zaal 1")
             mine = accounts.create_user(db, "ana@fb.fr", "Ana", PASSWORD, "organiser", paris.id)
             theirs = accounts.create_user(db, "bas@ams.nl", "Bas", PASSWORD, "organiser", ams.id)
             w = World(
@@ -72,13 +75,13 @@ async def world(tmp_path: Path, **overrides: Any) -> AsyncIterator[World]:
                 {"salle": salle.id, "zaal": zaal.id},
                 {"salle": salle_key, "zaal": zaal_key},
                 panels.create_panel_token(db, salle.id),
-                service.create_api_token(db, "test"),
+                api_tokens.create_api_token(db, "test"),
             )
             for name, start, owner, title in [
                 ("ours", START, mine, "Comité de pilotage"),
                 ("theirs", END + timedelta(minutes=20), theirs, "Amsterdam secret plan"),
             ]:
-                booking, session = service.book(
+                booking, session = one_off.book(
                     db,
                     title,
                     start,
@@ -308,10 +311,10 @@ async def test_the_extend_hint_shows_only_when_a_room_is_taken_and_says_which(
         # Salle Bleue (not Zaal 1) is booked from 10 minutes after the end, with a room
         # of its own centre: 15 more minutes do not fit.
         def book_salle(db: DbSession) -> None:
-            salle = service.get_room(db, w.rooms["salle"])
-            verte, _ = service.add_room(db, salle.centre_id, "Salle Verte")
+            salle = centres.get_room(db, w.rooms["salle"])
+            verte, _ = centres.add_room(db, salle.centre_id, "Salle Verte")
             later = END + timedelta(minutes=10)
-            service.book(db, "Later", later, later + timedelta(minutes=5), [salle.id, verte.id])
+            one_off.book(db, "Later", later, later + timedelta(minutes=5), [salle.id, verte.id])
 
         await w.app.services.db.run(book_salle)
         page, _ = await open_page(client, w)

@@ -12,11 +12,14 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
-from orchestrator import accounts, panels, service
+from orchestrator import centres
+from orchestrator.booking import one_off
 from orchestrator.db import Database, DbSession
+from orchestrator.errors import DomainError
 from orchestrator.models import Booking, PanelToken, Participation, Session
-from orchestrator.panels import PanelSession, session_timing
-from orchestrator.service import DomainError
+from orchestrator.people import accounts
+from orchestrator.sessions import panels
+from orchestrator.sessions.panels import PanelSession, session_timing
 
 T0 = datetime(2026, 12, 1, 12, 50, tzinfo=UTC)  # 13:50 in Paris, 05:50 in Montreal
 PASSWORD = "correct horse battery"
@@ -43,15 +46,15 @@ class World:
 @pytest.fixture
 def world(db: Database) -> World:
     def setup(s: DbSession) -> World:
-        paris = service.add_centre(s, "Fontainebleau", "Europe/Paris")
-        amsterdam = service.add_centre(s, "Amsterdam", "Europe/Amsterdam")
+        paris = centres.add_centre(s, "Fontainebleau", "Europe/Paris")
+        amsterdam = centres.add_centre(s, "Amsterdam", "Europe/Amsterdam")
         return World(
             paris=paris.id,
             amsterdam=amsterdam.id,
-            salle=service.add_room(s, paris.id, "Salle Bleue")[0].id,
-            verte=service.add_room(s, paris.id, "Salle Verte")[0].id,
-            zaal=service.add_room(s, amsterdam.id, "Zaal 1")[0].id,
-            zaal2=service.add_room(s, amsterdam.id, "Zaal 2")[0].id,
+            salle=centres.add_room(s, paris.id, "Salle Bleue")[0].id,
+            verte=centres.add_room(s, paris.id, "Salle Verte")[0].id,
+            zaal=centres.add_room(s, amsterdam.id, "Zaal 1")[0].id,
+            zaal2=centres.add_room(s, amsterdam.id, "Zaal 2")[0].id,
         )
 
     return db.run_sync(setup)
@@ -68,7 +71,7 @@ def book(
     mode: str = "one-button",
 ) -> str:
     def write(s: DbSession) -> str:
-        booking, session = service.book(
+        booking, session = one_off.book(
             s, title, start, start + timedelta(minutes=minutes), rooms, connect_mode=mode
         )
         booking.owner_centre_id = owner_centre
@@ -236,7 +239,7 @@ def test_the_view_lists_today_and_tomorrow_and_hides_what_is_over_or_released(
     def change(s: DbSession) -> None:
         row_session = s.get(Session, cancelled)
         assert row_session is not None
-        service.cancel_booking(s, row_session.booking_id)
+        one_off.cancel_booking(s, row_session.booking_id)
         row = s.get(Participation, (released, world.salle)) or Participation(
             session_id=released, room_id=world.salle
         )

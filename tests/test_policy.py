@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from orchestrator import policy
-from orchestrator.policy import BookingSettings, PolicyError, RoomPolicy
+from orchestrator.booking import policy
+from orchestrator.booking.policy import BookingSettings, PolicyError, RoomPolicy
 
 NOW = datetime(2027, 1, 4, 8, 0, tzinfo=UTC)
 

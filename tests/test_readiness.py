@@ -17,10 +17,13 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import col, select
 
-from orchestrator import accounts, readiness, service
+from orchestrator import centres
+from orchestrator.booking import one_off
 from orchestrator.db import Database, DbSession
 from orchestrator.models import OutboxMail, Participation, Session, SessionReadiness
-from orchestrator.readiness import MAX_ALERTS, AlertState, Check, alert_step
+from orchestrator.people import accounts
+from orchestrator.sessions import readiness
+from orchestrator.sessions.readiness import MAX_ALERTS, AlertState, Check, alert_step
 from room_agents import readiness as r
 from signalling import protocol as p
 from web import alerts
@@ -296,12 +299,12 @@ def world(db: Database) -> tuple[str, str, str, str]:
     """(session id, room in the session, room outside it, centre of the first room)."""
 
     def setup(s: DbSession) -> tuple[str, str, str, str]:
-        centre = service.add_centre(s, "Fontainebleau", "Europe/Paris")
-        a = service.add_room(s, centre.id, "Salle Bleue")[0]
-        b = service.add_room(s, centre.id, "Salle Verte")[0]
-        other = service.add_centre(s, "Amsterdam", "Europe/Amsterdam")
-        c = service.add_room(s, other.id, "Smart Work Room")[0]
-        _, session = service.book(s, "Board", START, START + timedelta(hours=1), [a.id, c.id])
+        centre = centres.add_centre(s, "Fontainebleau", "Europe/Paris")
+        a = centres.add_room(s, centre.id, "Salle Bleue")[0]
+        b = centres.add_room(s, centre.id, "Salle Verte")[0]
+        other = centres.add_centre(s, "Amsterdam", "Europe/Amsterdam")
+        c = centres.add_room(s, other.id, "Smart Work Room")[0]
+        _, session = one_off.book(s, "Board", START, START + timedelta(hours=1), [a.id, c.id])
         accounts.create_user(s, "staff@example.org", "Paul", "pw-long-enough-1", "staff", centre.id)
         accounts.create_user(
             s, "org@example.org", "Olga", "pw-long-enough-1", "organiser", centre.id

@@ -22,9 +22,12 @@ from typing import Any
 import aiohttp
 from sqlmodel import select
 
-from orchestrator import accounts, service
+from orchestrator import centres
+from orchestrator.booking import one_off
 from orchestrator.db import DbSession
 from orchestrator.models import OutboxMail
+from orchestrator.people import accounts, api_tokens
+from orchestrator.sessions.detail import session_detail
 from room_agents.agent import RoomAgent
 from room_agents.config import AgentConfig
 from room_agents.ice import unpin_host_addresses
@@ -84,17 +87,17 @@ async def test_a_room_without_a_camera_is_reported_and_alerted_before_the_start(
             db = services.db
 
             def setup(s: DbSession) -> dict[str, Any]:
-                paris = service.add_centre(s, "Fontainebleau", "Europe/Paris")
-                amsterdam = service.add_centre(s, "Amsterdam", "Europe/Amsterdam")
-                blue, blue_key = service.add_room(s, paris.id, "Salle Bleue")
-                work, work_key = service.add_room(s, amsterdam.id, "Smart Work Room")
+                paris = centres.add_centre(s, "Fontainebleau", "Europe/Paris")
+                amsterdam = centres.add_centre(s, "Amsterdam", "Europe/Amsterdam")
+                blue, blue_key = centres.add_room(s, paris.id, "Salle Bleue")
+                work, work_key = centres.add_room(s, amsterdam.id, "Smart Work Room")
                 pw = "a-long-password-1"
                 accounts.create_user(s, "paul@example.org", "Paul", pw, "staff", paris.id)
                 accounts.create_user(s, "anouk@example.org", "Anouk", pw, "staff", amsterdam.id)
                 return {
                     "ids": {"blue": blue.id, "work": work.id},
                     "keys": {"blue": blue_key, "work": work_key},
-                    "token": service.create_api_token(s, "test"),
+                    "token": api_tokens.create_api_token(s, "test"),
                 }
 
             world = await db.run(setup)
@@ -134,7 +137,7 @@ async def test_a_room_without_a_camera_is_reported_and_alerted_before_the_start(
                 end = start + 6
 
                 def book(s: DbSession) -> str:
-                    _, session = service.book(
+                    _, session = one_off.book(
                         s,
                         "Readiness",
                         datetime.fromtimestamp(start, UTC),
@@ -173,7 +176,7 @@ async def test_a_room_without_a_camera_is_reported_and_alerted_before_the_start(
                 assert room_health["media"]["process"]["cpu_percent"] >= 0
 
                 def ended() -> bool:
-                    detail = db.run_sync(lambda s: service.session_detail(s, session_id))
+                    detail = db.run_sync(lambda s: session_detail(s, session_id))
                     return detail.state == "ended" and all(
                         p.left_at is not None for p in detail.participations
                     )

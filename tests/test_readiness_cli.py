@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import service
+from orchestrator import centres
+from orchestrator.booking import one_off
 from orchestrator.db import Database, DbSession
 from orchestrator.models import SessionReadiness
 from web.cli import main
@@ -24,10 +25,10 @@ def test_session_show_prints_each_room_s_readiness(
     db.migrate()
 
     def setup(s: DbSession) -> tuple[str, str, str]:
-        centre = service.add_centre(s, "Paris", "Europe/Paris")
-        a = service.add_room(s, centre.id, "Salle A")[0].id
-        b = service.add_room(s, centre.id, "Salle B")[0].id
-        _, session = service.book(s, "Revue", T, T + timedelta(hours=1), [a, b])
+        centre = centres.add_centre(s, "Paris", "Europe/Paris")
+        a = centres.add_room(s, centre.id, "Salle A")[0].id
+        b = centres.add_room(s, centre.id, "Salle B")[0].id
+        _, session = one_off.book(s, "Revue", T, T + timedelta(hours=1), [a, b])
         checks = [{"name": "camera", "ok": False, "detail": "no frames"}]
         s.add(
             SessionReadiness(

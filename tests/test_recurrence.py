@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from dateutil.rrule import rrulestr
 
-from orchestrator.recurrence import (
+from orchestrator.booking.recurrence import (
     Expansion,
     RecurrenceError,
     expand,
@@ -25,8 +25,8 @@ from orchestrator.recurrence import (
     localize,
     to_wall,
 )
-from orchestrator.recurrence_rules import ScanBudget, parse_rule, walk_rule
-from orchestrator.series import CANCELLED, CONFIRMED, Occurrence, OverrideSpec, SeriesSpec
+from orchestrator.booking.rrule import ScanBudget, parse_rule, walk_rule
+from orchestrator.booking.values import CANCELLED, CONFIRMED, Occurrence, OverrideSpec, SeriesSpec
 
 PARIS = "Europe/Paris"
 MONTREAL = "America/Montreal"

@@ -1,5 +1,5 @@
 """Issue 10: a transparent booking's session is a *reminder* (it never connects), and
-the pages read it as one (``orchestrator.reminders``), before and after its end; a
+the pages read it as one (``orchestrator.sessions.reminders``), before and after its end; a
 reminder the scheduler took to ``ended`` is no meeting for usage.
 
 The scheduler runs on a fake clock against a real SQLite file and a fake
@@ -14,17 +14,20 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import bookings, lifecycle, service, session_actions
+from orchestrator import lifecycle, transitions
+from orchestrator.booking import commands
+from orchestrator.booking.policy import BookingSettings
+from orchestrator.booking.values import SeriesSpec
+from orchestrator.centres import add_centre, add_room
 from orchestrator.clock import FakeClock
 from orchestrator.db import Database, DbSession
 from orchestrator.errors import DomainError
 from orchestrator.models import Booking, Session
-from orchestrator.policy import BookingSettings
-from orchestrator.reminders import reminder_ids, was_reminder
-from orchestrator.scheduler import Scheduler
-from orchestrator.series import SeriesSpec
-from orchestrator.tickets import TicketSigner
-from orchestrator.usage import usage_report
+from orchestrator.reports.usage import usage_report
+from orchestrator.sessions import actions
+from orchestrator.sessions.reminders import reminder_ids, was_reminder
+from orchestrator.sessions.scheduler import Scheduler
+from orchestrator.sessions.tickets import TicketSigner
 from tests.test_transparent_events import FakeControl
 
 NOW = datetime(2027, 1, 11, 12, 0, tzinfo=UTC)
@@ -56,8 +59,8 @@ def two_meetings(db: Database) -> tuple[str, str]:
     its calendar."""
 
     def work(s: DbSession) -> tuple[str, str]:
-        paris = service.add_centre(s, "Fontainebleau", "Europe/Paris")
-        rooms = [service.add_room(s, paris.id, n)[0].id for n in ("Salle Bleue", "Verte")]
+        paris = add_centre(s, "Fontainebleau", "Europe/Paris")
+        rooms = [add_room(s, paris.id, n)[0].id for n in ("Salle Bleue", "Verte")]
         ids = []
         for transparent, room in ((True, rooms[0]), (False, rooms[1])):
             spec = SeriesSpec(
@@ -68,7 +71,7 @@ def two_meetings(db: Database) -> tuple[str, str]:
                 duration=HOUR,
                 transparent=transparent,
             )
-            ids.append(bookings.create_series(s, spec, [room], now=NOW).session_ids[0])
+            ids.append(commands.create_series(s, spec, [room], now=NOW).session_ids[0])
         return ids[0], ids[1]
 
     return db.run_sync(work)
@@ -105,9 +108,9 @@ def test_a_call_whose_booking_turned_transparent_is_no_reminder(db: Database) ->
     def live_then_free(s: DbSession) -> None:
         session = s.get(Session, call)
         assert session is not None
-        service.record_transition(s, session, "preparing", START - timedelta(seconds=60))
-        service.record_transition(s, session, "live", START)
-        service.record_transition(s, session, "ended", START + HOUR)
+        transitions.record_transition(s, session, "preparing", START - timedelta(seconds=60))
+        transitions.record_transition(s, session, "live", START)
+        transitions.record_transition(s, session, "ended", START + HOUR)
         booking = s.get(Booking, session.booking_id)
         assert booking is not None
         booking.transparent = True
@@ -125,7 +128,7 @@ def test_a_reminder_cannot_be_extended_by_any_door(db: Database) -> None:
     settings = BookingSettings()
 
     def extend(session_id: str) -> Session:
-        return db.run_sync(lambda s: session_actions.extend(s, session_id, 15, NOW, settings))
+        return db.run_sync(lambda s: actions.extend(s, session_id, 15, NOW, settings))
 
     with pytest.raises(DomainError) as refused:
         extend(reminder)

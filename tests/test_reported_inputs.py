@@ -18,11 +18,13 @@ from typing import Any
 
 import pytest
 
-from orchestrator import participation, readiness, service
+from orchestrator import centres
+from orchestrator.booking import one_off
 from orchestrator.db import Database, DbSession
+from orchestrator.errors import DomainError
 from orchestrator.models import Participation, RoomReadinessRecord, SessionReadiness
-from orchestrator.participation import MAX_PEERS, MediaBatch
-from orchestrator.service import DomainError
+from orchestrator.sessions import participation, readiness
+from orchestrator.sessions.participation import MAX_PEERS, MediaBatch
 from signalling import protocol as p
 from signalling.ports import MediaMilestone, MediaReport, PeerJoinedSession, RoomReadiness
 from web.adapters import OrchestratorEvents
@@ -61,9 +63,9 @@ def world(tmp_path: Path) -> Iterator[World]:
     db.migrate()
 
     def setup(s: DbSession) -> World:
-        paris = service.add_centre(s, "Paris", "Europe/Paris")
-        rooms = [service.add_room(s, paris.id, f"Salle {i}")[0].id for i in range(2)]
-        _, session = service.book(s, "Weekly", START, START + timedelta(hours=1), rooms)
+        paris = centres.add_centre(s, "Paris", "Europe/Paris")
+        rooms = [centres.add_room(s, paris.id, f"Salle {i}")[0].id for i in range(2)]
+        _, session = one_off.book(s, "Weekly", START, START + timedelta(hours=1), rooms)
         return World(db, session.id, rooms)
 
     yield db.run_sync(setup)

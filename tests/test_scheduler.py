@@ -15,7 +15,8 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import col
 
-from orchestrator import service
+from orchestrator import centres
+from orchestrator.booking import one_off
 from orchestrator.clock import FakeClock, SystemClock
 from orchestrator.db import Database, DbSession
 from orchestrator.models import RoomSlot, Session
@@ -25,9 +26,10 @@ from orchestrator.ports import (
     SessionTransition,
     TicketRevocation,
 )
-from orchestrator.scheduler import Scheduler
-from orchestrator.schedules import build_room_schedule
-from orchestrator.tickets import TicketSigner
+from orchestrator.sessions.detail import session_detail
+from orchestrator.sessions.scheduler import Scheduler
+from orchestrator.sessions.schedules import build_room_schedule
+from orchestrator.sessions.tickets import TicketSigner
 
 pytestmark = pytest.mark.wall_clock
 
@@ -85,7 +87,7 @@ class Rig:
         start = datetime.fromtimestamp(self.clock.now() + start_in, UTC)
         end = start + timedelta(seconds=length)
         _, session = (db or self.db).run_sync(
-            lambda s: service.book(s, "Weekly", start, end, self.rooms, lead_seconds=lead)
+            lambda s: one_off.book(s, "Weekly", start, end, self.rooms, lead_seconds=lead)
         )
         return session.id
 
@@ -96,9 +98,9 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
     db.migrate()
 
     def setup(s: DbSession) -> list[str]:
-        madrid = service.add_centre(s, "Madrid", "Europe/Madrid")
-        mvd = service.add_centre(s, "Montevideo", "America/Montevideo")
-        return [service.add_room(s, madrid.id, "A")[0].id, service.add_room(s, mvd.id, "B")[0].id]
+        madrid = centres.add_centre(s, "Madrid", "Europe/Madrid")
+        mvd = centres.add_centre(s, "Montevideo", "America/Montevideo")
+        return [centres.add_room(s, madrid.id, "A")[0].id, centres.add_room(s, mvd.id, "B")[0].id]
 
     rooms = db.run_sync(setup)
     yield Rig(db, FakeClock(T0), FakeControl(), TicketSigner.generate(), rooms, tmp_path)
@@ -124,7 +126,7 @@ async def _run_to(clock: FakeClock, scheduler: Scheduler, t: float) -> None:
 
 
 def _transitions(db: Database, session_id: str) -> list[tuple[str, float]]:
-    detail = db.run_sync(lambda s: service.session_detail(s, session_id))
+    detail = db.run_sync(lambda s: session_detail(s, session_id))
     return [(t.state, t.at.timestamp()) for t in detail.transitions]
 
 
@@ -174,7 +176,7 @@ async def test_session_walks_its_lifecycle_on_time(rig: Rig) -> None:
         assert states == ["scheduled", "preparing", "live", "ending", None]
     seqs = [c.seq for c in rig.control.calls]  # type: ignore[attr-defined]
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
-    detail = rig.db.run_sync(lambda s: service.session_detail(s, session_id))
+    detail = rig.db.run_sync(lambda s: session_detail(s, session_id))
     assert detail.state == "ended" and detail.revision == 6
 
 
@@ -304,7 +306,7 @@ async def test_booking_from_another_process_reaches_rooms_on_the_real_clock(
         start = datetime.now(UTC) + timedelta(hours=1)
         await asyncio.to_thread(
             other_db.run_sync,
-            lambda s: service.book(s, "Live", start, start + timedelta(hours=1), rig.rooms),
+            lambda s: one_off.book(s, "Live", start, start + timedelta(hours=1), rig.rooms),
         )
         while len(rig.control.of(RoomSchedule)) < 2:
             assert time.monotonic() - booked < 1.0, "no schedule pushed within a second"
@@ -319,7 +321,7 @@ async def test_key_rotation_pushes_a_newer_credential(rig: Rig, other_db: Databa
     scheduler = rig.scheduler()
     await scheduler.step()
     rig.control.take()
-    await asyncio.to_thread(other_db.run_sync, lambda s: service.rotate_room_key(s, rig.rooms[1]))
+    await asyncio.to_thread(other_db.run_sync, lambda s: centres.rotate_room_key(s, rig.rooms[1]))
     await rig.clock.advance(0.5)
     await scheduler.step()
     (credential,) = rig.control.take()
@@ -332,8 +334,8 @@ async def test_new_room_gets_its_credential_and_an_empty_schedule(rig: Rig) -> N
     scheduler = rig.scheduler()
     await scheduler.step()
     rig.control.take()
-    centre_id = rig.db.run_sync(lambda s: service.list_centres(s)[0].id)
-    room, _ = rig.db.run_sync(lambda s: service.add_room(s, centre_id, "C"))
+    centre_id = rig.db.run_sync(lambda s: centres.list_centres(s)[0].id)
+    room, _ = rig.db.run_sync(lambda s: centres.add_room(s, centre_id, "C"))
     await scheduler.step()
     credential, schedule = rig.control.take()
     assert isinstance(credential, RoomCredential) and credential.room_id == room.id
@@ -347,8 +349,8 @@ async def test_cancellation_is_sent_on_and_its_tickets_revoked(rig: Rig) -> None
     jtis = {_decode(rig.signer, s.items[0].ticket)["jti"] for s in rig.control.of(RoomSchedule)}
     rig.control.take()
 
-    booking_id = rig.db.run_sync(lambda s: service.session_detail(s, session_id).booking_id)
-    rig.db.run_sync(lambda s: service.cancel_booking(s, booking_id))
+    booking_id = rig.db.run_sync(lambda s: session_detail(s, session_id).booking_id)
+    rig.db.run_sync(lambda s: one_off.cancel_booking(s, booking_id))
     await rig.clock.advance(0.5)
     await scheduler.step()
     (cancelled,) = rig.control.of(SessionTransition)

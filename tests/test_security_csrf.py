@@ -14,7 +14,7 @@ import pytest_asyncio
 from aiohttp import ClientSession, web
 from yarl import URL
 
-from orchestrator import service
+from orchestrator.centres import get_room, list_rooms
 from tests.accounts_support import (
     ADMIN,
     AMSTERDAM_STAFF,
@@ -182,9 +182,9 @@ async def test_organisers_and_staff_of_another_centre_get_403_on_a_centres_admin
             status, html, _ = await post_form(http, app.url, path, data, page=page)
             assert status == 403, path
             assert "<code>forbidden</code>" in html
-    room = await app.services.db.run(lambda s: service.get_room(s, net.paris_room))
+    room = await app.services.db.run(lambda s: get_room(s, net.paris_room))
     assert (room.buffer_seconds, room.aliases, room.key_generation) == (0, "[]", 1)
-    rooms = await app.services.db.run(lambda s: service.list_rooms(s, net.paris))
+    rooms = await app.services.db.run(lambda s: list_rooms(s, net.paris))
     assert [r.name for r in rooms] == ["Salle Bleue"]
 
 

@@ -14,11 +14,15 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import select
 
-from orchestrator import participation, service
+from orchestrator.booking import one_off
+from orchestrator.centres import add_centre, add_room, list_centres, list_rooms, rotate_room_key
 from orchestrator.credentials import hash_room_key
 from orchestrator.db import Database, DbSession
+from orchestrator.errors import DomainError
 from orchestrator.models import Booking, BookingRoom, Centre, Participation, Room, Session
-from orchestrator.service import DomainError
+from orchestrator.people import api_tokens
+from orchestrator.sessions import participation
+from orchestrator.sessions.detail import list_sessions, session_detail
 
 START = datetime(2027, 3, 29, 9, 0, tzinfo=UTC)  # the Monday after Europe's DST switch
 
@@ -36,12 +40,12 @@ def rooms(db: Database) -> list[str]:
     """Two rooms in Madrid and one in Montevideo."""
 
     def setup(s: DbSession) -> list[str]:
-        madrid = service.add_centre(s, "Madrid", "Europe/Madrid")
-        mvd = service.add_centre(s, "Montevideo", "America/Montevideo")
+        madrid = add_centre(s, "Madrid", "Europe/Madrid")
+        mvd = add_centre(s, "Montevideo", "America/Montevideo")
         return [
-            service.add_room(s, madrid.id, "Sala 1")[0].id,
-            service.add_room(s, madrid.id, "Sala 2")[0].id,
-            service.add_room(s, mvd.id, "Sala 1")[0].id,
+            add_room(s, madrid.id, "Sala 1")[0].id,
+            add_room(s, madrid.id, "Sala 2")[0].id,
+            add_room(s, mvd.id, "Sala 1")[0].id,
         ]
 
     return db.run_sync(setup)
@@ -70,18 +74,18 @@ async def test_run_commits_off_the_loop_and_rolls_back_on_error(db: Database) ->
     loop_thread = threading.get_ident()
 
     def add(s: DbSession) -> int:
-        service.add_centre(s, "Lyon", "Europe/Paris")
+        add_centre(s, "Lyon", "Europe/Paris")
         return threading.get_ident()
 
     assert await db.run(add) != loop_thread
 
     def add_then_fail(s: DbSession) -> None:
-        service.add_centre(s, "Nice", "Europe/Paris")
+        add_centre(s, "Nice", "Europe/Paris")
         raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError):
         await db.run(add_then_fail)
-    names = await db.run(lambda s: [c.name for c in service.list_centres(s)])
+    names = await db.run(lambda s: [c.name for c in list_centres(s)])
     assert names == ["Lyon"]
 
 
@@ -92,7 +96,7 @@ async def test_concurrent_writers_on_one_file_wait_for_each_other(tmp_path: Path
     try:
 
         def add(db: Database, name: str) -> None:
-            db.run_sync(lambda s: service.add_centre(s, name, "UTC"))
+            db.run_sync(lambda s: add_centre(s, name, "UTC"))
 
         await asyncio.gather(
             *(
@@ -101,7 +105,7 @@ async def test_concurrent_writers_on_one_file_wait_for_each_other(tmp_path: Path
                 for n, db in enumerate((first, second))
             )
         )
-        assert len(first.run_sync(service.list_centres)) == 20
+        assert len(first.run_sync(list_centres)) == 20
     finally:
         first.close_sync()
         second.close_sync()
@@ -111,8 +115,8 @@ def test_in_memory_database_is_shared_between_threads() -> None:
     db = Database("sqlite://")
     try:
         db.migrate()
-        db.run_sync(lambda s: service.add_centre(s, "A", "UTC"))
-        assert asyncio.run(db.run(lambda s: len(service.list_centres(s)))) == 1
+        db.run_sync(lambda s: add_centre(s, "A", "UTC"))
+        assert asyncio.run(db.run(lambda s: len(list_centres(s)))) == 1
     finally:
         db.close_sync()
 
@@ -122,26 +126,26 @@ def test_in_memory_database_is_shared_between_threads() -> None:
 
 def test_centre_zone_is_validated(db: Database) -> None:
     with pytest.raises(DomainError) as exc:
-        db.run_sync(lambda s: service.add_centre(s, "Atlantis", "Atlantis/Capital"))
+        db.run_sync(lambda s: add_centre(s, "Atlantis", "Atlantis/Capital"))
     assert _code(exc) == "unknown-timezone"
     with pytest.raises(DomainError) as exc:
-        db.run_sync(lambda s: service.add_centre(s, "Nowhere", "../etc/passwd"))
+        db.run_sync(lambda s: add_centre(s, "Nowhere", "../etc/passwd"))
     assert _code(exc) == "unknown-timezone"
 
 
 def test_centre_names_are_unique_and_required(db: Database) -> None:
-    db.run_sync(lambda s: service.add_centre(s, "Madrid", "Europe/Madrid"))
+    db.run_sync(lambda s: add_centre(s, "Madrid", "Europe/Madrid"))
     with pytest.raises(DomainError) as exc:
-        db.run_sync(lambda s: service.add_centre(s, "Madrid", "Europe/Madrid"))
+        db.run_sync(lambda s: add_centre(s, "Madrid", "Europe/Madrid"))
     assert _code(exc) == "duplicate"
     with pytest.raises(DomainError) as exc:
-        db.run_sync(lambda s: service.add_centre(s, "  ", "UTC"))
+        db.run_sync(lambda s: add_centre(s, "  ", "UTC"))
     assert _code(exc) == "invalid-name"
 
 
 def test_room_key_is_returned_once_and_stored_hashed(db: Database, rooms: list[str]) -> None:
-    centre_id = db.run_sync(lambda s: service.list_centres(s)[0].id)
-    room, key = db.run_sync(lambda s: service.add_room(s, centre_id, "Sala 3"))
+    centre_id = db.run_sync(lambda s: list_centres(s)[0].id)
+    room, key = db.run_sync(lambda s: add_room(s, centre_id, "Sala 3"))
     stored = db.run_sync(lambda s: s.get(Room, room.id))
     assert stored is not None
     assert stored.key_hash == hash_room_key(key) != key
@@ -149,25 +153,25 @@ def test_room_key_is_returned_once_and_stored_hashed(db: Database, rooms: list[s
 
 
 def test_room_names_are_unique_within_a_centre_only(db: Database, rooms: list[str]) -> None:
-    madrid = db.run_sync(lambda s: service.list_centres(s)[0].id)
+    madrid = db.run_sync(lambda s: list_centres(s)[0].id)
     with pytest.raises(DomainError) as exc:
-        db.run_sync(lambda s: service.add_room(s, madrid, "Sala 1"))
+        db.run_sync(lambda s: add_room(s, madrid, "Sala 1"))
     assert _code(exc) == "duplicate"
     with pytest.raises(DomainError) as exc:
-        db.run_sync(lambda s: service.add_room(s, "missing", "Sala 1"))
+        db.run_sync(lambda s: add_room(s, "missing", "Sala 1"))
     assert _code(exc) == "not-found"
-    assert len(db.run_sync(lambda s: service.list_rooms(s))) == 3
-    assert len(db.run_sync(lambda s: service.list_rooms(s, madrid))) == 2
+    assert len(db.run_sync(lambda s: list_rooms(s))) == 3
+    assert len(db.run_sync(lambda s: list_rooms(s, madrid))) == 2
 
 
 def test_rotating_a_key_bumps_the_generation(db: Database, rooms: list[str]) -> None:
-    key = db.run_sync(lambda s: service.rotate_room_key(s, rooms[0]))
+    key = db.run_sync(lambda s: rotate_room_key(s, rooms[0]))
     room = db.run_sync(lambda s: s.get(Room, rooms[0]))
     assert room is not None
     assert room.key_generation == 2
     assert room.key_hash == hash_room_key(key)
     with pytest.raises(DomainError) as exc:
-        db.run_sync(lambda s: service.rotate_room_key(s, "missing"))
+        db.run_sync(lambda s: rotate_room_key(s, "missing"))
     assert _code(exc) == "not-found"
 
 
@@ -178,7 +182,7 @@ def _book(db: Database, room_ids: list[str], **kw: object) -> tuple[Booking, Ses
     start = kw.pop("start", START)
     end = kw.pop("end", START + timedelta(hours=1))
     return db.run_sync(
-        lambda s: service.book(s, "Weekly", start, end, room_ids, **kw)  # type: ignore[arg-type]
+        lambda s: one_off.book(s, "Weekly", start, end, room_ids, **kw)  # type: ignore[arg-type]
     )
 
 
@@ -187,7 +191,7 @@ def test_booking_creates_a_scheduled_session(db: Database, rooms: list[str]) -> 
     assert session.state == "scheduled" and session.revision == 1
     assert session.lead_seconds == booking.lead_seconds == 60
     assert booking.connect_mode == "automatic"
-    detail = db.run_sync(lambda s: service.session_detail(s, session.id))
+    detail = db.run_sync(lambda s: session_detail(s, session.id))
     assert [(t.seq, t.state) for t in detail.transitions] == [(1, "scheduled")]
     assert {p.room_id for p in detail.participations} == {rooms[0], rooms[2]}
     assert all(p.joined_at is None and p.rejoins == 0 for p in detail.participations)
@@ -209,7 +213,7 @@ def test_booking_keeps_utc_and_wall_clock_in_the_first_rooms_zone(
     assert stored.end_local == datetime(2027, 3, 29, 6, 0)
 
     # Same hour, and rooms[0] again: the first booking must let go of it first.
-    db.run_sync(lambda s: service.cancel_booking(s, booking.id))
+    db.run_sync(lambda s: one_off.cancel_booking(s, booking.id))
     booking2, _ = _book(db, rooms[:2], start=start, end=start + timedelta(hours=1))
     stored2 = db.run_sync(lambda s: s.get(Booking, booking2.id))
     assert stored2 is not None and stored2.start_local == datetime(2027, 3, 29, 10, 0)
@@ -236,7 +240,7 @@ def test_invalid_bookings_are_refused(
     with pytest.raises(DomainError) as exc:
         _book(db, rooms[:2], **kwargs)
     assert _code(exc) == code
-    assert db.run_sync(service.list_bookings) == []  # nothing half-written
+    assert db.run_sync(one_off.list_bookings) == []  # nothing half-written
 
 
 def test_booking_needs_two_distinct_known_rooms(db: Database, rooms: list[str]) -> None:
@@ -255,33 +259,33 @@ def test_listing_bookings_and_sessions_by_overlap(db: Database, rooms: list[str]
     hour = timedelta(hours=1)
     _book(db, rooms[:2], start=START, end=START + hour)
     _book(db, rooms[:2], start=START + 2 * hour, end=START + 3 * hour)
-    assert len(db.run_sync(service.list_bookings)) == 2
-    sessions = db.run_sync(lambda s: service.list_sessions(s, START + hour, START + 2 * hour))
+    assert len(db.run_sync(one_off.list_bookings)) == 2
+    sessions = db.run_sync(lambda s: list_sessions(s, START + hour, START + 2 * hour))
     assert sessions == []
-    sessions = db.run_sync(lambda s: service.list_sessions(s, START + hour / 2, START + 5 * hour))
+    sessions = db.run_sync(lambda s: list_sessions(s, START + hour / 2, START + 5 * hour))
     assert [x.start_utc for x in sessions] == [START, START + 2 * hour]
-    bookings = db.run_sync(lambda s: service.list_bookings(s, since=START + hour))
+    bookings = db.run_sync(lambda s: one_off.list_bookings(s, since=START + hour))
     assert [b.start_utc for b in bookings] == [START + 2 * hour]
 
 
 def test_cancelling_a_booking(db: Database, rooms: list[str]) -> None:
     booking, session = _book(db, rooms[:2])
-    cancelled = db.run_sync(lambda s: service.cancel_booking(s, booking.id))
+    cancelled = db.run_sync(lambda s: one_off.cancel_booking(s, booking.id))
     assert [c.id for c in cancelled] == [session.id]
-    detail = db.run_sync(lambda s: service.session_detail(s, session.id))
+    detail = db.run_sync(lambda s: session_detail(s, session.id))
     assert detail.state == "cancelled" and detail.revision == 2
     assert [t.state for t in detail.transitions] == ["scheduled", "cancelled"]
-    assert db.run_sync(lambda s: service.cancel_booking(s, booking.id)) == []
+    assert db.run_sync(lambda s: one_off.cancel_booking(s, booking.id)) == []
 
 
 def test_session_detail_of_unknown_session(db: Database) -> None:
     with pytest.raises(DomainError) as exc:
-        db.run_sync(lambda s: service.session_detail(s, "missing"))
+        db.run_sync(lambda s: session_detail(s, "missing"))
     assert _code(exc) == "not-found"
 
 
 def test_instants_round_trip_as_aware_utc(db: Database) -> None:
-    centre = db.run_sync(lambda s: service.add_centre(s, "Z", "UTC"))
+    centre = db.run_sync(lambda s: add_centre(s, "Z", "UTC"))
     loaded = db.run_sync(lambda s: s.exec(select(Centre).where(Centre.id == centre.id)).one())
     assert loaded.created_at.tzinfo == UTC
     assert abs(loaded.created_at - centre.created_at) < timedelta(microseconds=1)
@@ -293,10 +297,10 @@ def test_instants_round_trip_as_aware_utc(db: Database) -> None:
 
 
 def test_api_tokens(db: Database) -> None:
-    token = db.run_sync(lambda s: service.create_api_token(s, "ops"))
-    assert db.run_sync(lambda s: service.check_api_token(s, token))
-    assert not db.run_sync(lambda s: service.check_api_token(s, token[:-1] + "x"))
-    assert not db.run_sync(lambda s: service.check_api_token(s, ""))
+    token = db.run_sync(lambda s: api_tokens.create_api_token(s, "ops"))
+    assert db.run_sync(lambda s: api_tokens.check_api_token(s, token))
+    assert not db.run_sync(lambda s: api_tokens.check_api_token(s, token[:-1] + "x"))
+    assert not db.run_sync(lambda s: api_tokens.check_api_token(s, ""))
 
 
 # --- participation ----------------------------------------------------------------------
@@ -377,7 +381,7 @@ def test_media_summary(db: Database, rooms: list[str]) -> None:
     assert summary["fps_mean"] == pytest.approx(25.0)
     assert summary["latency_p50_ms_max"] == 180.0
     assert summary["freezes_total"] == 3
-    detail = db.run_sync(lambda s: service.session_detail(s, sid))
+    detail = db.run_sync(lambda s: session_detail(s, sid))
     assert next(p for p in detail.participations if p.room_id == rid).media == summary
 
 

@@ -15,17 +15,20 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import col, select
 
-from orchestrator import bookings, lifecycle, participation, service, session_actions
-from orchestrator.booking_store import BookingConflict
+from orchestrator import centres, lifecycle, transitions
+from orchestrator.booking import commands
+from orchestrator.booking.policy import BookingSettings
+from orchestrator.booking.store import BookingConflict
+from orchestrator.booking.values import SeriesSpec
 from orchestrator.clock import FakeClock
 from orchestrator.db import Database, DbSession
+from orchestrator.errors import DomainError
 from orchestrator.models import Booking, RoomSlot, Session, SessionTransitionRecord
-from orchestrator.policy import BookingSettings
 from orchestrator.ports import RoomSchedule, SessionTransition
-from orchestrator.scheduler import Scheduler
-from orchestrator.series import SeriesSpec
-from orchestrator.service import DomainError
-from orchestrator.tickets import TicketSigner
+from orchestrator.sessions import actions as session_actions
+from orchestrator.sessions import participation
+from orchestrator.sessions.scheduler import Scheduler
+from orchestrator.sessions.tickets import TicketSigner
 from tests.test_bookings import _postgres_database
 from tests.test_scheduler import FakeControl
 
@@ -55,12 +58,12 @@ def make_rooms(db: Database, buffer_minutes: int = 0) -> list[str]:
     """Rooms A (Paris, with the buffer given), B (Amsterdam) and C (Paris)."""
 
     def setup(s: DbSession) -> list[str]:
-        paris = service.add_centre(s, "Paris", "Europe/Paris")
-        amsterdam = service.add_centre(s, "Amsterdam", "Europe/Amsterdam")
-        a = service.add_room(s, paris.id, "A")[0]
-        service.set_room_policy(s, a.id, buffer_seconds=buffer_minutes * 60)
-        b = service.add_room(s, amsterdam.id, "B")[0]
-        c = service.add_room(s, paris.id, "C")[0]
+        paris = centres.add_centre(s, "Paris", "Europe/Paris")
+        amsterdam = centres.add_centre(s, "Amsterdam", "Europe/Amsterdam")
+        a = centres.add_room(s, paris.id, "A")[0]
+        centres.set_room_policy(s, a.id, buffer_seconds=buffer_minutes * 60)
+        b = centres.add_room(s, amsterdam.id, "B")[0]
+        c = centres.add_room(s, paris.id, "C")[0]
         return [a.id, b.id, c.id]
 
     return db.run_sync(setup)
@@ -78,7 +81,7 @@ def meeting(uid: str, start_local: datetime, minutes: int = 60, **kw: object) ->
 
 
 def book(db: Database, spec: SeriesSpec, rooms: list[str]) -> list[str]:
-    result = db.run_sync(lambda s: bookings.create_series(s, spec, rooms, now=BOOKED_AT))
+    result = db.run_sync(lambda s: commands.create_series(s, spec, rooms, now=BOOKED_AT))
     return list(result.session_ids)
 
 
@@ -87,7 +90,7 @@ def go_live(db: Database, session_id: str, at: datetime = T) -> None:
         session = s.get(Session, session_id)
         assert session is not None
         for state in ("preparing", "live"):
-            assert service.record_transition(s, session, state, at, now=at)
+            assert transitions.record_transition(s, session, state, at, now=at)
 
     db.run_sync(step)
 
@@ -131,7 +134,7 @@ def test_extend_lengthens_the_session_and_every_room_slot(db: Database) -> None:
     booking = db.run_sync(lambda s: s.get(Booking, before.booking_id))
     assert booking is not None and booking.sequence == sequence + 1
     # Calendars now read the occurrence as one that lasts 75 minutes.
-    spec = db.run_sync(lambda s: bookings.series_spec(s, before.booking_id))
+    spec = db.run_sync(lambda s: commands.series_spec(s, before.booking_id))
     assert [o.duration for o in spec.overrides] == [timedelta(minutes=75)]
 
 
@@ -172,7 +175,7 @@ def test_extend_skips_a_room_released_for_a_no_show(db: Database) -> None:
     go_live(db, sid)
     join(db, sid, a)
     released = db.run_sync(
-        lambda s: bookings.release_no_shows(s, now=T + 11 * MIN, settings=SETTINGS)
+        lambda s: commands.release_no_shows(s, now=T + 11 * MIN, settings=SETTINGS)
     )
     assert released == [(sid, b)]
     book(db, meeting("later", datetime(2027, 1, 5, 10, 0)), [b])  # B is free after release
@@ -235,7 +238,7 @@ def test_postgres_extension_racing_a_booking_is_refused_by_the_constraint(
     outcome: dict[str, object] = {}
 
     def racing_booking(s: DbSession) -> None:
-        bookings.create_series(s, meeting("racer", datetime(2027, 1, 5, 10, 0)), [b], now=T)
+        commands.create_series(s, meeting("racer", datetime(2027, 1, 5, 10, 0)), [b], now=T)
         s.flush()
         written.set()
         assert release.wait(30)
@@ -325,7 +328,7 @@ def test_end_now_frees_the_rooms_and_the_scheduler_ends_it(db: Database) -> None
     assert ended.end_utc == now
     assert slots(db, sid) == {a: (T, now + 10 * MIN), b: (T, now)}
     book(db, meeting("after", datetime(2027, 1, 5, 9, 30)), [a, b])  # free from 09:30 on
-    from orchestrator.scheduler import apply_due_transitions
+    from orchestrator.sessions.scheduler import apply_due_transitions
 
     steps, _ = db.run_sync(lambda s: apply_due_transitions(s, now.timestamp() + 0.5, 1.0))
     assert [(t.session_id, t.state) for t in steps] == [(sid, lifecycle.ENDED)]
@@ -352,7 +355,7 @@ def _end_first(db: Database, session_id: str) -> None:
     def finish(s: DbSession) -> None:
         session = s.get(Session, session_id)
         assert session is not None
-        assert service.record_transition(s, session, lifecycle.ENDED, T + 60 * MIN)
+        assert transitions.record_transition(s, session, lifecycle.ENDED, T + 60 * MIN)
 
     db.run_sync(finish)
 

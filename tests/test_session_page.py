@@ -12,11 +12,11 @@ import pytest
 from aiohttp import ClientSession
 from sqlmodel import col, select
 
-from orchestrator import participation
 from orchestrator.clock import FakeClock
-from orchestrator.invitations import invitations_open
 from orchestrator.models import User
-from orchestrator.session_history import kept_media, parse_summary
+from orchestrator.sessions import participation
+from orchestrator.sessions.history import kept_media, parse_summary
+from orchestrator.sessions.invitations import invitations_open
 from tests.dashboard_support import (
     AMSTERDAM_STAFF,
     PARIS_ORGANISER,

@@ -22,7 +22,7 @@ from orchestrator.credentials import (
     new_room_key,
     verify_api_token,
 )
-from orchestrator.tickets import TicketSigner, guest_peer_id, room_peer_id, ticket_window
+from orchestrator.sessions.tickets import TicketSigner, guest_peer_id, room_peer_id, ticket_window
 
 START = 1_800_000_000.0
 

@@ -23,11 +23,15 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import col, select
 
-from orchestrator import bookings, calls, importer, lifecycle, panels, service
-from orchestrator.booking_store import is_slot_overlap
+from orchestrator import centres, lifecycle
+from orchestrator.booking import commands
+from orchestrator.booking.policy import BookingSettings
+from orchestrator.booking.store import is_slot_overlap
+from orchestrator.booking.values import SeriesSpec
+from orchestrator.calendars.ical_in import importer
+from orchestrator.calendars.ical_in.plan import ImportSource
 from orchestrator.clock import FakeClock
 from orchestrator.db import Database, DbSession
-from orchestrator.import_plan import ImportSource
 from orchestrator.models import (
     Booking,
     BookingRoom,
@@ -36,11 +40,10 @@ from orchestrator.models import (
     Session,
     SessionTransitionRecord,
 )
-from orchestrator.policy import BookingSettings
 from orchestrator.ports import RoomCredential, RoomSchedule, SessionTransition, TicketRevocation
-from orchestrator.scheduler import Scheduler
-from orchestrator.series import SeriesSpec
-from orchestrator.tickets import TicketSigner
+from orchestrator.sessions import calls, detail, panels
+from orchestrator.sessions.scheduler import Scheduler
+from orchestrator.sessions.tickets import TicketSigner
 from tests.test_migrations import POSTGRES_URL, _postgres_or_skip
 from web.api import session_json
 
@@ -165,11 +168,11 @@ def _overlapping(spans: list[tuple[float, float]]) -> bool:
 def _rooms(db: Database) -> list[str]:
     def setup(s: DbSession) -> list[str]:
         suffix = uuid.uuid4().hex[:6]
-        paris = service.add_centre(s, f"Fontainebleau {suffix}", "Europe/Paris")
-        montreal = service.add_centre(s, f"Montréal {suffix}", "America/Montreal")
+        paris = centres.add_centre(s, f"Fontainebleau {suffix}", "Europe/Paris")
+        montreal = centres.add_centre(s, f"Montréal {suffix}", "America/Montreal")
         return [
-            service.add_room(s, paris.id, "Salle Bleue")[0].id,
-            service.add_room(s, montreal.id, "Salle du Fleuve")[0].id,
+            centres.add_room(s, paris.id, "Salle Bleue")[0].id,
+            centres.add_room(s, montreal.id, "Salle du Fleuve")[0].id,
         ]
 
     return db.run_sync(setup)
@@ -382,7 +385,7 @@ async def test_an_overlapping_session_written_directly_never_becomes_a_call(net:
         start_local=datetime(2027, 1, 12, 10, 0),
         duration=timedelta(hours=1),
     )
-    held = net.db.run_sync(lambda s: bookings.create_series(s, spec, net.rooms, now=NOW))
+    held = net.db.run_sync(lambda s: commands.create_series(s, spec, net.rooms, now=NOW))
     [held_id] = held.session_ids
     intruder = _intrude(net, T + timedelta(minutes=30), END + timedelta(minutes=30))
     # The database itself refuses the intruder's slot, on either backend.
@@ -409,7 +412,7 @@ async def test_a_session_whose_slot_was_never_written_fails_with_a_reason(net: N
     assert refused is not None
     assert (refused.state, refused.failure) == (lifecycle.FAILED, calls.ROOM_NOT_HELD)
     # Staff see the reason where the API lists sessions.
-    listed = net.db.run_sync(lambda s: service.list_sessions(s, T, END))
+    listed = net.db.run_sync(lambda s: detail.list_sessions(s, T, END))
     assert [(x["id"], x["failure"]) for x in map(session_json, listed)] == [
         (alone, "room-not-held")
     ]
@@ -423,7 +426,7 @@ def test_sqlite_refuses_an_overlapping_slot_as_postgresql_does(tmp_path: Path) -
     net = Net(db, _rooms(db))
     try:
         spec = SeriesSpec("held", "Comité", "Europe/Paris", datetime(2027, 1, 12, 10), END - T)
-        db.run_sync(lambda s: bookings.create_series(s, spec, net.rooms[:1], now=NOW))
+        db.run_sync(lambda s: commands.create_series(s, spec, net.rooms[:1], now=NOW))
         later = _intrude(net, END, END + timedelta(hours=1))
         with pytest.raises(sa.exc.IntegrityError) as refused:
             _insert_slot(net, later, END - timedelta(seconds=1), END + timedelta(hours=1))

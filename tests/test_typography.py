@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from babel.messages.pofile import read_po
 
-from orchestrator.ical_out_model import BookingInfo, RoomInfo
+from orchestrator.calendars.ical_out.model import BookingInfo, RoomInfo
 from tests.test_i18n_complete import placeholder_problems
 from web.ui import booking_mail, i18n, render
 

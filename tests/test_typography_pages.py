@@ -24,9 +24,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from orchestrator import guests, panels, participation, service
+from orchestrator.booking import one_off
 from orchestrator.clock import FakeClock
 from orchestrator.db import DbSession
+from orchestrator.sessions import guests, panels, participation
 from signalling.ports import MediaReport
 from signalling.protocol import MediaStats
 from tests import browser_support
@@ -162,7 +163,7 @@ async def set_the_scene(app: RunningApp) -> Scene:
     start = NOW - timedelta(minutes=2)
 
     def book(s: DbSession) -> Scene:
-        booking, session = service.book(
+        booking, session = one_off.book(
             s,
             "Comité de pilotage",
             start,
@@ -252,7 +253,7 @@ async def test_a_figure_the_dashboard_script_writes_is_french(browser: Any, tmp_
         net = await db.run(make_network)
         start = NOW - timedelta(minutes=2)
         _, session = await db.run(
-            lambda s: service.book(
+            lambda s: one_off.book(
                 s,
                 "Comité de pilotage",
                 start,

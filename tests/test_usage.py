@@ -13,10 +13,13 @@ from pathlib import Path
 import pytest
 from aiohttp import ClientSession
 
-from orchestrator import accounts, participation, service
+from orchestrator import transitions
+from orchestrator.booking import one_off
+from orchestrator.centres import add_centre, add_room
 from orchestrator.clock import FakeClock
 from orchestrator.db import DbSession
-from orchestrator.usage import (
+from orchestrator.people import accounts
+from orchestrator.reports.usage import (
     CentreRef,
     MonthUsage,
     RoomPart,
@@ -24,6 +27,7 @@ from orchestrator.usage import (
     UsageSession,
     aggregate,
 )
+from orchestrator.sessions import participation
 from tests.dashboard_support import logged_in
 from tests.ui_support import PASSWORD, running_app
 from web.settings import Settings
@@ -289,20 +293,20 @@ def test_csv_quotes_a_centre_name_with_a_comma_and_quotes() -> None:
 
 def seed(s: DbSession) -> None:
     """Two centres (one with an awkward name), three sessions in 2025."""
-    paris = service.add_centre(s, "Fontainebleau", "Europe/Paris")
-    mtl = service.add_centre(s, 'Montréal, "QC"', "America/Toronto")
-    a, _ = service.add_room(s, paris.id, "Salle Bleue")
-    b, _ = service.add_room(s, mtl.id, "Salle du Vieux-Port")
+    paris = add_centre(s, "Fontainebleau", "Europe/Paris")
+    mtl = add_centre(s, 'Montréal, "QC"', "America/Toronto")
+    a, _ = add_room(s, paris.id, "Salle Bleue")
+    b, _ = add_room(s, mtl.id, "Salle du Vieux-Port")
     accounts.create_user(s, "organiser@example.org", "Olga", PASSWORD, "organiser", paris.id)
     for title, start, minutes, went_live in (
         ("January", utc(2025, 1, 31, 23, 30), 60, True),
         ("March", utc(2025, 3, 12, 9, 0), 30, True),
         ("Missed", utc(2025, 4, 1, 9, 0), 30, False),
     ):
-        _, sess = service.book(s, title, start, start + timedelta(minutes=minutes), [a.id, b.id])
+        _, sess = one_off.book(s, title, start, start + timedelta(minutes=minutes), [a.id, b.id])
         if went_live:
-            service.record_transition(s, sess, "live", start)
-        service.record_transition(s, sess, "ended", start + timedelta(minutes=minutes))
+            transitions.record_transition(s, sess, "live", start)
+        transitions.record_transition(s, sess, "ended", start + timedelta(minutes=minutes))
         if title == "March":
             participation.record_joined(
                 s, sess.id, a.id, (start + timedelta(minutes=5)).timestamp()
@@ -376,14 +380,14 @@ def live_in_three_centres(s: DbSession, start: datetime) -> None:
         ("Montréal", "America/Toronto"),
         ("Amsterdam", "Europe/Amsterdam"),
     ):
-        centre = service.add_centre(s, name, zone)
-        rooms.append(service.add_room(s, centre.id, f"Salle {name}")[0].id)
+        centre = add_centre(s, name, zone)
+        rooms.append(add_room(s, centre.id, f"Salle {name}")[0].id)
         if name == "Fontainebleau":
             accounts.create_user(
                 s, "organiser@example.org", "Olga", PASSWORD, "organiser", centre.id
             )
-    _, sess = service.book(s, "Live", start, start + timedelta(hours=1), rooms)
-    service.record_transition(s, sess, "live", start)
+    _, sess = one_off.book(s, "Live", start, start + timedelta(hours=1), rooms)
+    transitions.record_transition(s, sess, "live", start)
     for room in rooms[:2]:
         participation.record_joined(s, sess.id, room, start.timestamp())
 

@@ -30,12 +30,16 @@ import sqlalchemy as sa
 from multidict import MultiDict
 from sqlmodel import select
 
-from orchestrator import calendar_tokens, inputs, panels, service
+from orchestrator import inputs
+from orchestrator.booking import one_off
+from orchestrator.booking.recurrence import localize
+from orchestrator.calendars import tokens
 from orchestrator.clock import FakeClock
 from orchestrator.db import DbSession
 from orchestrator.errors import DomainError
 from orchestrator.models import Booking, Centre, Guest, OutboxMail, Room, User
-from orchestrator.recurrence import localize
+from orchestrator.people import api_tokens
+from orchestrator.sessions import panels
 from tests.accounts_support import ADMIN, Network, add_network, browser_like, log_in
 from tests.test_migrations import POSTGRES_URL, _postgres_or_skip
 from tests.ui_support import RunningApp, csrf_of, running_app
@@ -71,15 +75,15 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
         def setup(s: DbSession) -> dict[str, str]:
             start = NOW + timedelta(days=1)
             rooms = [network.paris_room, network.amsterdam_room]
-            booking, session = service.book(s, "Comité", start, start + timedelta(hours=1), rooms)
+            booking, session = one_off.book(s, "Comité", start, start + timedelta(hours=1), rooms)
             return {
                 "booking": booking.id,
                 "session": session.id,
                 "room": network.paris_room,
                 "centre": network.paris,
                 "panel": panels.create_panel_token(s, network.paris_room),
-                "calendar": calendar_tokens.create_room_token(s, network.paris_room).token,
-                "api": service.create_api_token(s, "abuse"),
+                "calendar": tokens.create_room_token(s, network.paris_room).token,
+                "api": api_tokens.create_api_token(s, "abuse"),
             }
 
         ids = await app.services.db.run(setup)
@@ -670,7 +674,7 @@ async def on_postgresql(tmp_path: Path) -> AsyncIterator[World]:
     try:
         async with running_app(settings, clock=FakeClock(NOW.timestamp())) as app:
             network = await add_network(app.services.db)
-            token = await app.services.db.run(lambda s: service.create_api_token(s, "pg"))
+            token = await app.services.db.run(lambda s: api_tokens.create_api_token(s, "pg"))
             yield World(app, network, {"api": token}, {"Authorization": f"Bearer {token}"})
     finally:
         with admin.begin() as conn:

@@ -15,9 +15,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from orchestrator import service
 from orchestrator.clock import FakeClock, instant
 from orchestrator.db import Database
+from orchestrator.people import api_tokens
 from signalling import protocol as p
 from signalling.client import SignallingClient, SignallingError
 from web.app import SERVICES, create_app
@@ -65,7 +65,7 @@ async def svc(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[S
     clock = FakeClock(request.param.timestamp()) if hasattr(request, "param") else None
     db = Database(Settings(data_dir=tmp_path).effective_database_url)
     db.migrate()
-    token = db.run_sync(lambda s: service.create_api_token(s, "test"))
+    token = db.run_sync(lambda s: api_tokens.create_api_token(s, "test"))
     db.close_sync()
     app = create_app(Settings(data_dir=tmp_path, poll_interval=0.1), clock=clock)
     client = TestClient(TestServer(app, host="127.0.0.1"))
@@ -78,7 +78,7 @@ async def svc(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[S
 
 async def dashboard_page(svc: Service) -> str:
     """The dashboard as an administrator sees it: it needs a login."""
-    from orchestrator import accounts
+    from orchestrator.people import accounts
 
     def admin(s: Any) -> str:
         accounts.create_user(s, "admin@example.org", "Admin", "correct horse battery", "admin")

@@ -10,9 +10,9 @@ from typing import Any, Protocol
 
 from sqlmodel import Session as DbSession
 
-from orchestrator import participation, readiness
 from orchestrator.db import Database, Priority
 from orchestrator.ports import RoomCredential, RoomSchedule, SessionTransition, TicketRevocation
+from orchestrator.sessions import participation, readiness
 from signalling import protocol as p
 from signalling.auth import RoomRecord
 from signalling.ports import (

@@ -1,5 +1,5 @@
 """Alerts to a centre's staff: a room failed its readiness check before a session, or a
-room that failed passes again (``orchestrator.readiness`` decides when).
+room that failed passes again (``orchestrator.sessions.readiness`` decides when).
 
 - Webhook: the notice as JSON (``webhook_payload``) POSTed to
   ``settings.alert_webhook_url``. Each attempt may take ``alert_webhook_timeout``
@@ -38,7 +38,7 @@ from orchestrator import outbox
 from orchestrator.clock import Clock, instant
 from orchestrator.db import DbSession
 from orchestrator.models import User
-from orchestrator.readiness import ReadinessNotice
+from orchestrator.sessions.readiness import ReadinessNotice
 from web.settings import Settings
 from web.ui import i18n
 

@@ -16,14 +16,20 @@ from typing import Any
 
 from aiohttp import web
 
-from orchestrator import bookings, inputs, readiness, recurrence, reported, service
+from orchestrator import centres, inputs, reported
+from orchestrator.booking import commands as bookings
+from orchestrator.booking import one_off, recurrence
+from orchestrator.booking.recurrence import RecurrenceError
+from orchestrator.booking.values import SeriesSpec
+from orchestrator.calendars.ical_in.parse import MAX_BYTES, CalendarError
 from orchestrator.clock import instant
 from orchestrator.db import DbSession
-from orchestrator.ical_parse import MAX_BYTES, CalendarError
+from orchestrator.errors import DomainError
 from orchestrator.models import Booking, CalDavLink, Centre, Feed, Room, Session, new_id
-from orchestrator.recurrence import RecurrenceError
-from orchestrator.series import SeriesSpec
-from orchestrator.service import DomainError, SessionDetail
+from orchestrator.people import api_tokens
+from orchestrator.sessions import detail as session_reads
+from orchestrator.sessions import readiness
+from orchestrator.sessions.detail import SessionDetail
 from web.app import SERVICES
 from web.import_titles import request_language, untitled
 from web.openapi import OPENAPI_PATH, openapi_document
@@ -101,7 +107,7 @@ async def _authorised(request: web.Request) -> bool:
     if scheme.lower() != "bearer" or not token.strip():
         return False
     services = request.app[SERVICES]
-    return await services.db.run(lambda s: service.check_api_token(s, token.strip()))
+    return await services.db.run(lambda s: api_tokens.check_api_token(s, token.strip()))
 
 
 @web.middleware
@@ -297,14 +303,14 @@ def session_detail_json(
 
 
 async def list_centres(request: web.Request) -> web.Response:
-    rows = await request.app[SERVICES].db.run(service.list_centres)
+    rows = await request.app[SERVICES].db.run(centres.list_centres)
     return web.json_response({"centres": [centre_json(c) for c in rows]})
 
 
 async def add_centre(request: web.Request) -> web.Response:
     data = await _body(request)
     name, tz = _field(data, "name", str), _field(data, "timezone", str)
-    centre = await request.app[SERVICES].db.run(lambda s: service.add_centre(s, name, tz))
+    centre = await request.app[SERVICES].db.run(lambda s: centres.add_centre(s, name, tz))
     return web.json_response(centre_json(centre), status=201)
 
 
@@ -312,7 +318,7 @@ async def list_rooms(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
 
     def load(s: DbSession) -> tuple[list[Room], dict[str, readiness.ReadinessView]]:
-        return service.list_rooms(s), readiness.latest_by_room(s)
+        return centres.list_rooms(s), readiness.latest_by_room(s)
 
     rows, ready = await services.db.run(load)
     online = services.signalling.hub.online_rooms()
@@ -328,7 +334,7 @@ async def room_health(request: web.Request) -> web.Response:
     room_id = request.match_info["room_id"]
 
     def load(s: DbSession) -> readiness.ReadinessView | None:
-        service.get_room(s, room_id)
+        centres.get_room(s, room_id)
         return readiness.latest_by_room(s, [room_id]).get(room_id)
 
     ready = await services.db.run(load)
@@ -365,7 +371,7 @@ def _report_time(at: object) -> str | None:
 async def add_room(request: web.Request) -> web.Response:
     data = await _body(request)
     centre_id, name = _field(data, "centre_id", str), _field(data, "name", str)
-    room, key = await request.app[SERVICES].db.run(lambda s: service.add_room(s, centre_id, name))
+    room, key = await request.app[SERVICES].db.run(lambda s: centres.add_room(s, centre_id, name))
     return web.json_response({**room_json(room, False), "key": key}, status=201)
 
 
@@ -377,7 +383,7 @@ async def set_room(request: web.Request) -> web.Response:
         raise DomainError("bad-request", "aliases is a list of names")
     max_duration = _field(data, "max_duration_seconds", int, None)
     room = await request.app[SERVICES].db.run(
-        lambda s: service.set_room_policy(
+        lambda s: centres.set_room_policy(
             s,
             room_id,
             buffer_seconds=_field(data, "buffer_seconds", int, None),
@@ -395,12 +401,12 @@ async def set_room(request: web.Request) -> web.Response:
 
 async def rotate_key(request: web.Request) -> web.Response:
     room_id = request.match_info["room_id"]
-    key = await request.app[SERVICES].db.run(lambda s: service.rotate_room_key(s, room_id))
+    key = await request.app[SERVICES].db.run(lambda s: centres.rotate_room_key(s, room_id))
     return web.json_response({"room_id": room_id, "key": key})
 
 
 async def list_bookings(request: web.Request) -> web.Response:
-    rows = await request.app[SERVICES].db.run(lambda s: service.list_bookings(s))
+    rows = await request.app[SERVICES].db.run(lambda s: one_off.list_bookings(s))
     return web.json_response({"bookings": [booking_json(b) for b in rows]})
 
 
@@ -428,8 +434,8 @@ async def add_booking(request: web.Request) -> web.Response:
     now = instant(services.clock)
 
     def book(s: DbSession) -> tuple[Booking, list[str], list[str]]:
-        tz = zone or (service.room_zone(s, room_ids[0]) if room_ids else "UTC")
-        service.zone(tz)
+        tz = zone or (centres.room_zone(s, room_ids[0]) if room_ids else "UTC")
+        centres.zone(tz)
         wall = recurrence.to_wall(start, tz)
         spec = SeriesSpec(
             uid=new_id() + "@telecentre",
@@ -468,7 +474,9 @@ async def add_booking(request: web.Request) -> web.Response:
 async def list_sessions(request: web.Request) -> web.Response:
     since = parse_instant(request.query["from"]) if "from" in request.query else None
     until = parse_instant(request.query["to"]) if "to" in request.query else None
-    rows = await request.app[SERVICES].db.run(lambda s: service.list_sessions(s, since, until))
+    rows = await request.app[SERVICES].db.run(
+        lambda s: session_reads.list_sessions(s, since, until)
+    )
     return web.json_response({"sessions": [session_json(x) for x in rows]})
 
 
@@ -476,7 +484,7 @@ async def get_session(request: web.Request) -> web.Response:
     session_id = request.match_info["session_id"]
 
     def load(s: DbSession) -> tuple[SessionDetail, dict[str, readiness.ReadinessView]]:
-        return service.session_detail(s, session_id), readiness.for_session(s, session_id)
+        return session_reads.session_detail(s, session_id), readiness.for_session(s, session_id)
 
     detail, ready = await request.app[SERVICES].db.run(load)
     return web.json_response(session_detail_json(detail, ready))
@@ -524,7 +532,7 @@ async def add_feed(request: web.Request) -> web.Response:
 
     def add(s: DbSession) -> Feed:
         if room_id is not None:
-            service.get_room(s, room_id)
+            centres.get_room(s, room_id)
         feed = Feed(url=url, room_id=room_id, interval_seconds=interval)
         s.add(feed)
         s.flush()
@@ -552,7 +560,7 @@ async def add_caldav_link(request: web.Request) -> web.Response:
             inputs.check_text(value, code="bad-request", what=what, max_length=1000)
 
     def add(s: DbSession) -> CalDavLink:
-        service.get_room(s, room_id)
+        centres.get_room(s, room_id)
         link = CalDavLink(room_id=room_id, calendar_url=url, username=username, password=password)
         s.add(link)
         s.flush()

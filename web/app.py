@@ -21,17 +21,23 @@ from typing import TYPE_CHECKING, Final, TypeVar
 from aiohttp import web
 
 from orchestrator import reported
-from orchestrator.calendar_jobs import CalendarJobs
+from orchestrator.booking.policy import BookingSettings
+from orchestrator.calendars.feeds import FeedPoller
+from orchestrator.calendars.jobs import CalendarJobs
 from orchestrator.clock import Clock, SystemClock
 from orchestrator.db import Database
-from orchestrator.feeds import FeedPoller
+from orchestrator.errors import DomainError
 from orchestrator.log_limit import FaultLogFilter
-from orchestrator.participation import MAX_PEERS
-from orchestrator.policy import BookingSettings
-from orchestrator.readiness import MAX_ID, Check, ReadinessView, clean_checks, latest_by_room
-from orchestrator.scheduler import Scheduler
-from orchestrator.service import DomainError
-from orchestrator.tickets import TicketSigner
+from orchestrator.sessions.participation import MAX_PEERS
+from orchestrator.sessions.readiness import (
+    MAX_ID,
+    Check,
+    ReadinessView,
+    clean_checks,
+    latest_by_room,
+)
+from orchestrator.sessions.scheduler import Scheduler
+from orchestrator.sessions.tickets import TicketSigner
 from signalling.server import SignallingServer, SignallingSettings
 from web.adapters import OrchestratorEvents, SignallingControl
 from web.alerts import Alerts
@@ -71,7 +77,7 @@ class LiveView:
     Bounds: each table holds at most ``MAX_LIVE_KEYS`` entries (least recently
     reported first out) and a report at most ``MAX_PEERS`` peers, so nothing a peer
     sends makes it grow without bound. A readiness report is taken as the store takes
-    it (``orchestrator.readiness``): text made safe, and one whose instants are out of
+    it (``orchestrator.sessions.readiness``): text made safe, and one whose instants are out of
     range is ignored, as the store refuses it.
     """
 
@@ -262,8 +268,8 @@ def _tell_centres(
 
 async def _remember_withdrawn_guests(services: Services) -> None:
     """Signalling keeps guest revocations in memory: tell it again after a restart."""
-    from orchestrator.guests import REVOCATION_MEMORY, recently_revoked
-    from orchestrator.tickets import guest_peer_id
+    from orchestrator.sessions.guests import REVOCATION_MEMORY, recently_revoked
+    from orchestrator.sessions.tickets import guest_peer_id
 
     now = services.clock.now()
     revoked = await services.db.run(lambda s: recently_revoked(s, datetime.fromtimestamp(now, UTC)))

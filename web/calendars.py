@@ -24,11 +24,9 @@ from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 
-from orchestrator import calendar_tokens, inputs
-from orchestrator.calendar_tokens import CalendarScope, IssuedCalendarToken
-from orchestrator.clock import instant
-from orchestrator.db import DbSession
-from orchestrator.ical_export import (
+from orchestrator import inputs
+from orchestrator.calendars import tokens as calendar_tokens
+from orchestrator.calendars.ical_out.export import (
     BusyPeriod,
     FeedData,
     FeedDocument,
@@ -43,8 +41,11 @@ from orchestrator.ical_export import (
     load_freebusy,
     load_room_feed,
 )
+from orchestrator.calendars.tokens import CalendarScope, IssuedCalendarToken
+from orchestrator.clock import instant
+from orchestrator.db import DbSession
+from orchestrator.errors import DomainError
 from orchestrator.models import Centre
-from orchestrator.service import DomainError
 from web.api import API, parse_instant
 from web.app import SERVICES
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from orchestrator.booking_views import RoomOccurrence
+    from orchestrator.booking.views import RoomOccurrence
     from orchestrator.db import Database
     from web.settings import Settings
 
@@ -77,7 +77,7 @@ def _database(args: argparse.Namespace) -> Database:
 
 def _run_db(args: argparse.Namespace, fn: Callable[[Any], Any]) -> Any:
     from orchestrator.db import DatabaseFault
-    from orchestrator.service import DomainError
+    from orchestrator.errors import DomainError
 
     db = _database(args)
     try:
@@ -109,16 +109,20 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
 
 def cmd_centre_add(args: argparse.Namespace) -> None:
-    from orchestrator import service
+    from orchestrator.centres import (
+        add_centre,
+    )
 
-    centre = _run_db(args, lambda s: service.add_centre(s, args.name, args.timezone))
+    centre = _run_db(args, lambda s: add_centre(s, args.name, args.timezone))
     _emit(args, {"id": centre.id, "name": centre.name, "timezone": centre.timezone}, centre.id)
 
 
 def cmd_room_add(args: argparse.Namespace) -> None:
-    from orchestrator import service
+    from orchestrator.centres import (
+        add_room,
+    )
 
-    room, key = _run_db(args, lambda s: service.add_room(s, args.centre, args.name))
+    room, key = _run_db(args, lambda s: add_room(s, args.centre, args.name))
     _emit(
         args,
         {"id": room.id, "name": room.name, "centre_id": room.centre_id, "key": key},
@@ -127,9 +131,11 @@ def cmd_room_add(args: argparse.Namespace) -> None:
 
 
 def cmd_room_rotate(args: argparse.Namespace) -> None:
-    from orchestrator import service
+    from orchestrator.centres import (
+        rotate_room_key,
+    )
 
-    key = _run_db(args, lambda s: service.rotate_room_key(s, args.room_id))
+    key = _run_db(args, lambda s: rotate_room_key(s, args.room_id))
     _emit(
         args,
         {"room_id": args.room_id, "key": key},
@@ -150,7 +156,7 @@ def parse_cli_instant(text: str, zone: str) -> Any:
 
 
 def cmd_book(args: argparse.Namespace) -> None:
-    from orchestrator import service
+    from orchestrator.booking import one_off
     from orchestrator.models import Centre, Room
 
     def book(s: Any) -> Any:
@@ -159,7 +165,7 @@ def cmd_book(args: argparse.Namespace) -> None:
         zone = centre.timezone if centre is not None else "UTC"
         start = parse_cli_instant(args.start, zone)
         end = parse_cli_instant(args.end, zone)
-        return service.book(s, args.title, start, end, args.room, lead_seconds=args.lead)
+        return one_off.book(s, args.title, start, end, args.room, lead_seconds=args.lead)
 
     booking, session = _run_db(args, book)
     _emit(
@@ -170,11 +176,13 @@ def cmd_book(args: argparse.Namespace) -> None:
 
 
 def cmd_room_set(args: argparse.Namespace) -> None:
-    from orchestrator import service
+    from orchestrator.centres import (
+        set_room_policy,
+    )
 
     room = _run_db(
         args,
-        lambda s: service.set_room_policy(
+        lambda s: set_room_policy(
             s,
             args.room_id,
             buffer_seconds=args.buffer,
@@ -197,10 +205,10 @@ def cmd_calendar_import(args: argparse.Namespace) -> None:
     import os
     from datetime import UTC, datetime
 
-    from orchestrator.ical_parse import CalendarError, parse_calendar
-    from orchestrator.import_plan import ImportSource
-    from orchestrator.importer import apply
-    from orchestrator.policy import BookingSettings
+    from orchestrator.booking.policy import BookingSettings
+    from orchestrator.calendars.ical_in.importer import apply
+    from orchestrator.calendars.ical_in.parse import CalendarError, parse_calendar
+    from orchestrator.calendars.ical_in.plan import ImportSource
     from web.import_titles import environment_language, untitled
 
     path = Path(args.file)
@@ -229,7 +237,9 @@ def cmd_calendar_import(args: argparse.Namespace) -> None:
 
 
 def cmd_feed_add(args: argparse.Namespace) -> None:
-    from orchestrator import service
+    from orchestrator.centres import (
+        get_room,
+    )
     from orchestrator.models import Feed
 
     url = args.url
@@ -242,7 +252,7 @@ def cmd_feed_add(args: argparse.Namespace) -> None:
 
     def add(s: Any) -> Feed:
         if args.room:
-            service.get_room(s, args.room)
+            get_room(s, args.room)
         feed = Feed(url=url, room_id=args.room, interval_seconds=args.interval)
         s.add(feed)
         s.flush()
@@ -253,7 +263,9 @@ def cmd_feed_add(args: argparse.Namespace) -> None:
 
 
 def cmd_caldav_add(args: argparse.Namespace) -> None:
-    from orchestrator import service
+    from orchestrator.centres import (
+        get_room,
+    )
     from orchestrator.models import CalDavLink
 
     password = None
@@ -261,7 +273,7 @@ def cmd_caldav_add(args: argparse.Namespace) -> None:
         password = Path(args.password_file).read_text(encoding="utf-8").strip()
 
     def add(s: Any) -> CalDavLink:
-        service.get_room(s, args.room)
+        get_room(s, args.room)
         link = CalDavLink(
             room_id=args.room, calendar_url=args.url, username=args.username, password=password
         )
@@ -278,7 +290,7 @@ def cmd_caldav_add(args: argparse.Namespace) -> None:
 def cmd_booking_list(args: argparse.Namespace) -> None:
     from datetime import UTC, datetime, timedelta
 
-    from orchestrator.booking_views import room_occurrences
+    from orchestrator.booking.views import room_occurrences
     from orchestrator.models import Centre, Room
 
     def load(s: Any) -> Any:
@@ -352,13 +364,14 @@ def occurrence_line(o: RoomOccurrence) -> str:
 
 
 def cmd_session_show(args: argparse.Namespace) -> None:
-    from orchestrator import readiness, service
+    from orchestrator.sessions import readiness
+    from orchestrator.sessions.detail import session_detail
     from web.api import session_detail_json
 
     detail, ready = _run_db(
         args,
         lambda s: (
-            service.session_detail(s, args.session_id),
+            session_detail(s, args.session_id),
             readiness.for_session(s, args.session_id),
         ),
     )
@@ -382,9 +395,9 @@ def cmd_session_show(args: argparse.Namespace) -> None:
 
 
 def cmd_token_create(args: argparse.Namespace) -> None:
-    from orchestrator import service
+    from orchestrator.people import api_tokens
 
-    token = _run_db(args, lambda s: service.create_api_token(s, args.name))
+    token = _run_db(args, lambda s: api_tokens.create_api_token(s, args.name))
     _emit(
         args,
         {"token": token},
@@ -404,7 +417,7 @@ def _password_from_stdin() -> str:
 def cmd_user_add(args: argparse.Namespace) -> None:
     import secrets
 
-    from orchestrator import accounts
+    from orchestrator.people import accounts
 
     generated = not args.password_stdin
     password = secrets.token_urlsafe(12) if generated else _password_from_stdin()
@@ -427,7 +440,7 @@ def cmd_user_add(args: argparse.Namespace) -> None:
 
 
 def cmd_user_list(args: argparse.Namespace) -> None:
-    from orchestrator import accounts
+    from orchestrator.people import accounts
 
     users = _run_db(args, accounts.list_users)
     items = [
@@ -452,7 +465,7 @@ def cmd_user_list(args: argparse.Namespace) -> None:
 
 
 def cmd_user_set_password(args: argparse.Namespace) -> None:
-    from orchestrator import accounts
+    from orchestrator.people import accounts
 
     if not args.password_stdin:
         raise CliError("bad-request", "give the password on standard input (--password-stdin)")
@@ -472,7 +485,7 @@ def cmd_user_set_password(args: argparse.Namespace) -> None:
 
 
 def cmd_room_panel_link(args: argparse.Namespace) -> None:
-    from orchestrator.panels import create_panel_token
+    from orchestrator.sessions.panels import create_panel_token
 
     settings = _settings(args)
     token = _run_db(args, lambda s: create_panel_token(s, args.room_id))

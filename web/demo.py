@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from orchestrator import accounts, service
+from orchestrator.booking import one_off
+from orchestrator.centres import add_centre, add_room
 from orchestrator.db import Database, DbSession
+from orchestrator.people import accounts, api_tokens
 from web.app import serve
 from web.demo_watch import watch_session
 from web.settings import Settings
@@ -55,10 +57,10 @@ def create_network(db: Database, keys_dir: Path) -> list[DemoRoom]:
         out = []
         centre_ids = []
         for centre_name, zone, rooms in NETWORK:
-            centre = service.add_centre(s, centre_name, zone)
+            centre = add_centre(s, centre_name, zone)
             centre_ids.append(centre.id)
             for room_name in rooms:
-                room, key = service.add_room(s, centre.id, room_name)
+                room, key = add_room(s, centre.id, room_name)
                 out.append((room.id, room_name, key))
         for email, name, role, centre_index in PEOPLE:
             centre_id = None if centre_index is None else centre_ids[centre_index]
@@ -86,7 +88,7 @@ def book_demo(
     end = start + timedelta(seconds=duration)
     ids = [r.room_id for r in rooms[:BOOKED_ROOMS]]
     _, session = db.run_sync(
-        lambda s: service.book(s, DEMO_TITLE, start, end, ids, lead_seconds=lead)
+        lambda s: one_off.book(s, DEMO_TITLE, start, end, ids, lead_seconds=lead)
     )
     return session.id, start
 
@@ -101,7 +103,7 @@ async def run_demo(args: argparse.Namespace) -> None:
     db.migrate()
     rooms = create_network(db, data_dir / "keys")
     session_id, start = book_demo(db, rooms, args.start_in, args.duration, args.lead)
-    token = db.run_sync(lambda s: service.create_api_token(s, "demo"))
+    token = db.run_sync(lambda s: api_tokens.create_api_token(s, "demo"))
 
     ready = asyncio.Event()
     server = asyncio.create_task(serve(settings, ready=ready))

@@ -16,7 +16,7 @@ Rules:
   room while it waits (one schedule push is enough).
 - **Media stats** are coalesced per (session, room): the reports that wait are
   folded into one ``participation.MediaBatch`` (every report counted once, see
-  ``orchestrator.participation``). **Readiness** reports are coalesced per (room,
+  ``orchestrator.sessions.participation``). **Readiness** reports are coalesced per (room,
   session): the one with the latest ``checked_at`` is kept (on a tie, the later
   arrival), which is the only one ``readiness.record`` would keep anyway; the alert
   rules see the latest outcome of the interval. Each key is written at most once
@@ -48,9 +48,9 @@ from dataclasses import dataclass, field
 from typing import Literal, cast
 
 from orchestrator.db import DatabaseBusy, DatabaseFault
+from orchestrator.errors import DomainError
 from orchestrator.log_limit import DEFAULT_INTERVAL, LogLimiter
-from orchestrator.participation import MediaBatch
-from orchestrator.service import DomainError
+from orchestrator.sessions.participation import MediaBatch
 from signalling.ports import RoomReadiness
 
 log = logging.getLogger(__name__)

@@ -1,5 +1,5 @@
 """The title a calendar import gives an event that names nothing (no SUMMARY,
-LOCATION or ORGANIZER: ``orchestrator.ical_parse``'s ``untitled``), in the
+LOCATION or ORGANIZER: ``orchestrator.calendars.ical_in.parse``'s ``untitled``), in the
 importer's language.
 
 A booking's title is stored as text, in one language, and shown as it is to

@@ -4,7 +4,7 @@
   this site (``safe_next``). Refusals (``login-failed``, ``login-throttled``) are
   shown in the form, in the visitor's language; the throttle (an account per source
   address, an address, an account from everywhere except the addresses it logged in
-  from) lives in ``orchestrator.accounts.login``. After a login the person's own
+  from) lives in ``orchestrator.people.accounts.login``. After a login the person's own
   language, if they chose one, replaces the one the visitor had.
 - ``POST /logout``: ends the login session on the server and forgets the cookie.
 - ``GET/POST /account``: name, language, time zone; password change with the
@@ -18,9 +18,9 @@ from zoneinfo import available_timezones
 
 from aiohttp import web
 
-from orchestrator import accounts
-from orchestrator.accounts import LoginThrottled, Principal
-from orchestrator.service import DomainError
+from orchestrator.errors import DomainError
+from orchestrator.people import accounts
+from orchestrator.people.accounts import LoginThrottled, Principal
 from web.app import SERVICES
 from web.ui import i18n
 from web.ui.forms import FieldErrors, ngettext, posted

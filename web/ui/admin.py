@@ -15,7 +15,7 @@
   centre (a password is generated and shown once unless one is given);
   ``POST /admin/users/{user_id}/disable`` and ``.../enable``.
 
-Who may: ``orchestrator.access.can_manage_centre``; anyone else gets 403 (the error
+Who may: ``orchestrator.people.access.can_manage_centre``; anyone else gets 403 (the error
 page with the code ``forbidden``). The rules live in the orchestrator; this module
 reads forms and shows results.
 """
@@ -30,11 +30,13 @@ from typing import Any
 
 from aiohttp import web
 
-from orchestrator import access, accounts, panels, service
-from orchestrator.accounts import Principal
+from orchestrator import centres as centre_commands
 from orchestrator.db import DbSession
+from orchestrator.errors import DomainError
 from orchestrator.models import Centre, Room, User
-from orchestrator.service import DomainError
+from orchestrator.people import access, accounts
+from orchestrator.people.accounts import Principal
+from orchestrator.sessions import panels
 from web.app import SERVICES
 from web.ui.accounts import time_zones
 from web.ui.forms import FieldErrors, ngettext, number, posted
@@ -136,8 +138,10 @@ async def _centres_page(
     added: str | None = None,
 ) -> web.Response:
     def load(s: DbSession) -> list[tuple[Centre, int]]:
-        rooms = service.list_rooms(s)
-        return [(c, sum(r.centre_id == c.id for r in rooms)) for c in service.list_centres(s)]
+        rooms = centre_commands.list_rooms(s)
+        return [
+            (c, sum(r.centre_id == c.id for r in rooms)) for c in centre_commands.list_centres(s)
+        ]
 
     centres = await request.app[SERVICES].db.run(load)
     return render(
@@ -162,7 +166,9 @@ async def add_centre(request: web.Request) -> web.StreamResponse:
         errors.add(request, "timezone", "unknown-timezone")
     if not errors:
         try:
-            centre = await request.app[SERVICES].db.run(lambda s: service.add_centre(s, name, zone))
+            centre = await request.app[SERVICES].db.run(
+                lambda s: centre_commands.add_centre(s, name, zone)
+            )
         except DomainError as exc:
             if exc.code == "duplicate":
                 errors.add(request, "name", "duplicate-centre")
@@ -218,7 +224,7 @@ async def _centre_page(
         centre = s.get(Centre, centre_id)
         if centre is None:
             raise DomainError("not-found", f"no centre {centre_id!r}")
-        return centre, service.list_rooms(s, centre_id)
+        return centre, centre_commands.list_rooms(s, centre_id)
 
     centre, rooms = await services.db.run(load)
     online = services.signalling.hub.online_rooms()
@@ -242,7 +248,7 @@ async def add_room(request: web.Request) -> web.StreamResponse:
     errors = FieldErrors()
     try:
         room, key = await request.app[SERVICES].db.run(
-            lambda s: service.add_room(s, centre_id, name)
+            lambda s: centre_commands.add_room(s, centre_id, name)
         )
     except DomainError as exc:
         if exc.code == "duplicate":
@@ -272,11 +278,11 @@ def _apply_policy(
         if field in refused or next(iter(change.values())) is None:
             continue
         try:
-            service.set_room_policy(s, room_id, **change)
+            centre_commands.set_room_policy(s, room_id, **change)
         except DomainError:
             refused[field] = code
     try:
-        service.set_room_policy(s, room_id, aliases=parsed["aliases"])
+        centre_commands.set_room_policy(s, room_id, aliases=parsed["aliases"])
     except DomainError as exc:
         refused["aliases"] = exc.code
     if parsed["max_duration"] is None and "max_duration" not in refused:
@@ -325,7 +331,7 @@ async def rotate_key(request: web.Request) -> web.StreamResponse:
 
     def rotate(s: DbSession) -> tuple[str, str]:
         room = _room_of(s, centre_id, room_id)
-        return room.name, service.rotate_room_key(s, room_id)
+        return room.name, centre_commands.rotate_room_key(s, room_id)
 
     name, key = await request.app[SERVICES].db.run(rotate)
     view = CentreView(secret={"kind": "room-key", "room": name, "room_id": room_id, "value": key})
@@ -384,7 +390,7 @@ async def _users_page(
     added: dict[str, str] | None = None,
 ) -> web.Response:
     def load(s: DbSession) -> tuple[list[User], list[Centre]]:
-        return accounts.list_users(s), service.list_centres(s)
+        return accounts.list_users(s), centre_commands.list_centres(s)
 
     users, centres = await request.app[SERVICES].db.run(load)
     done = request.query.get("done")

@@ -6,7 +6,7 @@
 - ``POST /approvals/{booking_id}/{room_id}`` (``decision`` = ``approve`` or
   ``decline``, ``note``): the decision; the organiser is mailed in their language.
 
-The rules are ``orchestrator.approvals``'s (who decides, what a decline does); this
+The rules are ``orchestrator.booking.approvals``'s (who decides, what a decline does); this
 module reads the form, writes the organiser's mail texts and shows the outcome.
 """
 
@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from orchestrator import approvals
-from orchestrator.approvals import DecisionNotice
+from orchestrator.booking import approvals
+from orchestrator.booking.approvals import DecisionNotice
 from orchestrator.db import DbSession
-from orchestrator.service import DomainError
+from orchestrator.errors import DomainError
 from web.app import SERVICES
 from web.ui import i18n
 from web.ui.booking_detail import viewer_zone

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from aiohttp import web
 
+from orchestrator.errors import DomainError
 from orchestrator.inputs import text_problem
-from orchestrator.service import DomainError
 from web.ui import i18n
 from web.ui.render import ENVIRONMENTS, make_environments, render_error
 from web.ui.security import UNSAFE, Handler, is_ui_path, safe_next, security_middleware

@@ -10,7 +10,7 @@
 - ``GET /booking-form/site-times``: each site's local time of the form's times (the
   form's script asks for it as the organiser types).
 
-The rules are in ``orchestrator.availability`` and ``orchestrator.web_booking``.
+The rules are in ``orchestrator.booking.availability`` and ``orchestrator.desk.web_booking``.
 """
 
 from __future__ import annotations
@@ -23,15 +23,16 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from orchestrator import access, web_booking
-from orchestrator.accounts import Principal
-from orchestrator.availability import RoomSite, Slot, availability, site_times, window
-from orchestrator.booking_series import find_booking
-from orchestrator.booking_store import BookingConflict
+from orchestrator.booking.availability import RoomSite, Slot, availability, site_times, window
+from orchestrator.booking.recurrence import localize, to_wall
+from orchestrator.booking.series import find_booking
+from orchestrator.booking.store import BookingConflict
 from orchestrator.db import DbSession
-from orchestrator.recurrence import localize, to_wall
-from orchestrator.service import DomainError
-from orchestrator.web_booking import Links, WebBookingResult
+from orchestrator.desk import web_booking
+from orchestrator.desk.web_booking import Links, WebBookingResult
+from orchestrator.errors import DomainError
+from orchestrator.people import access
+from orchestrator.people.accounts import Principal
 from web.app import SERVICES
 from web.ui.booking_form import (
     DURATIONS,

@@ -14,10 +14,10 @@
   ``POST /bookings/{booking_id}/cancel``; ``POST /bookings/{booking_id}/guests``
   (``name``, ``email``), ``.../guests/{guest_id}/revoke``, ``.../new-link``.
 
-Privacy (``orchestrator.access``): a booking someone may not see does not exist for
+Privacy (``orchestrator.people.access``): a booking someone may not see does not exist for
 them (404); someone who may see but not manage it sees no forms and their POSTs are
 refused (403). Guests are invited only while the booking has a call ahead or under
-way (``orchestrator.invitations``, which ``guests.add_guest`` applies): the form is
+way (``orchestrator.sessions.invitations``, which ``guests.add_guest`` applies): the form is
 offered only then, and a late POST, or one for a booking whose sessions ahead are
 reminders, is refused with ``invitations-closed`` (409), saying which. The rules and
 the commands are the orchestrator's (``booking_overview``, ``session_actions``,
@@ -32,23 +32,24 @@ from typing import Any
 
 from aiohttp import web
 
-from orchestrator import guests, session_actions
-from orchestrator.accounts import Principal
-from orchestrator.booking_overview import (
+from orchestrator.booking.overview import (
     BookingOverview,
     When,
     booking_of_session,
     booking_overview,
     list_bookings_for,
 )
-from orchestrator.booking_store import BookingConflict
+from orchestrator.booking.store import BookingConflict
 from orchestrator.db import DbSession
-from orchestrator.guests import REVOCATION_MEMORY
-from orchestrator.invitations import CLOSED, NEEDS_CALL, InvitationsClosed
+from orchestrator.errors import DomainError
 from orchestrator.models import Guest
-from orchestrator.reminders import reminder_ids
-from orchestrator.service import DomainError
-from orchestrator.tickets import guest_peer_id
+from orchestrator.people.accounts import Principal
+from orchestrator.sessions import actions as session_actions
+from orchestrator.sessions import guests
+from orchestrator.sessions.guests import REVOCATION_MEMORY
+from orchestrator.sessions.invitations import CLOSED, NEEDS_CALL, InvitationsClosed
+from orchestrator.sessions.reminders import reminder_ids
+from orchestrator.sessions.tickets import guest_peer_id
 from web.app import SERVICES
 from web.ui import session_page as session_pages
 from web.ui.booking_view import DetailPage, detail_page

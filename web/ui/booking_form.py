@@ -15,18 +15,18 @@ from zoneinfo import ZoneInfo, available_timezones
 
 from multidict import MultiMapping
 
-from orchestrator.availability import WorkingHours
-from orchestrator.booking_store import OnConflict
-from orchestrator.inputs import check_date
-from orchestrator.policy import AUTOMATIC, CONNECT_MODES, MAX_LEAD_SECONDS
-from orchestrator.service import DomainError
-from orchestrator.web_booking import (
+from orchestrator.booking.availability import WorkingHours
+from orchestrator.booking.policy import AUTOMATIC, CONNECT_MODES, MAX_LEAD_SECONDS
+from orchestrator.booking.store import OnConflict
+from orchestrator.desk.web_booking import (
     FREQUENCIES,
     MAX_GUESTS,
     BookingRequest,
     GuestRequest,
     rrule_for,
 )
+from orchestrator.errors import DomainError
+from orchestrator.inputs import check_date
 
 DURATIONS = (15, 30, 45, 60, 90, 120, 180, 240)
 SPANS = ("day", "week")

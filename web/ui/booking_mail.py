@@ -1,4 +1,4 @@
-"""The mail a booking from the form sends (``orchestrator.web_booking.BookingMessages``),
+"""The mail a booking from the form sends (``orchestrator.desk.web_booking.BookingMessages``),
 in the recipient's language when known, else the organiser's."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from orchestrator.ical_out_model import BookingInfo, RoomInfo
-from orchestrator.recurrence import localize
+from orchestrator.booking.recurrence import localize
+from orchestrator.calendars.ical_out.model import BookingInfo, RoomInfo
 from web.ui import i18n
 
 

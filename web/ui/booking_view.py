@@ -2,18 +2,18 @@
 booking, whether the person may manage it, the session under way or next (or, with
 none ahead, the last one that took place) with its participants, the extensions
 on offer and what limits them, which sessions are reminders
-(``orchestrator.reminders``), and whether guests may still be invited
-(``orchestrator.invitations``).
+(``orchestrator.sessions.reminders``), and whether guests may still be invited
+(``orchestrator.sessions.invitations``).
 
 A participant taking part now shows its live figures; one that left, or whose
-session is over, the figures it kept (``orchestrator.session_history``).
+session is over, the figures it kept (``orchestrator.sessions.history``).
 
 Beside the Extend buttons the page says what is true of the rooms
 (``extension_hint``): with every extension on offer, that every room is free at
 least until the longest would end; otherwise which room is booked from when to when
-(``session_actions.extension_conflicts``, the first hold in the way of the shortest
+(``actions.extension_conflicts``, the first hold in the way of the shortest
 extension refused). The room is always one of this booking's, which the page lists
-to whoever may see it (``orchestrator.access``), so it is named, unlike on the room
+to whoever may see it (``orchestrator.people.access``), so it is named, unlike on the room
 panel; the other booking is not (its title may be another centre's business), as
 in the refusal of an extension.
 """
@@ -25,18 +25,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from orchestrator import service, session_actions
-from orchestrator.accounts import Principal
-from orchestrator.booking_overview import BookingOverview, SessionLine
-from orchestrator.conflicts import Conflict
+from orchestrator.booking.conflicts import Conflict
+from orchestrator.booking.overview import BookingOverview, SessionLine
 from orchestrator.db import DbSession
 from orchestrator.errors import DomainError
-from orchestrator.invitations import Reason, closed_reason
 from orchestrator.lifecycle import TERMINAL_STATES
 from orchestrator.models import Booking, Centre
-from orchestrator.reminders import reminder_ids
-from orchestrator.service import SessionDetail
-from orchestrator.session_history import KeptMedia, kept_media
+from orchestrator.people.accounts import Principal
+from orchestrator.sessions import actions
+from orchestrator.sessions.detail import SessionDetail, session_detail
+from orchestrator.sessions.history import KeptMedia, kept_media
+from orchestrator.sessions.invitations import Reason, closed_reason
+from orchestrator.sessions.reminders import reminder_ids
 from web.ui.organiser import organiser_label
 
 
@@ -94,7 +94,7 @@ class DetailPage:
     can_end: bool
     now: datetime
     invite_closed: Reason | None = "over"
-    """Why no guest may be invited (``orchestrator.invitations``); None: they may."""
+    """Why no guest may be invited (``orchestrator.sessions.invitations``); None: they may."""
     last: SessionLine | None = None
     """With no session ahead: the last one that took place (shown with its participants)."""
     extend_hint: ExtendHint | None = None
@@ -205,7 +205,7 @@ def extension_hint(
     session: SessionLine,
     options: tuple[int, ...],
     now: datetime,
-    choices: Sequence[int] = session_actions.EXTENSION_CHOICES,
+    choices: Sequence[int] = actions.EXTENSION_CHOICES,
 ) -> ExtendHint | None:
     """What limits extending ``session`` (see the module doc); None when nothing
     true can be said (the session is over)."""
@@ -214,10 +214,10 @@ def extension_hint(
     if not refused:
         return ExtendHint(free_until, None)
     try:
-        conflicts = session_actions.extension_conflicts(s, session.id, refused[0], now)
+        conflicts = actions.extension_conflicts(s, session.id, refused[0], now)
     except DomainError:
         return None
-    names = {r.room_id: r.name for r in session_actions.held_rooms(s, session.id)}
+    names = {r.room_id: r.name for r in actions.held_rooms(s, session.id)}
     first = first_blocker(conflicts, names)
     if first is None:
         return ExtendHint(free_until, None) if free_until else None
@@ -237,7 +237,7 @@ def detail_page(
     current = booking.current
     last = _last_held(booking) if current is None else None
     shown = current or last
-    detail = service.session_detail(s, shown.id) if shown else None
+    detail = session_detail(s, shown.id) if shown else None
     reminders = reminder_ids(s, [x.id for x in booking.upcoming + booking.past])
     row = s.get(Booking, booking.id)
     transparent = row is not None and row.transparent
@@ -245,7 +245,7 @@ def detail_page(
     hint = None
     extendable = current is not None and current.id not in reminders
     if manage and current is not None and extendable and booking.status != "cancelled":
-        options = session_actions.extension_options(s, current.id, now)
+        options = actions.extension_options(s, current.id, now)
         hint = extension_hint(s, current, options, now)
     return DetailPage(
         booking=booking,

@@ -20,12 +20,12 @@ from typing import NamedTuple
 
 from aiohttp import web
 
-from orchestrator.accounts import Principal
+from orchestrator.centres import list_centres
 from orchestrator.db import DbSession
-from orchestrator.network_view import NetworkSnapshot, network_snapshot
-from orchestrator.reminders import reminder_ids
-from orchestrator.service import list_centres
-from orchestrator.session_history import KeptMedia, kept_media_of, owner_names
+from orchestrator.people.accounts import Principal
+from orchestrator.reports.network import NetworkSnapshot, network_snapshot
+from orchestrator.sessions.history import KeptMedia, kept_media_of, owner_names
+from orchestrator.sessions.reminders import reminder_ids
 from web.app import SERVICES
 from web.ui.dashboard_state import DashboardState, Readiness, build_state, day_window, viewer_zone
 from web.ui.i18n import Formatter

@@ -1,6 +1,6 @@
 """One site of a session on the network dashboard: a room's CDR line so far, its
 fresh media figures while it takes part, and, once it has left or the session is
-over, the media it kept (``orchestrator.session_history``) instead of nothing.
+over, the media it kept (``orchestrator.sessions.history``) instead of nothing.
 
 Pure: a ``ViewContext`` carries what the view needs (who looks, when, names, the
 live reports and the kept summaries).
@@ -15,10 +15,10 @@ from typing import Any
 
 from babel.numbers import format_decimal
 
-from orchestrator.accounts import Principal
 from orchestrator.lifecycle import TERMINAL_STATES
-from orchestrator.network_view import SessionRow, SiteRow
-from orchestrator.session_history import KeptMedia
+from orchestrator.people.accounts import Principal
+from orchestrator.reports.network import SessionRow, SiteRow
+from orchestrator.sessions.history import KeptMedia
 from web.ui.i18n import Formatter, with_colon
 from web.ui.media_labels import kept_labels, number
 

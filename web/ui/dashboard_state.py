@@ -8,10 +8,10 @@ scripts and tests) and labels in the viewer's language (for the page), plus
 ``announce``: the short sentence screen readers hear when it changes.
 
 Privacy: a session's title, organiser and guest names are shown only to people
-``orchestrator.access.can_see_booking`` allows; others see "Session" and "busy".
+``orchestrator.people.access.can_see_booking`` allows; others see "Session" and "busy".
 
 A session's badge (``badge``, ``state_label``, ``state_title``) says what its state
-means to people: a reminder (``orchestrator.reminders``: a transparent booking's
+means to people: a reminder (``orchestrator.sessions.reminders``: a transparent booking's
 session, which never connects) reads "Reminder — no call" and lists no sites, so
 nothing is expected of its rooms (no joins, no media, no "Not joined") and they stay
 free; an ``ending`` session names its end in the viewer's zone ("Ends at 14:30"),
@@ -27,10 +27,10 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from orchestrator.access import can_see_booking
-from orchestrator.accounts import Principal
-from orchestrator.network_view import UNDER_WAY, NetworkSnapshot, SessionRow
-from orchestrator.session_history import KeptMedia
+from orchestrator.people.access import can_see_booking
+from orchestrator.people.accounts import Principal
+from orchestrator.reports.network import UNDER_WAY, NetworkSnapshot, SessionRow
+from orchestrator.sessions.history import KeptMedia
 from web.ui.dashboard_sites import SiteView, ViewContext, iso, site_view
 from web.ui.i18n import Formatter, with_colon
 from web.ui.organiser import organiser_label
@@ -97,7 +97,7 @@ class SessionView:
     badge: str
     """The badge's kind: the state, or ``reminder``."""
     reminder: bool
-    """A reminder: no call, no sites (``orchestrator.reminders``)."""
+    """A reminder: no call, no sites (``orchestrator.sessions.reminders``)."""
     note: str
     """What the page says under the session instead of its sites ("" when it has them)."""
     under_way: bool
@@ -303,7 +303,7 @@ def build_state(
 ) -> DashboardState:
     """``kept``: each site's kept media ((session id, room id) -> figures);
     ``owners``: booking owner id -> name; ``reminders``: the sessions that are
-    reminders (``orchestrator.reminders``)."""
+    reminders (``orchestrator.sessions.reminders``)."""
     _ = gettext
     zones = {c.id: c.timezone for c in snapshot.centres}
     ctx = ViewContext(

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 from aiohttp import web
 
-from orchestrator.service import DomainError
+from orchestrator.errors import DomainError
 from web.ui import i18n
 from web.ui.render import gettext, language
 

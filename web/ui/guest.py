@@ -3,7 +3,7 @@ microphone check, and hands the browser a join ticket for the signalling protoco
 
 Routes (no login: the link's secret is the credential):
 
-- ``GET /join/{token}``: the page, while the link is open (``orchestrator.guests``:
+- ``GET /join/{token}``: the page, while the link is open (``orchestrator.sessions.guests``:
   from 15 minutes before a session's start to its end, not revoked, booking not
   cancelled). A refusal is a page naming its code: ``guest-link-invalid`` (404),
   ``guest-link-revoked`` (410), ``guest-link-outside-window`` (403, saying when the
@@ -27,12 +27,12 @@ from datetime import datetime
 from aiohttp import web
 from sqlmodel import col, select
 
-from orchestrator import guests
 from orchestrator.db import DbSession
-from orchestrator.guests import NO_CALL, GuestAccess, GuestLinkClosed
+from orchestrator.errors import DomainError
 from orchestrator.models import BookingRoom, Centre, Room
-from orchestrator.service import DomainError
-from orchestrator.tickets import guest_peer_id, room_peer_id, ticket_window
+from orchestrator.sessions import guests
+from orchestrator.sessions.guests import NO_CALL, GuestAccess, GuestLinkClosed
+from orchestrator.sessions.tickets import guest_peer_id, room_peer_id, ticket_window
 from web.app import SERVICES
 from web.ui.render import gettext, render
 from web.ui.security import now_utc

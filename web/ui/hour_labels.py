@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 from babel import Locale
 from babel.dates import format_time
 
-from orchestrator.availability import STEP
+from orchestrator.booking.availability import STEP
 
 HOUR_COLUMNS = timedelta(hours=1) // STEP
 """Grid columns in an hour: a header group of fewer shows no text."""

@@ -1,4 +1,4 @@
-"""A site's kept media figures (``orchestrator.session_history.KeptMedia``) in the
+"""A site's kept media figures (``orchestrator.sessions.history.KeptMedia``) in the
 viewer's language: the dashboard and the session page say them the same way.
 
 Numbers follow the language's own conventions (Babel: a decimal comma in French
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from babel.numbers import format_decimal, format_percent
 
-from orchestrator.session_history import KeptMedia
+from orchestrator.sessions.history import KeptMedia
 
 Gettext = Callable[[str], str]
 NONE = "–"

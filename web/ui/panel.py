@@ -8,7 +8,7 @@ Routes (the secret token in the URL is the credential; there is no login):
 - ``POST /panel/{token}/command``: ``{"command", "args"}`` with the ``X-CSRF-Token``
   header. ``join``/``leave`` ``{session_id}``, ``privacy``/``content-share`` ``{on}``
   go to the room agent through the signalling hub; ``extend`` ``{session_id,
-  minutes?}`` goes to ``orchestrator.session_actions.extend``. The answer is
+  minutes?}`` goes to ``orchestrator.sessions.actions.extend``. The answer is
   ``{"ok", "command", "state", "error": null | {"code", "message"}}`` (``state``: the
   room's control state after the command; ``extend`` adds ``session``). HTTP 200
   when the room answered (``ok`` says whether it obeyed), else 400 ``bad-command``,
@@ -26,10 +26,11 @@ from typing import Any
 
 from aiohttp import web
 
-from orchestrator import panels, service, session_actions
+from orchestrator import centres
 from orchestrator.db import DbSession
+from orchestrator.errors import DomainError
 from orchestrator.models import Room
-from orchestrator.service import DomainError
+from orchestrator.sessions import actions, panels
 from signalling import protocol as p
 from web.api import parse_json
 from web.app import SERVICES
@@ -50,7 +51,7 @@ from web.ui.security import now_utc
 AGENT_COMMANDS = frozenset(p.CONTROL_COMMANDS)
 COMMANDS = AGENT_COMMANDS | {"extend"}
 SESSION_COMMANDS = frozenset({"join", "leave", "extend"})
-EXTEND_CHOICES = tuple(session_actions.EXTENSION_CHOICES)
+EXTEND_CHOICES = tuple(actions.EXTENSION_CHOICES)
 STATUS = {
     "panel-link-invalid": 404,
     "not-joinable": 409,
@@ -156,7 +157,7 @@ def extension_block(
     """What keeps the room's current session from being extended by
     ``EXTEND_MINUTES`` now: the hold that starts first (this room's first among
     equals). Another room is named only when the panel shows the session's title
-    (a booking of this room's centre, ``orchestrator.panels``): otherwise even which
+    (a booking of this room's centre, ``orchestrator.sessions.panels``): otherwise even which
     rooms hold the session is not the panel's to say."""
     current = panels.current_session(view.sessions, now)
     if current is None:
@@ -167,12 +168,12 @@ def extension_block(
     if timing.phase not in EXTENDABLE_PHASES:
         return None
     try:
-        conflicts = session_actions.extension_conflicts(db, current.session_id, EXTEND_MINUTES, now)
+        conflicts = actions.extension_conflicts(db, current.session_id, EXTEND_MINUTES, now)
     except DomainError:
         return None
     if not conflicts:
         return None
-    names = {r.room_id: r.name for r in session_actions.held_rooms(db, current.session_id)}
+    names = {r.room_id: r.name for r in actions.held_rooms(db, current.session_id)}
     first = min(
         conflicts,
         key=lambda c: (c.busy.start, c.room_id != room_id, names.get(c.room_id, c.room_id)),
@@ -266,10 +267,10 @@ async def _extend(request: web.Request, room: Room, args: dict[str, Any]) -> web
 
     def extend(db: DbSession) -> tuple[datetime, str]:
         panels.room_session(db, room.id, args["session_id"], now)
-        session = session_actions.extend(
+        session = actions.extend(
             db, args["session_id"], args["minutes"], now, services.booking_settings
         )
-        return session.end_utc, service.room_zone(db, room.id)
+        return session.end_utc, centres.room_zone(db, room.id)
 
     end, zone = await services.db.run(extend)
     body = {

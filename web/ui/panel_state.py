@@ -37,7 +37,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from orchestrator import lifecycle
-from orchestrator.panels import (
+from orchestrator.sessions.panels import (
     PanelSession,
     PanelView,
     current_session,

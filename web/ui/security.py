@@ -20,9 +20,9 @@ from urllib.parse import quote, unquote
 
 from aiohttp import web
 
-from orchestrator import accounts
-from orchestrator.accounts import Principal
 from orchestrator.clock import instant
+from orchestrator.people import accounts
+from orchestrator.people.accounts import Principal
 from web.app import SERVICES
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -1,14 +1,14 @@
 """One session's page, ``GET /sessions/{session_id}``: what happened in it, kept after
 it ended. Its sites, when each joined, saw its first frame, went live and left (or
 was released as a no-show), the media figures each kept (``orchestrator.
-session_history``), and its lifecycle transitions with their times.
+sessions.history``), and its lifecycle transitions with their times.
 
-A reminder (``orchestrator.reminders``: a transparent booking's session, which never
+A reminder (``orchestrator.sessions.reminders``: a transparent booking's session, which never
 connects) reads as one: no sites to follow, nothing to expect of them. An ``ending``
 session says when it ends, as the rooms' screens do.
 
 The dashboard links each session one may see to this page, and the booking's page
-links each of its occurrences. Access is the booking's (``orchestrator.access``):
+links each of its occurrences. Access is the booking's (``orchestrator.people.access``):
 someone who may not see the booking gets 404, so a title, an organiser or a guest
 never shows to them.
 """
@@ -22,13 +22,12 @@ from datetime import datetime
 from aiohttp import web
 from babel.numbers import format_decimal
 
-from orchestrator import service
-from orchestrator.booking_overview import BookingOverview, booking_of_session, booking_overview
+from orchestrator.booking.overview import BookingOverview, booking_of_session, booking_overview
 from orchestrator.db import DbSession
 from orchestrator.lifecycle import TERMINAL_STATES
-from orchestrator.reminders import reminder_ids
-from orchestrator.service import SessionDetail
-from orchestrator.session_history import KeptMedia, kept_media
+from orchestrator.sessions.detail import SessionDetail, session_detail
+from orchestrator.sessions.history import KeptMedia, kept_media
+from orchestrator.sessions.reminders import reminder_ids
 from web.app import SERVICES
 from web.ui.i18n import Formatter, translations
 from web.ui.media_labels import KeptLabels, kept_labels
@@ -170,7 +169,7 @@ async def page(request: web.Request) -> web.Response:
         booking = booking_overview(s, booking_id, now)
         if not booking.visible_to(user):
             raise web.HTTPNotFound()
-        detail = service.session_detail(s, session_id)
+        detail = session_detail(s, session_id)
         zone = user.timezone or booking.timezone
         return build_page(
             detail,

@@ -10,7 +10,7 @@ Routes (login required; any role: the figures name no booking):
   row per centre and month (zeros included), UTF-8 without BOM, RFC 4180 (CRLF
   line ends, fields with commas, quotes or line breaks quoted, quotes doubled).
 
-The counting rules are in ``orchestrator.usage``.
+The counting rules are in ``orchestrator.reports.usage``.
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ from aiohttp import web
 from babel.dates import format_date
 from babel.numbers import format_decimal
 
-from orchestrator.accounts import Principal
 from orchestrator.db import DbSession
-from orchestrator.usage import (
+from orchestrator.people.accounts import Principal
+from orchestrator.reports.usage import (
     UsageReport,
     aggregate,
     first_year,

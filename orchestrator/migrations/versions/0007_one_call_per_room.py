@@ -8,7 +8,7 @@ Create Date: 2026-12-07
 PostgreSQL has refused overlapping slots since 0002 (``ex_room_slot_no_overlap``);
 SQLite relied on the booking store's check inside ``BEGIN IMMEDIATE``, so a write
 that bypassed the store could hold one room twice. The triggers raise with the
-constraint's name, so ``booking_store.is_slot_overlap`` reads both refusals alike.
+constraint's name, so ``orchestrator.booking.store.is_slot_overlap`` reads both refusals alike.
 An update that only shrinks a slot (a no-show release, an early end) is not checked:
 it cannot make an overlap. A later migration that rebuilds ``room_slot`` in batch
 mode drops these triggers and must create them again.

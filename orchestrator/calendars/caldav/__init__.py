@@ -1,0 +1,1 @@
+"""CalDAV: two-way sync of a room's calendar (``sync``) over its wire (``transport``)."""

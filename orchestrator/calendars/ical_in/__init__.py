@@ -1,0 +1,2 @@
+"""iCalendar in: reading ``.ics`` files into booking series, planning and applying an
+import."""

@@ -1,0 +1,285 @@
+"""A room's schedule: the open sessions it is booked into over the next day, each
+with a join ticket minted for that room, so its agent can join by itself at
+``start - lead`` even when the scheduler is down at that moment.
+
+``schedule_entries`` reads the tables (one query); ``room_schedule`` assembles the
+message without touching anything but the ticket function it is given. The other
+readers here serve the scheduler's step: the rooms' credentials, and the present
+state of sessions that dropped out of every schedule.
+
+A room waiting for its centre's approval of a booking (``orchestrator.booking.approvals``)
+holds its slot but takes no part: the session is not in its schedule (no ticket,
+so it cannot join) and it is not among the session's rooms in the others'
+schedules or transitions (nobody waits for it). A declined room has left the
+booking altogether.
+
+A room's schedule holds a session only while the room takes it as a call
+(``orchestrator.sessions.calls.takes_call``): it holds the session's slot over the whole
+session, and the session is no reminder (a transparent booking's session that has
+not begun). So no room is ever given tickets for two overlapping sessions.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import col, select
+
+from orchestrator import lifecycle
+from orchestrator.db import DbSession
+from orchestrator.models import (
+    Approval,
+    Booking,
+    BookingRoom,
+    Centre,
+    Participation,
+    Room,
+    Session,
+    SessionTransitionRecord,
+)
+from orchestrator.ports import RoomSchedule, ScheduledRoom, ScheduleItem
+from orchestrator.sessions.calls import takes_call
+from orchestrator.sessions.tickets import TicketSigner, room_peer_id, ticket_window
+
+SCHEDULE_HORIZON = 24 * 3600.0
+"""A room's schedule holds the sessions that start within this many seconds."""
+OPEN_STATES = tuple(s for s in lifecycle.STATES if s not in lifecycle.TERMINAL_STATES)
+APPROVED = "approved"
+# A room takes part in its booking's sessions unless it waits for (or was refused)
+# its centre's approval: no approval asked, or approved.
+TAKES_PART = sa.or_(col(Approval.state).is_(None), col(Approval.state) == APPROVED)
+
+
+def _approval_of(booking_id: Any, room_id: Any) -> sa.ColumnElement[bool]:
+    return sa.and_(col(Approval.booking_id) == booking_id, col(Approval.room_id) == room_id)
+
+
+def _dt(t: float) -> datetime:
+    return datetime.fromtimestamp(t, UTC)
+
+
+def _ts(d: datetime) -> float:
+    return d.timestamp()
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleEntry:
+    """One session in a room's schedule, without the ticket. Equal entries mean an
+    unchanged schedule, so a tuple of them is the schedule's fingerprint."""
+
+    session_id: str
+    booking_id: str
+    title: str
+    start: float
+    end: float
+    lead: float
+    state: str
+    rooms: tuple[ScheduledRoom, ...]
+    connect_mode: str
+
+
+@dataclass(frozen=True, slots=True)
+class RoomInfo:
+    """What the credential store needs of a room."""
+
+    room_id: str
+    name: str
+    centre: str
+    key_hash: str
+    generation: int
+
+
+@dataclass(frozen=True, slots=True)
+class Departed:
+    """A session that left every schedule (cancelled, ended, moved away), as it is now."""
+
+    state: str
+    at: float
+    start: float
+    end: float
+    room_ids: tuple[str, ...]
+
+
+def schedule_entries(
+    db: DbSession, now: float, horizon: float = SCHEDULE_HORIZON, room_id: str | None = None
+) -> dict[str, tuple[ScheduleEntry, ...]]:
+    """Room id -> the open sessions it takes part in as calls that end after ``now`` and
+    start before ``now + horizon``, by start. Only ``room_id``'s (maybe empty) if given."""
+    query = (
+        sa.select(
+            col(Session.id),
+            col(Session.booking_id),
+            col(Booking.title),
+            col(Session.start_utc),
+            col(Session.end_utc),
+            col(Session.lead_seconds),
+            col(Session.state),
+            col(Booking.connect_mode),
+            col(Room.id),
+            col(Room.name),
+            col(Centre.name),
+        )
+        .join(Booking, col(Booking.id) == col(Session.booking_id))
+        .join(BookingRoom, col(BookingRoom.booking_id) == col(Session.booking_id))
+        .join(Room, col(Room.id) == col(BookingRoom.room_id))
+        .join(Centre, col(Centre.id) == col(Room.centre_id))
+        .outerjoin(
+            Participation,
+            sa.and_(
+                col(Participation.session_id) == col(Session.id),
+                col(Participation.room_id) == col(Room.id),
+            ),
+        )
+        .outerjoin(Approval, _approval_of(col(Session.booking_id), col(Room.id)))
+        .where(
+            # A room released for a no-show has left the session's schedules.
+            col(Participation.released_at).is_(None),
+            TAKES_PART,
+            takes_call(col(Room.id)),
+            col(Session.state).in_(OPEN_STATES),
+            col(Session.end_utc) > _dt(now),
+            col(Session.start_utc) < _dt(now + horizon),
+        )
+        .order_by(col(Session.start_utc), col(Session.id), col(Room.name), col(Room.id))
+    )
+    if room_id is not None:
+        query = query.where(
+            col(Session.booking_id).in_(
+                sa.select(col(BookingRoom.booking_id)).where(col(BookingRoom.room_id) == room_id)
+            )
+        )
+    members: dict[str, list[ScheduledRoom]] = defaultdict(list)
+    sessions: dict[str, tuple[Any, ...]] = {}
+    for row in db.connection().execute(query):
+        sid, bid, title, start, end, lead, state, mode, rid, rname, cname = row
+        members[sid].append(ScheduledRoom(room_id=rid, name=rname, centre=cname))
+        sessions[sid] = (bid, title, start.timestamp(), end.timestamp(), float(lead), state, mode)
+    result: dict[str, list[ScheduleEntry]] = defaultdict(list)
+    for sid, (bid, title, start, end, lead, state, mode) in sessions.items():
+        rooms = tuple(members[sid])
+        entry = ScheduleEntry(sid, bid, title, start, end, lead, state, rooms, mode)
+        for room in rooms:
+            result[room.room_id].append(entry)
+    if room_id is not None:
+        return {room_id: tuple(result.get(room_id, ()))}
+    return {k: tuple(v) for k, v in result.items()}
+
+
+def room_ids_of_sessions(db: DbSession, session_ids: set[str]) -> dict[str, tuple[str, ...]]:
+    """Session id -> the rooms taking part (those waiting for approval left out)."""
+    rows = db.connection().execute(
+        sa.select(col(Session.id), col(BookingRoom.room_id))
+        .join(BookingRoom, col(BookingRoom.booking_id) == col(Session.booking_id))
+        .outerjoin(Approval, _approval_of(col(BookingRoom.booking_id), col(BookingRoom.room_id)))
+        .where(col(Session.id).in_(session_ids), TAKES_PART)
+        .order_by(col(BookingRoom.room_id))
+    )
+    found: dict[str, list[str]] = defaultdict(list)
+    for session_id, room_id in rows:
+        found[session_id].append(room_id)
+    return {k: tuple(v) for k, v in found.items()}
+
+
+def load_rooms(db: DbSession) -> list[RoomInfo]:
+    rows = db.connection().execute(
+        sa.select(
+            col(Room.id),
+            col(Room.name),
+            col(Centre.name),
+            col(Room.key_hash),
+            col(Room.key_generation),
+        )
+        .join(Centre, col(Centre.id) == col(Room.centre_id))
+        .order_by(col(Room.id))
+    )
+    return [RoomInfo(*row) for row in rows]
+
+
+def load_departed(db: DbSession, session_ids: set[str]) -> dict[str, Departed]:
+    """The present state of sessions that left the schedules; deleted ones are absent."""
+    found: dict[str, Departed] = {}
+    if not session_ids:
+        return found
+    sessions = db.exec(select(Session).where(col(Session.id).in_(session_ids))).all()
+    rooms = room_ids_of_sessions(db, session_ids)
+    last_at = dict(
+        db.connection()
+        .execute(
+            sa.select(
+                col(SessionTransitionRecord.session_id),
+                sa.func.max(col(SessionTransitionRecord.at)),
+            )
+            .where(col(SessionTransitionRecord.session_id).in_(session_ids))
+            .group_by(col(SessionTransitionRecord.session_id))
+        )
+        .all()
+    )
+    for s in sessions:
+        at = last_at.get(s.id)
+        found[s.id] = Departed(
+            state=s.state,
+            at=_ts(at) if at is not None else _ts(s.updated_at),
+            start=_ts(s.start_utc),
+            end=_ts(s.end_utc),
+            room_ids=rooms.get(s.id, ()),
+        )
+    return found
+
+
+def room_schedule(
+    room_id: str,
+    entries: Sequence[ScheduleEntry],
+    ticket: Callable[[str, ScheduleEntry], str],
+    *,
+    seq: int,
+    now: float,
+) -> RoomSchedule:
+    """The message for one room; ``ticket(room_id, entry)`` gives each item's ticket."""
+    items = tuple(
+        ScheduleItem(
+            session_id=e.session_id,
+            booking_id=e.booking_id,
+            title=e.title,
+            start=e.start,
+            end=e.end,
+            lead=e.lead,
+            state=e.state,
+            ticket=ticket(room_id, e),
+            rooms=e.rooms,
+            connect_mode=e.connect_mode,
+        )
+        for e in entries
+    )
+    return RoomSchedule(seq=seq, room_id=room_id, generated_at=now, items=items)
+
+
+def mint_room_ticket(
+    signer: TicketSigner, room_id: str, entry: ScheduleEntry, now: float
+) -> tuple[str, str, int, int]:
+    """A room's ticket for a session over ``ticket_window``: ``(token, jti, nbf, exp)``."""
+    nbf, exp = ticket_window(entry.start, entry.end, entry.lead)
+    token, jti = signer.mint(
+        room_peer_id(room_id), entry.session_id, "room", nbf, exp, issued_at=now
+    )
+    return token, jti, nbf, exp
+
+
+def build_room_schedule(
+    db: DbSession,
+    room_id: str,
+    signer: TicketSigner,
+    *,
+    now: float,
+    seq: int,
+    horizon: float = SCHEDULE_HORIZON,
+) -> RoomSchedule:
+    """A room's schedule straight from the tables, with freshly minted tickets."""
+    entries = schedule_entries(db, now, horizon, room_id=room_id)[room_id]
+    return room_schedule(
+        room_id, entries, lambda r, e: mint_room_ticket(signer, r, e, now)[0], seq=seq, now=now
+    )
