@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from babel.numbers import format_decimal, format_percent
+from babel.numbers import format_percent
 
 from orchestrator.sessions.history import KeptMedia
+from web.ui.i18n import Formatter
 
 Gettext = Callable[[str], str]
 NONE = "–"
@@ -32,7 +33,7 @@ class KeptLabels:
 
 
 def number(value: float, lang: str) -> str:
-    return format_decimal(value, "#,##0.#", locale=lang)
+    return Formatter(lang).number(value, 1)
 
 
 def _ms(value: float | None, lang: str) -> str:

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from aiohttp import web
-from babel.numbers import format_decimal
 
 from orchestrator.booking.overview import BookingOverview, booking_of_session, booking_overview
 from orchestrator.db import DbSession
@@ -91,7 +90,7 @@ def relative(at: datetime, start: datetime, lang: str) -> str:
     seconds = (at - start).total_seconds()
     if abs(seconds) > NEAR:
         return ""
-    return f"T{format_decimal(seconds, '+#,##0.#;-#,##0.#', locale=lang)} s"
+    return f"T{Formatter(lang).number(seconds, 1, sign=True)} s"
 
 
 def _when(fmt: Formatter, at: datetime, start: datetime, zone: str) -> str:

@@ -23,7 +23,6 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 from babel.dates import format_date
-from babel.numbers import format_decimal
 
 from orchestrator.db import DbSession
 from orchestrator.people.accounts import Principal
@@ -37,7 +36,7 @@ from orchestrator.reports.usage import (
 )
 from web.app import SERVICES
 from web.ui.dashboard_state import viewer_zone
-from web.ui.i18n import with_colon
+from web.ui.i18n import Formatter, with_colon
 from web.ui.render import gettext, language, render
 from web.ui.security import now_utc, require_user
 from web.ui.usage_chart import Chart, bar_chart
@@ -100,7 +99,7 @@ def charts(request: web.Request, report: UsageReport) -> list[tuple[str, str, Ch
         return gettext(request, message)
 
     def number(value: int) -> str:
-        return format_decimal(value, locale=lang)
+        return Formatter(lang).number(value, 0)
 
     short = [format_date(date(report.year, m, 1), "LLL", locale=lang) for m in range(1, 13)]
     full = [format_date(date(report.year, m, 1), "LLLL", locale=lang) for m in range(1, 13)]
@@ -185,7 +184,7 @@ async def usage_page(request: web.Request) -> web.Response:
         months=months,
         error=error,
         entered=request.query.get("year", ""),
-        number=lambda value: format_decimal(value, locale=lang),
+        number=lambda value: Formatter(lang).number(value, 0),
     )
 
 
