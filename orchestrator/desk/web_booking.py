@@ -235,21 +235,15 @@ def check_request(request: BookingRequest, now: datetime) -> None:
 # --- mail ----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Links:
-    """Addresses people follow from their mail, under the service's public address."""
+class BookingLinks(Protocol):
+    """The addresses a booking's mail carries; the web layer owns its URLs
+    (``web.links.Links``)."""
 
-    base_url: str
-    guest_path: str = "/join/{token}"
+    def booking(self, booking_id: str) -> str: ...
 
-    def booking(self, booking_id: str) -> str:
-        return f"{self.base_url.rstrip('/')}/bookings/{booking_id}"
+    def guest(self, token: str) -> str: ...
 
-    def guest(self, token: str) -> str:
-        return self.base_url.rstrip("/") + self.guest_path.format(token=token)
-
-    def approvals(self) -> str:
-        return f"{self.base_url.rstrip('/')}/approvals"
+    def approvals(self) -> str: ...
 
 
 class BookingMessages(Protocol):
@@ -313,7 +307,7 @@ def book(
     user: Principal,
     *,
     now: datetime,
-    links: Links,
+    links: BookingLinks,
     messages: BookingMessages,
     locale: str | None = None,
     settings: BookingSettings | None = None,

@@ -29,11 +29,12 @@ from orchestrator.booking.series import find_booking
 from orchestrator.booking.store import BookingConflict
 from orchestrator.db import DbSession
 from orchestrator.desk import web_booking
-from orchestrator.desk.web_booking import Links, WebBookingResult
+from orchestrator.desk.web_booking import WebBookingResult
 from orchestrator.errors import DomainError
 from orchestrator.people import access
 from orchestrator.people.accounts import Principal
 from web.app import SERVICES
+from web.links import Links
 from web.ui.booking_form import (
     DURATIONS,
     BookingForm,
