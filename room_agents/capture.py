@@ -38,7 +38,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import threading
 import time
 from collections.abc import Callable
 from typing import Any, Final
@@ -47,6 +46,7 @@ import av
 import numpy as np
 import numpy.typing as npt
 
+from common.threads import StoppableThread
 from room_agents.config import AgentConfig
 from room_agents.devices import (
     DEVICE_FAILED,
@@ -100,26 +100,17 @@ class CaptureThread:
         self.frames = 0
         self.opened = 0  # how many times the device was opened
         self.last_frame: float | None = None  # monotonic
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._thread = StoppableThread(self._run, name=f"{self.kind}-capture")
 
     def start(self) -> None:
-        if self._thread is not None:
+        if self._thread.running:
             return
-        self._stop.clear()
         self.state = "starting"
-        self._thread = threading.Thread(target=self._run, name=f"{self.kind}-capture", daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            if self._thread.is_alive():
-                log.warning(
-                    "%s %s: capture did not stop within %.0f s", self.kind, self.spec, timeout
-                )
-            self._thread = None
+        if not self._thread.stop(timeout):
+            log.warning("%s %s: capture did not stop within %.0f s", self.kind, self.spec, timeout)
         self.state = "stopped"
 
     def status(self) -> dict[str, Any]:
@@ -143,55 +134,58 @@ class CaptureThread:
         raise NotImplementedError
 
     def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                container = open_input(self.spec, self.kind, self.read_timeout)
-            except DeviceError as exc:
-                self._unavailable(exc)
-                self._stop.wait(self.retry)
-                continue
-            self.opened += 1
-            before = self.frames
-            try:
-                self._read(container, self._select(container))
-            except DeviceError as exc:
-                self._unavailable(exc)
-            except av.ExitError:
-                self._unavailable(
-                    DeviceError(
-                        DEVICE_STALLED,
-                        f"{self.kind} {self.spec}: nothing for {self.read_timeout:.0f} s",
-                    )
+        self._thread.repeat(self._attempt, lambda: self.retry, self._crashed)
+
+    def _attempt(self) -> bool:
+        """Open the device and read it until it fails or ends; True: read it again now."""
+        try:
+            container = open_input(self.spec, self.kind, self.read_timeout)
+        except DeviceError as exc:
+            self._unavailable(exc)
+            return False
+        self.opened += 1
+        before = self.frames
+        try:
+            self._read(container, self._select(container))
+        except DeviceError as exc:
+            self._unavailable(exc)
+        except av.ExitError:
+            self._unavailable(
+                DeviceError(
+                    DEVICE_STALLED,
+                    f"{self.kind} {self.spec}: nothing for {self.read_timeout:.0f} s",
                 )
-            except av.FFmpegError as exc:
-                self._unavailable(open_error(self.spec, self.kind, exc.errno, str(exc)))
-            except Exception:
-                log.exception("%s %s: capture failed", self.kind, self.spec)
-                self._unavailable(DeviceError(DEVICE_FAILED, f"{self.kind} {self.spec} failed"))
-            else:
-                if self._stop.is_set():
-                    break
-                if not self.spec.live and self.frames > before:
-                    continue  # a file or a finite lavfi graph: loop it
-                self._unavailable(
-                    DeviceError(DEVICE_MISSING, f"{self.kind} {self.spec}: the input ended")
-                )
-            finally:
-                with contextlib.suppress(av.FFmpegError, OSError):
-                    container.close()
-            self._stop.wait(self.retry)
+            )
+        except av.FFmpegError as exc:
+            self._unavailable(open_error(self.spec, self.kind, exc.errno, str(exc)))
+        else:
+            if self._thread.stopping:
+                return False
+            if not self.spec.live and self.frames > before:
+                return True  # a file or a finite lavfi graph: loop it
+            self._unavailable(
+                DeviceError(DEVICE_MISSING, f"{self.kind} {self.spec}: the input ended")
+            )
+        finally:
+            with contextlib.suppress(av.FFmpegError, OSError):
+                container.close()
+        return False
+
+    def _crashed(self, exc: Exception) -> None:
+        log.exception("%s %s: capture failed", self.kind, self.spec)
+        self._unavailable(DeviceError(DEVICE_FAILED, f"{self.kind} {self.spec} failed"))
 
     def _read(self, container: Any, stream: Any) -> None:
         origin: float | None = None
         for frame in container.decode(stream):
-            if self._stop.is_set():
+            if self._thread.stopping:
                 return
             if not self.spec.live and frame.time is not None:
                 now = time.monotonic()
                 if origin is None:
                     origin = now - frame.time
                 delay = origin + frame.time - now
-                if delay > 0 and self._stop.wait(delay):
+                if delay > 0 and self._thread.wait(delay):
                     return
             self._take(frame)
             self.frames += 1

@@ -33,6 +33,7 @@ import av
 import numpy as np
 import numpy.typing as npt
 
+from common.threads import StoppableThread
 from room_agents.devices import DeviceError, DeviceSpec, open_error, open_output
 from room_agents.media import AUDIO_PTIME, AUDIO_SAMPLE_RATE, AUDIO_SAMPLES
 
@@ -183,8 +184,7 @@ class Speaker:
         self._queues: dict[str, SampleFifo] = {}
         self._resamplers: dict[str, Any] = {}
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._thread = StoppableThread(self._run, name="speaker")
         self.state = "stopped"
         self.error: DeviceError | None = None
         self.periods_written = 0
@@ -206,21 +206,15 @@ class Speaker:
         queue.push(samples)
 
     def start(self) -> None:
-        if self._thread is not None:
+        if self._thread.running:
             return
-        self._stop.clear()
         self.state = "starting"
-        self._thread = threading.Thread(target=self._run, name="speaker", daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop writing and close the output (a WAV file gets its final header)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            if self._thread.is_alive():
-                log.warning("speaker %s: the writer did not stop within %.0f s", self.spec, timeout)
-            self._thread = None
+        if not self._thread.stop(timeout):
+            log.warning("speaker %s: the writer did not stop within %.0f s", self.spec, timeout)
         self.state = "stopped"
 
     def status(self) -> dict[str, Any]:
@@ -250,33 +244,35 @@ class Speaker:
         return mix(periods)
 
     def _run(self) -> None:
-        while not self._stop.is_set():
+        self._thread.repeat(self._attempt, lambda: self.retry, self._crashed)
+
+    def _attempt(self) -> bool:
+        """Open the output and write to it until it fails or the speaker stops."""
+        try:
+            container = open_output(self.spec)
+        except DeviceError as exc:
+            self._unavailable(exc)
+            return False
+        try:
+            self._write(container)
+        except av.FFmpegError as exc:
+            self._unavailable(open_error(self.spec, "speaker", exc.errno, str(exc)))
+        finally:
             try:
-                container = open_output(self.spec)
-            except DeviceError as exc:
-                self._unavailable(exc)
-                self._stop.wait(self.retry)
-                continue
-            try:
-                self._write(container)
-            except av.FFmpegError as exc:
-                self._unavailable(open_error(self.spec, "speaker", exc.errno, str(exc)))
-            except Exception:
-                log.exception("speaker %s failed", self.spec)
-                self._unavailable(DeviceError("device-failed", f"speaker {self.spec} failed"))
-            finally:
-                try:
-                    container.close()
-                except (av.FFmpegError, OSError) as exc:
-                    log.warning("speaker %s: closing: %s", self.spec, exc)
-            if not self._stop.is_set():
-                self._stop.wait(self.retry)
+                container.close()
+            except (av.FFmpegError, OSError) as exc:
+                log.warning("speaker %s: closing: %s", self.spec, exc)
+        return False
+
+    def _crashed(self, exc: Exception) -> None:
+        log.exception("speaker %s failed", self.spec)
+        self._unavailable(DeviceError("device-failed", f"speaker {self.spec} failed"))
 
     def _write(self, container: Any) -> None:
         stream = container.add_stream("pcm_s16le", rate=AUDIO_SAMPLE_RATE, layout="mono")
         pts = 0
         due = self._clock()
-        while not self._stop.is_set():
+        while not self._thread.stopping:
             samples = self._next_period()
             frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
             frame.sample_rate = AUDIO_SAMPLE_RATE
@@ -295,7 +291,7 @@ class Speaker:
             if late > MAX_LATE:
                 due = self._clock()  # a stall (or a blocking card): skip, do not burst
             elif late < 0:
-                self._stop.wait(-late)
+                self._thread.wait(-late)
         for packet in stream.encode(None):
             container.mux(packet)
 
