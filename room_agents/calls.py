@@ -28,7 +28,6 @@ closed and the peer whose id sorts first offers again.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import secrets
@@ -40,6 +39,7 @@ from aiortc import RTCPeerConnection, RTCRtpTransceiver, RTCSessionDescription
 from aiortc.contrib.media import MediaRelay
 from aiortc.sdp import candidate_from_sdp
 
+from common.tasks import TaskSet
 from room_agents.content import ContentShare
 from room_agents.ice import filter_sdp, rtc_configuration
 from room_agents.liveness import PathWatch, create_channel
@@ -109,7 +109,7 @@ class SessionCalls:
         self._on_violation = on_violation
         self.calls: dict[str, PeerCall] = {}
         self.members: set[str] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskSet()
 
     def update_network(self, ice_servers: list[p.IceServer], networks: list[Network]) -> None:
         self._ice_servers = ice_servers
@@ -152,7 +152,7 @@ class SessionCalls:
 
     def _watch(self, call: PeerCall) -> None:
         def dead() -> None:
-            self._spawn(self._rebuild(call))
+            self._tasks.spawn(self._rebuild(call))
 
         name = f"session {self.session_id} peer {call.peer_id}"
         call.liveness = PathWatch(create_channel(call.pc), dead, name=name)
@@ -171,11 +171,6 @@ class SessionCalls:
                 # offers again (to every peer without a healthy connection).
                 log.warning("cannot offer to %s again: %s", call.peer_id, exc)
                 await self.drop(call.peer_id)
-
-    def _spawn(self, coro: Awaitable[None]) -> None:
-        task: asyncio.Task[None] = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     def _local_sdp(self, pc: RTCPeerConnection) -> str:
         sdp, removed = filter_sdp(pc.localDescription.sdp, self._networks)
@@ -266,10 +261,7 @@ class SessionCalls:
             await call.pc.close()
 
     async def close(self) -> None:
-        for task in list(self._tasks):
-            if task is not asyncio.current_task():
-                task.cancel()
-        await asyncio.gather(*self._tasks - {asyncio.current_task()}, return_exceptions=True)
+        await self._tasks.close()  # spares a rebuild that ends the session itself
         for peer_id in list(self.calls):
             await self.drop(peer_id)
         self.members.clear()

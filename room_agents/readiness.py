@@ -49,6 +49,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Protocol
 from urllib.parse import parse_qs
 
+from common.waits import sleep_or_wake
 from signalling import protocol as p
 from signalling.client import SignallingClient, SignallingError
 
@@ -401,9 +402,7 @@ class ReadinessRunner:
                 raise
             except Exception:
                 log.exception("readiness check failed to run")
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), 1.0)
+            await sleep_or_wake(self._wake, 1.0)
 
     def _settled(self, client: SignallingClient, devices: Mapping[str, Any]) -> bool:
         """Devices have opened (or failed) and the clock was measured, or waited for long
