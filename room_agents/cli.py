@@ -11,7 +11,7 @@ settings. Also ``python -m room_agents.cli`` on a room PC.
   where each came from, without running anything.
 
 Imports stay light until a command runs: the parser is built by ``web.cli`` for
-every ``telecentre`` command.
+every ``telecentre`` command, and ``web.cli`` runs ``main`` for ``telecentre agent``.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from typing import Any
 from room_agents.config import CONFIG_ENV, KEY_ENV, OPTIONS, Loaded, load
 
 log = logging.getLogger(__name__)
+_SUMMARY = (__doc__ or "").split("\n")[0]
 
 
 def _flags(args: argparse.Namespace) -> dict[str, Any]:
@@ -169,8 +170,11 @@ def add_agent_parser(sub: Any) -> argparse.ArgumentParser:
     return agent
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="telecentre agent", description=__doc__.split("\n")[0])
+def main(argv: Sequence[str] | None = None, *, description: str | None = _SUMMARY) -> int:
+    """Run ``telecentre agent`` on the arguments after ``agent``: ``web.cli`` hands the
+    command line here (with no description, as within the service's parser), so a
+    room PC never builds the service's parsers nor imports their code."""
+    parser = argparse.ArgumentParser(prog="telecentre agent", description=description)
     configure(parser)
     args = parser.parse_args(argv)
     try:

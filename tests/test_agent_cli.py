@@ -16,7 +16,7 @@ import pytest
 
 from room_agents.cli import _flags, cmd_config, cmd_devices, cmd_run
 from tests.e2e_support import ROOT, Managed, Network, base_env, wait_until
-from web.cli import build_parser
+from web.cli.service import build_parser
 
 
 def telecentre(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -37,6 +37,24 @@ def test_the_agent_command_loads_no_server_code() -> None:
     assert proc.stdout.strip() == "[]"
 
 
+def test_running_telecentre_agent_loads_no_server_code() -> None:
+    """The command itself, not just its import: ``telecentre agent config`` through
+    ``web.cli.main`` prints the settings and leaves the server's packages unloaded."""
+    code = (
+        "import sys; from web.cli import main; "
+        "status = main(['agent', 'config', '--server', 'http://x:1', '--json']); "
+        "bad = [m for m in ('sqlmodel', 'sqlalchemy', 'jinja2', 'icalendar', 'alembic', "
+        "'orchestrator', 'signalling.server', 'web.cli.service') if m in sys.modules]; "
+        "print(status, bad, file=sys.stderr)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert '"server": {"value": "ws://x:1/ws", "from": "flag"}' in proc.stdout
+    assert proc.stderr.strip() == "0 []"
+
+
 def test_the_agent_extra_declares_no_server_package() -> None:
     import tomllib
 

@@ -9,7 +9,7 @@ import argparse
 import re
 from pathlib import Path
 
-from web.cli import build_parser
+from web.cli.service import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 
