@@ -275,8 +275,8 @@ async def test_a_one_button_session_starts_on_the_join_command() -> None:
             )
             await eventually(lambda: a.entries and b.entries, "the agents to hold the schedule")
             for agent in (a, b):  # a timeline pass with the session in its window
-                async with agent._act:
-                    await agent._reconcile(agent.clock.now())
+                async with agent.timeline.act:
+                    await agent.timeline.reconcile(agent.clock.now())
             assert h.server.hub.members("s1") == []  # one-button: nobody joins by itself
 
             result = await h.server.hub.control("a", "join", {"session_id": "s1"})
@@ -298,8 +298,8 @@ async def test_a_one_button_session_starts_on_the_join_command() -> None:
             assert h.server.hub.members("s1") == ["room:b"]
             gone = await h.server.hub.control("a", "leave", {"session_id": "s1"})
             assert (gone.ok, gone.error_code) == (False, p.ErrorCode.NOT_IN_SESSION)
-            async with a._act:  # the timeline does not undo the leave
-                await a._reconcile(a.clock.now())
+            async with a.timeline.act:  # the timeline does not undo the leave
+                await a.timeline.reconcile(a.clock.now())
             assert h.server.hub.members("s1") == ["room:b"]
             await eventually(
                 lambda: h.server.hub.room_state("a") == left.state, "a's room-state to follow"
