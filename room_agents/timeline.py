@@ -12,10 +12,11 @@ fixes the difference. The timeline and the touch panel's commands take turns
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
+from typing import Protocol
 
 from common.waits import sleep_or_wake
-from room_agents.connection import ServerClock
-from room_agents.room_control import OK, Outcome, RoomControl
+from room_agents.room_control import OK, Outcome
 from room_agents.schedule import (
     Command,
     ScheduleCache,
@@ -25,12 +26,36 @@ from room_agents.schedule import (
     plan_at,
 )
 from signalling import protocol as p
+from signalling.client import SignallingError
 
 MAX_SLEEP = 1.0  # the wall clock is read again at least this often
 
 
+class Clock(Protocol):
+    def now(self) -> float: ...
+
+
+class RoomActions(Protocol):
+    """What the timeline asks of the room (room_control.RoomControl)."""
+
+    @property
+    def sessions(self) -> Mapping[str, object]:
+        """The sessions the room is in (or joining), by id."""
+        ...
+
+    async def ensure_joined(self, entry: p.ScheduleEntry) -> SignallingError | None: ...
+
+    async def forget_unjoined(self, session_id: str) -> None: ...
+
+    async def leave(self, session_id: str) -> None: ...
+
+    def set_live(self, live: bool, now: float) -> None: ...
+
+    async def publish_state(self) -> None: ...
+
+
 class Timeline:
-    def __init__(self, clock: ServerClock, cache: ScheduleCache, control: RoomControl) -> None:
+    def __init__(self, clock: Clock, cache: ScheduleCache, control: RoomActions) -> None:
         self.clock = clock
         self.cache = cache
         self.control = control
