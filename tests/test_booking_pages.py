@@ -21,7 +21,7 @@ from sqlmodel import col, select
 from orchestrator import centres
 from orchestrator.booking.recurrence import localize
 from orchestrator.db import DbSession
-from orchestrator.desk import web_booking
+from orchestrator.desk import door, web_booking
 from orchestrator.models import Approval, Booking, Guest, OutboxMail
 from tests.booking_world import World, logged_in, service_with_world
 from tests.ui_support import RunningApp, csrf_of
@@ -438,12 +438,12 @@ def test_the_form_repetition_becomes_an_rrule() -> None:
 
     from orchestrator.errors import DomainError
 
-    assert web_booking.rrule_for("none") is None
-    assert web_booking.rrule_for("weekly", count=6) == "FREQ=WEEKLY;COUNT=6"
+    assert door.rrule_for("none") is None
+    assert door.rrule_for("weekly", count=6) == "FREQ=WEEKLY;COUNT=6"
     # The last local day ends at 23:59:59 in Montreal: 03:59:59 UTC the next day.
-    rule = web_booking.rrule_for("daily", until=date(2026, 4, 3), timezone="America/Montreal")
+    rule = door.rrule_for("daily", until=date(2026, 4, 3), timezone="America/Montreal")
     assert rule == "FREQ=DAILY;UNTIL=20260404T035959Z"
     for bad in ({"count": 0}, {}, {"count": 2, "until": date(2026, 4, 3)}):
         with pytest.raises(DomainError) as caught:
-            web_booking.rrule_for("monthly", **bad)  # type: ignore[arg-type]
+            door.rrule_for("monthly", **bad)  # type: ignore[arg-type]
         assert caught.value.code == "bad-recurrence"

@@ -291,6 +291,7 @@ async def test_the_api_import_names_each_conflict_by_room_booking_and_interval(
     assert conflict["session_id"]
     assert conflict == {
         "uid": "cli-overlap",
+        "code": "conflict",
         "room_id": room_a,
         "booking_id": weekly["id"],
         "session_id": conflict["session_id"],

@@ -165,6 +165,7 @@ def test_a_conflict_names_the_room_the_booking_and_the_interval(db: Database, ro
     (shown,) = report.as_dict()["conflicts"]  # type: ignore[misc]
     assert shown == {
         "uid": "w1",
+        "code": "conflict",
         "room_id": room,
         "booking_id": blocker.id,
         "session_id": conflict.session_id,
@@ -182,7 +183,7 @@ def test_malformed_files_get_a_clear_error_and_write_nothing(db: Database, room:
         assert err.value.code in ("not-icalendar", "malformed")
     with pytest.raises(CalendarError) as err:
         db.run_sync(
-            lambda s: importer.apply(
+            lambda s: importer.import_calendar(
                 s,
                 parse_calendar(b"x" * (10 * 1024 * 1024 + 1)),
                 ImportSource("file:x"),

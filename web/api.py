@@ -17,15 +17,14 @@ from typing import Any
 from aiohttp import web
 
 from orchestrator import centres, inputs, reported
-from orchestrator.booking import commands as bookings
-from orchestrator.booking import one_off, recurrence
+from orchestrator.booking import one_off
 from orchestrator.booking.recurrence import RecurrenceError
-from orchestrator.booking.values import SeriesSpec
 from orchestrator.calendars.ical_in.parse import MAX_BYTES, CalendarError
 from orchestrator.clock import instant
 from orchestrator.db import DbSession
+from orchestrator.desk import door
 from orchestrator.errors import DomainError
-from orchestrator.models import Booking, CalDavLink, Centre, Feed, Room, Session, new_id
+from orchestrator.models import Booking, CalDavLink, Centre, Feed, Room, Session
 from orchestrator.people import api_tokens
 from orchestrator.sessions import detail as session_reads
 from orchestrator.sessions import readiness
@@ -428,36 +427,25 @@ async def add_booking(request: web.Request) -> web.Response:
     zone = _field(data, "timezone", str, None)
     if on_conflict not in ("reject", "skip"):
         raise DomainError("bad-request", "on_conflict is reject or skip")
-    if end <= start:
-        raise DomainError("invalid-time", "a booking ends after it starts")
     services = request.app[SERVICES]
     now = instant(services.clock)
 
     def book(s: DbSession) -> tuple[Booking, list[str], list[str]]:
-        tz = zone or (centres.room_zone(s, room_ids[0]) if room_ids else "UTC")
-        centres.zone(tz)
-        wall = recurrence.to_wall(start, tz)
-        spec = SeriesSpec(
-            uid=new_id() + "@telecentre",
-            title=title,
-            timezone=tz,
-            start_local=wall,
-            duration=end - start,
-            rrules=(rrule,) if rrule else (),
-        )
-        result = bookings.create_series(
-            s,
-            spec,
+        wanted = door.at_instants(
+            title,
             room_ids,
-            lead_seconds=lead,
+            start,
+            end,
+            door.zone_for(s, room_ids, zone),
+            rrule=rrule,
             connect_mode=connect_mode,
+            lead_seconds=lead,
             on_conflict=on_conflict,
-            now=now,
-            settings=services.booking_settings,
         )
+        result = door.book(s, wanted, None, now=now, settings=services.booking_settings)
         booking = s.get(Booking, result.booking_id)
         assert booking is not None
-        return booking, list(result.session_ids), [str(c) for c in result.skipped]
+        return booking, list(result.session_ids), [str(c) for c in result.conflicts]
 
     booking, session_ids, skipped = await services.db.run(book)
     return web.json_response(

@@ -12,12 +12,14 @@ import signal
 import sys
 import tempfile
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
-from orchestrator.booking import one_off
 from orchestrator.centres import add_centre, add_room
+from orchestrator.clock import Clock, SystemClock, instant
 from orchestrator.db import Database, DbSession
+from orchestrator.desk import door
+from orchestrator.models import Session
 from orchestrator.people import accounts, api_tokens
 from web.app import serve
 from web.demo_watch import watch_session
@@ -81,16 +83,31 @@ DEMO_TITLE = "Delegation Amsterdam – Seine-et-Marne"
 
 
 def book_demo(
-    db: Database, rooms: list[DemoRoom], start_in: float, duration: float, lead: int
+    db: Database,
+    rooms: list[DemoRoom],
+    start_in: float,
+    duration: float,
+    lead: int,
+    clock: Clock,
 ) -> tuple[str, datetime]:
-    """Book the demo's meeting; its session's id and booked start."""
-    start = datetime.now(UTC) + timedelta(seconds=start_in)
+    """Book the demo's meeting through the one door (``orchestrator.desk.door``) on
+    ``clock``; its session's id and booked start. It starts ``start_in`` seconds from
+    now: well inside every room's booking window, and not past."""
+    now = instant(clock)
+    start = now + timedelta(seconds=start_in)
     end = start + timedelta(seconds=duration)
     ids = [r.room_id for r in rooms[:BOOKED_ROOMS]]
-    _, session = db.run_sync(
-        lambda s: one_off.book(s, DEMO_TITLE, start, end, ids, lead_seconds=lead)
-    )
-    return session.id, start
+
+    def book(s: DbSession) -> tuple[str, datetime]:
+        request = door.at_instants(
+            DEMO_TITLE, ids, start, end, door.zone_for(s, ids), lead_seconds=lead
+        )
+        result = door.book(s, request, None, now=now)
+        session = s.get(Session, result.session_ids[0])
+        assert session is not None
+        return session.id, session.start_utc
+
+    return db.run_sync(book)
 
 
 async def run_demo(args: argparse.Namespace) -> None:
@@ -102,7 +119,7 @@ async def run_demo(args: argparse.Namespace) -> None:
     db = Database(settings.effective_database_url)
     db.migrate()
     rooms = create_network(db, data_dir / "keys")
-    session_id, start = book_demo(db, rooms, args.start_in, args.duration, args.lead)
+    session_id, start = book_demo(db, rooms, args.start_in, args.duration, args.lead, SystemClock())
     token = db.run_sync(lambda s: api_tokens.create_api_token(s, "demo"))
 
     ready = asyncio.Event()

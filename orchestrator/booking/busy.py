@@ -28,7 +28,8 @@ from orchestrator.models import Booking, Room, RoomSlot, Session
 
 
 def room_policies(db: DbSession, room_ids: Sequence[str]) -> list[RoomPolicy]:
-    """The rooms' policies, in the order given; ``not-found`` for an unknown room."""
+    """The rooms' policies, in the order given; ``unknown-room`` for an unknown room
+    (the code every door and the calendar importer give)."""
     rows = {
         r.id: r
         for r in db.connection().execute(
@@ -42,7 +43,7 @@ def room_policies(db: DbSession, room_ids: Sequence[str]) -> list[RoomPolicy]:
     }
     missing = [r for r in room_ids if r not in rows]
     if missing:
-        raise DomainError("not-found", f"no room {missing[0]!r}")
+        raise DomainError("unknown-room", f"no room {missing[0][:64]!r}")
     return [RoomPolicy(*rows[r]) for r in room_ids]
 
 

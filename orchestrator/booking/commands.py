@@ -52,6 +52,7 @@ from orchestrator.booking.series import (
     FAR,
     LOCAL,
     booking_or_fail,
+    check_ahead,
     check_policy,
     check_rooms,
     check_spec,
@@ -144,7 +145,10 @@ def create_series(
     doc); a conflicting occurrence makes the whole request fail with
     ``BookingConflict`` (``reject``) or is left out and reported in
     ``BookingResult.skipped`` (``skip``). A booking may hold one room (a calendar
-    reserving a single room); all-day series are reserve-only.
+    reserving a single room); all-day series are reserve-only. A series that has
+    nothing left to come is refused (``past``); each room's maximum duration and
+    booking window apply (``series.check_policy``), as does its existence
+    (``unknown-room``).
     """
     settings = settings or BookingSettings()
     rooms_asked = list(room_ids) or list(spec.rooms)
@@ -152,6 +156,7 @@ def create_series(
     check_spec(spec)
     if spec.status == CANCELLED:
         raise DomainError("cancelled", "a cancelled event books nothing")
+    check_ahead(spec, now)
     try:
         mode = policy.connect_mode(connect_mode, all_day=spec.all_day)
         lead = policy.check_lead(lead_seconds)

@@ -297,6 +297,13 @@ def occurrences_ahead(
     return found
 
 
+def check_ahead(spec: SeriesSpec, now: datetime) -> None:
+    """A new booking books something still to come: ``past`` when every occurrence of
+    the series has ended (whatever door it comes by, a calendar's history included)."""
+    if not expand_checked(spec, now, now + FAR, 1):
+        raise DomainError("past", "every meeting of this booking has ended")
+
+
 def check_policy(
     occurrences: Sequence[Occurrence], rooms: Sequence[RoomPolicy], now: datetime
 ) -> None:

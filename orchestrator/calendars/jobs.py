@@ -15,7 +15,7 @@ from sqlmodel import select
 from orchestrator.booking.policy import BookingSettings
 from orchestrator.calendars.caldav.sync import CalDavSync, SyncReport
 from orchestrator.calendars.feeds import FeedRow
-from orchestrator.calendars.ical_in.importer import apply
+from orchestrator.calendars.ical_in.importer import import_calendar
 from orchestrator.calendars.ical_in.parse import UNTITLED, parse_calendar
 from orchestrator.calendars.ical_in.plan import ImportReport, ImportSource
 from orchestrator.clock import Clock, instant
@@ -45,7 +45,9 @@ class CalendarJobs:
         parsed = await asyncio.to_thread(parse_calendar, body)  # raises CalendarError
         now = self._now()
         return await self._db.run(
-            lambda s: apply(s, parsed, feed_source(feed), now=now, settings=self._settings)
+            lambda s: import_calendar(
+                s, parsed, feed_source(feed), now=now, settings=self._settings
+            )
         )
 
     async def import_file(
@@ -55,7 +57,7 @@ class CalendarJobs:
         now = self._now()
         source = ImportSource(f"file:{name}", rooms=room_ids)
         return await self._db.run(
-            lambda s: apply(s, parsed, source, now=now, settings=self._settings)
+            lambda s: import_calendar(s, parsed, source, now=now, settings=self._settings)
         )
 
     async def sync_caldav(self, link_id: str) -> SyncReport:

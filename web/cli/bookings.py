@@ -8,10 +8,11 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from orchestrator.booking import one_off
 from orchestrator.booking.views import RoomOccurrence, room_occurrences
+from orchestrator.clock import SystemClock, instant
 from orchestrator.db import DbSession
-from orchestrator.models import Booking, Centre, Room, Session
+from orchestrator.desk import door
+from orchestrator.models import Centre, Room
 from web.cli.base import CliError, data_opts, emit, run_db
 
 
@@ -33,17 +34,23 @@ def _room_zone(s: DbSession, room_id: str) -> str:
 
 
 def cmd_book(args: argparse.Namespace) -> None:
-    def book(s: DbSession) -> tuple[Booking, Session]:
-        zone = _room_zone(s, args.room[0])
+    """Book through the one door (``orchestrator.desk.door``) on the system clock, the
+    clock the CLI injects: the same rules and codes as the API and the booking form."""
+    now = instant(SystemClock())
+
+    def book(s: DbSession) -> tuple[str, str | None]:
+        zone = door.zone_for(s, args.room)
         start = parse_cli_instant(args.start, zone)
         end = parse_cli_instant(args.end, zone)
-        return one_off.book(s, args.title, start, end, args.room, lead_seconds=args.lead)
+        request = door.at_instants(args.title, args.room, start, end, zone, lead_seconds=args.lead)
+        result = door.book(s, request, None, now=now)
+        return result.booking_id, result.session_ids[0] if result.session_ids else None
 
-    booking, session = run_db(args, book)
+    booking_id, session_id = run_db(args, book)
     emit(
         args,
-        {"booking_id": booking.id, "session_id": session.id},
-        f"booking {booking.id}\nsession {session.id}",
+        {"booking_id": booking_id, "session_id": session_id},
+        f"booking {booking_id}\nsession {session_id}",
     )
 
 

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import argparse
 import os
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from orchestrator.booking.policy import BookingSettings
-from orchestrator.calendars.ical_in.importer import apply
-from orchestrator.calendars.ical_in.parse import CalendarError, parse_calendar
+from orchestrator.calendars.ical_in.importer import import_calendar
+from orchestrator.calendars.ical_in.parse import CalendarError
 from orchestrator.calendars.ical_in.plan import ImportSource
 from orchestrator.centres import get_room
+from orchestrator.clock import SystemClock, instant
 from orchestrator.db import DbSession
 from orchestrator.models import CalDavLink, Feed
 from web.cli.base import CliError, data_opts, emit, run_db
@@ -24,15 +24,21 @@ def cmd_calendar_import(args: argparse.Namespace) -> None:
     path = Path(args.file)
     try:
         data = path.read_bytes()
-        # An event that names nothing is titled "Busy" in the language of whoever imports.
-        parsed = parse_calendar(data, untitled=untitled(environment_language(os.environ)))
     except OSError as exc:
         raise CliError("unreadable", f"cannot read {path}: {exc.strerror}") from None
+    source = ImportSource(f"file:{path.name}", rooms=tuple(args.room or ()))
+    now = instant(SystemClock())
+    # An event that names nothing is titled "Busy" in the language of whoever imports.
+    title = untitled(environment_language(os.environ))
+    try:
+        report = run_db(
+            args,
+            lambda s: import_calendar(
+                s, data, source, now=now, settings=BookingSettings(), untitled=title
+            ),
+        )
     except CalendarError as exc:
         raise CliError(exc.code, exc.message) from None
-    source = ImportSource(f"file:{path.name}", rooms=tuple(args.room or ()))
-    now = datetime.now(UTC)
-    report = run_db(args, lambda s: apply(s, parsed, source, now=now, settings=BookingSettings()))
     data_out = report.as_dict()
     lines = [
         f"created {report.created}, updated {report.updated}, unchanged {report.unchanged}, "

@@ -10,7 +10,8 @@
 - ``GET /booking-form/site-times``: each site's local time of the form's times (the
   form's script asks for it as the organiser types).
 
-The rules are in ``orchestrator.booking.availability`` and ``orchestrator.desk.web_booking``.
+The rules are in ``orchestrator.booking.availability``, ``orchestrator.desk.web_booking``
+(what the pages read) and ``orchestrator.desk.door`` (the one door a booking comes in by).
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ from orchestrator.booking.recurrence import localize, to_wall
 from orchestrator.booking.series import find_booking
 from orchestrator.booking.store import BookingConflict
 from orchestrator.db import DbSession
-from orchestrator.desk import web_booking
-from orchestrator.desk.web_booking import WebBookingResult
+from orchestrator.desk import door, web_booking
+from orchestrator.desk.door import BookingMail, BookingOutcome
 from orchestrator.errors import DomainError
 from orchestrator.people import access
 from orchestrator.people.accounts import Principal
@@ -66,9 +67,9 @@ class OneTimeResults:
 
     ttl: float = RESULT_SECONDS
     cap: int = 500
-    items: dict[str, tuple[float, str, WebBookingResult]] = field(default_factory=dict)
+    items: dict[str, tuple[float, str, BookingOutcome]] = field(default_factory=dict)
 
-    def put(self, user_id: str, result: WebBookingResult, now: float) -> str:
+    def put(self, user_id: str, result: BookingOutcome, now: float) -> str:
         for key in [k for k, (until, _, _) in self.items.items() if until <= now]:
             del self.items[key]
         while len(self.items) >= self.cap:
@@ -77,7 +78,7 @@ class OneTimeResults:
         self.items[key] = (now + self.ttl, user_id, result)
         return key
 
-    def take(self, key: str, user_id: str, booking_id: str, now: float) -> WebBookingResult | None:
+    def take(self, key: str, user_id: str, booking_id: str, now: float) -> BookingOutcome | None:
         found = self.items.get(key)
         if found is None or found[1] != user_id or found[2].booking_id != booking_id:
             return None
@@ -220,6 +221,8 @@ class FormPage:
     conflicts: list[web_booking.ConflictView] = field(default_factory=list)
     alternatives: list[Slot] = field(default_factory=list)
     refused: str | None = None
+    code: str | None = None
+    """The refusal's stable code (the API's and the CLI's), on the page as ``data-code``."""
 
 
 def _times(form: BookingForm) -> tuple[datetime, datetime] | None:
@@ -302,19 +305,20 @@ async def create_booking(request: web.Request) -> web.Response:
     if booking_request is None:
         return await _render_form(request, form, sites, home, user, status=400)
     now = now_utc(request)
-    links = Links(base_url(request), guest_path(request))
-    messages = Messages(language(request))
+    mail = BookingMail(
+        Links(base_url(request), guest_path(request)),
+        Messages(language(request)),
+        language(request),
+    )
     try:
         result = await services.db.run(
-            lambda s: web_booking.book(
+            lambda s: door.book(
                 s,
                 booking_request,
                 user,
                 now=now,
-                links=links,
-                messages=messages,
-                locale=language(request),
                 settings=services.booking_settings,
+                mail=mail,
             )
         )
     except BookingConflict as exc:
@@ -329,7 +333,7 @@ async def create_booking(request: web.Request) -> web.Response:
                 raise web.HTTPSeeOther(f"/bookings/{existing.id}") from None
         name, message = error_for(exc.code)
         form.errors[name] = message
-        refused = FormPage(refused=exc.code) if name == "form" else None
+        refused = FormPage(refused=exc.code if name == "form" else None, code=exc.code)
         return await _render_form(request, form, sites, home, user, page=refused, status=400)
     key = request.app[RESULTS].put(user.id, result, services.clock.now())
     raise web.HTTPSeeOther(f"/bookings/{result.booking_id}/created?{urlencode({'r': key})}")
@@ -339,7 +343,7 @@ async def _explain(
     request: web.Request,
     user: Principal,
     exc: BookingConflict,
-    wanted: web_booking.BookingRequest,
+    wanted: door.BookingRequest,
     form: BookingForm,
     now: datetime,
 ) -> FormPage:

@@ -18,7 +18,7 @@ from multidict import MultiMapping
 from orchestrator.booking.availability import WorkingHours
 from orchestrator.booking.policy import AUTOMATIC, CONNECT_MODES, MAX_LEAD_SECONDS
 from orchestrator.booking.store import OnConflict
-from orchestrator.desk.web_booking import (
+from orchestrator.desk.door import (
     FREQUENCIES,
     MAX_GUESTS,
     BookingRequest,
@@ -40,6 +40,7 @@ CODE_FIELDS: dict[str, tuple[str, str]] = {
     "too-few-rooms": ("rooms", "Choose at least one room."),
     "duplicate": ("rooms", "A room is listed twice."),
     "not-found": ("rooms", "One of the rooms no longer exists."),
+    "unknown-room": ("rooms", "One of the rooms no longer exists."),
     "invalid-time": ("end", "The end comes after the start."),
     "past": ("date", "This time has passed; choose a time to come."),
     "out-of-range": ("date", "This date is out of range."),

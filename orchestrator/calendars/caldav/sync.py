@@ -34,7 +34,7 @@ from orchestrator.calendars.caldav.transport import (
     CalDavTransport,
     RemoteItem,
 )
-from orchestrator.calendars.ical_in.importer import apply as apply_import
+from orchestrator.calendars.ical_in.importer import import_calendar
 from orchestrator.calendars.ical_in.parse import CalendarError, parse_calendar
 from orchestrator.calendars.ical_in.plan import ImportReport, ImportSource, Skip
 from orchestrator.calendars.ical_out.export import FeedScope, feed_ics, load_booking
@@ -176,7 +176,7 @@ class CalDavSync:
             # A known event changed over there (made on either side).
             self._apply_remote_edit(db, booking, row, parsed, item, report)
             return
-        outcome = apply_import(
+        outcome = import_calendar(
             db,
             parsed,
             ImportSource(source_key(link.id), rooms=(link.room_id,)),

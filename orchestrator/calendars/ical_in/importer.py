@@ -1,4 +1,5 @@
-"""Importing a calendar: parse, plan, apply, in one transaction, with a report.
+"""Importing a calendar: parse, plan, apply, in one transaction, with a report
+(``import_calendar``, the one entry point).
 
 Parsing is pure and runs wherever the caller puts it (a thread, off the event
 loop); the plan is pure (orchestrator/calendars/ical_in/plan.py); applying it happens inside
@@ -16,7 +17,7 @@ from sqlmodel import col, select
 from orchestrator.booking import commands
 from orchestrator.booking.policy import BookingSettings
 from orchestrator.booking.values import SeriesSpec
-from orchestrator.calendars.ical_in.parse import ParsedCalendar, parse_calendar
+from orchestrator.calendars.ical_in.parse import UNTITLED, ParsedCalendar, parse_calendar
 from orchestrator.calendars.ical_in.plan import (
     CANCEL,
     CREATE,
@@ -101,17 +102,32 @@ def plan(db: DbSession, parsed: ParsedCalendar, source: ImportSource, now: datet
     return plan_import(source, incoming, load_existing(db, source.key, now), load_rooms(db))
 
 
-def apply(
+def import_calendar(
     db: DbSession,
-    parsed: ParsedCalendar,
+    calendar: bytes | ParsedCalendar,
     source: ImportSource,
     *,
     now: datetime,
     settings: BookingSettings,
+    untitled: str = UNTITLED,
     lead_seconds: int = 60,
 ) -> ImportReport:
-    """Apply a parsed calendar; the caller's transaction makes it all or nothing.
-    ``unknown-room`` when the source names a room that does not exist."""
+    """Import a calendar: the one importer function, which the CLI, the API, feeds and
+    CalDAV all call. The caller's transaction makes it all or nothing; ``unknown-room``
+    when the source names a room that does not exist.
+
+    ``calendar`` is the file (parsed here, its untitled events called ``untitled``),
+    or the file already parsed by a caller that keeps parsing off the event loop and
+    out of the transaction (``parse.parse_calendar``). Each new event is booked by
+    ``commands.create_series``, the booking core every door reaches, so an event is
+    skipped with the code any door gives for the same request (``past``,
+    ``too-long``, ``too-far-ahead``); a room taken makes a conflict (code
+    ``conflict``)."""
+    parsed = (
+        calendar
+        if isinstance(calendar, ParsedCalendar)
+        else parse_calendar(calendar, untitled=untitled)
+    )
     check_source_rooms(db, source)
     decided = plan(db, parsed, source, now)
     report = ImportReport(
@@ -199,15 +215,3 @@ def _fingerprint(db: DbSession, booking_id: str, spec: SeriesSpec) -> None:
     if booking is not None:
         booking.import_hash = spec_hash(spec)
         db.add(booking)
-
-
-def import_calendar(
-    db: DbSession,
-    data: bytes,
-    source: ImportSource,
-    *,
-    now: datetime,
-    settings: BookingSettings,
-) -> ImportReport:
-    """Parse and apply in one go (for callers already off the event loop, like the CLI)."""
-    return apply(db, parse_calendar(data), source, now=now, settings=settings)

@@ -27,6 +27,8 @@ from datetime import datetime
 from orchestrator.booking.conflicts import Conflict
 from orchestrator.booking.values import CANCELLED, SeriesSpec
 
+CONFLICT = "conflict"
+"""The code of an occurrence left out because a room is taken (``BookingConflict``'s)."""
 CREATE = "create"
 UPDATE = "update"
 CANCEL = "cancel"
@@ -132,6 +134,7 @@ class ImportConflict:
     def as_dict(self) -> dict[str, object]:
         return {
             "uid": self.uid,
+            "code": CONFLICT,
             "room_id": self.room_id,
             "booking_id": self.booking_id,
             "session_id": self.session_id,
