@@ -1,6 +1,8 @@
-"""One-off booking commands over one transaction: book rooms together for one meeting,
-cancel a booking, list bookings (the CLI's and the admin API's plain commands; series,
-edits and the booking window are ``orchestrator.booking.commands``'s).
+"""One-off booking commands over one transaction: cancel a booking, list bookings, and
+``book``, which writes one meeting's session directly, with no clock and no booking
+window. No door calls ``book``: every booking comes in by ``orchestrator.desk.door``
+(on the caller's clock, through ``commands.create_series``); ``book`` stays for the
+tests that set up sessions as they please (history included).
 
 Refusals raise ``DomainError`` with a stable code that the API and the CLI show as is.
 """
