@@ -31,16 +31,17 @@ from __future__ import annotations
 
 from typing import Final
 
-SCHEDULED: Final = "scheduled"
-PREPARING: Final = "preparing"
-LIVE: Final = "live"
-ENDING: Final = "ending"
-ENDED: Final = "ended"
-CANCELLED: Final = "cancelled"
-FAILED: Final = "failed"
+# The states are named once for every plane (common/sessions.py); the rules are here.
+from common.sessions import CANCELLED as CANCELLED
+from common.sessions import ENDED as ENDED
+from common.sessions import ENDING as ENDING
+from common.sessions import FAILED as FAILED
+from common.sessions import LIVE as LIVE
+from common.sessions import PREPARING as PREPARING
+from common.sessions import SCHEDULED as SCHEDULED
+from common.sessions import STATES as STATES
+from common.sessions import TERMINAL_STATES as TERMINAL_STATES
 
-STATES: Final = (SCHEDULED, PREPARING, LIVE, ENDING, ENDED, CANCELLED, FAILED)
-TERMINAL_STATES: Final = frozenset({ENDED, CANCELLED, FAILED})
 _ORDER: Final = {SCHEDULED: 0, PREPARING: 1, LIVE: 2, ENDING: 3, ENDED: 4}
 
 FIRST_WARNING_SECONDS: Final = 300.0

@@ -4,45 +4,29 @@ The orchestrator never imports ``signalling``; ``web`` adapts this port onto the
 signalling hub. Every command is a frozen, JSON-serialisable dataclass carrying a
 sequence number, and applying the same command twice has the effect of once, so
 the same objects can later travel on a node bus between processes.
+
+What a schedule holds and what a room credential says are common/schedule.py's
+(``ScheduleEntry``, ``RoomRecord``): the port carries them as signalling will send
+and store them, so the adapter in ``web`` passes them on without copying.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
-
-@dataclass(frozen=True, slots=True)
-class ScheduledRoom:
-    room_id: str
-    name: str
-    centre: str
-
-
-@dataclass(frozen=True, slots=True)
-class ScheduleItem:
-    """One session of a room's schedule, with the join ticket minted for that room."""
-
-    session_id: str
-    booking_id: str
-    title: str
-    start: float  # epoch seconds, UTC
-    end: float
-    lead: float  # seconds before start when the rooms connect
-    state: str
-    ticket: str = field(repr=False)
-    rooms: tuple[ScheduledRoom, ...]
-    connect_mode: str = "automatic"
+from common.schedule import RoomRecord, ScheduleEntry
 
 
 @dataclass(frozen=True, slots=True)
 class RoomSchedule:
-    """Everything a room must know about its coming sessions; replaces what it had."""
+    """Everything a room must know about its coming sessions (each item with the join
+    ticket minted for that room); replaces what it had."""
 
     seq: int
     room_id: str
     generated_at: float
-    items: tuple[ScheduleItem, ...]
+    items: tuple[ScheduleEntry, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,15 +43,12 @@ class SessionTransition:
 
 
 @dataclass(frozen=True, slots=True)
-class RoomCredential:
-    """The hash of a room's key and its generation; a higher generation revokes older keys."""
+class RoomCredential(RoomRecord):
+    """A room's credential record sent as a command: the record signalling keeps (the
+    hash of the key and its generation; a higher generation revokes older keys) with
+    the sequence number every command carries."""
 
     seq: int
-    room_id: str
-    name: str
-    centre: str
-    key_hash: str = field(repr=False)
-    generation: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,6 +37,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from typing import Final, Literal, NamedTuple
 
+from common.peers import room_peer_id
+from common.sessions import TERMINAL_STATES
 from signalling import protocol as p
 
 ASPECT: Final = 16 / 9
@@ -388,13 +390,13 @@ def bookings_from_schedule(
     """The room's coming sessions (terminal ones left out), with the other rooms' names."""
     out = []
     for e in entries:
-        if e.state in p.TERMINAL_SESSION_STATES:
+        if e.state in TERMINAL_STATES:
             continue
-        sites = tuple(r.name for r in e.rooms if f"room:{r.room_id}" != self_peer_id)
+        sites = tuple(r.name for r in e.rooms if room_peer_id(r.room_id) != self_peer_id)
         out.append(Booking(e.session_id, e.title, e.start, e.end, sites))
     return tuple(out)
 
 
 def names_from_schedule(entries: Sequence[p.ScheduleEntry]) -> dict[str, str]:
     """Peer id -> room name, for every room of the schedule."""
-    return {f"room:{r.room_id}": r.name for e in entries for r in e.rooms}
+    return {room_peer_id(r.room_id): r.name for e in entries for r in e.rooms}

@@ -18,14 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from common.sessions import AUTOMATIC, MANUAL, ONE_BUTTON, TERMINAL_STATES
 from signalling import protocol as p
 
-TERMINAL_STATES = p.TERMINAL_SESSION_STATES
 # Connect modes in which the room joins by itself (issue: reserve-only never connects).
-AUTO_JOIN_MODES = frozenset({"automatic"})
-# Connect modes a touch-panel ``join`` command may join: one-button (``manual`` is the
-# orchestrator's alias), and automatic, so a room that left on command can come back.
-COMMAND_JOIN_MODES = frozenset({"one-button", "manual", "automatic"})
+AUTO_JOIN_MODES = frozenset({AUTOMATIC})
+# Connect modes a touch-panel ``join`` command may join: one-button (``manual`` is its
+# older name), and automatic, so a room that left on command can come back.
+COMMAND_JOIN_MODES = frozenset({ONE_BUTTON, MANUAL, AUTOMATIC})
 Command = Literal["join", "leave"]
 
 
@@ -89,18 +89,7 @@ def merge_state(entries: list[p.ScheduleEntry], state: p.SessionState) -> list[p
     out = []
     for e in entries:
         if e.session_id == state.session_id:
-            e = p.ScheduleEntry(
-                session_id=e.session_id,
-                booking_id=e.booking_id,
-                title=e.title,
-                start=state.start,
-                end=state.end,
-                lead=e.lead,
-                state=state.state,
-                ticket=e.ticket,
-                rooms=e.rooms,
-                connect_mode=e.connect_mode,
-            )
+            e = dataclasses.replace(e, start=state.start, end=state.end, state=state.state)
         out.append(e)
     return out
 

@@ -9,22 +9,19 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
+from common import tickets
+from common.peers import is_guest_peer_id
+from common.schedule import RoomRecord
 from signalling.protocol import ErrorCode, ProtocolError
 
-TICKET_ISSUER = "telecentre"
 TICKET_LEEWAY_SECONDS = 5.0
-GUEST_ROLE = "guest"
-GUEST_PEER_ID = re.compile(r"guest:[A-Za-z0-9_-]{1,64}")
-"""A guest's peer id (a guest ticket's ``sub``): ``guest:`` and 1 to 64 URL-safe characters."""
-MAX_NAME_LENGTH = 100
 
 
 def hash_key(key: str) -> str:
@@ -32,15 +29,6 @@ def hash_key(key: str) -> str:
     that is not valid Unicode (a lone surrogate) hashes as its escaped form: it can
     never match a real key, and hashing it must not raise."""
     return hashlib.sha256(key.encode("utf-8", "backslashreplace")).hexdigest()
-
-
-@dataclass(frozen=True, slots=True)
-class RoomRecord:
-    room_id: str
-    name: str
-    centre: str
-    key_hash: str = field(repr=False)
-    generation: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,9 +130,9 @@ class TicketVerifier:
                 token,
                 key,
                 algorithms=["EdDSA"],
-                issuer=TICKET_ISSUER,
+                issuer=tickets.ISSUER,
                 options={
-                    "require": ["exp", "nbf", "sub", "jti", "iss"],
+                    "require": list(tickets.REQUIRED_CLAIMS),
                     "verify_exp": False,
                     "verify_nbf": False,
                     "verify_iat": False,
@@ -154,7 +142,7 @@ class TicketVerifier:
             raise ProtocolError(
                 ErrorCode.TICKET_INVALID, "ticket signature or claims invalid"
             ) from None
-        sid, sub, jti = claims.get("sid"), claims.get("sub"), claims.get("jti")
+        sid, sub, jti = claims.get(tickets.SESSION_CLAIM), claims.get("sub"), claims.get("jti")
         nbf, exp = claims.get("nbf"), claims.get("exp")
         if not (isinstance(sid, str) and isinstance(sub, str) and isinstance(jti, str)):
             raise ProtocolError(ErrorCode.TICKET_INVALID, "ticket claims malformed")
@@ -172,15 +160,17 @@ class TicketVerifier:
             raise ProtocolError(ErrorCode.TICKET_WRONG_PEER, "ticket is for another peer")
         if jti in self._revoked or self._revoked_subjects.get(sub, 0.0) > now:
             raise ProtocolError(ErrorCode.TICKET_REVOKED, "ticket revoked")
-        role, name = claims.get("role"), claims.get("name")
+        role, name = claims.get(tickets.ROLE_CLAIM), claims.get(tickets.NAME_CLAIM)
         return TicketClaims(
             ticket_id=jti,
             peer_id=sub,
             session_id=sid,
-            role=role if isinstance(role, str) else "room",
+            role=role if isinstance(role, str) else tickets.ROOM_ROLE,
             not_before=float(nbf),
             expires=float(exp),
-            name=name[:MAX_NAME_LENGTH] if isinstance(name, str) and name.strip() else None,
+            name=name[: tickets.MAX_NAME_LENGTH]
+            if isinstance(name, str) and name.strip()
+            else None,
         )
 
     def verify_guest(self, token: str) -> TicketClaims:
@@ -188,6 +178,6 @@ class TicketVerifier:
         out to a guest, role ``guest`` and ``sub`` of the form ``guest:<id>``; a
         ticket for a room, or of another role, is ``auth-failed``."""
         claims = self.verify(token, peer_id=None, session_id=None)
-        if claims.role != GUEST_ROLE or not GUEST_PEER_ID.fullmatch(claims.peer_id):
+        if claims.role != tickets.GUEST_ROLE or not is_guest_peer_id(claims.peer_id):
             raise ProtocolError(ErrorCode.AUTH_FAILED, "this ticket does not admit a guest")
         return claims

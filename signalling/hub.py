@@ -18,6 +18,8 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from common.peers import room_peer_id
+from common.tasks import TaskSet
 from signalling import protocol as p
 from signalling.control import RoomControls, RoomStateListener
 from signalling.ports import (
@@ -86,7 +88,7 @@ class Hub:
         self._states: dict[str, p.SessionState] = {}
         self._schedules: dict[str, p.Schedule] = {}
         self._seq = itertools.count(1)
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskSet()
         self._controls = RoomControls()
         self._media: Coalescer[tuple[str, str], MediaReport] = Coalescer(
             self.settings.stats_interval, merge_reports, self._events.media_report, self._spawn
@@ -326,7 +328,7 @@ class Hub:
         before answering) or ``control-timeout`` (no answer within ``timeout`` s).
         """
         p.check_control(command, args)
-        link = self._links.get(f"room:{room_id}")
+        link = self._links.get(room_peer_id(room_id))
         if link is None:
             raise p.ProtocolError(p.ErrorCode.ROOM_OFFLINE, "no agent is connected for this room")
         request_id, future = self._controls.open(room_id)
@@ -373,7 +375,7 @@ class Hub:
                     start=entry.start,
                     end=entry.end,
                 )
-        link = self._links.get(f"room:{schedule.room_id}")
+        link = self._links.get(room_peer_id(schedule.room_id))
         if link is not None:
             link.send(schedule)
 
@@ -388,7 +390,7 @@ class Hub:
                     link.send(state)
                     told.add(pid)
         for room_id in room_ids:
-            pid = f"room:{room_id}"
+            pid = room_peer_id(room_id)
             link = self._links.get(pid)
             if link is not None and pid not in told:
                 link.send(state)
@@ -407,7 +409,7 @@ class Hub:
             await link.close(code, error.code)
 
     async def disconnect_room(self, room_id: str, code: int, error: p.Error) -> None:
-        link = self._links.get(f"room:{room_id}")
+        link = self._links.get(room_peer_id(room_id))
         if link is not None:
             link.send(error)
             await link.close(code, error.code)
@@ -423,9 +425,7 @@ class Hub:
                 link.send(message)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task: asyncio.Task[None] = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.spawn(coro)
 
     async def close(self) -> None:
         self._controls.cancel_all()
@@ -434,9 +434,7 @@ class Hub:
             for member in session.members.values():
                 if member.grace is not None:
                     member.grace.cancel()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.close()
 
 
 def _readdress(

@@ -16,14 +16,24 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final, Literal, Union
 
+from common.schedule import ScheduleEntry, ScheduleRoom
+from common.sessions import TERMINAL_STATES
 from signalling.codec import MAX_ID_LENGTH, decode, encode, items, number, text, to_dict
 from signalling.errors import ErrorCode, ProtocolError
 
-__all__ = ["MAX_ID_LENGTH", "ErrorCode", "ProtocolError", "encode", "to_dict"]
+__all__ = [
+    "MAX_ID_LENGTH",
+    "ErrorCode",
+    "ProtocolError",
+    "ScheduleEntry",
+    "ScheduleRoom",
+    "encode",
+    "to_dict",
+]
 
 PROTOCOL_VERSION: Final = 1
 # Session states after which nobody joins; a session-state with one of them ends it.
-TERMINAL_SESSION_STATES: Final = frozenset({"ended", "cancelled", "failed"})
+TERMINAL_SESSION_STATES: Final = TERMINAL_STATES
 
 # Bounds of what a peer may send (docs/protocol.md §16); the codec checks them.
 MAX_PEER_ID: Final = 80
@@ -76,27 +86,8 @@ class PeerInfo:
     centre: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class ScheduleRoom:
-    room_id: str
-    name: str
-    centre: str
-
-
-@dataclass(frozen=True, slots=True)
-class ScheduleEntry:
-    """One session a room takes part in, with the ticket that lets it join."""
-
-    session_id: str
-    booking_id: str
-    title: str
-    start: float
-    end: float
-    lead: float
-    state: str
-    ticket: str
-    rooms: list[ScheduleRoom]
-    connect_mode: str = "automatic"
+# ScheduleEntry and ScheduleRoom (inside ``schedule``) are common.schedule's: the one
+# type that flows from the orchestrator's tables to the room agent.
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,9 +27,11 @@ from dataclasses import dataclass, field
 
 from aiohttp import WSMsgType, web
 
+from common.peers import room_peer_id
+from common.schedule import RoomRecord
 from signalling import protocol as p
 from signalling.admission import Admission
-from signalling.auth import CredentialStore, RoomRecord, TicketClaims, TicketVerifier
+from signalling.auth import CredentialStore, TicketClaims, TicketVerifier
 from signalling.candidates import parse_networks, refused_candidate, refused_in_sdp
 from signalling.hub import Hub, HubSettings
 from signalling.ports import SessionEvents
@@ -323,7 +325,7 @@ class SignallingServer:
             if hello.key is not None:
                 record = self.credentials.verify(hello.room_id, hello.key)
                 info = p.PeerInfo(
-                    peer_id=f"room:{record.room_id}",
+                    peer_id=room_peer_id(record.room_id),
                     name=record.name,
                     room_id=record.room_id,
                     centre=record.centre,

@@ -18,8 +18,9 @@ from aiohttp.test_utils import TestServer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from common.schedule import RoomRecord
 from signalling import protocol as p
-from signalling.auth import RoomRecord, hash_key
+from signalling.auth import hash_key
 from signalling.client import SignallingClient
 from signalling.server import SignallingServer, SignallingSettings
 

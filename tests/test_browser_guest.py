@@ -31,11 +31,12 @@ import aiohttp.connector
 import numpy as np
 import pytest
 
+from common.peers import guest_peer_id
 from orchestrator.booking import one_off
 from orchestrator.centres import add_centre, add_room
 from orchestrator.db import DbSession
 from orchestrator.sessions import actions, guests
-from orchestrator.sessions.tickets import guest_peer_id, ticket_window
+from orchestrator.sessions.tickets import ticket_window
 from room_agents.stamp import read_stamp
 from signalling.candidates import candidate_address
 from signalling.client import SignallingClient

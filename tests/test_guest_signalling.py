@@ -15,7 +15,8 @@ import aiohttp
 import pytest
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 
-from orchestrator.sessions.tickets import TicketSigner, guest_peer_id
+from common.peers import guest_peer_id
+from orchestrator.sessions.tickets import TicketSigner
 from room_agents.ice import filter_sdp, rtc_configuration
 from room_agents.media import (
     OutgoingVideoTrack,

@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.serialization import (
     load_pem_public_key,
 )
 
+from common.peers import guest_peer_id, room_peer_id
 from orchestrator.credentials import (
     hash_api_token,
     hash_room_key,
@@ -22,7 +23,7 @@ from orchestrator.credentials import (
     new_room_key,
     verify_api_token,
 )
-from orchestrator.sessions.tickets import TicketSigner, guest_peer_id, room_peer_id, ticket_window
+from orchestrator.sessions.tickets import TicketSigner, ticket_window
 
 START = 1_800_000_000.0
 

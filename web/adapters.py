@@ -14,7 +14,6 @@ from orchestrator.db import Database, Priority
 from orchestrator.ports import RoomCredential, RoomSchedule, SessionTransition, TicketRevocation
 from orchestrator.sessions import participation, readiness
 from signalling import protocol as p
-from signalling.auth import RoomRecord
 from signalling.ports import (
     MediaMilestone,
     MediaReport,
@@ -43,26 +42,12 @@ class ReadinessAlerts(Protocol):
 
 
 def schedule_message(schedule: RoomSchedule) -> p.Schedule:
+    """The port's schedule as the wire's: its entries are the same objects
+    (common/schedule.py); only the sequence number stays behind."""
     return p.Schedule(
         room_id=schedule.room_id,
         generated_at=schedule.generated_at,
-        sessions=[
-            p.ScheduleEntry(
-                session_id=i.session_id,
-                booking_id=i.booking_id,
-                title=i.title,
-                start=i.start,
-                end=i.end,
-                lead=i.lead,
-                state=i.state,
-                ticket=i.ticket,
-                connect_mode=i.connect_mode,
-                rooms=[
-                    p.ScheduleRoom(room_id=r.room_id, name=r.name, centre=r.centre) for r in i.rooms
-                ],
-            )
-            for i in schedule.items
-        ],
+        sessions=list(schedule.items),
     )
 
 
@@ -86,15 +71,7 @@ class SignallingControl:
         await self._server.hub.session_transition(state, transition.room_ids)
 
     async def set_room_credential(self, credential: RoomCredential) -> None:
-        revoked = self._server.set_room(
-            RoomRecord(
-                room_id=credential.room_id,
-                name=credential.name,
-                centre=credential.centre,
-                key_hash=credential.key_hash,
-                generation=credential.generation,
-            )
-        )
+        revoked = self._server.set_room(credential)
         if revoked:
             await self._server.hub.disconnect_room(
                 credential.room_id,

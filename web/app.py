@@ -268,8 +268,8 @@ def _tell_centres(
 
 async def _remember_withdrawn_guests(services: Services) -> None:
     """Signalling keeps guest revocations in memory: tell it again after a restart."""
+    from common.peers import guest_peer_id
     from orchestrator.sessions.guests import REVOCATION_MEMORY, recently_revoked
-    from orchestrator.sessions.tickets import guest_peer_id
 
     now = services.clock.now()
     revoked = await services.db.run(lambda s: recently_revoked(s, datetime.fromtimestamp(now, UTC)))

@@ -30,14 +30,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-AUTOMATIC = "automatic"
-ONE_BUTTON = "one-button"
-RESERVE_ONLY = "reserve-only"
-MANUAL = "manual"  # an older name of one-button
-CONNECT_MODES = frozenset({AUTOMATIC, ONE_BUTTON, RESERVE_ONLY})
-CONNECT_MODE_ALIASES = {MANUAL: ONE_BUTTON}
-CALL_MODES = frozenset({AUTOMATIC, ONE_BUTTON})
-"""Connect modes in which the rooms take part in a call (not reserve-only)."""
+# The connect modes are named once for every plane (common/sessions.py); the rules are here.
+from common.sessions import AUTOMATIC as AUTOMATIC
+from common.sessions import CALL_MODES as CALL_MODES
+from common.sessions import CONNECT_MODE_ALIASES as CONNECT_MODE_ALIASES
+from common.sessions import CONNECT_MODES as CONNECT_MODES
+from common.sessions import MANUAL as MANUAL
+from common.sessions import ONE_BUTTON as ONE_BUTTON
+from common.sessions import RESERVE_ONLY as RESERVE_ONLY
 
 MAX_LEAD_SECONDS = 3600
 DEFAULT_MAX_ADVANCE_DAYS = 180

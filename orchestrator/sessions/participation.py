@@ -35,11 +35,11 @@ from typing import Any, Final
 
 from sqlmodel import col, select
 
+from common.peers import guest_peer_id, room_peer_id
 from orchestrator import reported
 from orchestrator.db import DbSession
 from orchestrator.errors import DomainError
 from orchestrator.models import Guest, Participation, Session
-from orchestrator.sessions.tickets import room_peer_id
 
 MILESTONES = {"first-frame": "first_frame_at", "live": "live_at"}
 MAX_PEERS: Final = 64
@@ -386,7 +386,7 @@ def session_peers(db: DbSession, session_id: str) -> frozenset[str]:
         if session is not None
         else []
     )
-    return frozenset([room_peer_id(r) for r in rooms] + [f"guest:{g}" for g in guests])
+    return frozenset([room_peer_id(r) for r in rooms] + [guest_peer_id(g) for g in guests])
 
 
 def merge_batch(

@@ -57,6 +57,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import col, select
 
+from common.schedule import RoomRecord, ScheduleEntry
+from common.sessions import OPEN_STATES
 from orchestrator import lifecycle
 from orchestrator.booking.horizon import release_no_shows, roll_horizon
 from orchestrator.booking.one_off import MAX_LEAD_SECONDS
@@ -74,11 +76,8 @@ from orchestrator.ports import (
 )
 from orchestrator.sessions import calls
 from orchestrator.sessions.schedules import (
-    OPEN_STATES,
     SCHEDULE_HORIZON,
     Departed,
-    RoomInfo,
-    ScheduleEntry,
     load_departed,
     load_rooms,
     mint_room_ticket,
@@ -121,7 +120,7 @@ class Snapshot:
 
     transitions: list[Transition]
     next_wake: float | None
-    rooms: list[RoomInfo]
+    rooms: list[RoomRecord]
     schedules: dict[str, tuple[ScheduleEntry, ...]]
     departed: dict[str, Departed]
 
@@ -427,7 +426,7 @@ class Scheduler:
             return False
         return True
 
-    async def _push_credentials(self, rooms: list[RoomInfo]) -> None:
+    async def _push_credentials(self, rooms: list[RoomRecord]) -> None:
         for room in rooms:
             if self._generations.get(room.room_id) == room.generation:
                 continue

@@ -2,8 +2,10 @@
 with a join ticket minted for that room, so its agent can join by itself at
 ``start - lead`` even when the scheduler is down at that moment.
 
-``schedule_entries`` reads the tables (one query); ``room_schedule`` assembles the
-message without touching anything but the ticket function it is given. The other
+``schedule_entries`` reads the tables (one query) into the schedule entries every plane
+shares (common/schedule.py), not yet made out to a room (``NO_TICKET``), so equal
+entries mean an unchanged schedule; ``room_schedule`` assembles the message, giving
+each entry its room's ticket, without touching anything but the ticket function. The other
 readers here serve the scheduler's step: the rooms' credentials, and the present
 state of sessions that dropped out of every schedule.
 
@@ -23,14 +25,17 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import col, select
 
-from orchestrator import lifecycle
+from common.peers import room_peer_id
+from common.schedule import NO_TICKET, RoomRecord, ScheduleEntry, ScheduleRoom
+from common.sessions import OPEN_STATES
+from common.tickets import ROOM_ROLE
 from orchestrator.db import DbSession
 from orchestrator.models import (
     Approval,
@@ -42,13 +47,12 @@ from orchestrator.models import (
     Session,
     SessionTransitionRecord,
 )
-from orchestrator.ports import RoomSchedule, ScheduledRoom, ScheduleItem
+from orchestrator.ports import RoomSchedule
 from orchestrator.sessions.calls import takes_call
-from orchestrator.sessions.tickets import TicketSigner, room_peer_id, ticket_window
+from orchestrator.sessions.tickets import TicketSigner, ticket_window
 
 SCHEDULE_HORIZON = 24 * 3600.0
 """A room's schedule holds the sessions that start within this many seconds."""
-OPEN_STATES = tuple(s for s in lifecycle.STATES if s not in lifecycle.TERMINAL_STATES)
 APPROVED = "approved"
 # A room takes part in its booking's sessions unless it waits for (or was refused)
 # its centre's approval: no approval asked, or approved.
@@ -65,33 +69,6 @@ def _dt(t: float) -> datetime:
 
 def _ts(d: datetime) -> float:
     return d.timestamp()
-
-
-@dataclass(frozen=True, slots=True)
-class ScheduleEntry:
-    """One session in a room's schedule, without the ticket. Equal entries mean an
-    unchanged schedule, so a tuple of them is the schedule's fingerprint."""
-
-    session_id: str
-    booking_id: str
-    title: str
-    start: float
-    end: float
-    lead: float
-    state: str
-    rooms: tuple[ScheduledRoom, ...]
-    connect_mode: str
-
-
-@dataclass(frozen=True, slots=True)
-class RoomInfo:
-    """What the credential store needs of a room."""
-
-    room_id: str
-    name: str
-    centre: str
-    key_hash: str
-    generation: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,16 +130,27 @@ def schedule_entries(
                 sa.select(col(BookingRoom.booking_id)).where(col(BookingRoom.room_id) == room_id)
             )
         )
-    members: dict[str, list[ScheduledRoom]] = defaultdict(list)
+    members: dict[str, list[ScheduleRoom]] = defaultdict(list)
     sessions: dict[str, tuple[Any, ...]] = {}
     for row in db.connection().execute(query):
         sid, bid, title, start, end, lead, state, mode, rid, rname, cname = row
-        members[sid].append(ScheduledRoom(room_id=rid, name=rname, centre=cname))
+        members[sid].append(ScheduleRoom(room_id=rid, name=rname, centre=cname))
         sessions[sid] = (bid, title, start.timestamp(), end.timestamp(), float(lead), state, mode)
     result: dict[str, list[ScheduleEntry]] = defaultdict(list)
     for sid, (bid, title, start, end, lead, state, mode) in sessions.items():
-        rooms = tuple(members[sid])
-        entry = ScheduleEntry(sid, bid, title, start, end, lead, state, rooms, mode)
+        rooms = members[sid]
+        entry = ScheduleEntry(
+            session_id=sid,
+            booking_id=bid,
+            title=title,
+            start=start,
+            end=end,
+            lead=lead,
+            state=state,
+            ticket=NO_TICKET,
+            rooms=rooms,
+            connect_mode=mode,
+        )
         for room in rooms:
             result[room.room_id].append(entry)
     if room_id is not None:
@@ -185,7 +173,8 @@ def room_ids_of_sessions(db: DbSession, session_ids: set[str]) -> dict[str, tupl
     return {k: tuple(v) for k, v in found.items()}
 
 
-def load_rooms(db: DbSession) -> list[RoomInfo]:
+def load_rooms(db: DbSession) -> list[RoomRecord]:
+    """Every room's credential record, as the credential store keeps it."""
     rows = db.connection().execute(
         sa.select(
             col(Room.id),
@@ -197,7 +186,7 @@ def load_rooms(db: DbSession) -> list[RoomInfo]:
         .join(Centre, col(Centre.id) == col(Room.centre_id))
         .order_by(col(Room.id))
     )
-    return [RoomInfo(*row) for row in rows]
+    return [RoomRecord(*row) for row in rows]
 
 
 def load_departed(db: DbSession, session_ids: set[str]) -> dict[str, Departed]:
@@ -240,21 +229,7 @@ def room_schedule(
     now: float,
 ) -> RoomSchedule:
     """The message for one room; ``ticket(room_id, entry)`` gives each item's ticket."""
-    items = tuple(
-        ScheduleItem(
-            session_id=e.session_id,
-            booking_id=e.booking_id,
-            title=e.title,
-            start=e.start,
-            end=e.end,
-            lead=e.lead,
-            state=e.state,
-            ticket=ticket(room_id, e),
-            rooms=e.rooms,
-            connect_mode=e.connect_mode,
-        )
-        for e in entries
-    )
+    items = tuple(replace(e, ticket=ticket(room_id, e)) for e in entries)
     return RoomSchedule(seq=seq, room_id=room_id, generated_at=now, items=items)
 
 
@@ -264,7 +239,7 @@ def mint_room_ticket(
     """A room's ticket for a session over ``ticket_window``: ``(token, jti, nbf, exp)``."""
     nbf, exp = ticket_window(entry.start, entry.end, entry.lead)
     token, jti = signer.mint(
-        room_peer_id(room_id), entry.session_id, "room", nbf, exp, issued_at=now
+        room_peer_id(room_id), entry.session_id, ROOM_ROLE, nbf, exp, issued_at=now
     )
     return token, jti, nbf, exp
 

@@ -10,7 +10,6 @@ import hashlib
 import logging
 import math
 import os
-import re
 import secrets
 import time
 from pathlib import Path
@@ -25,16 +24,13 @@ from cryptography.hazmat.primitives.serialization import (
     load_pem_private_key,
 )
 
+from common import tickets
+
 log = logging.getLogger(__name__)
 
-TICKET_ISSUER = "telecentre"
 TICKET_GRACE_SECONDS = 300
 """Slack on both sides of a ticket's window: agents cache tickets and clocks drift."""
 DEFAULT_KEY_FILENAME = "ticket-signing-key.pem"
-ROLES = frozenset({"room", "guest"})
-GUEST_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
-"""A guest id: 1 to 64 URL-safe characters; the guest's peer id is ``guest:<id>``."""
-MAX_NAME_LENGTH = 100
 
 
 def ticket_window(start: float, end: float, lead: float) -> tuple[int, int]:
@@ -50,18 +46,6 @@ def ticket_window(start: float, end: float, lead: float) -> tuple[int, int]:
         math.floor(start - lead - TICKET_GRACE_SECONDS),
         math.ceil(end + TICKET_GRACE_SECONDS),
     )
-
-
-def room_peer_id(room_id: str) -> str:
-    """The peer id of a room agent, as tickets and the wire protocol spell it."""
-    return f"room:{room_id}"
-
-
-def guest_peer_id(guest_id: str) -> str:
-    """The peer id of a browser guest (a guest ticket's ``sub``): ``guest:<guest_id>``."""
-    if not GUEST_ID.fullmatch(guest_id):
-        raise ValueError("a guest id is 1 to 64 characters of A-Z, a-z, 0-9, '_' and '-'")
-    return f"guest:{guest_id}"
 
 
 class TicketSigner:
@@ -136,24 +120,26 @@ class TicketSigner:
         ``name``, when given, becomes the ``name`` claim: the display name
         signalling shows for a guest (at most 100 characters, not blank).
         """
-        if role not in ROLES:
+        if role not in tickets.ROLES:
             raise ValueError(f"unknown ticket role {role!r}")
-        if name is not None and not (name.strip() and len(name) <= MAX_NAME_LENGTH):
-            raise ValueError(f"a display name is 1 to {MAX_NAME_LENGTH} characters, not blank")
+        if name is not None and not (name.strip() and len(name) <= tickets.MAX_NAME_LENGTH):
+            raise ValueError(
+                f"a display name is 1 to {tickets.MAX_NAME_LENGTH} characters, not blank"
+            )
         if expires <= not_before:
             raise ValueError("a ticket expires after it becomes valid")
         jti = secrets.token_urlsafe(16)
         claims: dict[str, str | int] = {
-            "iss": TICKET_ISSUER,
+            "iss": tickets.ISSUER,
             "sub": peer_id,
-            "sid": session_id,
-            "role": role,
+            tickets.SESSION_CLAIM: session_id,
+            tickets.ROLE_CLAIM: role,
             "nbf": math.floor(not_before),
             "exp": math.ceil(expires),
             "iat": math.floor(time.time() if issued_at is None else issued_at),
             "jti": jti,
         }
         if name is not None:
-            claims["name"] = name
+            claims[tickets.NAME_CLAIM] = name
         token = jwt.encode(claims, self._key, algorithm="EdDSA", headers={"kid": self.kid})
         return token, jti

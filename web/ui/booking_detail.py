@@ -32,6 +32,7 @@ from typing import Any
 
 from aiohttp import web
 
+from common.peers import guest_peer_id
 from orchestrator.booking.overview import (
     BookingOverview,
     When,
@@ -49,7 +50,6 @@ from orchestrator.sessions import guests
 from orchestrator.sessions.guests import REVOCATION_MEMORY
 from orchestrator.sessions.invitations import CLOSED, NEEDS_CALL, InvitationsClosed
 from orchestrator.sessions.reminders import reminder_ids
-from orchestrator.sessions.tickets import guest_peer_id
 from web.app import SERVICES
 from web.ui import session_page as session_pages
 from web.ui.booking_view import DetailPage, detail_page

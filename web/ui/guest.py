@@ -27,12 +27,13 @@ from datetime import datetime
 from aiohttp import web
 from sqlmodel import col, select
 
+from common.peers import guest_peer_id, room_peer_id
 from orchestrator.db import DbSession
 from orchestrator.errors import DomainError
 from orchestrator.models import BookingRoom, Centre, Room
 from orchestrator.sessions import guests
 from orchestrator.sessions.guests import NO_CALL, GuestAccess, GuestLinkClosed
-from orchestrator.sessions.tickets import guest_peer_id, room_peer_id, ticket_window
+from orchestrator.sessions.tickets import ticket_window
 from web.app import SERVICES
 from web.ui.render import gettext, render
 from web.ui.security import now_utc

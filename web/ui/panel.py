@@ -26,6 +26,7 @@ from typing import Any
 
 from aiohttp import web
 
+from common.peers import room_peer_id
 from orchestrator import centres
 from orchestrator.db import DbSession
 from orchestrator.errors import DomainError
@@ -193,7 +194,7 @@ async def _state(request: web.Request, room: Room) -> dict[str, Any]:
         return view, extension_block(db, view, room.id, now)
 
     view, blocked = await services.db.run(read)
-    online = services.signalling.hub.connected(f"room:{room.id}")
+    online = services.signalling.hub.connected(room_peer_id(room.id))
     return panel_state(
         view, now, _agent(request, room.id), online, Formatter(language(request)), blocked
     )
