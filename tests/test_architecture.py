@@ -20,7 +20,7 @@ def test_import_linter_contracts_hold() -> None:
         timeout=120,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "Contracts: 7 kept, 0 broken." in proc.stdout
+    assert "Contracts: 9 kept, 0 broken." in proc.stdout
 
 
 def test_the_agent_command_loads_no_server_code() -> None:

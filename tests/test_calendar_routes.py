@@ -27,7 +27,7 @@ def _with_calendar_routes(app: web.Application) -> web.Application:
     """Register the routes unless web.app already does."""
     known = {getattr(r, "canonical", "") for r in app.router.resources()}
     if not any(path.startswith("/calendars/") for path in known):
-        calendars.setup(app)
+        app.add_routes(calendars.routes)
     return app
 
 

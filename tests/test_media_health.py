@@ -23,7 +23,7 @@ from room_agents import health
 from signalling import protocol as p
 from signalling.ports import MediaReport
 from tests.signalling_fixtures import eventually, running_agent, signalling_harness
-from web.app import LiveView
+from web.services import LiveView
 
 NOW = dt.datetime(2030, 6, 3, 9, 0, tzinfo=dt.UTC)
 # /proc/self/stat of a process whose name holds a space and a parenthesis (proc(5)):

@@ -21,7 +21,8 @@ from signalling.ports import RoomReadiness
 from tests.signalling_fixtures import Harness, eventually, signalling_harness
 from tests.test_readiness import stun_servers
 from tests.test_signalling import recv_type
-from web.app import LiveView
+from web.services import LiveView
+from web.ui.dashboard import room_readiness
 
 WIDTH, HEIGHT = 160, 96
 
@@ -124,7 +125,7 @@ async def test_an_unreachable_turn_server_leaves_the_room_degraded_not_failing()
     assert not event.ok and [c.name for c in event.checks if not c.ok] == ["turn"]
     live = LiveView()
     live.listen(event)
-    ready = live.dashboard_readiness()["a"]
+    ready = room_readiness(live.readiness)["a"]
     assert (ready.value, ready.detail) == ("degraded", "turn")
 
 

@@ -35,6 +35,7 @@ from tests.signalling_fixtures import eventually
 from tests.test_alerts import receiver
 from tests.ui_support import running_app
 from web.settings import Settings
+from web.ui.dashboard import room_readiness
 
 NO_CAMERA = "v4l2:/dev/telecentre-test-no-camera"
 CAMERA = "lavfi:testsrc2=size=320x180:rate=15"
@@ -128,7 +129,7 @@ async def test_a_room_without_a_camera_is_reported_and_alerted_before_the_start(
                 assert {c["name"] for c in work["checks"]} == {
                     "camera", "microphone", "signalling", "turn", "clock"
                 }  # fmt: skip
-                dashboard = services.live.dashboard_readiness()
+                dashboard = room_readiness(services.live.readiness)
                 assert dashboard[ids["blue"]].value == "failing"
                 assert dashboard[ids["work"]].value == "ready"
 

@@ -29,7 +29,8 @@ from signalling import protocol as p
 from signalling.ports import MediaMilestone, MediaReport, PeerJoinedSession, RoomReadiness
 from web.adapters import OrchestratorEvents
 from web.alerts import mail_text
-from web.app import MAX_LIVE_KEYS, LiveView
+from web.services import MAX_LIVE_KEYS, LiveView
+from web.ui.dashboard import room_readiness
 
 START = datetime(2030, 6, 3, 9, 0, tzinfo=UTC)
 T0 = START.timestamp()
@@ -179,7 +180,7 @@ def test_the_live_view_ignores_a_check_with_a_far_instant(at: Any) -> None:
     live.listen(_readiness("room-a", at))
     live.listen(_readiness("room-a", T0 + 5, at=at))
     assert live.readiness["room-a"].checked_at == START
-    assert live.dashboard_readiness()["room-a"].value == "ready"
+    assert room_readiness(live.readiness)["room-a"].value == "ready"
 
 
 def test_the_live_view_keeps_surrogates_out_of_the_pages() -> None:
@@ -188,7 +189,7 @@ def test_the_live_view_keeps_surrogates_out_of_the_pages() -> None:
     live.listen(_readiness("room-a", T0, checks=checks, session_id="\ud800"))
     view = live.readiness["room-a"]
     assert view.checks[0].name == "\ufffdcamera\ufffd" and view.session_id == "\ufffd"
-    detail = live.dashboard_readiness()["room-a"].detail
+    detail = room_readiness(live.readiness)["room-a"].detail
     assert detail is not None
     detail.encode("utf-8")
 

@@ -48,7 +48,8 @@ from signalling import protocol as p
 from signalling.client import SignallingClient
 from signalling.ports import RoomReadiness
 from tests.signalling_fixtures import Harness, eventually, signalling_harness
-from web.app import LiveView
+from web.services import LiveView
+from web.ui.dashboard import room_readiness
 
 W, H, FPS = 320, 180, 15
 T0 = 1_767_225_600.0
@@ -338,7 +339,7 @@ async def test_a_synthetic_camera_and_microphone_that_die_mid_call_are_reported_
             live = LiveView()
             for event in room_reports(h, "a"):
                 live.listen(event)
-            shown = live.dashboard_readiness()["a"]
+            shown = room_readiness(live.readiness)["a"]
             assert (shown.value, shown.detail) == ("failing", "camera")
 
             a.devices.microphone.source.read = explode  # type: ignore[method-assign,assignment]

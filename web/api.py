@@ -29,8 +29,8 @@ from orchestrator.people import api_tokens
 from orchestrator.sessions import detail as session_reads
 from orchestrator.sessions import readiness
 from orchestrator.sessions.detail import SessionDetail
-from web.app import SERVICES
 from web.import_titles import request_language, untitled
+from web.keys import SERVICES
 from web.openapi import OPENAPI_PATH, openapi_document
 
 log = logging.getLogger(__name__)
@@ -567,23 +567,23 @@ async def sync_caldav_link(request: web.Request) -> web.Response:
     return web.json_response(report.as_dict())
 
 
-def setup(app: web.Application) -> None:
-    app.middlewares.append(auth_middleware)
-    r = app.router
-    r.add_get(OPENAPI_PATH, openapi_document)
-    r.add_get(API + "/centres", list_centres)
-    r.add_post(API + "/centres", add_centre)
-    r.add_get(API + "/rooms", list_rooms)
-    r.add_post(API + "/rooms", add_room)
-    r.add_post(API + "/rooms/{room_id}/rotate-key", rotate_key)
-    r.add_patch(API + "/rooms/{room_id}", set_room)
-    r.add_get(API + "/rooms/{room_id}/health", room_health)
-    r.add_get(API + "/bookings", list_bookings)
-    r.add_post(API + "/bookings", add_booking)
-    r.add_get(API + "/sessions", list_sessions)
-    r.add_get(API + "/sessions/{session_id}", get_session)
-    r.add_post(API + "/calendars/import", import_calendar)
-    r.add_get(API + "/feeds", list_feeds)
-    r.add_post(API + "/feeds", add_feed)
-    r.add_post(API + "/caldav-links", add_caldav_link)
-    r.add_post(API + "/caldav-links/{link_id}/sync", sync_caldav_link)
+routes: list[web.AbstractRouteDef] = [
+    web.get(OPENAPI_PATH, openapi_document),
+    web.get(API + "/centres", list_centres),
+    web.post(API + "/centres", add_centre),
+    web.get(API + "/rooms", list_rooms),
+    web.post(API + "/rooms", add_room),
+    web.post(API + "/rooms/{room_id}/rotate-key", rotate_key),
+    web.patch(API + "/rooms/{room_id}", set_room),
+    web.get(API + "/rooms/{room_id}/health", room_health),
+    web.get(API + "/bookings", list_bookings),
+    web.post(API + "/bookings", add_booking),
+    web.get(API + "/sessions", list_sessions),
+    web.get(API + "/sessions/{session_id}", get_session),
+    web.post(API + "/calendars/import", import_calendar),
+    web.get(API + "/feeds", list_feeds),
+    web.post(API + "/feeds", add_feed),
+    web.post(API + "/caldav-links", add_caldav_link),
+    web.post(API + "/caldav-links/{link_id}/sync", sync_caldav_link),
+]
+"""The JSON API (``auth_middleware`` checks the bearer token; ``web.app`` installs it)."""

@@ -12,176 +12,69 @@ import asyncio
 import logging
 import ssl
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Final, TypeVar
+from typing import Final
 
 from aiohttp import web
 
-from orchestrator import reported
+from common.peers import guest_peer_id
+from common.tasks import TaskSet
 from orchestrator.booking.policy import BookingSettings
 from orchestrator.calendars.feeds import FeedPoller
 from orchestrator.calendars.jobs import CalendarJobs
 from orchestrator.clock import Clock, SystemClock
 from orchestrator.db import Database
-from orchestrator.errors import DomainError
 from orchestrator.log_limit import FaultLogFilter
-from orchestrator.sessions.participation import MAX_PEERS
-from orchestrator.sessions.readiness import (
-    MAX_ID,
-    Check,
-    ReadinessView,
-    clean_checks,
-    latest_by_room,
-)
+from orchestrator.sessions.guests import REVOCATION_MEMORY, recently_revoked
+from orchestrator.sessions.readiness import latest_by_room
 from orchestrator.sessions.scheduler import Scheduler
 from orchestrator.sessions.tickets import TicketSigner
 from signalling.server import SignallingServer, SignallingSettings
+from web import api, calendars, mailer
 from web.adapters import OrchestratorEvents, SignallingControl
 from web.alerts import Alerts
 from web.database_errors import database_fault_middleware
+from web.keys import ENVIRONMENTS, SERVICES
+from web.proxy import forwarded_middleware
+from web.services import LiveView, Services
 from web.settings import Settings
-
-if TYPE_CHECKING:
-    from web.ui.dashboard_state import Readiness as DashboardReadiness
+from web.ui import (
+    accounts,
+    admin,
+    approvals,
+    booking,
+    booking_detail,
+    dashboard,
+    guest,
+    panel,
+    usage,
+)
+from web.ui import base as ui
+from web.ui.render import make_environments
 
 log = logging.getLogger(__name__)
 
-MAX_LIVE_KEYS: Final = 2048
-"""The most (session, room) pairs, rooms and readiness checks the live view holds;
-beyond it the least recently reported is forgotten (it is in the database)."""
+AREAS: Final = (
+    api,
+    calendars,
+    ui,
+    accounts,
+    admin,
+    dashboard,
+    booking,
+    booking_detail,
+    approvals,
+    panel,
+    guest,
+    usage,
+)
+"""Each area declares its routes (``routes``); they are added in this order, which
+is the order the router tries them in."""
 
-K = TypeVar("K")
-V = TypeVar("V")
-
-
-def _keep(table: dict[K, V], key: K, value: V) -> None:
-    """Set ``table[key]`` as the most recent entry, forgetting the least recent one
-    when the table is full."""
-    table.pop(key, None)
-    if len(table) >= MAX_LIVE_KEYS:
-        del table[next(iter(table))]
-    table[key] = value
-
-
-@dataclass(slots=True)
-class LiveView:
-    """What the pages show that the database does not hold: presence and fresh stats.
-
-    ``media``: the latest media report per (session, room); ``rooms``: the latest per
-    room, with the agent's process (CPU, memory); ``readiness``: each room's latest
-    readiness check (loaded from the database at start, then kept up to date).
-
-    Bounds: each table holds at most ``MAX_LIVE_KEYS`` entries (least recently
-    reported first out) and a report at most ``MAX_PEERS`` peers, so nothing a peer
-    sends makes it grow without bound. A readiness report is taken as the store takes
-    it (``orchestrator.sessions.readiness``): text made safe, and one whose instants are out of
-    range is ignored, as the store refuses it.
-    """
-
-    media: dict[tuple[str, str], dict[str, object]] = field(default_factory=dict)
-    rooms: dict[str, dict[str, object]] = field(default_factory=dict)
-    readiness: dict[str, ReadinessView] = field(default_factory=dict)
-
-    def listen(self, event: object) -> None:
-        from signalling.ports import MediaReport, RoomReadiness
-
-        if isinstance(event, MediaReport) and event.room_id is not None:
-            report: dict[str, object] = {
-                "at": event.at,
-                "peers": [
-                    {
-                        "peer_id": reported.text(m.peer_id, MAX_ID),
-                        "fps": m.fps,
-                        "latency_p50_ms": m.latency_p50_ms,
-                        "latency_p95_ms": m.latency_p95_ms,
-                        "freezes": m.freezes,
-                        "live": m.live,
-                        "audio_level": m.audio_level,
-                        "bitrate_in_kbps": m.bitrate_in_kbps,
-                        "bitrate_out_kbps": m.bitrate_out_kbps,
-                        "rtt_ms": m.rtt_ms,
-                        "jitter_ms": m.jitter_ms,
-                        "packets_lost": m.packets_lost,
-                        "loss_fraction": m.loss_fraction,
-                    }
-                    for m in event.media[:MAX_PEERS]
-                ],
-                "process": (
-                    {"cpu_percent": event.process.cpu_percent, "rss_bytes": event.process.rss_bytes}
-                    if event.process is not None
-                    else None
-                ),
-            }
-            _keep(self.media, (event.session_id, event.room_id), report)
-            _keep(self.rooms, event.room_id, {"session_id": event.session_id, **report})
-        elif isinstance(event, RoomReadiness):
-            try:
-                checked_at = reported.instant(event.checked_at)
-                received_at = reported.instant(event.at)
-            except DomainError:
-                return  # the store refuses it too (see the class's bounds)
-            kept = self.readiness.get(event.room_id)
-            if kept is None or checked_at >= kept.checked_at:
-                _keep(
-                    self.readiness,
-                    event.room_id,
-                    ReadinessView(
-                        ok=bool(event.ok),
-                        checks=clean_checks(Check(c.name, c.ok, c.detail) for c in event.checks),
-                        checked_at=checked_at,
-                        received_at=received_at,
-                        session_id=(
-                            reported.text(event.session_id, MAX_ID)
-                            if event.session_id is not None
-                            else None
-                        ),
-                    ),
-                )
-
-    def dashboard_readiness(self) -> dict[str, DashboardReadiness]:
-        """Each room's readiness as the dashboard shows it: ``ready``; ``degraded``
-        when only checks that do not stop a call fail (TURN, clock); ``failing``."""
-        from web.ui.dashboard_state import Readiness
-
-        out: dict[str, DashboardReadiness] = {}
-        for room_id, view in self.readiness.items():
-            failing = view.failing
-            if view.ok:
-                value = "ready"
-            elif set(failing) <= NON_BLOCKING_CHECKS:
-                value = "degraded"
-            else:
-                value = "failing"
-            out[room_id] = Readiness(
-                value=value, detail=", ".join(failing) or None, checked_at=view.checked_at
-            )
-        return out
-
-
-NON_BLOCKING_CHECKS = frozenset({"turn", "clock"})
-"""Readiness checks whose failure leaves a room able to take part (host candidates
-still connect; the schedule still runs, a little off)."""
-
-
-@dataclass(slots=True)
-class Services:
-    settings: Settings
-    db: Database
-    signer: TicketSigner
-    signalling: SignallingServer
-    scheduler: Scheduler
-    events: OrchestratorEvents
-    live: LiveView
-    clock: Clock
-    calendars: CalendarJobs
-    booking_settings: BookingSettings
-    alerts: Alerts
-
-
-SERVICES = web.AppKey("services", Services)
+NOTICE_WAIT: Final = 30.0
+"""How long shutdown waits for release notices still being queued in the outbox."""
 
 
 def build_services(settings: Settings, clock: Clock | None = None) -> Services:
@@ -251,26 +144,17 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
     )
 
 
-def _tell_centres(
-    services: Services, pending: set[asyncio.Task[None]], released: list[tuple[str, str]]
-) -> None:
+def _tell_centres(services: Services, notices: TaskSet, released: list[tuple[str, str]]) -> None:
     """No-show releases reach staff on the dashboard (the session shows the room as
     released), in the log, and by email to the staff of the room's centre (queued in
-    the outbox by a task in ``pending``, which the application awaits on shutdown)."""
-    from web import mailer
-
+    the outbox by a task in ``notices``, which the application awaits on shutdown)."""
     for session_id, room_id in released:
         log.warning("room %s released from session %s: no agent joined", room_id, session_id)
-    task = asyncio.get_running_loop().create_task(mailer.tell_centres(services, released))
-    pending.add(task)
-    task.add_done_callback(pending.discard)
+    notices.spawn(mailer.tell_centres(services, released))
 
 
 async def _remember_withdrawn_guests(services: Services) -> None:
     """Signalling keeps guest revocations in memory: tell it again after a restart."""
-    from common.peers import guest_peer_id
-    from orchestrator.sessions.guests import REVOCATION_MEMORY, recently_revoked
-
     now = services.clock.now()
     revoked = await services.db.run(lambda s: recently_revoked(s, datetime.fromtimestamp(now, UTC)))
     for guest_id in revoked:
@@ -282,7 +166,7 @@ async def _remember_withdrawn_guests(services: Services) -> None:
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     services = app[SERVICES]
     if services.settings.database_startup_check:
-        # A damaged file stops the start (web/cli.py says so and exits non-zero)
+        # A damaged file stops the start (web/cli/serve.py says so and exits non-zero)
         # instead of failing requests one by one.
         await asyncio.to_thread(services.db.check)
     await asyncio.to_thread(services.db.migrate)
@@ -292,31 +176,25 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     # before the first room can knock.
     await services.scheduler.step()
     await _remember_withdrawn_guests(services)
-    notices: set[asyncio.Task[None]] = set()
+    notices = TaskSet()
     hook = partial(_tell_centres, services, notices)
     services.scheduler.release_hooks.append(hook)
-    tasks = [
-        asyncio.create_task(services.scheduler.run(), name="scheduler"),
-        asyncio.create_task(
-            FeedPoller(services.db, services.calendars.import_feed, services.clock).run(),
-            name="feeds",
-        ),
-        asyncio.create_task(
-            services.calendars.run_caldav(services.settings.caldav_interval), name="caldav"
-        ),
-    ]
+    loops = TaskSet()
+    loops.spawn(services.scheduler.run(), name="scheduler")
+    loops.spawn(
+        FeedPoller(services.db, services.calendars.import_feed, services.clock).run(),
+        name="feeds",
+    )
+    loops.spawn(services.calendars.run_caldav(services.settings.caldav_interval), name="caldav")
     if services.settings.smtp_host:
-        from web.mailer import run_mailer
-
-        tasks.append(asyncio.create_task(run_mailer(services), name="mailer"))
+        loops.spawn(mailer.run_mailer(services), name="mailer")
     try:
         yield
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await loops.close()
         services.scheduler.release_hooks.remove(hook)
-        await asyncio.gather(*notices, return_exceptions=True)
+        await notices.drain(NOTICE_WAIT)
+        await notices.close()
         await services.signalling.close()
         await services.events.stop()
         await services.alerts.close()
@@ -324,10 +202,6 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Application:
-    from web import api, calendars
-    from web.proxy import forwarded_middleware
-    from web.ui import base as ui
-
     # Calendar imports may be up to 10 MB; the importer checks the exact cap.
     app = web.Application(
         middlewares=[
@@ -338,20 +212,21 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
             database_fault_middleware(
                 busy_wait=settings.database_busy_wait, log_interval=settings.fault_log_interval
             ),
+            api.auth_middleware,
+            *ui.MIDDLEWARES,
         ],
         client_max_size=11 * 1024 * 1024,
     )
     app[SERVICES] = build_services(settings, clock)
-    from web.ui.dashboard import READINESS
-
-    app[READINESS] = app[SERVICES].live.dashboard_readiness
+    app[ENVIRONMENTS] = make_environments()
+    app[booking.RESULTS] = booking.OneTimeResults()
+    app.on_response_prepare.append(ui.security_headers)
     app.cleanup_ctx.append(_lifecycle)
     app.router.add_get("/ws", app[SERVICES].signalling.handle)
     app.router.add_get("/healthz", _health)
     app.router.add_get("/favicon.ico", _favicon)
-    api.setup(app)
-    calendars.setup(app)
-    ui.setup(app)
+    for area in AREAS:
+        app.add_routes(area.routes)
     return app
 
 

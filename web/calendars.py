@@ -47,7 +47,7 @@ from orchestrator.db import DbSession
 from orchestrator.errors import DomainError
 from orchestrator.models import Centre
 from web.api import API, parse_instant
-from web.app import SERVICES
+from web.keys import SERVICES
 
 CALENDAR_TYPE = "text/calendar"
 FEED_HISTORY = timedelta(days=90)
@@ -244,11 +244,11 @@ async def revoke_token(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-def setup(app: web.Application) -> None:
-    r = app.router
-    r.add_get("/calendars/{token:[A-Za-z0-9_-]+}.ics", feed)
-    r.add_get("/calendars/{token:[A-Za-z0-9_-]+}/freebusy.ics", freebusy)
-    r.add_get(API + "/bookings/{booking_id}/invitation.ics", invitation)
-    r.add_post(API + "/rooms/{room_id}/calendar-token", create_room_token)
-    r.add_post(API + "/centres/{centre_id}/calendar-token", create_centre_token)
-    r.add_delete(API + "/calendar-tokens/{token_id}", revoke_token)
+routes: list[web.AbstractRouteDef] = [
+    web.get("/calendars/{token:[A-Za-z0-9_-]+}.ics", feed),
+    web.get("/calendars/{token:[A-Za-z0-9_-]+}/freebusy.ics", freebusy),
+    web.get(API + "/bookings/{booking_id}/invitation.ics", invitation),
+    web.post(API + "/rooms/{room_id}/calendar-token", create_room_token),
+    web.post(API + "/centres/{centre_id}/calendar-token", create_centre_token),
+    web.delete(API + "/calendar-tokens/{token_id}", revoke_token),
+]

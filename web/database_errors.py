@@ -28,6 +28,8 @@ from aiohttp.typedefs import Middleware
 
 from orchestrator.db import DatabaseBusy, DatabaseFault
 from orchestrator.log_limit import LogLimiter
+from web.ui.render import render_error
+from web.ui.security import is_ui_path
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +48,7 @@ def _retry_after(fault: DatabaseFault, busy_wait: float) -> str:
 
 async def fault_response(request: web.Request, fault: DatabaseFault) -> web.Response:
     """The 503 for ``fault``: a translated page on the pages' paths, JSON elsewhere."""
-    from web.ui.security import is_ui_path
-
     if is_ui_path(request.path):
-        from web.ui.render import render_error
-
         if isinstance(fault, DatabaseBusy):
             return await render_error(request, 503, fault.code, BUSY_PAGE)
         return await render_error(request, 503, fault.code, UNAVAILABLE_PAGE)

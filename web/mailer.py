@@ -30,7 +30,6 @@ from datetime import datetime
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, make_msgid
-from typing import TYPE_CHECKING
 
 from sqlmodel import col, select
 
@@ -38,11 +37,9 @@ from orchestrator import outbox
 from orchestrator.clock import instant
 from orchestrator.db import DbSession
 from orchestrator.models import Booking, Centre, OutboxMail, Room, Session, User
+from web.services import Services
 from web.settings import Settings
 from web.ui import i18n
-
-if TYPE_CHECKING:
-    from web.app import Services
 
 log = logging.getLogger(__name__)
 

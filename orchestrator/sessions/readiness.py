@@ -20,6 +20,8 @@ Rules:
   recovery notice. At most ``MAX_ALERTS`` failure alerts per session and room, so a
   flapping device cannot flood the staff's mailboxes. ``record`` returns the notice
   to send; the caller delivers it (webhook, email) in the same transaction's wake.
+- A room is ``ready``, ``degraded`` (only TURN or clock fail: it can still take part)
+  or ``failing`` (``verdict``), as the dashboard shows it.
 """
 
 from __future__ import annotations
@@ -92,6 +94,23 @@ class ReadinessView:
             "failing": list(self.failing),
             "checks": [c.to_json() for c in self.checks],
         }
+
+
+NON_BLOCKING_CHECKS: Final = frozenset({"turn", "clock"})
+"""Readiness checks whose failure leaves a room able to take part (host candidates
+still connect; the schedule still runs, a little off)."""
+
+Verdict = Literal["ready", "degraded", "failing"]
+
+
+def verdict(view: ReadinessView) -> Verdict:
+    """A room's readiness in one word: ``ready``; ``degraded`` when only checks that
+    do not stop a call fail (``NON_BLOCKING_CHECKS``: TURN, clock); ``failing``."""
+    if view.ok:
+        return "ready"
+    if set(view.failing) <= NON_BLOCKING_CHECKS:
+        return "degraded"
+    return "failing"
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,7 @@ from aiohttp import web
 from orchestrator.errors import DomainError
 from orchestrator.people import accounts
 from orchestrator.people.accounts import LoginThrottled, Principal
-from web.app import SERVICES
+from web.keys import SERVICES
 from web.ui import i18n
 from web.ui.forms import FieldErrors, ngettext, posted
 from web.ui.render import gettext, render
@@ -240,9 +240,10 @@ async def _change_password(
     raise response
 
 
-def setup(app: web.Application) -> None:
-    app.router.add_get("/login", login_page, name="login")
-    app.router.add_post("/login", login_submit)
-    app.router.add_post("/logout", logout, name="logout")
-    app.router.add_get("/account", account_page, name="account")
-    app.router.add_post("/account", account_submit)
+routes: list[web.AbstractRouteDef] = [
+    web.get("/login", login_page, name="login"),
+    web.post("/login", login_submit),
+    web.post("/logout", logout, name="logout"),
+    web.get("/account", account_page, name="account"),
+    web.post("/account", account_submit),
+]

@@ -37,7 +37,7 @@ from orchestrator.models import Centre, Room, User
 from orchestrator.people import access, accounts
 from orchestrator.people.accounts import Principal
 from orchestrator.sessions import panels
-from web.app import SERVICES
+from web.keys import SERVICES
 from web.ui.accounts import time_zones
 from web.ui.forms import FieldErrors, ngettext, number, posted
 from web.ui.render import gettext, render
@@ -471,18 +471,18 @@ async def enable_user(request: web.Request) -> web.StreamResponse:
     return await _set_disabled(request, False)
 
 
-def setup(app: web.Application) -> None:
-    r = app.router
-    r.add_get("/admin", index, name="admin")
-    r.add_get("/admin/centres", centres_page, name="admin-centres")
-    r.add_post("/admin/centres", add_centre)
-    r.add_get("/admin/centres/{centre_id}", centre_page, name="admin-centre")
-    r.add_post("/admin/centres/{centre_id}/rooms", add_room)
-    r.add_post("/admin/centres/{centre_id}/rooms/{room_id}", set_policy)
-    r.add_post("/admin/centres/{centre_id}/rooms/{room_id}/key", rotate_key)
-    r.add_post("/admin/centres/{centre_id}/rooms/{room_id}/panel-link", panel_link)
-    r.add_post("/admin/centres/{centre_id}/rooms/{room_id}/panel-links/revoke", revoke_panel_links)
-    r.add_get("/admin/users", users_page, name="admin-users")
-    r.add_post("/admin/users", add_user)
-    r.add_post("/admin/users/{user_id}/disable", disable_user)
-    r.add_post("/admin/users/{user_id}/enable", enable_user)
+routes: list[web.AbstractRouteDef] = [
+    web.get("/admin", index, name="admin"),
+    web.get("/admin/centres", centres_page, name="admin-centres"),
+    web.post("/admin/centres", add_centre),
+    web.get("/admin/centres/{centre_id}", centre_page, name="admin-centre"),
+    web.post("/admin/centres/{centre_id}/rooms", add_room),
+    web.post("/admin/centres/{centre_id}/rooms/{room_id}", set_policy),
+    web.post("/admin/centres/{centre_id}/rooms/{room_id}/key", rotate_key),
+    web.post("/admin/centres/{centre_id}/rooms/{room_id}/panel-link", panel_link),
+    web.post("/admin/centres/{centre_id}/rooms/{room_id}/panel-links/revoke", revoke_panel_links),
+    web.get("/admin/users", users_page, name="admin-users"),
+    web.post("/admin/users", add_user),
+    web.post("/admin/users/{user_id}/disable", disable_user),
+    web.post("/admin/users/{user_id}/enable", enable_user),
+]

@@ -18,7 +18,7 @@ from orchestrator.booking import approvals
 from orchestrator.booking.approvals import DecisionNotice
 from orchestrator.db import DbSession
 from orchestrator.errors import DomainError
-from web.app import SERVICES
+from web.keys import SERVICES
 from web.ui import i18n
 from web.ui.booking_detail import viewer_zone
 from web.ui.render import gettext, render
@@ -137,6 +137,7 @@ async def decide(request: web.Request) -> web.Response:
     raise web.HTTPSeeOther(f"/approvals?done={done.state}")
 
 
-def setup(app: web.Application) -> None:
-    app.router.add_get("/approvals", approvals_page, name="approvals")
-    app.router.add_post("/approvals/{booking_id}/{room_id}", decide)
+routes: list[web.AbstractRouteDef] = [
+    web.get("/approvals", approvals_page, name="approvals"),
+    web.post("/approvals/{booking_id}/{room_id}", decide),
+]

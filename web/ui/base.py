@@ -1,18 +1,26 @@
-"""Wires the pages into the application: environments, static files, the security
-middleware, HTML error pages for the pages' paths, the language switch, and each
-area's routes."""
+"""What every page shares: HTML error pages for the pages' paths, the security
+middleware and headers, static files and the language switch. ``web.app`` installs
+them, with each area's routes."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Final
 
 from aiohttp import web
 
 from orchestrator.errors import DomainError
 from orchestrator.inputs import text_problem
 from web.ui import i18n
-from web.ui.render import ENVIRONMENTS, make_environments, render_error
-from web.ui.security import UNSAFE, Handler, is_ui_path, safe_next, security_middleware
+from web.ui.render import render_error
+from web.ui.security import (
+    UNSAFE,
+    CsrfRefused,
+    Handler,
+    is_ui_path,
+    safe_next,
+    security_middleware,
+)
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 NOT_FOUND = frozenset({"not-found"})
@@ -37,6 +45,10 @@ async def html_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     except DomainError as exc:
         status = 404 if exc.code in NOT_FOUND else 409 if exc.code in CONFLICT else 400
         return await render_error(request, status, exc.code, exc.message)
+    except CsrfRefused:
+        return await render_error(
+            request, 403, "csrf-failed", "This form has expired. Reload the page and try again."
+        )
     except web.HTTPForbidden:
         return await render_error(request, 403, "forbidden", "You do not have access to this page.")
     except web.HTTPNotFound:
@@ -90,34 +102,10 @@ async def switch_language(request: web.Request) -> web.Response:
     raise response
 
 
-def setup(app: web.Application) -> None:
-    from web.ui import (
-        accounts,
-        admin,
-        approvals,
-        booking,
-        booking_detail,
-        dashboard,
-        guest,
-        panel,
-        usage,
-    )
+MIDDLEWARES: Final = (html_errors, security_middleware)
+"""The pages' middlewares, outermost first (``web.app`` installs them after the API's)."""
 
-    app[ENVIRONMENTS] = make_environments()
-    app.on_response_prepare.append(security_headers)
-    app.middlewares.append(html_errors)
-    app.middlewares.append(security_middleware)
-    app.router.add_static("/static/", STATIC_DIR, name="static")
-    app.router.add_get("/lang/{code}", switch_language)
-    for area in (
-        accounts,
-        admin,
-        dashboard,
-        booking,
-        booking_detail,
-        approvals,
-        panel,
-        guest,
-        usage,
-    ):
-        area.setup(app)
+routes: list[web.AbstractRouteDef] = [
+    web.static("/static/", STATIC_DIR, name="static"),
+    web.get("/lang/{code}", switch_language),
+]

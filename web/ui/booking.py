@@ -34,7 +34,7 @@ from orchestrator.desk.door import BookingMail, BookingOutcome
 from orchestrator.errors import DomainError
 from orchestrator.people import access
 from orchestrator.people.accounts import Principal
-from web.app import SERVICES
+from web.keys import SERVICES
 from web.links import Links
 from web.ui.booking_form import (
     DURATIONS,
@@ -431,12 +431,11 @@ async def site_times_fragment(request: web.Request) -> web.Response:
     )
 
 
-def setup(app: web.Application) -> None:
-    app[RESULTS] = OneTimeResults()
-    r = app.router
-    r.add_get("/availability", availability_page)
-    r.add_get("/bookings/new", new_booking)
-    r.add_post("/bookings", create_booking)
-    r.add_get("/bookings/{booking_id}/created", created_page)
-    r.add_get("/bookings/{booking_id}/invitation.ics", invitation)
-    r.add_get("/booking-form/site-times", site_times_fragment)
+routes: list[web.AbstractRouteDef] = [
+    web.get("/availability", availability_page),
+    web.get("/bookings/new", new_booking),
+    web.post("/bookings", create_booking),
+    web.get("/bookings/{booking_id}/created", created_page),
+    web.get("/bookings/{booking_id}/invitation.ics", invitation),
+    web.get("/booking-form/site-times", site_times_fragment),
+]

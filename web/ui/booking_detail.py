@@ -50,7 +50,7 @@ from orchestrator.sessions import guests
 from orchestrator.sessions.guests import REVOCATION_MEMORY
 from orchestrator.sessions.invitations import CLOSED, NEEDS_CALL, InvitationsClosed
 from orchestrator.sessions.reminders import reminder_ids
-from web.app import SERVICES
+from web.keys import SERVICES
 from web.ui import session_page as session_pages
 from web.ui.booking_view import DetailPage, detail_page
 from web.ui.booking_view import viewer_zone as viewer_zone  # the approvals page's too
@@ -392,16 +392,18 @@ async def new_link(request: web.Request) -> web.Response:
     return response
 
 
-def setup(app: web.Application) -> None:
-    booking = "/bookings/" + ID % "booking_id"
-    session = "/sessions/" + ID % "session_id"
-    app.router.add_get("/bookings", bookings_page, name="bookings")
-    app.router.add_get(booking, booking_page, name="booking-detail")
-    app.router.add_get(session, session_pages.page, name="session-detail")
-    app.router.add_post(session + "/extend", extend)
-    app.router.add_post(session + "/end", end_now)
-    app.router.add_post(session + "/cancel", cancel_occurrence)
-    app.router.add_post(booking + "/cancel", cancel_series)
-    app.router.add_post(booking + "/guests", add_guest)
-    app.router.add_post(booking + "/guests/" + ID % "guest_id" + "/revoke", revoke_guest)
-    app.router.add_post(booking + "/guests/" + ID % "guest_id" + "/new-link", new_link)
+_BOOKING = "/bookings/" + ID % "booking_id"
+_SESSION = "/sessions/" + ID % "session_id"
+_GUEST = _BOOKING + "/guests/" + ID % "guest_id"
+routes: list[web.AbstractRouteDef] = [
+    web.get("/bookings", bookings_page, name="bookings"),
+    web.get(_BOOKING, booking_page, name="booking-detail"),
+    web.get(_SESSION, session_pages.page, name="session-detail"),
+    web.post(_SESSION + "/extend", extend),
+    web.post(_SESSION + "/end", end_now),
+    web.post(_SESSION + "/cancel", cancel_occurrence),
+    web.post(_BOOKING + "/cancel", cancel_series),
+    web.post(_BOOKING + "/guests", add_guest),
+    web.post(_GUEST + "/revoke", revoke_guest),
+    web.post(_GUEST + "/new-link", new_link),
+]

@@ -15,7 +15,7 @@ to ``/`` goes to ``/login``, the JSON and the fragment answer 401):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import NamedTuple
 
 from aiohttp import web
@@ -25,18 +25,24 @@ from orchestrator.db import DbSession
 from orchestrator.people.accounts import Principal
 from orchestrator.reports.network import NetworkSnapshot, network_snapshot
 from orchestrator.sessions.history import KeptMedia, kept_media_of, owner_names
+from orchestrator.sessions.readiness import ReadinessView, verdict
 from orchestrator.sessions.reminders import reminder_ids
-from web.app import SERVICES
+from web.keys import SERVICES
 from web.ui.dashboard_state import DashboardState, Readiness, build_state, day_window, viewer_zone
 from web.ui.i18n import Formatter
 from web.ui.render import gettext, language, render
 from web.ui.security import current_user, now_utc, require_user
 
-ReadinessSource = Callable[[], Mapping[str, Readiness]]
-READINESS: web.AppKey[ReadinessSource] = web.AppKey("dashboard_readiness")
-"""Where each room's readiness comes from (room id -> ``Readiness``). Nothing reports
-it yet (issue 5: the agent's readiness check), so every room shows "unknown"; the
-code that receives the agents' readiness replaces this source."""
+
+def room_readiness(views: Mapping[str, ReadinessView]) -> dict[str, Readiness]:
+    """Each room's latest readiness check as the dashboard shows it: ``ready``,
+    ``degraded`` or ``failing`` (``readiness.verdict``), with the failing checks."""
+    return {
+        room_id: Readiness(
+            value=verdict(view), detail=", ".join(view.failing) or None, checked_at=view.checked_at
+        )
+        for room_id, view in views.items()
+    }
 
 
 class _Loaded(NamedTuple):
@@ -44,10 +50,6 @@ class _Loaded(NamedTuple):
     kept: dict[tuple[str, str], KeptMedia]
     owners: dict[str, str]
     reminders: frozenset[str]
-
-
-def _no_readiness() -> Mapping[str, Readiness]:
-    return {}
 
 
 async def dashboard_state(request: web.Request, user: Principal) -> DashboardState:
@@ -72,7 +74,7 @@ async def dashboard_state(request: web.Request, user: Principal) -> DashboardSta
         snapshot,
         online=services.signalling.hub.online_rooms(),
         media=services.live.media,
-        readiness=request.app[READINESS](),
+        readiness=room_readiness(services.live.readiness),
         user=user,
         now=now,
         fmt=Formatter(language(request)),
@@ -113,9 +115,8 @@ async def fragment(request: web.Request) -> web.Response:
     return render(request, "dashboard/body.html", state=state)
 
 
-def setup(app: web.Application) -> None:
-    if READINESS not in app:
-        app[READINESS] = _no_readiness
-    app.router.add_get("/", page)
-    app.router.add_get("/dashboard/state", state_json)
-    app.router.add_get("/dashboard/fragment", fragment)
+routes: list[web.AbstractRouteDef] = [
+    web.get("/", page),
+    web.get("/dashboard/state", state_json),
+    web.get("/dashboard/fragment", fragment),
+]

@@ -34,7 +34,7 @@ from orchestrator.models import BookingRoom, Centre, Room
 from orchestrator.sessions import guests
 from orchestrator.sessions.guests import NO_CALL, GuestAccess, GuestLinkClosed
 from orchestrator.sessions.tickets import ticket_window
-from web.app import SERVICES
+from web.keys import SERVICES
 from web.ui.render import gettext, render
 from web.ui.security import now_utc
 
@@ -216,6 +216,7 @@ async def join_ticket(request: web.Request) -> web.Response:
     return web.json_response(body, headers={"Cache-Control": "no-store", **PRIVATE_HEADERS})
 
 
-def setup(app: web.Application) -> None:
-    app.router.add_get("/join/{token}", join_page, name="guest-join")
-    app.router.add_post("/join/{token}/ticket", join_ticket, name="guest-ticket")
+routes: list[web.AbstractRouteDef] = [
+    web.get("/join/{token}", join_page, name="guest-join"),
+    web.post("/join/{token}/ticket", join_ticket, name="guest-ticket"),
+]

@@ -34,7 +34,7 @@ from orchestrator.models import Room
 from orchestrator.sessions import actions, panels
 from signalling import protocol as p
 from web.api import parse_json
-from web.app import SERVICES
+from web.keys import SERVICES
 from web.ui import i18n
 from web.ui.i18n import Formatter
 from web.ui.panel_state import (
@@ -340,8 +340,9 @@ async def create_panel_link(request: web.Request) -> web.Response:
     return web.json_response({"room_id": room_id, "url": f"{base}/panel/{token}"}, status=201)
 
 
-def setup(app: web.Application) -> None:
-    app.router.add_get("/panel/{token}", panel_page)
-    app.router.add_get("/panel/{token}/state", panel_state_json)
-    app.router.add_post("/panel/{token}/command", panel_command)
-    app.router.add_post("/api/v1/rooms/{room_id}/panel-token", create_panel_link)
+routes: list[web.AbstractRouteDef] = [
+    web.get("/panel/{token}", panel_page),
+    web.get("/panel/{token}/state", panel_state_json),
+    web.post("/panel/{token}/command", panel_command),
+    web.post("/api/v1/rooms/{room_id}/panel-token", create_panel_link),
+]

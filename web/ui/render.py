@@ -12,11 +12,11 @@ import jinja2
 from aiohttp import web
 from markupsafe import Markup, escape
 
+from web.keys import ENVIRONMENTS
 from web.ui import i18n
 from web.ui.security import csrf_token, current_user
 
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates"
-ENVIRONMENTS = web.AppKey("environments", dict[str, jinja2.Environment])
 LANG = web.RequestKey("lang", str)
 
 

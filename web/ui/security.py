@@ -23,7 +23,7 @@ from aiohttp import web
 from orchestrator.clock import instant
 from orchestrator.people import accounts
 from orchestrator.people.accounts import Principal
-from web.app import SERVICES
+from web.keys import SERVICES
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 SESSION_COOKIE = "tc_session"
@@ -67,7 +67,7 @@ def current_user(request: web.Request) -> Principal | None:
 
 
 class CsrfRefused(web.HTTPForbidden):
-    pass
+    """A form without its CSRF token: ``web.ui.base.html_errors`` answers the page."""
 
 
 async def _csrf_ok(request: web.Request, expected: str | None) -> bool:
@@ -90,11 +90,7 @@ async def security_middleware(request: web.Request, handler: Handler) -> web.Str
         return await handler(request)
     cookie = request.cookies.get(CSRF_COOKIE)
     if request.method in UNSAFE and not await _csrf_ok(request, cookie):
-        from web.ui.render import render_error
-
-        return await render_error(
-            request, 403, "csrf-failed", "This form has expired. Reload the page and try again."
-        )
+        raise CsrfRefused()
     request[CSRF] = cookie or secrets.token_urlsafe(24)
     request[USER] = None
     if token := request.cookies.get(SESSION_COOKIE):

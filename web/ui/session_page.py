@@ -27,7 +27,7 @@ from orchestrator.lifecycle import TERMINAL_STATES
 from orchestrator.sessions.detail import SessionDetail, session_detail
 from orchestrator.sessions.history import KeptMedia, kept_media
 from orchestrator.sessions.reminders import reminder_ids
-from web.app import SERVICES
+from web.keys import SERVICES
 from web.ui.i18n import Formatter, translations
 from web.ui.media_labels import KeptLabels, kept_labels
 from web.ui.organiser import organiser_label

@@ -34,7 +34,7 @@ from orchestrator.reports.usage import (
     load_sessions,
     year_window,
 )
-from web.app import SERVICES
+from web.keys import SERVICES
 from web.ui.dashboard_state import viewer_zone
 from web.ui.i18n import Formatter, with_colon
 from web.ui.render import gettext, language, render
@@ -215,6 +215,7 @@ async def usage_csv(request: web.Request) -> web.Response:
     )
 
 
-def setup(app: web.Application) -> None:
-    app.router.add_get("/usage", usage_page)
-    app.router.add_get("/usage.csv", usage_csv)
+routes: list[web.AbstractRouteDef] = [
+    web.get("/usage", usage_page),
+    web.get("/usage.csv", usage_csv),
+]

@@ -1,0 +1,17 @@
+"""Every key the application holds its state under (``web.AppKey``), in one module
+below every area: the API, the calendar routes and the pages read them from here, and
+``web.app`` sets them, so no area imports the application that composes it (aiohttp's
+FAQ on circular imports)."""
+
+from __future__ import annotations
+
+import jinja2
+from aiohttp import web
+
+from web.services import Services
+
+SERVICES = web.AppKey("services", Services)
+"""The database, the clock, signalling, the scheduler, the live view: ``web.app``."""
+
+ENVIRONMENTS = web.AppKey("environments", dict[str, jinja2.Environment])
+"""One jinja2 environment per language (``web.ui.render.make_environments``)."""
