@@ -13,12 +13,12 @@ import contextlib
 import itertools
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import aiohttp
 
+from common.tasks import TaskSet
 from signalling import protocol as p
 
 # The round trip the welcome's one-way clock sample is filed under: any measured one wins.
@@ -98,7 +98,7 @@ class SignallingClient:
         self._pending: dict[str, asyncio.Future[p.ServerMessage]] = {}
         self._inbox: asyncio.Queue[p.ServerMessage | None] = asyncio.Queue()
         self._ws: aiohttp.ClientWebSocketResponse | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskSet()
         self._last_received = 0.0
         self.clock_offset = ClockOffset()
         self.welcome: p.Welcome | None = None
@@ -123,7 +123,7 @@ class SignallingClient:
             )
         except (aiohttp.ClientError, OSError) as exc:
             raise ConnectionLost(f"cannot connect: {exc.__class__.__name__}") from None
-        self._spawn(self._read())
+        self._tasks.spawn(self._read())
         hello = p.Hello(
             protocol=p.PROTOCOL_VERSION,
             room_id=self._room_id,
@@ -137,7 +137,7 @@ class SignallingClient:
             raise SignallingError("bad-message", f"expected welcome, got {reply.type}")
         self.welcome = reply
         self.clock_offset.add_rough(self._clock(), reply.server_time)
-        self._spawn(self._heartbeat(reply.heartbeat_interval, reply.heartbeat_timeout))
+        self._tasks.spawn(self._heartbeat(reply.heartbeat_interval, reply.heartbeat_timeout))
         return reply
 
     async def send(self, message: object) -> None:
@@ -247,15 +247,8 @@ class SignallingClient:
             deadline = min(next_ping, self._last_received + timeout)
             await asyncio.sleep(max(0.0, deadline - time.monotonic()))
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task: asyncio.Task[None] = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
     async def close(self) -> None:
         if self._ws is not None and not self._ws.closed:
             await self._ws.close()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.close()
         self.closed.set()

@@ -34,6 +34,7 @@ from typing import Any, Final
 import aiohttp
 from sqlmodel import col, select
 
+from common.tasks import TaskSet
 from orchestrator import outbox
 from orchestrator.clock import Clock, instant
 from orchestrator.db import DbSession
@@ -177,7 +178,7 @@ class Alerts:
         self.delivered = 0
         self.abandoned = 0
         self._http: aiohttp.ClientSession | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskSet()
 
     def queue_mail(self, db: DbSession, notice: ReadinessNotice) -> int:
         """In the recording transaction (see ``queue_mail``)."""
@@ -190,11 +191,7 @@ class Alerts:
         if not self.settings.alert_webhook_url:
             return
         payload = webhook_payload(notice, self.settings.public_url)
-        task = asyncio.get_running_loop().create_task(
-            self._deliver(payload), name=f"alert-{notice.room_id}"
-        )
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.spawn(self._deliver(payload), name=f"alert-{notice.room_id}")
 
     async def _deliver(self, payload: dict[str, Any]) -> None:
         url = self.settings.alert_webhook_url
@@ -222,15 +219,12 @@ class Alerts:
 
     async def drain(self, timeout: float) -> None:
         """Wait (at most ``timeout``) for the deliveries under way."""
-        if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=timeout)
+        await self._tasks.drain(timeout)
 
     async def close(self) -> None:
         """Give deliveries under way a moment, then cancel the rest."""
         await self.drain(2.0)
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.close()
         if self._http is not None:
             await self._http.close()
             self._http = None

@@ -47,6 +47,7 @@ from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Literal, cast
 
+from common.waits import sleep_or_wake
 from orchestrator.db import DatabaseBusy, DatabaseFault
 from orchestrator.errors import DomainError
 from orchestrator.log_limit import DEFAULT_INTERVAL, LogLimiter
@@ -320,11 +321,9 @@ class EventWriter:
             taken = self.queue.take(self.now(), drain=self._draining)
             if taken is None:
                 self._idle.set()
-                self._wake.clear()
                 due = self.queue.next_due()
-                timeout = None if due is None else max(0.0, due - self.now())
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout)
+                # Nothing due: sleep until woken (a put) or until the next report is due.
+                await sleep_or_wake(self._wake, math.inf if due is None else due - self.now())
                 continue
             await self._run(taken)
 
