@@ -35,8 +35,9 @@ from signalling.server import SignallingServer, SignallingSettings
 from web import api, calendars, mailer
 from web.adapters import OrchestratorEvents, SignallingControl
 from web.alerts import Alerts
+from web.booking_results import OneTimeResults
 from web.database_errors import database_fault_middleware
-from web.keys import ENVIRONMENTS, SERVICES
+from web.keys import ENVIRONMENTS, RESULTS, SERVICES
 from web.proxy import forwarded_middleware
 from web.services import LiveView, Services
 from web.settings import Settings
@@ -219,7 +220,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     )
     app[SERVICES] = build_services(settings, clock)
     app[ENVIRONMENTS] = make_environments()
-    app[booking.RESULTS] = booking.OneTimeResults()
+    app[RESULTS] = OneTimeResults()
     app.on_response_prepare.append(ui.security_headers)
     app.cleanup_ctx.append(_lifecycle)
     app.router.add_get("/ws", app[SERVICES].signalling.handle)

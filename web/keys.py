@@ -8,6 +8,7 @@ from __future__ import annotations
 import jinja2
 from aiohttp import web
 
+from web.booking_results import OneTimeResults
 from web.services import Services
 
 SERVICES = web.AppKey("services", Services)
@@ -15,3 +16,6 @@ SERVICES = web.AppKey("services", Services)
 
 ENVIRONMENTS = web.AppKey("environments", dict[str, jinja2.Environment])
 """One jinja2 environment per language (``web.ui.render.make_environments``)."""
+
+RESULTS = web.AppKey("booking_results", OneTimeResults)
+"""What each booking set off, for the page that shows it once (``web.ui.booking``)."""

@@ -16,7 +16,6 @@ The rules are in ``orchestrator.booking.availability``, ``orchestrator.desk.web_
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -30,11 +29,11 @@ from orchestrator.booking.series import find_booking
 from orchestrator.booking.store import BookingConflict
 from orchestrator.db import DbSession
 from orchestrator.desk import door, web_booking
-from orchestrator.desk.door import BookingMail, BookingOutcome
+from orchestrator.desk.door import BookingMail
 from orchestrator.errors import DomainError
 from orchestrator.people import access
 from orchestrator.people.accounts import Principal
-from web.keys import SERVICES
+from web.keys import RESULTS, SERVICES
 from web.links import Links
 from web.ui.booking_form import (
     DURATIONS,
@@ -57,36 +56,6 @@ from web.ui.security import now_utc, require_user
 BOOKERS = ("organiser", "staff", "admin")
 GUEST_PATH = "/join/{token}"
 """Where a guest's personal link leads: the guest join page (route ``guest-join``)."""
-RESULT_SECONDS = 600.0
-
-
-@dataclass(slots=True)
-class OneTimeResults:
-    """What a booking set off, kept in memory for the page that shows it once (the
-    guests' links exist nowhere else: only their hashes are stored)."""
-
-    ttl: float = RESULT_SECONDS
-    cap: int = 500
-    items: dict[str, tuple[float, str, BookingOutcome]] = field(default_factory=dict)
-
-    def put(self, user_id: str, result: BookingOutcome, now: float) -> str:
-        for key in [k for k, (until, _, _) in self.items.items() if until <= now]:
-            del self.items[key]
-        while len(self.items) >= self.cap:
-            del self.items[next(iter(self.items))]
-        key = secrets.token_urlsafe(18)
-        self.items[key] = (now + self.ttl, user_id, result)
-        return key
-
-    def take(self, key: str, user_id: str, booking_id: str, now: float) -> BookingOutcome | None:
-        found = self.items.get(key)
-        if found is None or found[1] != user_id or found[2].booking_id != booking_id:
-            return None
-        del self.items[key]
-        return found[2] if found[0] > now else None
-
-
-RESULTS = web.AppKey("booking_results", OneTimeResults)
 
 
 @dataclass(frozen=True, slots=True)
