@@ -36,6 +36,12 @@ def room_id_from_address(address: str) -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class RoomInfo:
+    """A room as an exported calendar names it: an attendee with its centre's zone.
+
+    Not common/schedule.py's ``ScheduleRoom`` or ``RoomRecord``: the export needs the
+    zone (for VTIMEZONE and wall-clock times) and never the key, the schedule never
+    the zone. The same room, read for another purpose."""
+
     id: str
     name: str
     centre: str  # the centre's name
