@@ -14,6 +14,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 from sqlmodel import Field, SQLModel
 
+from common.sessions import AUTOMATIC, SCHEDULED
+
 # Deterministic constraint names, so later migrations (SQLite batch mode included)
 # can refer to them by name on every backend.
 SQLModel.metadata.naming_convention = {
@@ -121,7 +123,7 @@ class Booking(SQLModel, table=True):
     end_local: datetime = _wall_clock()
     timezone: str
     lead_seconds: int = 60
-    connect_mode: str = "automatic"
+    connect_mode: str = AUTOMATIC
     # The series, in iCalendar's terms (RFC 5545): UID, SEQUENCE, RRULE values (one per
     # line), RDATE/EXDATE as JSON lists of wall-clock times in ``timezone``.
     uid: str = Field(default_factory=lambda: new_id() + "@telecentre")
@@ -163,7 +165,7 @@ class Session(SQLModel, table=True):
     start_utc: datetime = _instant(index=True)
     end_utc: datetime = _instant()
     lead_seconds: int = 60
-    state: str = "scheduled"
+    state: str = SCHEDULED
     revision: int = 1
     # Who cancelled it on purpose: "organiser" or "calendar" (orchestrator.booking.commands);
     # None otherwise, and for an occurrence skipped for a conflict (it has no room).
