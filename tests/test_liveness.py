@@ -19,6 +19,7 @@ import pytest
 from aiortc import RTCPeerConnection
 from yarl import URL
 
+from common.tasks import TaskSet
 from room_agents.ice import pin_host_addresses, rtc_configuration, unpin_host_addresses
 from room_agents.liveness import (
     CHANNEL_ID,
@@ -251,7 +252,7 @@ class FreezableProxy:
         self.target_port = target_port
         self.links = 0
         self._frozen: list[asyncio.Event] = []
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskSet()
         self._server: asyncio.Server | None = None
 
     async def start(self) -> int:
@@ -269,9 +270,7 @@ class FreezableProxy:
         frozen = asyncio.Event()
         self._frozen.append(frozen)
         for src, dst in ((reader, up_writer), (up_reader, writer)):
-            task = asyncio.create_task(self._pipe(src, dst, frozen))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._tasks.spawn(self._pipe(src, dst, frozen))
 
     @staticmethod
     async def _pipe(
@@ -287,9 +286,7 @@ class FreezableProxy:
             dst.close()
 
     async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.close()
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
