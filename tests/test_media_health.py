@@ -210,9 +210,9 @@ def test_the_live_view_keeps_each_room_s_latest_report() -> None:
         process=p.ProcessStats(cpu_percent=12.5, rss_bytes=150_000_000),
     )
     live.listen(report)
-    assert live.rooms["a"]["session_id"] == "s1"
-    assert live.rooms["a"]["process"] == {"cpu_percent": 12.5, "rss_bytes": 150_000_000}
-    peers = live.media[("s1", "a")]["peers"]
+    assert live.rooms["a"].session_id == "s1"
+    assert live.rooms["a"].process_json() == {"cpu_percent": 12.5, "rss_bytes": 150_000_000}
+    peers = live.media[("s1", "a")].peers_json()
     assert isinstance(peers, list) and peers[0]["rtt_ms"] == 4.0
 
 

@@ -167,7 +167,7 @@ async def test_a_room_without_a_camera_is_reported_and_alerted_before_the_start(
                 # The session runs; its rooms report their figures while it does.
                 def healthy_report() -> bool:
                     media = services.live.rooms.get(ids["work"])
-                    return bool(media and media.get("process") and media.get("peers"))
+                    return bool(media and media.process and media.peers)
 
                 await eventually(healthy_report, "the healthy room's stats", end - time.time() + 5)
                 room_health = await get(f"/api/v1/rooms/{ids['work']}/health")

@@ -203,9 +203,9 @@ def test_the_live_view_does_not_grow_with_session_ids_or_peer_ids() -> None:
     assert len(live.media) == MAX_LIVE_KEYS
     assert len(live.readiness) == MAX_LIVE_KEYS
     newest = live.media[(f"session-{MAX_LIVE_KEYS + 499}", "a")]
-    kept = newest["peers"]
-    assert isinstance(kept, list) and len(kept) == MAX_PEERS
-    assert all("\ud800" not in peer["peer_id"] for peer in kept)
+    kept = newest.peers
+    assert isinstance(kept, tuple) and len(kept) == MAX_PEERS
+    assert all("\ud800" not in peer.peer_id for peer in kept)
     assert ("session-0", "a") not in live.media  # the least recently reported went first
 
 

@@ -44,6 +44,7 @@ from tests.accounts_support import ADMIN, Network, add_network, browser_like, lo
 from tests.test_migrations import POSTGRES_URL, _postgres_or_skip
 from tests.ui_support import RunningApp, csrf_of, running_app
 from web.api import parse_json
+from web.live_media import LiveMedia
 from web.settings import Settings
 
 NOW = datetime(2030, 6, 3, 7, 0, tzinfo=UTC)
@@ -788,7 +789,7 @@ async def test_a_rooms_health_survives_a_report_time_that_is_no_instant(
     """A room agent's stats report is input too: its time reaches the health route."""
     caplog.set_level(logging.INFO)
     room = world.network.paris_room
-    world.app.services.live.rooms[room] = {"session_id": None, "at": at, "peers": []}
+    world.app.services.live.rooms[room] = LiveMedia(session_id="session", at=at)
     async with browser_like() as http:
         url = f"{world.app.url}/api/v1/rooms/{room}/health"
         async with http.get(url, headers=world.auth) as response:

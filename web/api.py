@@ -341,10 +341,10 @@ async def room_health(request: web.Request) -> web.Response:
     media = None
     if report is not None:
         media = {
-            "session_id": report.get("session_id"),
-            "at": _report_time(report.get("at")),
-            "process": report.get("process"),
-            "peers": report.get("peers", []),
+            "session_id": report.session_id,
+            "at": _report_time(report.at),
+            "process": report.process_json(),
+            "peers": report.peers_json(),
         }
     return web.json_response(
         {

@@ -6,7 +6,7 @@ Below every area: the API, the calendar routes and the pages import it (through
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Final, TypeVar
 
 from orchestrator import reported
@@ -23,6 +23,7 @@ from signalling.ports import MediaReport, RoomReadiness
 from signalling.server import SignallingServer
 from web.adapters import OrchestratorEvents
 from web.alerts import Alerts
+from web.live_media import LiveMedia
 from web.settings import Settings
 
 MAX_LIVE_KEYS: Final = 2048
@@ -47,7 +48,8 @@ class LiveView:
     """What the pages show that the database does not hold: presence and fresh stats.
 
     ``media``: the latest media report per (session, room); ``rooms``: the latest per
-    room, with the agent's process (CPU, memory); ``readiness``: each room's latest
+    room (``LiveMedia``: the peers' figures and the agent's process, CPU and memory);
+    ``readiness``: each room's latest
     readiness check (loaded from the database at start, then kept up to date).
 
     Bounds: each table holds at most ``MAX_LIVE_KEYS`` entries (least recently
@@ -57,40 +59,23 @@ class LiveView:
     range is ignored, as the store refuses it.
     """
 
-    media: dict[tuple[str, str], dict[str, object]] = field(default_factory=dict)
-    rooms: dict[str, dict[str, object]] = field(default_factory=dict)
+    media: dict[tuple[str, str], LiveMedia] = field(default_factory=dict)
+    rooms: dict[str, LiveMedia] = field(default_factory=dict)
     readiness: dict[str, ReadinessView] = field(default_factory=dict)
 
     def listen(self, event: object) -> None:
         if isinstance(event, MediaReport) and event.room_id is not None:
-            report: dict[str, object] = {
-                "at": event.at,
-                "peers": [
-                    {
-                        "peer_id": reported.text(m.peer_id, MAX_ID),
-                        "fps": m.fps,
-                        "latency_p50_ms": m.latency_p50_ms,
-                        "latency_p95_ms": m.latency_p95_ms,
-                        "freezes": m.freezes,
-                        "live": m.live,
-                        "audio_level": m.audio_level,
-                        "bitrate_in_kbps": m.bitrate_in_kbps,
-                        "bitrate_out_kbps": m.bitrate_out_kbps,
-                        "rtt_ms": m.rtt_ms,
-                        "jitter_ms": m.jitter_ms,
-                        "packets_lost": m.packets_lost,
-                        "loss_fraction": m.loss_fraction,
-                    }
+            report = LiveMedia(
+                session_id=event.session_id,
+                at=event.at,
+                peers=tuple(
+                    replace(m, peer_id=reported.text(m.peer_id, MAX_ID))
                     for m in event.media[:MAX_PEERS]
-                ],
-                "process": (
-                    {"cpu_percent": event.process.cpu_percent, "rss_bytes": event.process.rss_bytes}
-                    if event.process is not None
-                    else None
                 ),
-            }
+                process=event.process,
+            )
             _keep(self.media, (event.session_id, event.room_id), report)
-            _keep(self.rooms, event.room_id, {"session_id": event.session_id, **report})
+            _keep(self.rooms, event.room_id, report)
         elif isinstance(event, RoomReadiness):
             try:
                 checked_at = reported.instant(event.checked_at)

@@ -20,10 +20,9 @@ in the refusal of an extension.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from orchestrator.booking.conflicts import Conflict
 from orchestrator.booking.overview import BookingOverview, SessionLine
@@ -37,6 +36,7 @@ from orchestrator.sessions.detail import SessionDetail, session_detail
 from orchestrator.sessions.history import KeptMedia, kept_media
 from orchestrator.sessions.invitations import Reason, closed_reason
 from orchestrator.sessions.reminders import reminder_ids
+from web.live_media import LiveMedia
 from web.ui.organiser import organiser_label
 
 
@@ -136,15 +136,13 @@ def viewer_zone(db: DbSession, user: Principal, fallback: str | None = None) -> 
 
 
 def _media(
-    live: dict[tuple[str, str], dict[str, Any]], session_id: str, room_id: str
+    live: Mapping[tuple[str, str], LiveMedia], session_id: str, room_id: str
 ) -> tuple[float | None, float | None]:
     """The room's frame rate (mean over its peers) and worst median latency, fresh."""
     report = live.get((session_id, room_id))
-    peers = report.get("peers", []) if report else []
-    rates = [p["fps"] for p in peers if isinstance(p.get("fps"), int | float)]
-    latencies = [
-        p["latency_p50_ms"] for p in peers if isinstance(p.get("latency_p50_ms"), int | float)
-    ]
+    peers = report.peers if report else ()
+    rates = [p.fps for p in peers]
+    latencies = [p.latency_p50_ms for p in peers if p.latency_p50_ms is not None]
     return (
         sum(rates) / len(rates) if rates else None,
         max(latencies) if latencies else None,
@@ -152,7 +150,9 @@ def _media(
 
 
 def _participants(
-    booking: BookingOverview, detail: SessionDetail | None, live: dict[Any, Any]
+    booking: BookingOverview,
+    detail: SessionDetail | None,
+    live: Mapping[tuple[str, str], LiveMedia],
 ) -> tuple[Participant, ...]:
     """The rooms of the session; a room that is not taking part now (it left, or the
     session is over) shows the figures it kept instead of live ones."""
@@ -230,7 +230,7 @@ def detail_page(
     booking: BookingOverview,
     user: Principal,
     now: datetime,
-    live: dict[tuple[str, str], dict[str, Any]],
+    live: Mapping[tuple[str, str], LiveMedia],
 ) -> DetailPage:
     """The page of a booking the person may see."""
     manage = booking.manageable_by(user)

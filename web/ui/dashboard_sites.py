@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from babel.numbers import format_decimal
 
@@ -19,6 +18,7 @@ from orchestrator.lifecycle import TERMINAL_STATES
 from orchestrator.people.accounts import Principal
 from orchestrator.reports.network import SessionRow, SiteRow
 from orchestrator.sessions.history import KeptMedia
+from web.live_media import LiveMedia
 from web.ui.i18n import Formatter, with_colon
 from web.ui.media_labels import kept_labels, number
 
@@ -94,7 +94,7 @@ class ViewContext:
     room_names: Mapping[str, str]
     room_centres: Mapping[str, str]
     online: frozenset[str]
-    media: Mapping[tuple[str, str], Mapping[str, Any]]
+    media: Mapping[tuple[str, str], LiveMedia]
     kept: Mapping[tuple[str, str], KeptMedia]
     owners: Mapping[str, str]
     """Booking owner id -> name (the organiser shown)."""
@@ -128,24 +128,23 @@ def _live_figures(session: SessionRow, site: SiteRow, ctx: ViewContext, visible:
     """The worst figures of the room's last report, while fresher than STALE_SECONDS."""
     _ = ctx._
     report = ctx.media.get((session.id, site.room_id))
-    peers: list[Mapping[str, Any]] = list(report.get("peers", [])) if report else []
-    stats_at = report.get("at") if report else None
-    at = datetime.fromtimestamp(stats_at, UTC) if isinstance(stats_at, int | float) else None
+    peers = report.peers if report else ()
+    at = datetime.fromtimestamp(report.at, UTC) if report else None
     fresh = at is not None and (ctx.now - at).total_seconds() <= STALE_SECONDS
-    fps = _worst([p.get("fps") for p in peers], min) if fresh else None
-    p50 = _worst([p.get("latency_p50_ms") for p in peers], max) if fresh else None
-    p95 = _worst([p.get("latency_p95_ms") for p in peers], max) if fresh else None
+    fps = _worst([p.fps for p in peers], min) if fresh else None
+    p50 = _worst([p.latency_p50_ms for p in peers], max) if fresh else None
+    p95 = _worst([p.latency_p95_ms for p in peers], max) if fresh else None
     lang = ctx.fmt.lang
     guests = dict(session.guests)
     fps_unit = _("fps")
     details = []
     for peer in peers if fresh else []:
-        name = _peer_name(str(peer.get("peer_id", "")), ctx, guests, visible)
-        parts = [f"{number(float(peer.get('fps') or 0.0), lang)} {fps_unit}"]
-        if peer.get("latency_p50_ms") is not None:
-            parts.append(f"p50 {number(float(peer['latency_p50_ms']), lang)} ms")
-        if peer.get("latency_p95_ms") is not None:
-            parts.append(f"p95 {number(float(peer['latency_p95_ms']), lang)} ms")
+        name = _peer_name(peer.peer_id, ctx, guests, visible)
+        parts = [f"{number(float(peer.fps), lang)} {fps_unit}"]
+        if peer.latency_p50_ms is not None:
+            parts.append(f"p50 {number(float(peer.latency_p50_ms), lang)} ms")
+        if peer.latency_p95_ms is not None:
+            parts.append(f"p95 {number(float(peer.latency_p95_ms), lang)} ms")
         details.append(
             _("from %(peer)s: %(figures)s") % {"peer": name, "figures": ", ".join(parts)}
         )

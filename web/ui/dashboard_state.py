@@ -31,6 +31,7 @@ from orchestrator.people.access import can_see_booking
 from orchestrator.people.accounts import Principal
 from orchestrator.reports.network import UNDER_WAY, NetworkSnapshot, SessionRow
 from orchestrator.sessions.history import KeptMedia
+from web.live_media import LiveMedia
 from web.ui.dashboard_sites import SiteView, ViewContext, iso, site_view
 from web.ui.i18n import Formatter, with_colon
 from web.ui.organiser import organiser_label
@@ -291,7 +292,7 @@ def build_state(
     snapshot: NetworkSnapshot,
     *,
     online: set[str] | frozenset[str],
-    media: Mapping[tuple[str, str], Mapping[str, Any]],
+    media: Mapping[tuple[str, str], LiveMedia],
     readiness: Mapping[str, Readiness],
     user: Principal | None,
     now: datetime,
