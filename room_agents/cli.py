@@ -20,12 +20,14 @@ import argparse
 import asyncio
 import json
 import logging
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from room_agents.config import CONFIG_ENV, KEY_ENV, OPTIONS, Loaded, load
+from room_agents.devices import inventory
 
 log = logging.getLogger(__name__)
 _SUMMARY = (__doc__ or "").split("\n")[0]
@@ -51,8 +53,6 @@ def setup_logging(level: str) -> None:
 async def until_signalled(coro: Any) -> None:
     """Run ``coro`` until it ends or SIGTERM/SIGINT arrives; then cancel it, so the
     agent leaves its sessions before it exits (systemd stops it with SIGTERM)."""
-    import signal
-
     task = asyncio.ensure_future(coro)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -65,6 +65,7 @@ async def until_signalled(coro: Any) -> None:
 
 def run_until_signalled(coro: Any) -> None:
     try:
+        # Optional: uvloop comes with the server extra, a room PC may not have it.
         import uvloop
 
         runner: Callable[[Any], Any] = uvloop.run
@@ -80,6 +81,8 @@ def run_until_signalled(coro: Any) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> None:
+    # The media stack (aiortc, PyAV, numpy: 0.7 s) loads only to run the agent: this
+    # module builds the parser of every ``telecentre`` command, the service's included.
     from room_agents.agent import RoomAgent
 
     loaded = load(_flags(args))
@@ -99,8 +102,6 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 
 def cmd_devices(args: argparse.Namespace) -> None:
-    from room_agents.devices import inventory
-
     found = inventory(Path(args.root))
     print(json.dumps(found.to_json()) if args.json else found.to_text())
 

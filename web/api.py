@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from aiohttp import web
+from sqlmodel import select
 
 from orchestrator import centres, inputs, reported
 from orchestrator.booking import one_off
@@ -531,8 +532,6 @@ async def add_feed(request: web.Request) -> web.Response:
 
 
 async def list_feeds(request: web.Request) -> web.Response:
-    from sqlmodel import select
-
     rows = await request.app[SERVICES].db.run(lambda s: list(s.exec(select(Feed)).all()))
     return web.json_response({"feeds": [feed_json(f) for f in rows]})
 
