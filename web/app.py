@@ -1,7 +1,9 @@
 """``create_app(settings)``: the one place that composes the planes into a service.
 
 The orchestrator and signalling never see each other; here each gets the other's
-adapter. Everything long-lived (scheduler, event writer, signalling hub) is
+adapter. The app's state sits under the keys of ``web.keys``; each area (the API, the
+calendar routes, the pages) declares its routes, added here, and none imports this
+module. Everything long-lived (scheduler, event writer, signalling hub) is
 started and stopped by the application's cleanup context, so every background
 task has an owner.
 """
@@ -57,22 +59,21 @@ from web.ui.render import make_environments
 
 log = logging.getLogger(__name__)
 
-AREAS: Final = (
-    api,
-    calendars,
-    ui,
-    accounts,
-    admin,
-    dashboard,
-    booking,
-    booking_detail,
-    approvals,
-    panel,
-    guest,
-    usage,
+ROUTES: Final[tuple[list[web.AbstractRouteDef], ...]] = (
+    api.routes,
+    calendars.routes,
+    ui.routes,
+    accounts.routes,
+    admin.routes,
+    dashboard.routes,
+    booking.routes,
+    booking_detail.routes,
+    approvals.routes,
+    panel.routes,
+    guest.routes,
+    usage.routes,
 )
-"""Each area declares its routes (``routes``); they are added in this order, which
-is the order the router tries them in."""
+"""Each area's routes, in the order the router tries them."""
 
 NOTICE_WAIT: Final = 30.0
 """How long shutdown waits for release notices still being queued in the outbox."""
@@ -226,8 +227,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     app.router.add_get("/ws", app[SERVICES].signalling.handle)
     app.router.add_get("/healthz", _health)
     app.router.add_get("/favicon.ico", _favicon)
-    for area in AREAS:
-        app.add_routes(area.routes)
+    for routes in ROUTES:
+        app.add_routes(routes)
     return app
 
 
