@@ -43,7 +43,7 @@ from orchestrator.sessions import guests, participation
 from tests.browser_support import browser, new_page, screenshot_path
 from tests.session_history_support import hold_ended_session
 from tests.ui_support import RunningApp, csrf_of, running_app
-from web.app import SERVICES
+from web.keys import SERVICES
 from web.settings import Settings
 from web.ui.i18n import Formatter
 

@@ -23,7 +23,7 @@ from orchestrator.calendars.feeds import FeedPoller
 from tests.e2e_support import ROOT, Cli, base_env
 from tests.faketime_support import faked_env, ticking_from
 from tests.test_web_api import Service, network, svc  # noqa: F401 (fixture)
-from web.app import SERVICES
+from web.keys import SERVICES
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ics"
 

@@ -36,7 +36,8 @@ from tests.e2e_support import (
 )
 from tests.test_e2e_autostart import CENTRES, _keep_logs, assert_clean_logs, online, ts
 from tests.test_e2e_resilience import frames_after
-from web.app import SERVICES, create_app
+from web.app import create_app
+from web.keys import SERVICES
 from web.settings import Settings
 
 ROOMS = ["fontainebleau", "amsterdam"]

@@ -20,7 +20,8 @@ from orchestrator.db import Database
 from orchestrator.people import api_tokens
 from signalling import protocol as p
 from signalling.client import SignallingClient, SignallingError
-from web.app import SERVICES, create_app
+from web.app import create_app
+from web.keys import SERVICES
 from web.settings import Settings
 
 pytestmark = pytest.mark.wall_clock

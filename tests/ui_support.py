@@ -20,7 +20,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from orchestrator.clock import Clock
-from web.app import SERVICES, create_app
+from web.app import create_app
+from web.keys import SERVICES
 from web.settings import Settings
 
 PASSWORD = "correct horse battery"
