@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from common.peers import room_peer_id
+from common.sessions import TERMINAL_STATES
 from common.tasks import TaskSet
 from signalling import protocol as p
 from signalling.control import RoomControls, RoomStateListener
@@ -35,8 +36,6 @@ from signalling.ports import (
 from signalling.reports import Coalescer, media_of_members, merge_reports
 
 log = logging.getLogger(__name__)
-
-TERMINAL_STATES = p.TERMINAL_SESSION_STATES
 
 
 class Link(Protocol):
