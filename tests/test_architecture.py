@@ -55,6 +55,34 @@ def test_running_telecentre_agent_loads_no_server_code() -> None:
     assert proc.stderr.strip() == "0 []"
 
 
+def test_a_service_command_loads_only_its_own_subject() -> None:
+    """``telecentre centre ...`` loads the centre commands, not the web application,
+    the signalling server or aiortc that ``serve`` needs; ``--help`` still lists all."""
+    code = (
+        "import sys; from web.cli import main\n"
+        "try:\n    main(['centre', 'add', '--help'])\nexcept SystemExit as e:\n    status = e.code\n"
+        "bad = [m for m in ('web.app', 'web.cli.serve', 'web.cli.sessions', 'signalling.server', "
+        "'aiortc', 'jinja2') if m in sys.modules]\n"
+        "print(status, bad, file=sys.stderr)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "usage: telecentre centre add" in proc.stdout
+    assert proc.stderr.strip() == "0 []"
+    listed = subprocess.run(
+        [sys.executable, "-m", "web.cli", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert listed.returncode == 0, listed.stderr
+    for command in ("serve", "centre", "room", "user", "book", "calendar", "feed", "caldav"):
+        assert f"    {command} " in listed.stdout or f"{{{command}," in listed.stdout
+
+
 def test_the_agent_extra_declares_no_server_package() -> None:
     import tomllib
 

@@ -45,7 +45,7 @@ from orchestrator.sessions import calls, detail, panels
 from orchestrator.sessions.scheduler import Scheduler
 from orchestrator.sessions.tickets import TicketSigner
 from tests.test_migrations import POSTGRES_URL, _postgres_or_skip
-from web.api import session_json
+from web.api_json import session_json
 
 FIXTURE = Path(__file__).parent / "fixtures" / "ics" / "outlook_free_reminder_and_meeting.ics"
 NOW = datetime(2027, 1, 10, 12, 0, tzinfo=UTC)  # two days before the fixture's events

@@ -25,11 +25,20 @@ from orchestrator.clock import instant
 from orchestrator.db import DbSession
 from orchestrator.desk import door
 from orchestrator.errors import DomainError
-from orchestrator.models import Booking, CalDavLink, Centre, Feed, Room, Session
+from orchestrator.models import Booking, CalDavLink, Feed, Room
 from orchestrator.people import api_tokens
 from orchestrator.sessions import detail as session_reads
 from orchestrator.sessions import readiness
 from orchestrator.sessions.detail import SessionDetail
+from web.api_json import (
+    booking_json,
+    centre_json,
+    iso,
+    readiness_json,
+    room_json,
+    session_detail_json,
+    session_json,
+)
 from web.import_titles import request_language, untitled
 from web.keys import SERVICES
 from web.openapi import OPENAPI_PATH, openapi_document
@@ -204,102 +213,6 @@ def parse_instant(text: str) -> datetime:
     """An ISO 8601 instant with its offset (``inputs.parse_instant``: ``invalid-time``
     for a bare local time or one outside the range every computation holds)."""
     return inputs.parse_instant(text)
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
-def centre_json(c: Centre) -> dict[str, Any]:
-    return {"id": c.id, "name": c.name, "timezone": c.timezone}
-
-
-def readiness_json(view: readiness.ReadinessView | None, *, alerts: bool = False) -> Any:
-    """A room's readiness check as the API shows it (None: never checked)."""
-    if view is None:
-        return None
-    out = view.to_json()
-    if alerts:
-        out["alerts"] = view.alerts
-    return out
-
-
-def room_json(
-    r: Room, online: bool, ready: readiness.ReadinessView | None = None
-) -> dict[str, Any]:
-    """``ready``: the room's latest readiness check (None: never checked)."""
-    return {
-        "readiness": readiness_json(ready),
-        "buffer_seconds": r.buffer_seconds,
-        "max_duration_seconds": r.max_duration_seconds,
-        "max_advance_days": r.max_advance_days,
-        "aliases": json.loads(r.aliases),
-        "id": r.id,
-        "centre_id": r.centre_id,
-        "name": r.name,
-        "key_generation": r.key_generation,
-        "online": online,
-    }
-
-
-def booking_json(b: Booking) -> dict[str, Any]:
-    return {
-        "id": b.id,
-        "title": b.title,
-        "start": _iso(b.start_utc),
-        "end": _iso(b.end_utc),
-        "start_local": b.start_local.isoformat(),
-        "end_local": b.end_local.isoformat(),
-        "timezone": b.timezone,
-        "lead_seconds": b.lead_seconds,
-        "connect_mode": b.connect_mode,
-    }
-
-
-def session_json(s: Session) -> dict[str, Any]:
-    return {
-        "id": s.id,
-        "booking_id": s.booking_id,
-        "start": _iso(s.start_utc),
-        "end": _iso(s.end_utc),
-        "state": s.state,
-        "lead_seconds": s.lead_seconds,
-        "failure": s.failure,
-    }
-
-
-def session_detail_json(
-    d: SessionDetail, ready: dict[str, readiness.ReadinessView] | None = None
-) -> dict[str, Any]:
-    """``ready``: each room's readiness check for the session, shown as ``readiness``."""
-    checks = ready or {}
-    return {
-        "id": d.id,
-        "booking_id": d.booking_id,
-        "title": d.title,
-        "start": _iso(d.start),
-        "end": _iso(d.end),
-        "lead_seconds": d.lead_seconds,
-        "state": d.state,
-        "connect_mode": d.connect_mode,
-        "transitions": [{"seq": t.seq, "state": t.state, "at": _iso(t.at)} for t in d.transitions],
-        "rooms": [
-            {
-                "room_id": p.room_id,
-                "name": p.room_name,
-                "centre_id": p.centre_id,
-                "joined_at": _iso(p.joined_at),
-                "first_frame_at": _iso(p.first_frame_at),
-                "live_at": _iso(p.live_at),
-                "left_at": _iso(p.left_at),
-                "released_at": _iso(p.released_at),
-                "rejoins": p.rejoins,
-                "media": p.media,
-                "readiness": readiness_json(checks.get(p.room_id), alerts=True),
-            }
-            for p in d.participations
-        ],
-    }
 
 
 async def list_centres(request: web.Request) -> web.Response:
@@ -501,7 +414,7 @@ def feed_json(f: Feed) -> dict[str, Any]:
         "url": f.url,
         "room_id": f.room_id,
         "interval_seconds": f.interval_seconds,
-        "last_polled_at": _iso(f.last_polled_at),
+        "last_polled_at": iso(f.last_polled_at),
         "last_status": json.loads(f.last_status) if f.last_status else None,
     }
 

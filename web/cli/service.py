@@ -4,38 +4,52 @@ order ``telecentre --help`` lists them; ``agent`` is the room PC's (room_agents/
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from collections.abc import Sequence
+from typing import Final
 
-from room_agents.cli import add_agent_parser
-from web.cli import bookings, calendars, people, places, serve, sessions
 from web.cli.base import CliError
 
+# Each command, in the order ``telecentre --help`` lists them: the module that declares
+# it and the function that adds its parser. A command loads only its own module, so
+# ``telecentre user list`` does not pay for the web application that ``serve`` imports
+# (about 2 s on a small machine); only ``--help`` and a mistyped command load them all.
+COMMANDS: Final[tuple[tuple[str, str, str], ...]] = (
+    ("serve", "web.cli.serve", "add_serve_parser"),
+    ("centre", "web.cli.places", "add_centre_parser"),
+    ("room", "web.cli.places", "add_room_parser"),
+    ("user", "web.cli.people", "add_user_parser"),
+    ("book", "web.cli.bookings", "add_book_parser"),
+    ("calendar", "web.cli.calendars", "add_calendar_parser"),
+    ("feed", "web.cli.calendars", "add_feed_parser"),
+    ("caldav", "web.cli.calendars", "add_caldav_parser"),
+    ("booking", "web.cli.bookings", "add_booking_parser"),
+    ("session", "web.cli.sessions", "add_session_parser"),
+    ("token", "web.cli.people", "add_token_parser"),
+    ("agent", "room_agents.cli", "add_agent_parser"),  # run, devices, config
+    ("demo", "web.cli.serve", "add_demo_parser"),
+)
 
-def build_parser() -> argparse.ArgumentParser:
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser, or (``only``) the top level with that one command."""
     parser = argparse.ArgumentParser(
         prog="telecentre", description="TelePresence room orchestration"
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    serve.add_serve_parser(sub)
-    places.add_centre_parser(sub)
-    places.add_room_parser(sub)
-    people.add_user_parser(sub)
-    bookings.add_book_parser(sub)
-    calendars.add_calendar_parser(sub)
-    calendars.add_feed_parser(sub)
-    calendars.add_caldav_parser(sub)
-    bookings.add_booking_parser(sub)
-    sessions.add_session_parser(sub)
-    people.add_token_parser(sub)
-    add_agent_parser(sub)  # run, devices, config: room_agents/cli.py
-    serve.add_demo_parser(sub)
+    for name, module, adder in COMMANDS:
+        if only is None or name == only:
+            getattr(importlib.import_module(module), adder)(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    known = {name for name, _, _ in COMMANDS}
+    only = words[0] if words and words[0] in known else None
+    args = build_parser(only).parse_args(words)
     try:
         args.func(args)
     except CliError as exc:

@@ -8,7 +8,7 @@ from typing import Any
 
 from orchestrator.sessions import readiness
 from orchestrator.sessions.detail import session_detail
-from web.api import session_detail_json
+from web.api_json import session_detail_json
 from web.cli.base import data_opts, emit, run_db
 
 
