@@ -46,8 +46,8 @@ import av
 import numpy as np
 import numpy.typing as npt
 
-from common.threads import StoppableThread
 from room_agents.config import AgentConfig
+from room_agents.device_thread import DeviceThread
 from room_agents.devices import (
     DEVICE_FAILED,
     DEVICE_MISSING,
@@ -85,33 +85,18 @@ SOUND_FLOOR: Final = 1e-4
 Yuv = npt.NDArray[np.uint8]
 
 
-class CaptureThread:
+class CaptureThread(DeviceThread):
     """Reads one device spec on a thread, forever, until stopped; subclasses pick the
     stream and take the frames."""
 
     kind: Kind = "camera"
 
     def __init__(self, spec: DeviceSpec, retry: float = RETRY, read_timeout: float = READ_TIMEOUT):
-        self.spec = spec
-        self.retry = retry
+        super().__init__(spec, retry, name=f"{self.kind}-capture", label=f"{self.kind} {spec}")
         self.read_timeout = read_timeout
-        self.state = "stopped"  # starting, ok, unavailable, stopped
-        self.error: DeviceError | None = None
         self.frames = 0
         self.opened = 0  # how many times the device was opened
         self.last_frame: float | None = None  # monotonic
-        self._thread = StoppableThread(self._run, name=f"{self.kind}-capture")
-
-    def start(self) -> None:
-        if self._thread.running:
-            return
-        self.state = "starting"
-        self._thread.start()
-
-    def stop(self, timeout: float = 5.0) -> None:
-        if not self._thread.stop(timeout):
-            log.warning("%s %s: capture did not stop within %.0f s", self.kind, self.spec, timeout)
-        self.state = "stopped"
 
     def status(self) -> dict[str, Any]:
         age = None if self.last_frame is None else time.monotonic() - self.last_frame
@@ -190,14 +175,7 @@ class CaptureThread:
             self._take(frame)
             self.frames += 1
             self.last_frame = time.monotonic()
-            if self.state != "ok":
-                log.info("%s %s delivers", self.kind, self.spec)
-                self.state, self.error = "ok", None
-
-    def _unavailable(self, error: DeviceError) -> None:
-        if self.error is None or self.error.message != error.message:
-            log.error("%s; retrying every %g s", error.message, self.retry)
-        self.state, self.error = "unavailable", error
+            self._working("delivers")
 
 
 class VideoCapture(CaptureThread):

@@ -33,7 +33,7 @@ import av
 import numpy as np
 import numpy.typing as npt
 
-from common.threads import StoppableThread
+from room_agents.device_thread import DeviceThread
 from room_agents.devices import DeviceError, DeviceSpec, open_error, open_output
 from room_agents.media import AUDIO_PTIME, AUDIO_SAMPLE_RATE, AUDIO_SAMPLES
 
@@ -169,8 +169,10 @@ def new_resampler() -> Any:
 # --- the speaker ----------------------------------------------------------------------
 
 
-class Speaker:
+class Speaker(DeviceThread):
     """Mixes the far rooms' audio into one output, written on its own thread."""
+
+    working_state = "playing"
 
     def __init__(
         self,
@@ -178,15 +180,11 @@ class Speaker:
         retry: float = 3.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.spec = spec
-        self.retry = retry
+        super().__init__(spec, retry, name="speaker", label=f"speaker {spec}")
         self._clock = clock
         self._queues: dict[str, SampleFifo] = {}
         self._resamplers: dict[str, Any] = {}
         self._lock = threading.Lock()
-        self._thread = StoppableThread(self._run, name="speaker")
-        self.state = "stopped"
-        self.error: DeviceError | None = None
         self.periods_written = 0
         self.level = 0.0  # RMS of the latest period written
         self.loudest = 0.0  # the highest period RMS since start
@@ -204,18 +202,6 @@ class Speaker:
             if queue is None:
                 queue = self._queues[peer_id] = SampleFifo()
         queue.push(samples)
-
-    def start(self) -> None:
-        if self._thread.running:
-            return
-        self.state = "starting"
-        self._thread.start()
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Stop writing and close the output (a WAV file gets its final header)."""
-        if not self._thread.stop(timeout):
-            log.warning("speaker %s: the writer did not stop within %.0f s", self.spec, timeout)
-        self.state = "stopped"
 
     def status(self) -> dict[str, Any]:
         return {
@@ -280,9 +266,7 @@ class Speaker:
             pts += AUDIO_SAMPLES
             for packet in stream.encode(frame):
                 container.mux(packet)
-            if self.state != "playing":
-                log.info("speaker %s playing", self.spec)
-                self.state, self.error = "playing", None
+            self._working("playing")
             self.periods_written += 1
             self.level = rms(samples)
             self.loudest = max(self.loudest, self.level)
@@ -294,8 +278,3 @@ class Speaker:
                 self._thread.wait(-late)
         for packet in stream.encode(None):
             container.mux(packet)
-
-    def _unavailable(self, error: DeviceError) -> None:
-        if self.error is None or self.error.message != error.message:
-            log.error("%s; retrying every %g s", error.message, self.retry)
-        self.state, self.error = "unavailable", error
