@@ -34,7 +34,9 @@ RESERVE_ONLY: Final = "reserve-only"
 """The rooms are held; no call is set up."""
 MANUAL: Final = "manual"
 """An older name of one-button, still accepted and still found in stored bookings."""
-CONNECT_MODES: Final = frozenset({AUTOMATIC, ONE_BUTTON, RESERVE_ONLY})
+CONNECT_MODE_NAMES: Final = (AUTOMATIC, ONE_BUTTON, RESERVE_ONLY)
+"""The connect modes in the order forms and the API document list them."""
+CONNECT_MODES: Final = frozenset(CONNECT_MODE_NAMES)
 CONNECT_MODE_ALIASES: Final = {MANUAL: ONE_BUTTON}
 CALL_MODES: Final = frozenset({AUTOMATIC, ONE_BUTTON})
 """Connect modes in which the rooms take part in a call (not reserve-only)."""

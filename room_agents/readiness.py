@@ -49,6 +49,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Protocol
 from urllib.parse import parse_qs
 
+from common.sessions import RESERVE_ONLY
 from common.waits import sleep_or_wake
 from signalling import protocol as p
 from signalling.client import SignallingClient, SignallingError
@@ -195,7 +196,7 @@ def due_sessions(
     """The sessions to check at ``now`` (see the module's rules)."""
     due = []
     for entry in entries:
-        if entry.state in p.TERMINAL_SESSION_STATES or entry.connect_mode == "reserve-only":
+        if entry.state in p.TERMINAL_SESSION_STATES or entry.connect_mode == RESERVE_ONLY:
             continue
         if not entry.start - lead <= now < entry.start:
             continue
@@ -219,7 +220,7 @@ def open_sessions(
         if entry.state in p.TERMINAL_SESSION_STATES:
             continue
         if entry.session_id in inside or (
-            entry.connect_mode != "reserve-only" and entry.start - lead <= now < entry.end
+            entry.connect_mode != RESERVE_ONLY and entry.start - lead <= now < entry.end
         ):
             out.append(entry.session_id)
     return out

@@ -19,6 +19,7 @@ from sqlmodel import select
 
 from orchestrator import centres, inputs, reported
 from orchestrator.booking import one_off
+from orchestrator.booking.policy import AUTOMATIC
 from orchestrator.booking.recurrence import RecurrenceError
 from orchestrator.calendars.ical_in.parse import MAX_BYTES, CalendarError
 from orchestrator.clock import instant
@@ -337,7 +338,7 @@ async def add_booking(request: web.Request) -> web.Response:
     lead = _field(data, "lead_seconds", int, 60)
     rrule = _field(data, "rrule", str, None)
     on_conflict = _field(data, "on_conflict", str, "reject")
-    connect_mode = _field(data, "connect_mode", str, "automatic")
+    connect_mode = _field(data, "connect_mode", str, AUTOMATIC)
     zone = _field(data, "timezone", str, None)
     if on_conflict not in ("reject", "skip"):
         raise DomainError("bad-request", "on_conflict is reject or skip")

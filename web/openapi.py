@@ -18,6 +18,8 @@ from typing import Any
 
 from aiohttp import web
 
+from common.sessions import AUTOMATIC, CONNECT_MODE_NAMES, MANUAL
+
 API = "/api/v1"
 OPENAPI_PATH = API + "/openapi.json"
 JSON = "application/json"
@@ -335,7 +337,7 @@ SCHEMAS: dict[str, Schema] = {
             "lead_seconds": COUNT,
             "connect_mode": {
                 "type": "string",
-                "enum": ["automatic", "one-button", "reserve-only"],
+                "enum": list(CONNECT_MODE_NAMES),
             },
         },
     },
@@ -362,8 +364,8 @@ SCHEMAS: dict[str, Schema] = {
             "on_conflict": {"type": "string", "enum": ["reject", "skip"], "default": "reject"},
             "connect_mode": {
                 "type": "string",
-                "enum": ["automatic", "one-button", "reserve-only", "manual"],
-                "default": "automatic",
+                "enum": [*CONNECT_MODE_NAMES, MANUAL],
+                "default": AUTOMATIC,
             },
             "timezone": {
                 "type": "string",
@@ -527,6 +529,7 @@ SCHEMAS: dict[str, Schema] = {
         "type": "object",
         "description": "An occurrence left out because a room was taken.",
         "required": [
+            "code",
             "uid",
             "room_id",
             "booking_id",
@@ -536,6 +539,11 @@ SCHEMAS: dict[str, Schema] = {
             "end",
         ],
         "properties": {
+            "code": {
+                "type": "string",
+                "enum": ["conflict"],
+                "description": "The code a booking door refuses a taken room with.",
+            },
             "uid": {"type": "string", "description": "The imported event's UID."},
             "room_id": ID,
             "booking_id": nullable(
@@ -795,8 +803,13 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         body=ref("NewBooking"),
         errors=(404, 409),
         description=(
-            "A conflict is ``409 conflict`` with the conflicting rooms and bookings; "
-            "with ``on_conflict: skip`` the conflicting dates are left out and listed."
+            "Every door (this API, the form, ``telecentre book``, calendar imports) applies "
+            "the same rules with the same codes: ``past`` (400: the first meeting has "
+            "ended), ``too-long`` (400: over a room's maximum duration), "
+            "``too-far-ahead`` (400: beyond a room's booking window), ``too-few-rooms`` "
+            "(400), ``unknown-room`` (404). A conflict is ``409 conflict`` with the "
+            "conflicting rooms and bookings; with ``on_conflict: skip`` the conflicting "
+            "dates are left out and listed."
         ),
     ),
     ("GET", API + "/bookings/{booking_id}/invitation.ics"): operation(

@@ -27,8 +27,6 @@ from orchestrator.models import Booking, Centre, Room, Session, utcnow
 MIN_ROOMS = 2
 """A telepresence booking links at least two rooms."""
 MAX_LEAD_SECONDS = 3600
-CONNECT_MODES = frozenset({"automatic", "one-button", "reserve-only", "manual"})
-"""Accepted connect modes (``orchestrator.booking.policy``; ``manual`` is ``one-button``)."""
 
 
 def check_times(start: datetime, end: datetime) -> None:
@@ -59,7 +57,7 @@ def book(
     room_ids: Sequence[str],
     lead_seconds: int = 60,
     timezone: str | None = None,
-    connect_mode: str = "automatic",
+    connect_mode: str = policy.AUTOMATIC,
 ) -> tuple[Booking, Session]:
     """Book rooms (of any centres) together for one meeting; the session exists at once,
     ``scheduled``, and holds the rooms (``store.BookingConflict`` if one is taken).

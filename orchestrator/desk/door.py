@@ -38,7 +38,7 @@ from sqlmodel import col, select
 from orchestrator import outbox
 from orchestrator.booking import commands, recurrence
 from orchestrator.booking.conflicts import Conflict
-from orchestrator.booking.policy import RESERVE_ONLY, BookingSettings
+from orchestrator.booking.policy import AUTOMATIC, RESERVE_ONLY, BookingSettings
 from orchestrator.booking.series import check_title
 from orchestrator.booking.store import OnConflict
 from orchestrator.booking.values import SeriesSpec
@@ -75,7 +75,7 @@ class BookingRequest:
     start_local: datetime
     end_local: datetime
     rrule: str | None = None
-    connect_mode: str = "automatic"
+    connect_mode: str = AUTOMATIC
     lead_seconds: int = 60
     guests: tuple[GuestRequest, ...] = ()
     on_conflict: OnConflict = "reject"
@@ -98,7 +98,7 @@ def at_instants(
     timezone: str,
     *,
     rrule: str | None = None,
-    connect_mode: str = "automatic",
+    connect_mode: str = AUTOMATIC,
     lead_seconds: int = 60,
     on_conflict: OnConflict = "reject",
 ) -> BookingRequest:

@@ -27,6 +27,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from common.sessions import AUTOMATIC, MANUAL, ONE_BUTTON, RESERVE_ONLY
 from orchestrator.people.access import can_see_booking
 from orchestrator.people.accounts import Principal
 from orchestrator.reports.network import UNDER_WAY, NetworkSnapshot, SessionRow
@@ -192,10 +193,10 @@ def state_badge(state: str, end: datetime, reminder: bool, zone: str, ctx: ViewC
 
 def _connect_mode_labels(_: Gettext) -> dict[str, str]:
     return {
-        "automatic": _("Automatic connect"),
-        "one-button": _("One button"),
-        "manual": _("One button"),
-        "reserve-only": _("Reserve only"),
+        AUTOMATIC: _("Automatic connect"),
+        ONE_BUTTON: _("One button"),
+        MANUAL: _("One button"),
+        RESERVE_ONLY: _("Reserve only"),
     }
 
 

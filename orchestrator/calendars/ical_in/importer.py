@@ -15,7 +15,7 @@ from datetime import datetime
 from sqlmodel import col, select
 
 from orchestrator.booking import commands
-from orchestrator.booking.policy import BookingSettings
+from orchestrator.booking.policy import AUTOMATIC, RESERVE_ONLY, BookingSettings
 from orchestrator.booking.values import SeriesSpec
 from orchestrator.calendars.ical_in.parse import UNTITLED, ParsedCalendar, parse_calendar
 from orchestrator.calendars.ical_in.plan import (
@@ -40,7 +40,7 @@ from orchestrator.errors import DomainError
 from orchestrator.lifecycle import TERMINAL_STATES
 from orchestrator.models import Booking, BookingRoom, Centre, Room, Session
 
-ALL_DAY_MODE = "reserve-only"  # all-day events reserve the room and never auto-connect
+ALL_DAY_MODE = RESERVE_ONLY  # all-day events reserve the room and never auto-connect
 
 
 def load_rooms(db: DbSession) -> list[RoomNames]:
@@ -163,7 +163,7 @@ def _apply_action(
             action.spec,
             action.room_ids,
             lead_seconds=lead_seconds,
-            connect_mode=ALL_DAY_MODE if action.spec.all_day else "automatic",
+            connect_mode=ALL_DAY_MODE if action.spec.all_day else AUTOMATIC,
             on_conflict="skip",
             source=source.key,
             now=now,
