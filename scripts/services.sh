@@ -33,6 +33,12 @@ command -v Xvfb >/dev/null 2>&1 || apt_install xvfb || true
 command -v pulseaudio >/dev/null 2>&1 && ls /usr/lib/*/alsa-lib/libasound_module_pcm_pulse.so >/dev/null 2>&1 \
     || apt_install --no-install-recommends pulseaudio pulseaudio-utils libasound2-plugins || true
 
+# The network lab (tests/netlab/): namespaces and shaping (ip, tc), NAT, firewall and loss
+# rules (iptables), and flushing a NAT's mappings (conntrack).
+command -v tc >/dev/null 2>&1 || apt_install iproute2 || true
+command -v iptables >/dev/null 2>&1 || apt_install iptables || true
+command -v conntrack >/dev/null 2>&1 || apt_install conntrack || true
+
 # axe-core for the accessibility tests, from the npm registry (tests/js/package-lock.json).
 JS_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/js"
 if [ ! -f "$JS_DIR/node_modules/axe-core/axe.min.js" ] && command -v npm >/dev/null 2>&1; then
