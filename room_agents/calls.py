@@ -107,6 +107,7 @@ class SessionCalls:
         self._ice_servers = ice_servers
         self._networks = networks
         self._on_violation = on_violation
+        self.ice_policy: p.IcePolicy = "all"  # relay: only TURN relay candidates
         self.calls: dict[str, PeerCall] = {}
         self.members: set[str] = set()
         self._tasks = TaskSet()
@@ -120,7 +121,7 @@ class SessionCalls:
         return call is not None and call.healthy
 
     def _new_pc(self, peer_id: str, conn: str, offerer: bool, content: bool = True) -> PeerCall:
-        pc = RTCPeerConnection(rtc_configuration(self._ice_servers))
+        pc = RTCPeerConnection(rtc_configuration(self._ice_servers, self.ice_policy))
         call = PeerCall(peer_id=peer_id, conn=conn, pc=pc, offerer=offerer)
         pc.addTrack(self._outgoing.relay.subscribe(self._outgoing.video, buffered=False))
         pc.addTrack(self._outgoing.relay.subscribe(self._outgoing.audio, buffered=False))

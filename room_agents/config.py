@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 from room_agents.devices import DeviceError, parse_spec
+from signalling.protocol import ICE_POLICIES
 
 KEY_ENV: Final = "TELECENTRE_ROOM_KEY"
 ENV_PREFIX: Final = "TELECENTRE_AGENT_"
@@ -155,6 +156,14 @@ OPTIONS: Final[tuple[Option, ...]] = (
         minimum=0.1,
     ),
     Option(
+        "ice_policy",
+        "str",
+        "all",
+        "all, or relay: use only TURN relay candidates (a network that forbids direct "
+        "UDP, or lets out only TCP 443); the server's room setting can also ask for relay",
+        choices=ICE_POLICIES,
+    ),
+    Option(
         "log_level",
         "str",
         "INFO",
@@ -184,6 +193,7 @@ class AgentConfig:
     screen: str = "headless"
     readiness_lead: float = 600.0
     device_retry: float = 3.0
+    ice_policy: str = "all"
     log_level: str = "INFO"
     backoff_base: float = 0.5
     backoff_cap: float = 5.0

@@ -23,7 +23,7 @@ import aiohttp
 
 from common.tasks import TaskSet
 from room_agents.config import AgentConfig, ConfigError
-from room_agents.ice import local_addresses_in, pin_host_addresses
+from room_agents.ice import effective_policy, local_addresses_in, pin_host_addresses
 from signalling import protocol as p
 from signalling.candidates import Network, parse_networks
 from signalling.client import ConnectionLost, SignallingClient, SignallingError
@@ -93,6 +93,7 @@ class Connection:
         self.self_id = "room:?"
         self.room_name = config.label  # the server's name for the room, once connected
         self.ice_servers: list[p.IceServer] = []
+        self.ice_policy: p.IcePolicy = effective_policy(config.ice_policy, "all")
         self.networks: list[Network] = parse_networks(["127.0.0.1/32"])
         self.connected_at: float | None = None  # server clock, of the current connection
         self._tasks = TaskSet()
@@ -152,6 +153,7 @@ class Connection:
         self.room_name = welcome.name
         self.clock.offset = client.clock_offset.offset
         self.ice_servers = list(welcome.ice_servers)
+        self.ice_policy = effective_policy(self.config.ice_policy, welcome.ice_policy)
         self.networks = parse_networks(welcome.candidate_filter.allow)
         pin_host_addresses(local_addresses_in(self.networks))
         self.connected_at = self.clock.now()

@@ -14,6 +14,17 @@ Rules (DESIGN "aiortc facts to design around"):
   name) is never allowed.
 - aiortc adds a public Google STUN server when ``iceServers`` is None, so the
   configuration always carries a list, empty by default.
+- aiortc 1.16 uses only the first STUN URL and the first TURN URL it can use, in list
+  order. The agent chooses which by ordering each server's TURN URLs by its ICE policy
+  (``order_turn_urls``): a room on ``all`` puts UDP first (the cheapest relay), a
+  ``relay`` room (its network forbids direct UDP, or lets out only TCP 443) puts
+  ``turns:`` first, then TURN over TCP, then UDP.
+- The ``relay`` policy is aiortc's ``iceTransportPolicy`` (aioice's RELAY policy):
+  only relay candidates are gathered (no host, no server-reflexive), so the SDP
+  carries only the TURN server's relay addresses.
+- A session's calls use only the TURN credential minted for that session and peer
+  (``session_ice_servers``, common.turn's rule); the room's check credential, or
+  another session's, is dropped.
 """
 
 from __future__ import annotations
@@ -26,6 +37,9 @@ from typing import Final
 import aioice.ice
 import ifaddr
 from aiortc import RTCConfiguration, RTCIceServer
+from aiortc.rtcconfiguration import RTCIceTransportPolicy
+
+from common import turn
 
 # One copy of the filter rules, shared with the server that enforces them; re-exported.
 from signalling.candidates import Network as Network
@@ -33,7 +47,7 @@ from signalling.candidates import address_allowed as address_allowed
 from signalling.candidates import candidate_address as candidate_address
 from signalling.candidates import parse_networks as parse_networks
 from signalling.candidates import sdp_candidate_addresses as sdp_candidate_addresses
-from signalling.protocol import ErrorCode, IceServer
+from signalling.protocol import ErrorCode, IcePolicy, IceServer
 
 HostAddresses = Callable[[bool, bool], list[str]]
 
@@ -82,16 +96,72 @@ def check_sdp(sdp: str, networks: Sequence[Network]) -> None:
         raise CandidateNotAllowed(removed)
 
 
-def rtc_configuration(ice_servers: Sequence[IceServer] = ()) -> RTCConfiguration:
-    """aiortc configuration with exactly these ICE servers (never None: no Google STUN).
+def turn_url_rank(url: str, policy: IcePolicy) -> int:
+    """Where a URL goes in a server's list: STUN and unknown schemes keep the front
+    (aiortc skips them for TURN), then TURN transports by the policy's preference."""
+    scheme, _, rest = url.partition(":")
+    scheme = scheme.lower()
+    if scheme not in ("turn", "turns"):
+        return 0
+    if scheme == "turns":
+        kind = "tls"
+    else:
+        kind = "tcp" if "transport=tcp" in rest.lower() else "udp"
+    order = ("tls", "tcp", "udp") if policy == "relay" else ("udp", "tcp", "tls")
+    return 1 + order.index(kind)
 
-    aiortc uses only the first STUN and the first TURN server it finds.
-    """
+
+def order_turn_urls(urls: Sequence[str], policy: IcePolicy) -> list[str]:
+    """``urls`` with the TURN URL aiortc should use first (stable otherwise)."""
+    return sorted(urls, key=lambda url: turn_url_rank(url, policy))
+
+
+def effective_policy(local: str, server: str) -> IcePolicy:
+    """``relay`` when the room's own configuration or the server's room setting asks
+    for it (either knows the network forbids direct paths), else ``all``."""
+    return "relay" if "relay" in (local, server) else "all"
+
+
+def session_ice_servers(
+    servers: Sequence[IceServer], session_id: str, peer_id: str, now: float
+) -> tuple[list[IceServer], list[str]]:
+    """The servers a call in ``session_id`` may use, and why the others were dropped.
+
+    A server without a username (STUN) is kept; a TURN server is kept only when its
+    username was minted for this session and peer and has not expired at ``now``
+    (server clock). Reasons never carry the username or the credential."""
+    kept: list[IceServer] = []
+    dropped: list[str] = []
+    for server in servers:
+        if server.username is None:
+            kept.append(server)
+            continue
+        why = turn.usable_for_session(server.username, session_id, peer_id, now)
+        if why is None:
+            kept.append(server)
+        else:
+            dropped.append(why)
+    return kept, dropped
+
+
+def rtc_configuration(
+    ice_servers: Sequence[IceServer] = (), policy: IcePolicy = "all"
+) -> RTCConfiguration:
+    """aiortc configuration with exactly these ICE servers (never None: no Google STUN),
+    each server's TURN URLs ordered for the policy, and the policy as aiortc's
+    ``iceTransportPolicy``."""
     return RTCConfiguration(
         iceServers=[
-            RTCIceServer(urls=list(s.urls), username=s.username, credential=s.credential)
+            RTCIceServer(
+                urls=order_turn_urls(s.urls, policy),
+                username=s.username,
+                credential=s.credential,
+            )
             for s in ice_servers
-        ]
+        ],
+        iceTransportPolicy=(
+            RTCIceTransportPolicy.RELAY if policy == "relay" else RTCIceTransportPolicy.ALL
+        ),
     )
 
 

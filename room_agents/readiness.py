@@ -8,9 +8,13 @@ Checks (each a pure rule over what the agent observed):
 - ``microphone``: the capture delivered a sample above the silence floor within
   ``SOUND_SECONDS`` (digital silence fails: a muted or dead input).
 - ``signalling``: a ping's round trip to the server, within ``PING_TIMEOUT``.
-- ``turn``: each TURN URL of the welcome's ICE servers is probed (a STUN binding
-  request over UDP or TCP; a TCP connection for ``turns:``); it passes if one
-  answers, and with none configured it passes as "not configured".
+- ``turn``: each TURN URL of the welcome's ICE servers is probed for real: with the
+  room's check credential (signalling.turn), an allocation (over UDP, TCP or TLS for
+  ``turns:``), released at once; a server given without a credential gets a STUN
+  binding request (a TCP connection for ``turns:``). It passes if one answers, and
+  with none configured it passes as "not configured". A refused allocation says
+  ``credential refused (401)`` or ``allocation refused (<code>)``, never the
+  username or the password.
 - ``clock``: the offset to the server's clock is known from a round trip of at
   most ``CLOCK_MAX_RTT`` (so it is within half that).
 
@@ -42,13 +46,18 @@ import dataclasses
 import logging
 import math
 import os
+import ssl
 import struct
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 from urllib.parse import parse_qs
 
+from aioice.stun import TransactionFailed, TransactionTimeout
+from aioice.turn import create_turn_endpoint
+
+from common import turn
 from common.sessions import RESERVE_ONLY
 from common.waits import sleep_or_wake
 from signalling import protocol as p
@@ -133,6 +142,8 @@ class TurnTarget:
     port: int
     transport: str  # udp or tcp
     tls: bool
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
 
 
 def parse_turn_url(url: str) -> TurnTarget | None:
@@ -161,8 +172,28 @@ def parse_turn_url(url: str) -> TurnTarget | None:
     return TurnTarget(url, host, port, "tcp" if scheme == "turns" else transport, scheme == "turns")
 
 
-def turn_targets(servers: Iterable[p.IceServer]) -> list[TurnTarget]:
-    return [t for s in servers for url in s.urls if (t := parse_turn_url(url)) is not None]
+def turn_targets(servers: Iterable[p.IceServer], now: float | None = None) -> list[TurnTarget]:
+    """The TURN URLs to probe, with their credential; a credential of ours that has
+    expired at ``now`` (server clock: the room stayed connected longer than the check
+    credential lasts) is left out, so the server gets a binding request instead."""
+    out = []
+    for s in servers:
+        username = s.username
+        parts = turn.parse_turn_username(username) if username is not None else None
+        if parts is not None and now is not None and now >= parts.expires:
+            username = None
+        for url in s.urls:
+            target = parse_turn_url(url)
+            if target is not None:
+                out.append(dataclasses.replace(target, username=username, password=s.credential))
+    return out
+
+
+def allocation_refusal(code: int) -> str:
+    """The stable detail of a TURN error response to an Allocate request."""
+    if code == 401:
+        return "credential refused (401)"
+    return f"allocation refused ({code})"
 
 
 def turn_check(results: Sequence[tuple[TurnTarget, str | None]]) -> p.ReadinessCheck:
@@ -274,9 +305,61 @@ class _StunAnswer(asyncio.DatagramProtocol):
             self.answered.set_exception(exc)
 
 
+class _Released(asyncio.DatagramProtocol):
+    """The relayed endpoint's protocol: knows when the allocation is released."""
+
+    def __init__(self) -> None:
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+
+async def allocate_turn(
+    target: TurnTarget,
+    timeout: float = TURN_TIMEOUT,
+    ssl_context: ssl.SSLContext | None = None,
+) -> str | None:
+    """None when the server granted an allocation with the target's credential within
+    ``timeout`` (released at once); otherwise why not. ``turns:`` checks the server's
+    certificate with ``ssl_context`` (default: the system's CAs)."""
+    try:
+        async with asyncio.timeout(timeout):
+            transport, protocol = await create_turn_endpoint(
+                _Released,
+                (target.host, target.port),
+                username=target.username,
+                password=target.password,
+                ssl=(ssl_context or ssl.create_default_context()) if target.tls else None,
+                transport=target.transport,
+            )
+            transport.close()
+            await protocol.closed  # the allocation is deleted (or given up)
+        return None
+    except TransactionFailed as exc:
+        code, _reason = exc.response.attributes.get("ERROR-CODE", (0, ""))
+        return allocation_refusal(int(code))
+    except TransactionTimeout:
+        return "no answer to the allocation"
+    except TimeoutError:
+        return f"no answer within {timeout:g} s"
+    except ssl.SSLError as exc:
+        return f"TLS: {exc.reason or type(exc).__name__}"
+    except ConnectionRefusedError:
+        return "connection refused"
+    except ConnectionError as exc:
+        return f"connection failed ({type(exc).__name__})"
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
+
+
 async def probe_turn(target: TurnTarget, timeout: float = TURN_TIMEOUT) -> str | None:
-    """None when the server answered a STUN binding request (``turns:``: accepted a TCP
-    connection) within ``timeout``; otherwise why not."""
+    """None when the server answered: an allocation with the target's credential, or
+    without one a STUN binding request (``turns:``: a TCP connection) within
+    ``timeout``; otherwise why not."""
+    if target.username is not None and target.password is not None:
+        return await allocate_turn(target, timeout)
     transaction = os.urandom(12)
     loop = asyncio.get_running_loop()
     try:
@@ -489,7 +572,7 @@ class ReadinessRunner:
             signalling = signalling_check(await client.ping(PING_TIMEOUT))
         except (SignallingError, TimeoutError) as exc:
             signalling = signalling_check(None, f"no answer to a ping: {exc}")
-        targets = turn_targets(self.agent.ice_servers)
+        targets = turn_targets(self.agent.ice_servers, self.agent.clock.now())
         answers = await asyncio.gather(*(probe_turn(t, self.turn_timeout) for t in targets))
         offset = client.clock_offset
         return [

@@ -23,6 +23,7 @@ from room_agents.config import AgentConfig
 from room_agents.connection import Connection, ServerClock
 from room_agents.content import ContentShare, content_spec
 from room_agents.health import ConnectionStats, ProcessMonitor, with_figures
+from room_agents.ice import session_ice_servers
 from room_agents.media import OutgoingAudioTrack, OutgoingVideoTrack, PrivacyCard, StartingCard
 from room_agents.screen import Screen
 from signalling import protocol as p
@@ -99,7 +100,7 @@ class RoomControl:
         link = self.connection
         for calls in self.sessions.values():
             calls.self_id = link.self_id
-            calls.update_network(link.ice_servers, link.networks)
+            self._use_network(calls, link.ice_servers)
         self._tasks.spawn(self.publish_state())
 
     # --- joining and leaving ----------------------------------------------------------
@@ -135,12 +136,26 @@ class RoomControl:
         self.joined_on.pop(entry.session_id, None)  # re-insert: the latest joined is last
         self.joined_on[entry.session_id] = client
         log.info("joined %s with %d peer(s)", entry.session_id, len(joined.peers))
+        self._use_network(calls, joined.ice_servers or link.ice_servers)
         for peer in joined.peers:
             self.peer_names[peer.peer_id] = peer.name
             calls.members.add(peer.peer_id)
             if not calls.has_healthy(peer.peer_id):
                 await calls.offer_to(peer.peer_id)
         return None
+
+    def _use_network(self, calls: SessionCalls, servers: list[p.IceServer]) -> None:
+        """The session's ICE servers (only a TURN credential minted for this session and
+        room: room_agents.ice.session_ice_servers), the allowed networks and the policy."""
+        link = self.connection
+        kept, dropped = session_ice_servers(
+            servers, calls.session_id, link.self_id, self.clock.now()
+        )
+        if dropped:
+            log.info("%s: TURN credential not used (%s)", calls.session_id, "; ".join(dropped))
+        if kept or not servers:
+            calls.update_network(kept, link.networks)
+        calls.ice_policy = link.ice_policy
 
     async def forget_unjoined(self, session_id: str) -> None:
         """A join that failed: drop the calls object, without a leave."""

@@ -26,6 +26,9 @@ if command -v faketime >/dev/null 2>&1 \
 fi
 # The room screen tests draw on Xvfb displays (tests/xvfb_support.py).
 command -v Xvfb >/dev/null 2>&1 || apt_install xvfb || true
+# TURN tests start their own coturn on loopback (tests/coturn_support.py); the package's
+# own service stays stopped (its default config is not used).
+command -v turnserver >/dev/null 2>&1 || apt_install coturn || true
 # Browser tests drive Debian's Chromium through Playwright (no browser download).
 [ -x /usr/bin/chromium ] || apt_install chromium fonts-dejavu-core || true
 # The room agent's echo-cancellation test: PulseAudio's module-echo-cancel, reached

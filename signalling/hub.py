@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -157,7 +157,14 @@ class Hub:
 
     # --- membership ----------------------------------------------------------------
 
-    async def join(self, peer_id: str, session_id: str, ref: str | None) -> None:
+    async def join(
+        self,
+        peer_id: str,
+        session_id: str,
+        ref: str | None,
+        *,
+        ice_servers: Sequence[p.IceServer] = (),
+    ) -> None:
         link = self._links.get(peer_id)
         info = self._infos[peer_id]
         session = self._sessions.setdefault(session_id, _Session(session_id))
@@ -188,6 +195,7 @@ class Hub:
                     peers=others,
                     state=state.state if state else None,
                     ref=ref,
+                    ice_servers=list(ice_servers),
                 )
             )
             if state is not None:

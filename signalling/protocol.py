@@ -54,14 +54,22 @@ MAX_CHECK_NAME: Final = 40
 MAX_CHECK_DETAIL: Final = 300
 
 
+IcePolicy = Literal["all", "relay"]
+"""A room's ICE policy: ``relay`` rooms offer and use only TURN relay candidates."""
+ICE_POLICIES: Final = ("all", "relay")
+
+
 # --- value objects carried inside messages -------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
 class IceServer:
+    """A STUN or TURN server; a TURN server's ``username`` and ``credential`` are
+    minted per peer (common.turn: ``<expires>:<session id>:<peer id>`` and its HMAC)."""
+
     urls: list[str]
     username: str | None = None
-    credential: str | None = None
+    credential: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,6 +294,7 @@ class Welcome:
     candidate_filter: CandidateFilter
     limits: Limits
     ref: str | None = None
+    ice_policy: IcePolicy = "all"
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,6 +313,7 @@ class Joined:
     peers: list[PeerInfo]
     state: str | None = None
     ref: str | None = None
+    ice_servers: list[IceServer] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import WSMsgType, web
 
+from common import turn
 from common.peers import room_peer_id
 from common.schedule import RoomRecord
 from signalling import protocol as p
@@ -37,6 +38,7 @@ from signalling.hub import Hub, HubSettings
 from signalling.ports import SessionEvents
 from signalling.quietlog import QuietLog
 from signalling.ratelimit import TokenBucket
+from signalling.turn import TurnConfig, ice_servers_for
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +94,10 @@ class SignallingSettings:
     grace_seconds: float = 30.0
     mesh_cap: int = 4
     send_queue_limit: int = 1024
-    ice_servers: tuple[p.IceServer, ...] = ()
+    ice_servers: tuple[p.IceServer, ...] = ()  # static: STUN, or TURN with fixed credentials
+    turn: TurnConfig = field(
+        default_factory=TurnConfig
+    )  # TURN with credentials minted per peer (signalling.turn)
     candidate_networks: tuple[str, ...] = ("127.0.0.1/32",)
 
 
@@ -301,7 +306,7 @@ class SignallingServer:
                 server_time=self.clock(),
                 heartbeat_interval=self.settings.heartbeat_interval,
                 heartbeat_timeout=self.settings.heartbeat_timeout,
-                ice_servers=list(self.settings.ice_servers),
+                ice_servers=self._welcome_ice_servers(identity),
                 candidate_filter=p.CandidateFilter(allow=list(self.settings.candidate_networks)),
                 limits=p.Limits(
                     max_message_bytes=self.settings.max_message_bytes,
@@ -312,6 +317,17 @@ class SignallingServer:
             )
         )
         return identity
+
+    def _welcome_ice_servers(self, identity: _Identity) -> list[p.IceServer]:
+        """A room gets a TURN credential for its own checks; a guest only the static
+        servers (its TURN credential comes with ``joined``)."""
+        static = self.settings.ice_servers
+        if identity.info.room_id is None:
+            return list(static)
+        expires = self.clock() + self.settings.turn.check_seconds
+        return ice_servers_for(
+            static, self.settings.turn, identity.info.peer_id, turn.NO_SESSION, expires
+        )
 
     def _check_hello(self, hello: p.Hello) -> _Identity:
         """A room authenticates with its key; a guest (no key) with its guest ticket."""
@@ -463,7 +479,15 @@ class SignallingServer:
                     "a guest joins with the ticket it said hello with",
                     message.id,
                 )
-            await self.hub.join(peer_id, message.session_id, message.id)
+            # The session's TURN credential expires with the ticket that let the peer in.
+            servers = ice_servers_for(
+                self.settings.ice_servers,
+                self.settings.turn,
+                peer_id,
+                message.session_id,
+                claims.expires,
+            )
+            await self.hub.join(peer_id, message.session_id, message.id, ice_servers=servers)
         elif isinstance(message, p.Leave):
             await self.hub.leave(peer_id, message.session_id, message.id)
         elif isinstance(message, p.Stats):

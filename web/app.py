@@ -33,7 +33,9 @@ from orchestrator.sessions.guests import REVOCATION_MEMORY, recently_revoked
 from orchestrator.sessions.readiness import latest_by_room
 from orchestrator.sessions.scheduler import Scheduler
 from orchestrator.sessions.tickets import TicketSigner
+from signalling.protocol import IceServer
 from signalling.server import SignallingServer, SignallingSettings
+from signalling.turn import TurnConfig
 from web import api, calendars, mailer
 from web.adapters import OrchestratorEvents, SignallingControl
 from web.alerts import Alerts
@@ -79,6 +81,18 @@ NOTICE_WAIT: Final = 30.0
 """How long shutdown waits for release notices still being queued in the outbox."""
 
 
+def turn_config(settings: Settings) -> TurnConfig:
+    """The TURN servers and the secret that mints their credentials; TURN URLs without
+    a secret (or a secret without URLs) is a configuration error, named without the
+    secret."""
+    secret = settings.read_turn_secret()
+    if bool(settings.turn_urls) != bool(secret):
+        raise ValueError("turn_urls and turn_secret (or turn_secret_file) go together")
+    return TurnConfig(
+        urls=settings.turn_urls, secret=secret, check_seconds=settings.turn_check_seconds
+    )
+
+
 def build_services(settings: Settings, clock: Clock | None = None) -> Services:
     clock = clock or SystemClock()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -108,7 +122,9 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
             mesh_cap=settings.mesh_cap,
             rate_per_second=settings.rate_per_second,
             rate_burst=settings.rate_burst,
-            candidate_networks=settings.candidate_networks,
+            candidate_networks=settings.allowed_candidate_networks,
+            ice_servers=(IceServer(urls=list(settings.stun_urls)),) if settings.stun_urls else (),
+            turn=turn_config(settings),
             hello_timeout=settings.hello_timeout,
             unauthenticated_per_address=settings.unauthenticated_per_address,
             unauthenticated_total=settings.unauthenticated_total,

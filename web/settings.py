@@ -32,6 +32,47 @@ class Settings:
             "help": "networks (CIDR, comma-separated) whose addresses peers may offer as ICE candidates"
         },
     )
+    stun_urls: tuple[str, ...] = field(
+        default=(),
+        metadata={
+            "help": "STUN URLs (stun:host[:port], comma-separated) handed to every peer; "
+            "none by default (never a public server)"
+        },
+    )
+    turn_urls: tuple[str, ...] = field(
+        default=(),
+        metadata={
+            "help": "TURN URLs (turn:host:3478?transport=udp, turn:host:3478?transport=tcp, "
+            "turns:host:443, comma-separated) handed to every peer with a credential minted "
+            "for it; needs turn_secret or turn_secret_file"
+        },
+    )
+    turn_secret: str | None = field(
+        default=None,
+        repr=False,
+        metadata={
+            "help": "coturn's static-auth-secret (use-auth-secret): mints the TURN "
+            "credentials; prefer turn_secret_file"
+        },
+    )
+    turn_secret_file: Path | None = field(
+        default=None,
+        metadata={"help": "file holding coturn's static-auth-secret (first line)"},
+    )
+    turn_check_seconds: float = field(
+        default=3600.0,
+        metadata={
+            "help": "seconds a room's TURN credential for its readiness check stays valid "
+            "after it connects (a session's credential lasts its join ticket's window)"
+        },
+    )
+    turn_relay_networks: tuple[str, ...] = field(
+        default=(),
+        metadata={
+            "help": "networks (CIDR, comma-separated) of the TURN servers' relay addresses: "
+            "relay candidates there are allowed besides candidate_networks"
+        },
+    )
     database_busy_wait: float = field(
         default=2.0,
         metadata={
@@ -156,6 +197,31 @@ class Settings:
     )
 
     @property
+    def allowed_candidate_networks(self) -> tuple[str, ...]:
+        """The candidate address filter: the allowed networks and the TURN relay networks."""
+        extra = [n for n in self.turn_relay_networks if n not in self.candidate_networks]
+        return (*self.candidate_networks, *extra)
+
+    def read_turn_secret(self) -> str | None:
+        """The TURN shared secret: ``turn_secret``, else the first line of
+        ``turn_secret_file`` (an unreadable or empty file is an error that names the
+        file, never the secret)."""
+        if self.turn_secret:
+            return self.turn_secret
+        if self.turn_secret_file is None:
+            return None
+        try:
+            lines = self.turn_secret_file.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(
+                f"turn_secret_file {self.turn_secret_file}: cannot read it ({type(exc).__name__})"
+            ) from None
+        secret = lines[0].strip() if lines else ""
+        if not secret:
+            raise ValueError(f"turn_secret_file {self.turn_secret_file}: empty")
+        return secret
+
+    @property
     def effective_database_url(self) -> str:
         if self.database_url:
             return self.database_url
@@ -177,9 +243,15 @@ class Settings:
 
 def _convert(name: str, raw: str, current: type) -> Any:
     try:
-        if name in ("candidate_networks", "trusted_proxies"):
+        if name in (
+            "candidate_networks",
+            "trusted_proxies",
+            "stun_urls",
+            "turn_urls",
+            "turn_relay_networks",
+        ):
             return tuple(x.strip() for x in raw.split(",") if x.strip())
-        if name in ("data_dir", "tls_cert", "tls_key"):
+        if name in ("data_dir", "tls_cert", "tls_key", "turn_secret_file"):
             return Path(raw)
         if current is bool:
             return raw.lower() in ("1", "true", "yes", "on")

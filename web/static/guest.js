@@ -416,6 +416,10 @@
         send({ type: "join", session_id: ticket.session_id, ticket: ticket.ticket, id: `c${nextId++}` });
         break;
       case "joined":
+        // The session's TURN credential comes with joined (docs/protocol.md): calls use it.
+        if (m.ice_servers && m.ice_servers.length) {
+          iceServers = m.ice_servers.map((s) => ({ urls: s.urls, username: s.username, credential: s.credential }));
+        }
         onJoined(m);
         for (const peer of m.peers) {
           members.set(peer.peer_id, peer);

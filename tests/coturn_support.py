@@ -1,0 +1,143 @@
+"""A real coturn (Debian's ``turnserver``) on loopback, started by the test that needs it.
+
+Its own configuration file in a temporary directory, its own ports (listening and
+relay range), its log on a file the test can read; stopped (and waited for) when the
+test ends, so no daemon is left behind. The REST API scheme (``use-auth-secret``)
+with one ``static-auth-secret`` line per secret given: coturn accepts them all, which
+is how a secret is rotated with an overlap (docs/deploy.md).
+
+Missing ``turnserver``: the test skips with the reason on a laptop, fails under CI
+(scripts/services.sh installs the ``coturn`` package).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.requirements import missing
+
+REALM = "telecentre.test"
+START_TIMEOUT = 10.0
+STOP_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True)
+class Coturn:
+    port: int  # TURN over UDP and TCP
+    relay_range: tuple[int, int]
+    log_path: Path
+    config_path: Path
+
+    @property
+    def udp_url(self) -> str:
+        return f"turn:127.0.0.1:{self.port}?transport=udp"
+
+    @property
+    def tcp_url(self) -> str:
+        return f"turn:127.0.0.1:{self.port}?transport=tcp"
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def turnserver() -> str:
+    found = shutil.which("turnserver")
+    if found is None:
+        missing("coturn's turnserver is not installed (Debian package coturn)")
+    return found
+
+
+def _free_port_pair() -> int:
+    """A port free for both UDP and TCP on loopback."""
+    for _ in range(100):
+        port = random.randint(20000, 29999)
+        with contextlib.ExitStack() as stack:
+            try:
+                for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+                    s = stack.enter_context(socket.socket(socket.AF_INET, kind))
+                    s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port pair on loopback")
+
+
+def config_text(port: int, relay_range: tuple[int, int], secrets: Sequence[str], pid: Path) -> str:
+    lines = [
+        "listening-ip=127.0.0.1",
+        f"listening-port={port}",
+        "relay-ip=127.0.0.1",
+        f"min-port={relay_range[0]}",
+        f"max-port={relay_range[1]}",
+        "use-auth-secret",
+        *(f"static-auth-secret={secret}" for secret in secrets),
+        f"realm={REALM}",
+        "fingerprint",
+        # Both peers of the tests are on loopback: coturn refuses loopback peers unless told.
+        "allow-loopback-peers",
+        "no-tls",
+        "no-dtls",
+        "no-cli",
+        "no-multicast-peers",
+        "log-file=stdout",
+        "verbose",
+        f"pidfile={pid}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _wait_listening(port: int, process: subprocess.Popen[bytes], timeout: float) -> None:
+    """Until coturn accepts a TCP connection on its port (bounded)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"turnserver exited with {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            # Connection refused comes back at once: wait a little on the process
+            # instead of spinning.
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(0.05)
+    raise RuntimeError(f"turnserver did not listen on {port} within {timeout:g} s")
+
+
+@contextlib.contextmanager
+def running_coturn(directory: Path, secrets: Sequence[str]) -> Iterator[Coturn]:
+    """coturn on 127.0.0.1 accepting credentials minted with any of ``secrets``."""
+    binary = turnserver()
+    port = _free_port_pair()
+    low = random.randint(30000, 39000)
+    relay_range = (low, low + 199)
+    directory.mkdir(parents=True, exist_ok=True)
+    config = directory / "turnserver.conf"
+    config.write_text(config_text(port, relay_range, secrets, directory / "turnserver.pid"))
+    os.chmod(config, 0o600)
+    log_path = directory / "turnserver.log"
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            [binary, "-c", str(config), "--db", str(directory / "turndb")],
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            _wait_listening(port, process, START_TIMEOUT)
+            yield Coturn(port, relay_range, log_path, config)
+        finally:
+            process.terminate()
+            try:
+                process.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(STOP_TIMEOUT)

@@ -1,0 +1,119 @@
+"""Two real room agents on loopback, policy ``relay``, through a real coturn: media flows,
+the selected candidate pair is a relay on both sides, each session's calls use only
+that session's credential, and no log line (signalling, agents, coturn) carries a
+TURN password or the shared secret."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from common import turn
+from signalling.turn import TurnConfig
+from tests.coturn_support import running_coturn
+from tests.signalling_fixtures import Harness, eventually, signalling_harness
+
+SECRET = "relay-secret-5d1e"
+
+
+@asynccontextmanager
+async def relay_agent(h: Harness, room_id: str) -> AsyncIterator[Any]:
+    from room_agents.agent import RoomAgent
+    from room_agents.config import AgentConfig
+    from room_agents.ice import unpin_host_addresses
+
+    config = AgentConfig(
+        server_url=h.url,
+        key=h.keys[room_id],
+        width=320,
+        height=180,
+        fps=15,
+        label=room_id,
+        ice_policy="relay",
+    )
+    agent = RoomAgent(config)
+    task = asyncio.create_task(agent.run())
+    try:
+        await asyncio.wait_for(agent.connected.wait(), 10)
+        yield agent
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        unpin_host_addresses()
+
+
+def _selected_pair(agent: Any, session_id: str, peer_id: str) -> tuple[str, str] | None:
+    call = agent.sessions[session_id].calls.get(peer_id)
+    if call is None:
+        return None
+    ice = call.pc.getTransceivers()[0].receiver.transport.transport
+    pair = ice._connection._nominated.get(1)  # aioice's selected pair of component 1
+    if pair is None:
+        return None
+    return pair.local_candidate.type, pair.remote_candidate.type
+
+
+def _camera_frames(agent: Any, peer_id: str) -> int:
+    return int(agent.screen.totals().get(peer_id, {}).get("camera_frames") or 0)
+
+
+async def test_two_relay_rooms_call_through_coturn_with_relay_pairs_and_quiet_logs(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    with running_coturn(tmp_path, [SECRET]) as coturn:
+        config = TurnConfig(urls=(coturn.tcp_url, coturn.udp_url), secret=SECRET)
+        async with signalling_harness(turn=config) as h:
+            h.add_room("a")
+            h.add_room("b")
+            async with relay_agent(h, "a") as a, relay_agent(h, "b") as b:
+                now = time.time()
+                h.push_session("s1", ["a", "b"], start=now - 1, end=now + 120)
+                await eventually(lambda: _camera_frames(a, "room:b") >= 10, "a to see b", 30)
+                await eventually(lambda: _camera_frames(b, "room:a") >= 10, "b to see a", 30)
+                await eventually(
+                    lambda: (
+                        _selected_pair(a, "s1", "room:b") is not None
+                        and _selected_pair(b, "s1", "room:a") is not None
+                    ),
+                    "both selected pairs",
+                )
+                assert _selected_pair(a, "s1", "room:b") == ("relay", "relay")
+                assert _selected_pair(b, "s1", "room:a") == ("relay", "relay")
+                # Only relay candidates were offered (the policy), and the filter passed them.
+                for agent, peer in ((a, "room:b"), (b, "room:a")):
+                    call = agent.sessions["s1"].calls[peer]
+                    ice = call.pc.getTransceivers()[0].receiver.transport.transport
+                    assert {c.type for c in ice.iceGatherer.getLocalCandidates()} == {"relay"}
+                    assert {c.type for c in ice.getRemoteCandidates()} == {"relay"}
+                    # The session's calls carry the session's credential, nothing else.
+                    usernames = [s.username for s in agent.sessions["s1"]._ice_servers]
+                    assert usernames and all(
+                        u is not None
+                        and (parts := turn.parse_turn_username(u)) is not None
+                        and parts.session_id == "s1"
+                        for u in usernames
+                    )
+                    # The relay policy put TURN over TCP first for aiortc, as configured.
+                assert a.violations == [] and b.violations == []
+                assert h.server.counters.candidate_violations == 0
+                passwords = {
+                    s.credential
+                    for agent in (a, b)
+                    for s in [*agent.sessions["s1"]._ice_servers, *agent.connection.ice_servers]
+                    if s.credential
+                }
+        server_log = coturn.log_text()
+    assert len(passwords) >= 4  # two rooms, each a check and a session credential
+    assert "ALLOCATE processed, success" in server_log
+    lines = [r.getMessage() for r in caplog.records] + server_log.splitlines()
+    assert lines
+    for secret in (SECRET, *passwords):
+        assert not [line for line in lines if secret in line]
