@@ -24,6 +24,12 @@ Connections also carry the liveness channel (room_agents.liveness), last: the
 offerer always opens it, the answerer when the offer has a data section. A path
 found dead on it is rebuilt at once, as after an ICE failure: the connection is
 closed and the peer whose id sorts first offers again.
+
+Call set-up is on the session's critical path (join -> first frame), so the calls
+install room_agents.ice_pacing (ICE ends as soon as its last check does, not one
+20 ms pacing period later), and ``warm_up`` builds one throwaway offer when the room
+connects, so the first real call does not pay for aiortc's first certificate and
+first gathering.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ from aiortc.sdp import candidate_from_sdp
 from common.tasks import TaskSet
 from room_agents.content import ContentShare
 from room_agents.ice import filter_sdp, rtc_configuration
+from room_agents.ice_pacing import install_check_pacing
 from room_agents.liveness import PathWatch, create_channel
 from room_agents.media import OutgoingVideoTrack, SyntheticAudioTrack
 from room_agents.screen import Screen
@@ -56,6 +63,23 @@ Send = Callable[[object], Awaitable[None]]
 
 def new_conn_id() -> str:
     return secrets.token_hex(6)
+
+
+async def warm_up() -> None:
+    """Build and drop one offer like a real call's (camera, microphone, content, data
+    channel), never sent nor connected: the process's first DTLS certificate (the
+    crypto backend's start-up), SDP and gathering cost several ms that would otherwise
+    fall on the first call's set-up. No ICE servers, so it gathers only the pinned
+    host addresses and sends nothing to a STUN or TURN server."""
+    pc = RTCPeerConnection(rtc_configuration([]))
+    try:
+        pc.addTransceiver("video", direction="sendrecv")
+        pc.addTransceiver("audio", direction="sendrecv")
+        pc.addTransceiver("video", direction="recvonly")
+        pc.createDataChannel("warm-up")
+        await pc.setLocalDescription(await pc.createOffer())
+    finally:
+        await pc.close()
 
 
 def video_sections(sdp: str) -> int:
@@ -111,6 +135,7 @@ class SessionCalls:
         self.calls: dict[str, PeerCall] = {}
         self.members: set[str] = set()
         self._tasks = TaskSet()
+        install_check_pacing()
 
     def update_network(self, ice_servers: list[p.IceServer], networks: list[Network]) -> None:
         self._ice_servers = ice_servers

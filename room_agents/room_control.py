@@ -17,7 +17,7 @@ import logging
 from typing import Literal
 
 from common.tasks import TaskSet
-from room_agents.calls import Outgoing, SessionCalls
+from room_agents.calls import Outgoing, SessionCalls, warm_up
 from room_agents.capture import RoomDevices
 from room_agents.config import AgentConfig
 from room_agents.connection import Connection, ServerClock
@@ -80,6 +80,7 @@ class RoomControl:
         self.reported: set[tuple[str, str]] = set()
         self._state_sent: tuple[SignallingClient, p.RoomControlState] | None = None
         self._tasks = TaskSet()
+        self._warmed = False
         self.connection_stats = ConnectionStats()
         self.process = ProcessMonitor()
         screen.on_first_frame = self._first_frame
@@ -102,6 +103,15 @@ class RoomControl:
             calls.self_id = link.self_id
             self._use_network(calls, link.ice_servers)
         self._tasks.spawn(self.publish_state())
+        if not self._warmed:  # once, after the first welcome pinned the host addresses
+            self._warmed = True
+            self._tasks.spawn(self._warm_up())
+
+    async def _warm_up(self) -> None:
+        try:
+            await warm_up()
+        except Exception:  # an optimisation: a failure costs the first call a few ms
+            log.warning("media warm-up failed", exc_info=True)
 
     # --- joining and leaving ----------------------------------------------------------
 

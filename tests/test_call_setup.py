@@ -1,0 +1,166 @@
+"""Call set-up latency: ICE ends with its last check (room_agents.ice_pacing), and the
+agent warms aiortc up once when it connects (room_agents.calls.warm_up).
+
+How long set-up takes is a figure for bench/autostart; these tests check the behaviour
+behind it, by counting, not timing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import aioice
+import aioice.ice
+import pytest
+
+from room_agents import calls as calls_module
+from room_agents import room_control
+from room_agents.ice import pin_host_addresses, pinned_host_addresses, unpin_host_addresses
+from room_agents.ice_pacing import (
+    STARTABLE,
+    check_pacing_installed,
+    install_check_pacing,
+    more_to_start,
+    uninstall_check_pacing,
+)
+from tests.signalling_fixtures import eventually, running_agent, signalling_harness
+
+State = aioice.ice.CandidatePair.State
+
+
+def test_the_pacing_loop_stops_once_the_last_check_has_started() -> None:
+    assert set(STARTABLE) == {State.WAITING, State.FROZEN}
+    # The check just started has its task: nothing else to start, no wait.
+    assert not more_to_start([(State.WAITING, True)], candidates_expected=False)
+    assert not more_to_start(
+        [(State.IN_PROGRESS, True), (State.SUCCEEDED, True), (State.FAILED, True)], False
+    )
+    # Another pair still to start keeps the 20 ms pacing between checks.
+    assert more_to_start([(State.WAITING, True), (State.WAITING, False)], False)
+    assert more_to_start([(State.IN_PROGRESS, True), (State.FROZEN, False)], False)
+    # A peer still trickling candidates keeps the loop going, as aioice does.
+    assert more_to_start([(State.SUCCEEDED, True)], candidates_expected=True)
+
+
+async def loopback_pair() -> tuple[aioice.Connection, aioice.Connection]:
+    """Two aioice connections on 127.0.0.1 that know each other's candidates and
+    credentials (as after an offer and an answer with end-of-candidates)."""
+    controlling = aioice.Connection(ice_controlling=True)
+    controlled = aioice.Connection(ice_controlling=False)
+    for conn in (controlling, controlled):
+        await conn.gather_candidates()
+    for local, remote in ((controlling, controlled), (controlled, controlling)):
+        for candidate in remote.local_candidates:
+            await local.add_remote_candidate(candidate)
+        await local.add_remote_candidate(None)
+        local.remote_username = remote.local_username
+        local.remote_password = remote.local_password
+    return controlling, controlled
+
+
+@pytest.fixture
+async def loopback_only() -> AsyncIterator[None]:
+    before = pinned_host_addresses()
+    pin_host_addresses(["127.0.0.1"])
+    try:
+        yield
+    finally:
+        if before is None:
+            unpin_host_addresses()
+        else:
+            pin_host_addresses(before)
+
+
+@pytest.fixture
+def pacing_restored() -> Any:
+    was = check_pacing_installed()
+    yield
+    (install_check_pacing if was else uninstall_check_pacing)()
+
+
+async def connect_counting(periodic_calls: list[int]) -> None:
+    """Connect a loopback pair, counting the pacing loop's turns (calls of aioice's own
+    ``_check_periodic``, under the patch or not)."""
+    connection = aioice.ice.Connection
+    current = connection.__dict__["_check_periodic"]
+    original: Callable[[Any], bool] = getattr(current, "original", current)
+
+    def counted(self: Any) -> bool:
+        periodic_calls.append(id(self))
+        return original(self)
+
+    if hasattr(current, "original"):
+        current.original = counted
+    else:
+        connection._check_periodic = counted  # type: ignore[method-assign]
+    a, b = await loopback_pair()
+    try:
+        await asyncio.wait_for(asyncio.gather(a.connect(), b.connect()), 10)
+    finally:
+        if hasattr(current, "original"):
+            current.original = original
+        else:
+            connection._check_periodic = original  # type: ignore[method-assign]
+        await a.close()
+        await b.close()
+
+
+async def test_with_the_patch_each_side_s_pacing_loop_turns_once_and_still_connects(
+    loopback_only: None, pacing_restored: None
+) -> None:
+    uninstall_check_pacing()
+    raw: list[int] = []
+    await connect_counting(raw)
+    # aioice alone: a turn starts the one check, 20 ms later a second finds nothing.
+    assert sorted(raw.count(i) for i in set(raw)) == [2, 2]
+
+    assert install_check_pacing() and install_check_pacing()  # idempotent
+    assert check_pacing_installed()
+    paced: list[int] = []
+    await connect_counting(paced)
+    assert sorted(paced.count(i) for i in set(paced)) == [1, 1]
+
+    uninstall_check_pacing()
+    assert not check_pacing_installed()
+
+
+async def test_the_warm_up_builds_an_offer_on_the_pinned_addresses_and_closes_it(
+    loopback_only: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made: list[Any] = []
+    real = calls_module.RTCPeerConnection
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        pc = real(*args, **kwargs)
+        made.append(pc)
+        return pc
+
+    monkeypatch.setattr(calls_module, "RTCPeerConnection", recording)
+    await asyncio.wait_for(calls_module.warm_up(), 10)
+    (pc,) = made
+    sdp = pc.localDescription.sdp
+    assert sdp.count("m=video ") == 2 and "m=audio " in sdp and "m=application " in sdp
+    candidates = [line for line in sdp.splitlines() if line.startswith("a=candidate:")]
+    assert candidates and all(" 127.0.0.1 " in line for line in candidates)
+    assert "srflx" not in sdp and "relay" not in sdp  # no ICE server was asked
+    assert pc.connectionState == "closed"
+
+
+async def test_an_agent_warms_up_once_on_its_first_welcome_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    runs: list[int] = []
+
+    async def counting_warm_up() -> None:
+        runs.append(1)
+
+    monkeypatch.setattr(room_control, "warm_up", counting_warm_up)
+    async with signalling_harness() as h:
+        h.add_room("a")
+        async with running_agent(h, "a") as agent:
+            await eventually(lambda: runs, "the warm-up to run")
+            agent.control.connected()  # as after a reconnect
+            await agent.control._tasks.drain(5)  # what it spawned has run
+            assert runs == [1]
