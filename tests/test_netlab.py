@@ -299,6 +299,69 @@ async def test_tbf_limits_each_direction_to_its_rate(netlab: Lab) -> None:
         assert rate >= kbit * 0.5, (direction, rate)  # shaped, not broken
 
 
+async def test_a_link_narrows_and_widens_under_a_live_flow(netlab: Lab) -> None:
+    """Shaping changes apply to flows already running (the adaptation tests narrow a
+    link mid-call): a paced 2 Mbit/s UDP flow gets through whole, then at most the
+    narrowed rate, then whole again once the link widens."""
+    a = netlab.site("a")
+    to = (netlab.wan_host("service"), 5004)
+    loop = asyncio.get_running_loop()
+    sink = netlab.wan.socket(socket.SOCK_DGRAM, bind=to)
+    arrivals: list[float] = []
+    size, pps = 1000, 250  # 2 Mbit/s
+
+    async def receive() -> None:
+        while True:
+            await loop.sock_recv(sink, 2048)
+            arrivals.append(loop.time())
+
+    sent = 0
+    counted = asyncio.Condition()
+
+    async def send() -> None:
+        nonlocal sent
+        with a.lan.socket(socket.SOCK_DGRAM) as sock:
+            start = loop.time()
+            while True:
+                await loop.sock_sendto(sock, b"f" * size, to)
+                async with counted:
+                    sent += 1
+                    counted.notify_all()
+                await asyncio.sleep(max(0.0, start + sent / pps - loop.time()))  # pacing
+
+    async def one_second_of_flow() -> None:
+        async with asyncio.timeout(WAIT), counted:
+            target = sent + pps
+            await counted.wait_for(lambda: sent >= target)
+
+    def kbit(since: float, until: float) -> float:
+        count = sum(1 for t in arrivals if since <= t < until)
+        return count * size * 8 / 1000 / (until - since)
+
+    tasks = [asyncio.ensure_future(receive()), asyncio.ensure_future(send())]
+    try:
+        marks = [loop.time()]
+        for shape in (Link(rate_kbit=500), Link()):
+            await one_second_of_flow()
+            await asyncio.to_thread(a.shape, up=shape)
+            marks.append(loop.time())
+        await one_second_of_flow()
+        marks.append(loop.time())
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        sink.close()
+    whole, narrowed, widened = (
+        kbit(marks[0] + 0.2, marks[1]),
+        kbit(marks[1] + 0.3, marks[2]),  # past the queue's 50 ms and the bucket
+        kbit(marks[2] + 0.2, marks[3]),
+    )
+    assert whole >= 2000 * 0.8, whole
+    assert 500 * 0.6 <= narrowed <= 500 * 1.3, narrowed
+    assert widened >= 2000 * 0.8, widened
+
+
 async def test_loss_drops_about_its_share_of_datagrams(netlab: Lab) -> None:
     a = netlab.site("a")
     service = netlab.wan_host("service")

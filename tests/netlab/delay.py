@@ -42,6 +42,9 @@ NF_ACCEPT = 1
 NLA_TYPE_MASK = 0x3FFF
 QUEUE_MAXLEN = 8192
 HEADER = struct.Struct("=IHHII")
+# epoll waits in whole milliseconds, rounded up, and waking costs a little more: a
+# packet released up to half a millisecond early is on time on average.
+EARLY = 0.0005
 
 
 def attribute(kind: int, data: bytes) -> bytes:
@@ -155,7 +158,7 @@ def serve(queues: tuple[int, ...] = (1, 2)) -> None:
     commands = b""
     print("ready", flush=True)
     while True:
-        timeout = None if not pending else max(0.0, pending[0][0] - time.monotonic())
+        timeout = None if not pending else max(0.0, pending[0][0] - EARLY - time.monotonic())
         for key, _ in selector.select(timeout):
             if key.data is None:
                 data = os.read(sys.stdin.fileno(), 4096)
@@ -178,7 +181,7 @@ def serve(queues: tuple[int, ...] = (1, 2)) -> None:
                 order += 1
                 heapq.heappush(pending, (direction.release_at(now), order, queue, packet_id))
         now = time.monotonic()
-        while pending and pending[0][0] <= now:
+        while pending and pending[0][0] - EARLY <= now:
             _at, _order, queue, packet_id = heapq.heappop(pending)
             sockets[queue].send(verdict(queue, packet_id))
 
