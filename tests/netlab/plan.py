@@ -206,9 +206,9 @@ def tbf_args(link: Link) -> list[str]:
 
 def netem_args(link: Link) -> list[str]:
     """``tc qdisc ... netem`` arguments for ``link``'s delay and jitter."""
-    args = ["netem", "delay", f"{link.delay_ms}ms"]
+    args = ["netem", "delay", f"{link.delay_ms:g}ms"]
     if link.jitter_ms:
-        args.append(f"{link.jitter_ms}ms")
+        args.append(f"{link.jitter_ms:g}ms")
     return args
 
 
