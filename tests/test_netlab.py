@@ -344,10 +344,13 @@ async def test_a_link_narrows_and_widens_under_a_live_flow(netlab: Lab) -> None:
     tasks = [asyncio.ensure_future(receive()), asyncio.ensure_future(send())]
     try:
         marks = [loop.time()]
-        for shape in (Link(rate_kbit=500), Link()):
-            await one_second_of_flow()
-            await asyncio.to_thread(a.shape, up=shape)
-            marks.append(loop.time())
+        await one_second_of_flow()
+        await asyncio.to_thread(a.shape, up=Link(rate_kbit=500))
+        marks.append(loop.time())
+        await one_second_of_flow()
+        drops = await asyncio.to_thread(a.shaper_drops, "up")
+        await asyncio.to_thread(a.shape, up=Link())
+        marks.append(loop.time())
         await one_second_of_flow()
         marks.append(loop.time())
     finally:
@@ -362,6 +365,7 @@ async def test_a_link_narrows_and_widens_under_a_live_flow(netlab: Lab) -> None:
     )
     assert whole >= 2000 * 0.8, whole
     assert 500 * 0.6 <= narrowed <= 500 * 1.3, narrowed
+    assert drops >= pps * 0.5, drops  # about 3 in 4 datagrams of that second
     assert widened >= 2000 * 0.8, widened
 
 
@@ -375,11 +379,21 @@ async def test_loss_drops_about_its_share_of_datagrams(netlab: Lab) -> None:
         with a.lan.socket(socket.SOCK_DGRAM) as sock:
             for i in range(count):
                 await loop.sock_sendto(sock, b"quiet%d" % i, (service, 3478))
-            await asyncio.to_thread(a.shape, up=Link())
-            # The link is lossless again and in order: once the marker is back, every
-            # datagram sent before it has arrived or was dropped.
-            await ask(sock, (service, 3478), b"marker")
+            # The link keeps its order: once a marker is answered, every datagram sent
+            # before it has arrived or was dropped. Markers cross the same loss (the
+            # answers come back on a lossless downlink), so they are counted too.
+            markers = 0
+            async with asyncio.timeout(WAIT):
+                while b"marker" not in echo.payloads:
+                    markers += 1
+                    await loop.sock_sendto(sock, b"marker", (service, 3478))
+                    with suppress(TimeoutError):
+                        async with asyncio.timeout(0.2):
+                            await loop.sock_recv(sock, 2048)
+            lost = await asyncio.to_thread(a.lost, "up")
         received = sum(1 for data in echo.payloads if data.startswith(b"quiet"))
+    # The loss rule, and nothing else on the way, dropped what did not arrive.
+    assert received + lost == count + markers - 1, (received, lost, markers)
     expected, sd = count * (1 - p), math.sqrt(count * p * (1 - p))
     assert abs(received - expected) <= 6 * sd, received  # 6 sigma: never flaky
 

@@ -189,6 +189,24 @@ class Site:
                 nsops.run(*tc, "add", "dev", dev, "root", "handle", "1:", *tbf_args(link))
                 nsops.run(*tc, "add", "dev", dev, "parent", "1:1", *netem_args(link))
 
+    def lost(self, direction: str) -> int:
+        """Packets the loss rule of ``direction`` ("up" or "down") dropped so far (the
+        counter restarts when ``shape`` rewrites the rules)."""
+        chain = {"up": "NETLAB-UP", "down": "NETLAB-DOWN"}[direction]
+        out = self.router.run("iptables", "-t", "mangle", "-L", chain, "-v", "-x", "-n")
+        return sum(
+            int(line.split()[0])
+            for line in out.splitlines()
+            if "statistic" in line and " DROP " in f" {line} "
+        )
+
+    def shaper_drops(self, direction: str) -> int:
+        """Packets the rate shaper of ``direction`` dropped (its queue was full) since its
+        qdisc was made (0 when the direction has no rate)."""
+        dev = {"up": "wan0", "down": "lan0"}[direction]
+        out = nsops.run("tc", "-n", self.router.name, "-j", "-s", "qdisc", "show", "dev", dev)
+        return sum(int(q.get("drops", 0)) for q in json.loads(out) if q.get("kind") == "tbf")
+
     def flush_mappings(self) -> None:
         """The NAT forgets every mapping (and the firewall every flow): ``conntrack -F``.
 
