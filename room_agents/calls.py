@@ -27,9 +27,10 @@ closed and the peer whose id sorts first offers again.
 
 Call set-up is on the session's critical path (join -> first frame), so the calls
 install room_agents.ice_pacing (ICE ends as soon as its last check does, not one
-20 ms pacing period later), and ``warm_up`` builds one throwaway offer when the room
-connects, so the first real call does not pay for aiortc's first certificate and
-first gathering.
+20 ms pacing period later) and room_agents.jitter (a received video frame goes to the
+decoder with its last packet, not with the next frame's first), and ``warm_up`` builds
+one throwaway offer when the room connects, so the first real call does not pay for
+aiortc's first certificate and first gathering.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from common.tasks import TaskSet
 from room_agents.content import ContentShare
 from room_agents.ice import filter_sdp, rtc_configuration
 from room_agents.ice_pacing import install_check_pacing
+from room_agents.jitter import install_marker_release
 from room_agents.liveness import PathWatch, create_channel
 from room_agents.media import OutgoingVideoTrack, SyntheticAudioTrack
 from room_agents.screen import Screen
@@ -136,6 +138,7 @@ class SessionCalls:
         self.members: set[str] = set()
         self._tasks = TaskSet()
         install_check_pacing()
+        install_marker_release()
 
     def update_network(self, ice_servers: list[p.IceServer], networks: list[Network]) -> None:
         self._ice_servers = ice_servers

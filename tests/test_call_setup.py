@@ -1,5 +1,6 @@
-"""Call set-up latency: ICE ends with its last check (room_agents.ice_pacing), and the
-agent warms aiortc up once when it connects (room_agents.calls.warm_up).
+"""Call set-up latency: ICE ends with its last check (room_agents.ice_pacing), the agent
+warms aiortc up once when it connects (room_agents.calls.warm_up), and a received video
+frame leaves the jitter buffer with its last packet (room_agents.jitter).
 
 How long set-up takes is a figure for bench/autostart; these tests check the behaviour
 behind it, by counting, not timing.
@@ -14,9 +15,12 @@ from typing import Any
 import aioice
 import aioice.ice
 import pytest
+from aiortc.jitterbuffer import JitterBuffer
+from aiortc.rtp import RtpPacket
 
 from room_agents import calls as calls_module
 from room_agents import room_control
+from room_agents.calls import SessionCalls
 from room_agents.ice import pin_host_addresses, pinned_host_addresses, unpin_host_addresses
 from room_agents.ice_pacing import (
     STARTABLE,
@@ -25,9 +29,20 @@ from room_agents.ice_pacing import (
     more_to_start,
     uninstall_check_pacing,
 )
+from room_agents.jitter import (
+    MarkerJitterBuffer,
+    install_marker_release,
+    marker_release_installed,
+    receivers_buffer,
+    uninstall_marker_release,
+)
 from tests.signalling_fixtures import eventually, running_agent, signalling_harness
 
 State = aioice.ice.CandidatePair.State
+
+
+async def noop_send(_message: object) -> None:
+    pass
 
 
 def test_the_pacing_loop_stops_once_the_last_check_has_started() -> None:
@@ -164,3 +179,85 @@ async def test_an_agent_warms_up_once_on_its_first_welcome_only(
             agent.control.connected()  # as after a reconnect
             await agent.control._tasks.drain(5)  # what it spawned has run
             assert runs == [1]
+
+
+# --- video frames leave the jitter buffer with their marked last packet ------------------
+
+
+def rtp(sequence: int, timestamp: int, marker: bool = False, data: bytes = b"") -> RtpPacket:
+    packet = RtpPacket(sequence_number=sequence, timestamp=timestamp)
+    packet.marker = int(marker)
+    packet._data = data or bytes([sequence % 256])  # type: ignore[attr-defined]
+    return packet
+
+
+def released(buffer: JitterBuffer, packets: list[RtpPacket]) -> list[tuple[bytes, int] | None]:
+    out: list[tuple[bytes, int] | None] = []
+    for packet in packets:
+        _pli, frame = buffer.add(packet)
+        out.append(None if frame is None else (frame.data, frame.timestamp))
+    return out
+
+
+def test_a_video_frame_leaves_with_its_marked_packet_not_with_the_next_frame() -> None:
+    packets = [
+        rtp(65534, 100, data=b"a"),
+        rtp(65535, 100, data=b"b"),
+        rtp(0, 100, marker=True, data=b"c"),  # across the sequence number wrap
+        rtp(1, 200, marker=True, data=b"d"),
+        rtp(2, 300, data=b"e"),
+    ]
+    ours = released(MarkerJitterBuffer(capacity=128, is_video=True), packets)
+    assert ours == [None, None, (b"abc", 100), (b"d", 200), None]
+    # aiortc's own buffer holds each frame until the next frame's first packet.
+    theirs = released(JitterBuffer(capacity=128, is_video=True), packets)
+    assert theirs == [None, None, None, (b"abc", 100), (b"d", 200)]
+
+
+def test_a_gap_holds_the_frame_until_the_packet_comes_and_an_unmarked_frame_falls_back() -> None:
+    buffer = MarkerJitterBuffer(capacity=128, is_video=True)
+    # Packet 11 is late (a retransmission): the frame waits for it, then leaves whole.
+    assert released(buffer, [rtp(10, 100, data=b"a"), rtp(12, 100, True, b"c")]) == [None, None]
+    assert released(buffer, [rtp(11, 100, data=b"b")]) == [(b"abc", 100)]
+    # A frame that ends without a marker leaves when the next frame starts (aiortc's
+    # rule); a multi-packet frame after it leaves with its own marker again.
+    out = released(buffer, [rtp(13, 200, data=b"d"), rtp(14, 300, data=b"e")])
+    assert out == [None, (b"d", 200)]
+    assert released(buffer, [rtp(15, 300, True, b"f")]) == [(b"ef", 300)]
+    # A late packet of a frame already handed over is dropped, as aiortc drops it.
+    assert released(buffer, [rtp(11, 100, data=b"b")]) == [None]
+    assert released(buffer, [rtp(16, 400, True, b"g")]) == [(b"g", 400)]
+
+
+def test_audio_buffers_are_aiortc_s_own() -> None:
+    packets = [rtp(n, n * 960, marker=True) for n in range(8)]
+    ours = released(MarkerJitterBuffer(capacity=16, prefetch=4), packets)
+    theirs = released(JitterBuffer(capacity=16, prefetch=4), packets)
+    assert ours == theirs
+
+
+def test_receivers_built_after_the_install_use_the_marker_buffer() -> None:
+    was = marker_release_installed()
+    try:
+        uninstall_marker_release()
+        assert receivers_buffer() is JitterBuffer
+        assert install_marker_release() and install_marker_release()  # idempotent
+        assert receivers_buffer() is MarkerJitterBuffer
+        uninstall_marker_release()
+        assert not marker_release_installed()
+    finally:
+        (install_marker_release if was else uninstall_marker_release)()
+
+
+async def test_the_calls_install_both_patches(loopback_only: None) -> None:
+    SessionCalls(
+        "s1",
+        "room:a",
+        noop_send,
+        None,
+        None,
+        [],
+        [],
+        lambda _: None,  # type: ignore[arg-type]
+    )
+    assert check_pacing_installed() and marker_release_installed()
