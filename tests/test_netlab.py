@@ -121,6 +121,12 @@ def forward_drops(lab: Lab, site: str) -> int:
     return sum(int(line.split()[0]) for line in out.splitlines() if " DROP " in f" {line} ")
 
 
+def forwarded_up(lab: Lab, site: str) -> int:
+    """Packets the site's router forwarded from its LAN to the WAN."""
+    out = lab.site(site).router.run("iptables", "-t", "mangle", "-L", "FORWARD", "-v", "-x", "-n")
+    return sum(int(line.split()[0]) for line in out.splitlines() if "NETLAB-UP" in line)
+
+
 async def dropped_by_firewall(lab: Lab, sending: Awaitable[object]) -> None:
     """Start ``sending`` from B's LAN and wait until B's firewall has dropped it."""
     before = forward_drops(lab, "b")
@@ -530,6 +536,8 @@ async def test_lab_has_no_path_to_the_host_and_its_traffic_stays_off_the_host(
     host_after = host_interface_bytes()
     lab_moved = a.router.link_bytes("wan0") - lab_before
     assert received == burst and lab_moved >= burst
+    # Wire-sized packets, not 64 KiB aggregates: loss and delay act per packet.
+    assert forwarded_up(netlab, "a") >= burst // 1514
     host_moved = sum(host_after.get(dev, 0) - n for dev, n in host_before.items())
     # The host's own background (this machine's network chatter during the burst) is
     # allowed; a tenth of the burst would mean lab traffic leaked.

@@ -325,10 +325,13 @@ class Lab:
             "ip", "link", "add", "lan0", "netns", router.name,
             "type", "veth", "peer", "name", "eth0", "netns", lan.name,
         )  # fmt: skip
+        # gso_max_segs 1: senders hand the stack wire-sized packets, not 64 KiB TCP
+        # aggregates, so that loss and delay apply per packet as on a real link.
         self.wan.run(
             "sh",
             "-ec",
-            f"ip addr add {site_plan.wan_gateway}/24 dev {wan_if}\nip link set {wan_if} up",
+            f"ip addr add {site_plan.wan_gateway}/24 dev {wan_if}\n"
+            f"ip link set {wan_if} gso_max_segs 1 up",
         )
         router.run(
             "sh",
@@ -341,8 +344,8 @@ class Lab:
                     "ip link set lo up",
                     f"ip addr add {site_plan.public_address()}/24 dev wan0",
                     f"ip addr add {site_plan.lan_gateway}/24 dev lan0",
-                    "ip link set wan0 up",
-                    "ip link set lan0 up",
+                    "ip link set wan0 gso_max_segs 1 up",
+                    "ip link set lan0 gso_max_segs 1 up",
                     f"ip route add default via {site_plan.wan_gateway}",
                 ]
             ),
@@ -355,7 +358,7 @@ class Lab:
                     "sysctl -qw net.ipv6.conf.all.disable_ipv6=1",
                     "ip link set lo up",
                     f"ip addr add {site_plan.lan_host}/24 dev eth0",
-                    "ip link set eth0 up",
+                    "ip link set eth0 gso_max_segs 1 up",
                     f"ip route add default via {site_plan.lan_gateway}",
                 ]
             ),
