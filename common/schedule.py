@@ -50,10 +50,12 @@ class ScheduleEntry:
 @dataclass(frozen=True, slots=True)
 class RoomRecord:
     """A room as the credential store knows it: the hash of its key (never the key)
-    and the key's generation; a higher generation revokes the older keys at once."""
+    and the key's generation; a higher generation revokes the older keys at once.
+    ``ice_policy`` (``all`` or ``relay``) reaches the room with its ``welcome``."""
 
     room_id: str
     name: str
     centre: str  # the centre's name
     key_hash: str = field(repr=False)
     generation: int
+    ice_policy: str = "all"

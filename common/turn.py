@@ -28,6 +28,9 @@ import math
 from dataclasses import dataclass
 from typing import Final
 
+ICE_POLICIES: Final = ("all", "relay")
+"""A room's ICE policy: ``relay`` rooms (a network that forbids direct UDP, or lets out
+only TCP 443) offer and use only TURN relay candidates; ``all`` is the default."""
 SEPARATOR: Final = ":"
 NO_SESSION: Final = ""
 """The session field of a credential for the room's own checks (readiness)."""

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import sqlalchemy as sa
 from sqlmodel import col, select
 
+from common.turn import ICE_POLICIES
 from orchestrator.credentials import hash_room_key, new_room_key
 from orchestrator.db import DbSession
 from orchestrator.errors import DomainError
@@ -73,9 +74,12 @@ def set_room_policy(
     max_duration_seconds: int | None = None,
     max_advance_days: int | None = None,
     aliases: Sequence[str] | None = None,
+    ice_policy: str | None = None,
 ) -> Room:
     """Change a room's booking policy; the values apply to bookings made from now on.
-    Aliases (the names calendars use for the room) are one line each (``invalid-alias``)."""
+    Aliases (the names calendars use for the room) are one line each (``invalid-alias``).
+    ``ice_policy`` (``all`` or ``relay``, else ``invalid-ice-policy``) reaches the room's
+    agent with its next welcome."""
     room = get_row(db, Room, room_id)
     if buffer_seconds is not None:
         if not 0 <= buffer_seconds <= 4 * 3600:
@@ -94,6 +98,10 @@ def set_room_policy(
     if aliases is not None:
         kept = [one_line(a, code="invalid-alias", what="an alias") for a in aliases if a.strip()]
         room.aliases = json.dumps(kept)
+    if ice_policy is not None:
+        if ice_policy not in ICE_POLICIES:
+            raise DomainError("invalid-ice-policy", "a room's ICE policy is all or relay")
+        room.ice_policy = ice_policy
     db.add(room)
     db.flush()
     return room

@@ -105,6 +105,9 @@ class Room(SQLModel, table=True):
     # Cross-centre courtesy: bookings by people of other centres wait for this
     # room's centre staff to approve them (holding the slot meanwhile).
     requires_approval: bool = False
+    # ICE policy: "all", or "relay" for a room whose network forbids direct UDP (the
+    # agent then uses only TURN relay candidates); sent to the agent in its welcome.
+    ice_policy: str = Field(default="all", sa_column_kwargs={"server_default": "all"})
     created_at: datetime = _created()
 
 

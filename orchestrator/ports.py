@@ -12,7 +12,7 @@ and store them, so the adapter in ``web`` passes them on without copying.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from common.schedule import RoomRecord, ScheduleEntry
@@ -48,7 +48,7 @@ class RoomCredential(RoomRecord):
     hash of the key and its generation; a higher generation revokes older keys) with
     the sequence number every command carries."""
 
-    seq: int
+    seq: int = field(kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,10 +18,12 @@ from typing import Any, ClassVar, Final, Literal, Union
 
 from common.schedule import ScheduleEntry, ScheduleRoom
 from common.sessions import TERMINAL_STATES
+from common.turn import ICE_POLICIES
 from signalling.codec import MAX_ID_LENGTH, decode, encode, items, number, text, to_dict
 from signalling.errors import ErrorCode, ProtocolError
 
 __all__ = [
+    "ICE_POLICIES",
     "MAX_ID_LENGTH",
     "ErrorCode",
     "ProtocolError",
@@ -55,8 +57,8 @@ MAX_CHECK_DETAIL: Final = 300
 
 
 IcePolicy = Literal["all", "relay"]
-"""A room's ICE policy: ``relay`` rooms offer and use only TURN relay candidates."""
-ICE_POLICIES: Final = ("all", "relay")
+"""A room's ICE policy: ``relay`` rooms offer and use only TURN relay candidates
+(common.turn.ICE_POLICIES, the same words)."""
 
 
 # --- value objects carried inside messages -------------------------------------------

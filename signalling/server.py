@@ -151,6 +151,7 @@ class _Identity:
 
     info: p.PeerInfo
     guest_ticket: TicketClaims | None = None
+    ice_policy: p.IcePolicy = "all"
 
 
 @dataclass(slots=True)
@@ -314,6 +315,7 @@ class SignallingServer:
                     rate_burst=self.settings.rate_burst,
                 ),
                 ref=message.id,
+                ice_policy=identity.ice_policy,
             )
         )
         return identity
@@ -346,7 +348,9 @@ class SignallingServer:
                     room_id=record.room_id,
                     centre=record.centre,
                 )
-                return _Identity(info)
+                return _Identity(
+                    info, ice_policy="relay" if record.ice_policy == "relay" else "all"
+                )
             if hello.ticket is not None:
                 claims = self.tickets.verify_guest(hello.ticket)
                 info = p.PeerInfo(peer_id=claims.peer_id, name=claims.name or DEFAULT_GUEST_NAME)

@@ -13,6 +13,8 @@ Missing ``turnserver``: the test skips with the reason on a laptop, fails under 
 from __future__ import annotations
 
 import contextlib
+import datetime
+import ipaddress
 import os
 import random
 import shutil
@@ -36,6 +38,13 @@ class Coturn:
     relay_range: tuple[int, int]
     log_path: Path
     config_path: Path
+    tls_port: int | None = None  # TURN over TLS, when started with tls=True
+    ca_file: Path | None = None  # the self-signed certificate to trust for it
+
+    @property
+    def tls_url(self) -> str:
+        assert self.tls_port is not None, "started without TLS"
+        return f"turns:127.0.0.1:{self.tls_port}"
 
     @property
     def udp_url(self) -> str:
@@ -71,7 +80,57 @@ def _free_port_pair() -> int:
     raise RuntimeError("no free port pair on loopback")
 
 
-def config_text(port: int, relay_range: tuple[int, int], secrets: Sequence[str], pid: Path) -> str:
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 (its own CA) and its key, as PEM files."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "telecentre test TURN")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "turn-cert.pem", directory / "turn-key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    os.chmod(key_path, 0o600)
+    return cert_path, key_path
+
+
+def config_text(
+    port: int,
+    relay_range: tuple[int, int],
+    secrets: Sequence[str],
+    pid: Path,
+    tls: tuple[int, Path, Path] | None = None,
+) -> str:
+    """``tls``: the TLS port, certificate and key (else no TLS)."""
+    tls_lines = (
+        [f"tls-listening-port={tls[0]}", f"cert={tls[1]}", f"pkey={tls[2]}"]
+        if tls is not None
+        else ["no-tls"]
+    )
     lines = [
         "listening-ip=127.0.0.1",
         f"listening-port={port}",
@@ -84,7 +143,7 @@ def config_text(port: int, relay_range: tuple[int, int], secrets: Sequence[str],
         "fingerprint",
         # Both peers of the tests are on loopback: coturn refuses loopback peers unless told.
         "allow-loopback-peers",
-        "no-tls",
+        *tls_lines,
         "no-dtls",
         "no-cli",
         "no-multicast-peers",
@@ -113,15 +172,24 @@ def _wait_listening(port: int, process: subprocess.Popen[bytes], timeout: float)
 
 
 @contextlib.contextmanager
-def running_coturn(directory: Path, secrets: Sequence[str]) -> Iterator[Coturn]:
-    """coturn on 127.0.0.1 accepting credentials minted with any of ``secrets``."""
+def running_coturn(
+    directory: Path, secrets: Sequence[str], *, tls: bool = False
+) -> Iterator[Coturn]:
+    """coturn on 127.0.0.1 accepting credentials minted with any of ``secrets``; with
+    ``tls``, also TURN over TLS with a self-signed certificate (``Coturn.ca_file``)."""
     binary = turnserver()
     port = _free_port_pair()
     low = random.randint(30000, 39000)
     relay_range = (low, low + 199)
     directory.mkdir(parents=True, exist_ok=True)
+    tls_setup: tuple[int, Path, Path] | None = None
+    if tls:
+        cert, key = self_signed(directory)
+        tls_setup = (_free_port_pair(), cert, key)
     config = directory / "turnserver.conf"
-    config.write_text(config_text(port, relay_range, secrets, directory / "turnserver.pid"))
+    config.write_text(
+        config_text(port, relay_range, secrets, directory / "turnserver.pid", tls_setup)
+    )
     os.chmod(config, 0o600)
     log_path = directory / "turnserver.log"
     with log_path.open("wb") as log_file:
@@ -133,7 +201,16 @@ def running_coturn(directory: Path, secrets: Sequence[str]) -> Iterator[Coturn]:
         )
         try:
             _wait_listening(port, process, START_TIMEOUT)
-            yield Coturn(port, relay_range, log_path, config)
+            if tls_setup is not None:
+                _wait_listening(tls_setup[0], process, START_TIMEOUT)
+            yield Coturn(
+                port,
+                relay_range,
+                log_path,
+                config,
+                tls_port=tls_setup[0] if tls_setup else None,
+                ca_file=tls_setup[1] if tls_setup else None,
+            )
         finally:
             process.terminate()
             try:

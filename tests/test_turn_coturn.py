@@ -101,3 +101,20 @@ async def test_a_room_s_readiness_allocates_with_its_check_credential(
     else:
         assert not check.ok
         assert check.detail == f"unreachable: {coturn.udp_url}: credential refused (401)"
+
+
+async def test_turn_over_tls_checks_the_certificate_and_takes_a_private_ca(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``turns:`` is TLS to coturn: a certificate the system does not trust is refused;
+    the CA given (here with ``SSL_CERT_FILE``, OpenSSL's default verify path, which the
+    readiness check and aioice's TURN client both use) makes it pass."""
+    with running_coturn(tmp_path, [NEW], tls=True) as coturn:
+        later = time.time() + 120
+        monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+        refused = await _allocate(coturn.tls_url, NEW, later)
+        assert refused is not None and refused.startswith("TLS: ")
+        assert "CERTIFICATE_VERIFY_FAILED" in refused
+        monkeypatch.setenv("SSL_CERT_FILE", str(coturn.ca_file))
+        assert await _allocate(coturn.tls_url, NEW, later) is None
+        assert await _allocate(coturn.tls_url, NEW, time.time() - 2) == ("credential refused (401)")

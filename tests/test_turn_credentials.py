@@ -13,12 +13,14 @@ from aiortc.rtcconfiguration import RTCIceTransportPolicy
 from common import turn
 from room_agents.ice import (
     effective_policy,
+    filter_sdp,
     order_turn_urls,
     rtc_configuration,
     session_ice_servers,
 )
 from room_agents.readiness import allocation_refusal, turn_targets
 from signalling import protocol as p
+from signalling.candidates import parse_networks, refused_in_sdp
 from signalling.turn import TurnConfig, ice_servers_for
 from tests.signalling_fixtures import signalling_harness
 from web.app import turn_config
@@ -187,3 +189,18 @@ def test_settings_read_the_ice_servers_and_the_secret(tmp_path: Path) -> None:
     empty.write_text("")
     with pytest.raises(ValueError, match="empty"):
         Settings(turn_secret_file=empty).read_turn_secret()
+
+
+def test_the_candidate_filter_lets_relay_addresses_in_and_keeps_the_rest_out() -> None:
+    settings = Settings(
+        candidate_networks=("10.77.0.0/16",), turn_relay_networks=("203.0.113.7/32",)
+    )
+    networks = parse_networks(settings.allowed_candidate_networks)
+    relay = "a=candidate:1 1 udp 16777215 203.0.113.7 49170 typ relay raddr 0.0.0.0 rport 0"
+    lan = "a=candidate:2 1 udp 2130706431 10.77.0.5 50000 typ host"
+    other = "a=candidate:3 1 udp 16777215 203.0.113.8 49170 typ relay raddr 0.0.0.0 rport 0"
+    sdp = "v=0\r\n" + "\r\n".join((relay, lan, other)) + "\r\n"
+    assert refused_in_sdp("v=0\r\n" + relay + "\r\n" + lan + "\r\n", networks) is None
+    assert refused_in_sdp(sdp, networks) is not None
+    kept, removed = filter_sdp(sdp, networks)
+    assert removed == ["203.0.113.8"] and relay in kept and lan in kept

@@ -64,12 +64,19 @@ def _camera_frames(agent: Any, peer_id: str) -> int:
     return int(agent.screen.totals().get(peer_id, {}).get("camera_frames") or 0)
 
 
+@pytest.mark.parametrize("via", ["tcp", "tls"])
 async def test_two_relay_rooms_call_through_coturn_with_relay_pairs_and_quiet_logs(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch, via: str
 ) -> None:
+    """The deployment lists UDP first; a relay room hands aiortc TURN over TCP first, or
+    over TLS when the deployment has it (the firewall that lets out only 443)."""
     caplog.set_level(logging.DEBUG)
-    with running_coturn(tmp_path, [SECRET]) as coturn:
-        config = TurnConfig(urls=(coturn.tcp_url, coturn.udp_url), secret=SECRET)
+    with running_coturn(tmp_path, [SECRET], tls=via == "tls") as coturn:
+        urls = (coturn.udp_url, coturn.tcp_url)
+        if via == "tls":
+            urls = (*urls, coturn.tls_url)
+            monkeypatch.setenv("SSL_CERT_FILE", str(coturn.ca_file))  # the private CA
+        config = TurnConfig(urls=urls, secret=SECRET)
         async with signalling_harness(turn=config) as h:
             h.add_room("a")
             h.add_room("b")
@@ -101,7 +108,11 @@ async def test_two_relay_rooms_call_through_coturn_with_relay_pairs_and_quiet_lo
                         and parts.session_id == "s1"
                         for u in usernames
                     )
-                    # The relay policy put TURN over TCP first for aiortc, as configured.
+                    # The relay policy put TURN over TCP (or TLS) first for aiortc.
+                    assert (ice._connection.turn_transport, ice._connection.turn_ssl) == (
+                        "tcp",
+                        via == "tls",
+                    )
                 assert a.violations == [] and b.violations == []
                 assert h.server.counters.candidate_violations == 0
                 passwords = {

@@ -304,6 +304,7 @@ async def set_room(request: web.Request) -> web.Response:
             max_duration_seconds=max_duration,
             max_advance_days=_field(data, "max_advance_days", int, None),
             aliases=aliases,
+            ice_policy=_field(data, "ice_policy", str, None),
         )
     )
     online = room.id in request.app[SERVICES].signalling.hub.online_rooms()

@@ -41,6 +41,7 @@ def room_json(
         "max_duration_seconds": r.max_duration_seconds,
         "max_advance_days": r.max_advance_days,
         "aliases": json.loads(r.aliases),
+        "ice_policy": r.ice_policy,
         "id": r.id,
         "centre_id": r.centre_id,
         "name": r.name,

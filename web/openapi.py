@@ -19,6 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from common.sessions import AUTOMATIC, CONNECT_MODE_NAMES, MANUAL
+from common.turn import ICE_POLICIES
 
 API = "/api/v1"
 OPENAPI_PATH = API + "/openapi.json"
@@ -75,6 +76,12 @@ ERROR_CODES = (
     "never expected: a bug)."
 )
 COUNT: Schema = {"type": "integer", "minimum": 0}
+ICE_POLICY: Schema = {
+    "type": "string",
+    "enum": list(ICE_POLICIES),
+    "description": "relay: the room's agent uses only TURN relay candidates "
+    "(``invalid-ice-policy`` otherwise); applies from its next connection.",
+}
 
 SCHEMAS: dict[str, Schema] = {
     "Error": {
@@ -145,6 +152,7 @@ SCHEMAS: dict[str, Schema] = {
             "max_duration_seconds",
             "max_advance_days",
             "aliases",
+            "ice_policy",
             "readiness",
         ],
         "properties": {
@@ -157,6 +165,7 @@ SCHEMAS: dict[str, Schema] = {
             "max_duration_seconds": nullable(COUNT),
             "max_advance_days": nullable(COUNT),
             "aliases": {"type": "array", "items": {"type": "string"}},
+            "ice_policy": ICE_POLICY,
             "readiness": nullable(
                 {**ref("Readiness"), "description": "The room's latest readiness check."}
             ),
@@ -292,6 +301,7 @@ SCHEMAS: dict[str, Schema] = {
             "buffer_seconds": {"type": "integer", "minimum": 0, "maximum": 14400},
             "max_duration_seconds": {"type": "integer", "minimum": 300, "maximum": 31622400},
             "max_advance_days": {"type": "integer", "minimum": 1, "maximum": 1095},
+            "ice_policy": ICE_POLICY,
             "aliases": {
                 "type": "array",
                 "description": (

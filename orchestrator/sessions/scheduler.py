@@ -273,6 +273,7 @@ class Scheduler:
         self._step_lock = asyncio.Lock()
         self._fingerprints: dict[str, tuple[ScheduleEntry, ...]] = {}
         self._generations: dict[str, int] = {}
+        self._policies: dict[str, str] = {}  # room id -> ICE policy last sent
         self._tickets: dict[tuple[str, str], _Ticket] = {}  # (room id, session id)
         self._revoke: list[_Ticket] = []
         self._unsent: list[SessionTransition] = []
@@ -428,7 +429,9 @@ class Scheduler:
 
     async def _push_credentials(self, rooms: list[RoomRecord]) -> None:
         for room in rooms:
-            if self._generations.get(room.room_id) == room.generation:
+            if self._generations.get(room.room_id) == room.generation and (
+                self._policies.get(room.room_id) == room.ice_policy
+            ):
                 continue
             credential = RoomCredential(
                 seq=next(self._seq),
@@ -437,9 +440,11 @@ class Scheduler:
                 centre=room.centre,
                 key_hash=room.key_hash,
                 generation=room.generation,
+                ice_policy=room.ice_policy,
             )
             if await self._send(self._control.set_room_credential, credential):
                 self._generations[room.room_id] = room.generation
+                self._policies[room.room_id] = room.ice_policy
 
     async def _send_transitions(self) -> None:
         pending, self._unsent = self._unsent, []

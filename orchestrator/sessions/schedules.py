@@ -182,6 +182,7 @@ def load_rooms(db: DbSession) -> list[RoomRecord]:
             col(Centre.name),
             col(Room.key_hash),
             col(Room.key_generation),
+            col(Room.ice_policy),
         )
         .join(Centre, col(Centre.id) == col(Room.centre_id))
         .order_by(col(Room.id))

@@ -7,6 +7,7 @@ import argparse
 import json
 from typing import Any
 
+from common.turn import ICE_POLICIES
 from orchestrator.centres import add_centre, add_room, rotate_room_key, set_room_policy
 from orchestrator.sessions.panels import create_panel_token
 from web.cli.base import data_opts, emit, run_db, settings_from
@@ -45,6 +46,7 @@ def cmd_room_set(args: argparse.Namespace) -> None:
             max_duration_seconds=args.max_duration,
             max_advance_days=args.max_advance_days,
             aliases=args.alias,
+            ice_policy=args.ice_policy,
         ),
     )
     data = {
@@ -53,6 +55,7 @@ def cmd_room_set(args: argparse.Namespace) -> None:
         "max_duration_seconds": room.max_duration_seconds,
         "max_advance_days": room.max_advance_days,
         "aliases": json.loads(room.aliases),
+        "ice_policy": room.ice_policy,
     }
     emit(args, data, "\n".join(f"{k}: {v}" for k, v in data.items()))
 
@@ -87,13 +90,19 @@ def add_room_parser(sub: Any) -> None:
     r_add.add_argument("name")
     data_opts(r_add)
     r_add.set_defaults(func=cmd_room_add)
-    r_set = room.add_parser("set", help="a room's booking policy and aliases")
+    r_set = room.add_parser("set", help="a room's booking policy, aliases and ICE policy")
     r_set.add_argument("room_id")
     r_set.add_argument("--buffer", type=int, help="seconds kept free around each booking")
     r_set.add_argument("--max-duration", type=int, help="longest booking, seconds")
     r_set.add_argument("--max-advance-days", type=int, help="how far ahead it may be booked")
     r_set.add_argument(
         "--alias", action="append", help="another name calendars use for it (repeat)"
+    )
+    r_set.add_argument(
+        "--ice-policy",
+        choices=ICE_POLICIES,
+        help="relay: the room uses only TURN relay candidates (its network forbids direct "
+        "UDP or lets out only TCP 443); applies from the agent's next connection",
     )
     data_opts(r_set)
     r_set.set_defaults(func=cmd_room_set)
