@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
 import math
 import socket
 import statistics
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager, suppress
+from pathlib import Path
 from typing import cast
 
 import pytest
@@ -460,7 +462,7 @@ async def test_losing_mappings_moves_the_flows_public_side() -> None:
             assert changed >= 3  # random ports collide once in ~64k draws
 
 
-async def test_teardown_removes_every_namespace_and_process() -> None:
+async def test_teardown_removes_every_namespace_and_process(tmp_path: Path) -> None:
     reason = available()
     if reason is not None:
         missing(reason)
@@ -477,6 +479,17 @@ async def test_teardown_removes_every_namespace_and_process() -> None:
     await lab.aclose()
     assert sleeper.returncode is not None
     assert not set(names) & set(lab_namespaces())
+    # What a tool starts through a wrapper is not the lab's, yet the teardown ends it.
+    lab = await asyncio.to_thread(Lab.build)
+    wrapped = lab.site("guest").lan.wrapper("sh", tmp_path)
+    assert lab.site("guest").lan_address in run(str(wrapped), "-c", "ip -4 -o addr show")
+    stray = await asyncio.create_subprocess_exec(str(wrapped), "-c", "sleep 600")
+    await lab.aclose()
+    async with asyncio.timeout(WAIT):
+        assert await stray.wait() != 0
+    described = json.loads(json.dumps(lab.describe()))  # a benchmark's report of the lab
+    assert described["sites"]["b"]["nat"] == "symmetric"
+    assert described["sites"]["b"]["egress"] == [{"proto": "tcp", "port": 443, "to": "turn"}]
     # A build that fails half-way removes what it made.
     before = set(lab_namespaces())
     with pytest.raises(KeyError):

@@ -11,6 +11,7 @@ import random
 import socket
 import subprocess
 from collections.abc import Iterable
+from dataclasses import asdict
 from pathlib import Path
 from types import TracebackType
 
@@ -103,6 +104,16 @@ class Namespace:
     ) -> socket.socket:
         """A non-blocking IPv4 socket of this namespace (usable from the test's loop)."""
         return nsops.socket_in_ns(self.name, kind, bind)
+
+    def wrapper(self, program: str, directory: Path) -> Path:
+        """An executable in ``directory`` that runs ``program`` inside this namespace
+        with the arguments it is given: for tools that start a program themselves
+        (Playwright's ``executable_path``, say). What it starts is not owned by the
+        lab, but the teardown kills every process left in a lab namespace."""
+        path = directory / f"{self.name}-{Path(program).name}"
+        path.write_text(f'#!/bin/sh\nexec ip netns exec {self.name} {program} "$@"\n')
+        path.chmod(0o755)
+        return path
 
     def link_bytes(self, dev: str) -> int:
         """rx + tx bytes of interface ``dev`` inside this namespace."""
@@ -256,6 +267,27 @@ class Lab:
 
     def site(self, name: str) -> Site:
         return self.sites[name]
+
+    def describe(self) -> dict[str, object]:
+        """The lab as it is now, JSON-ready (for a benchmark's output)."""
+        return {
+            "networks": self.networks,
+            "delay_backend": self.delay_backend,
+            "wan_hosts": dict(self.plan.wan_hosts),
+            "sites": {
+                name: {
+                    "nat": site.spec.nat.value,
+                    "egress": None
+                    if site.spec.egress is None
+                    else [asdict(rule) for rule in site.spec.egress],
+                    "public_address": site.public_address,
+                    "lan_address": site.lan_address,
+                    "up": asdict(site.up),
+                    "down": asdict(site.down),
+                }
+                for name, site in self.sites.items()
+            },
+        }
 
     def namespaces(self) -> list[str]:
         return list(self._namespaces)
