@@ -16,10 +16,12 @@ import json
 import math
 import socket
 import statistics
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager, suppress
 from pathlib import Path
+from subprocess import PIPE
 from typing import cast
 
 import pytest
@@ -36,6 +38,7 @@ from tests.netlab import (
     host_interface_bytes,
     lab_namespaces,
 )
+from tests.netlab.delay_control import REPO
 from tests.netlab.nsops import PREFIX, run
 from tests.netlab.plan import (
     RouterRules,
@@ -460,6 +463,41 @@ async def test_losing_mappings_moves_the_flows_public_side() -> None:
                     await asyncio.to_thread(s.flush_mappings)
                     changed += await ask(sock, to) != before
             assert changed >= 3  # random ports collide once in ~64k draws
+
+
+def candidate_addresses(sdp: str) -> list[str]:
+    return [line.split()[4] for line in sdp.splitlines() if line.startswith("a=candidate:")]
+
+
+async def test_a_webrtc_call_crosses_a_home_nat_and_its_delay(netlab: Lab) -> None:
+    """Two bare aiortc peers (tests/netlab/peer.py): the answerer on the WAN, the
+    offerer behind A's NAT on a link of 20 ms each way. The call comes up with no ICE
+    server, every candidate is a lab address, and its data channel's round trip is
+    the link's."""
+    a = netlab.site("a")
+    await asyncio.to_thread(a.shape, up=Link(delay_ms=20), down=Link(delay_ms=20))
+    pipes: dict[str, object] = {"stdin": PIPE, "stdout": PIPE, "cwd": str(REPO)}
+    peer = (sys.executable, "-m", "tests.netlab.peer")
+    answerer = await netlab.wan.spawn(*peer, "answer", **pipes)
+    offerer = await a.lan.spawn(*peer, "offer", **pipes)
+    assert answerer.stdin and answerer.stdout and offerer.stdin and offerer.stdout
+    async with asyncio.timeout(30):
+        offer = await offerer.stdout.readline()
+        answerer.stdin.write(offer)
+        await answerer.stdin.drain()
+        answer = await answerer.stdout.readline()
+        offerer.stdin.write(answer)
+        await offerer.stdin.drain()
+        result = json.loads(await offerer.stdout.readline())
+        answerer.stdin.close()
+        assert await offerer.wait() == 0
+    block = ipaddress.IPv4Network(netlab.networks)
+    for sdp in (json.loads(offer)["sdp"], json.loads(answer)["sdp"]):
+        addresses = candidate_addresses(sdp)
+        assert addresses and all(ipaddress.ip_address(x) in block for x in addresses), sdp
+    assert a.lan_address in candidate_addresses(json.loads(offer)["sdp"])
+    rtt = statistics.median(result["rtts_ms"])
+    assert 40 - 1 <= rtt <= 40 + 20, result
 
 
 async def test_teardown_removes_every_namespace_and_process(tmp_path: Path) -> None:

@@ -25,7 +25,13 @@ it afterwards, even when the test fails)::
         await asyncio.to_thread(a.readdress)  # the NAT loses its mappings, new public address
 
 Sockets made by ``Namespace.socket`` live in that namespace for good and can be used
-from the test's event loop. Shaping is per direction at the router (``up``: LAN -> WAN,
+from the test's event loop. ``Namespace.wrapper(program, dir)`` writes an executable
+that runs ``program`` inside, for tools that start a program themselves (Playwright's
+``executable_path`` for a Chromium guest behind the ``guest`` NAT).
+``site.lost(direction)`` and ``site.shaper_drops(direction)`` read the drop counters
+of the loss rule and of the rate shaper; ``lab.describe()`` is the lab as JSON, for a
+benchmark's report. tests/netlab/peer.py is a bare aiortc peer that the lab's own
+test calls across a NAT (no project code: a floor for comparisons). Shaping is per direction at the router (``up``: LAN -> WAN,
 ``down``: WAN -> LAN): rate with tbf, loss with iptables' statistic match, delay and
 jitter with netem where the kernel has it, else with the lab's NFQUEUE forwarder
 (tests/netlab/delay.py; these machines' kernels have no netem).
