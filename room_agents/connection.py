@@ -160,10 +160,11 @@ class Connection:
         self.connected.set()
         owner.welcomed()
         log.info(
-            "connected as %s (%s), clock offset %.3f s",
+            "connected as %s (%s), clock offset %.3f s, ICE policy %s",
             welcome.peer_id,
             welcome.name,
             self.clock.offset,
+            self.ice_policy,
         )
         self._tasks.spawn(self._measure_offset(client, owner))
 
