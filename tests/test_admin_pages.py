@@ -170,11 +170,17 @@ async def test_a_policy_change_is_saved_and_an_empty_maximum_means_no_limit(
     assert json.loads(room.aliases) == ["Blue room", "SB"]
     status, html, _ = await _get(staff, app.url + location)
     assert 'role="status"' in html and "Required for other centres" in html
-    # Unticked and emptied: approval off, no maximum.
+    assert room.ice_policy == "all"
+    # Ticked: the room's media go only through the TURN relay.
+    status, _, _ = await post_form(
+        staff, app.url, path, {**form, "relay_only": "1"}, page=f"/admin/centres/{net.paris}"
+    )
+    assert status == 303 and (await _room(app, net.paris_room)).ice_policy == "relay"
+    # Unticked and emptied: approval off, relay off, no maximum.
     form = {"buffer": "0", "max_duration": "", "max_advance": "30", "aliases": ""}
     status, _, _ = await post_form(staff, app.url, path, form, page=f"/admin/centres/{net.paris}")
     room = await _room(app, net.paris_room)
-    assert status == 303 and room.requires_approval is False
+    assert status == 303 and room.requires_approval is False and room.ice_policy == "all"
     assert room.max_duration_seconds is None and json.loads(room.aliases) == []
 
 

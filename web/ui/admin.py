@@ -59,10 +59,12 @@ class RoomRow:
     max_advance_days: int
     aliases: tuple[str, ...]
     key_generation: int
+    relay_only: bool = False  # ICE policy "relay"
 
     def form_values(self) -> dict[str, str]:
         return {
             "requires_approval": "1" if self.requires_approval else "",
+            "relay_only": "1" if self.relay_only else "",
             "buffer": str(self.buffer_minutes),
             "max_duration": ""
             if self.max_duration_minutes is None
@@ -85,6 +87,7 @@ def room_row(room: Room, online: frozenset[str] | set[str]) -> RoomRow:
         max_advance_days=room.max_advance_days,
         aliases=tuple(json.loads(room.aliases)),
         key_generation=room.key_generation,
+        relay_only=room.ice_policy == "relay",
     )
 
 
@@ -285,6 +288,9 @@ def _apply_policy(
         centre_commands.set_room_policy(s, room_id, aliases=parsed["aliases"])
     except DomainError as exc:
         refused["aliases"] = exc.code
+    centre_commands.set_room_policy(
+        s, room_id, ice_policy="relay" if parsed["relay_only"] else "all"
+    )
     if parsed["max_duration"] is None and "max_duration" not in refused:
         room.max_duration_seconds = None  # an empty field: no limit
     room.requires_approval = parsed["requires_approval"]
@@ -303,6 +309,7 @@ async def set_policy(request: web.Request) -> web.StreamResponse:
     max_advance = number(request, errors, values, "max_advance")
     parsed = {
         "requires_approval": values.get("requires_approval") == "1",
+        "relay_only": values.get("relay_only") == "1",
         "buffer": None if buffer is None else buffer * 60,
         "max_duration": None if max_duration is None else max_duration * 60,
         "max_advance": max_advance,
