@@ -521,7 +521,12 @@ async def test_teardown_removes_every_namespace_and_process(tmp_path: Path) -> N
     lab = await asyncio.to_thread(Lab.build)
     wrapped = lab.site("guest").lan.wrapper("sh", tmp_path)
     assert lab.site("guest").lan_address in run(str(wrapped), "-c", "ip -4 -o addr show")
-    stray = await asyncio.create_subprocess_exec(str(wrapped), "-c", "sleep 600")
+    stray = await asyncio.create_subprocess_exec(
+        str(wrapped), "-c", "echo inside; sleep 600", stdout=PIPE
+    )
+    assert stray.stdout is not None
+    async with asyncio.timeout(WAIT):
+        assert await stray.stdout.readline() == b"inside\n"  # it entered the namespace
     await lab.aclose()
     async with asyncio.timeout(WAIT):
         assert await stray.wait() != 0

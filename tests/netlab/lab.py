@@ -179,10 +179,16 @@ class Site:
             # The forwarder takes the new delays before the rules send it packets.
             self._delayer.set(UP_QUEUE, new_up.delay_ms, new_up.jitter_ms)
             self._delayer.set(DOWN_QUEUE, new_down.delay_ms, new_down.jitter_ms)
+        changed = [
+            (dev, new)
+            for dev, old, new in (("wan0", self.up, new_up), ("lan0", self.down, new_down))
+            if new != old
+        ]
         self.up, self.down = new_up, new_down
         self.router.run("iptables-restore", stdin=router_ruleset(self._rules()))
-        self._qdisc("wan0", self.up)
-        self._qdisc("lan0", self.down)
+        # A direction that keeps its shape keeps its qdisc (its queue and counters).
+        for dev, link in changed:
+            self._qdisc(dev, link)
 
     def _qdisc(self, dev: str, link: Link) -> None:
         """tbf for the rate, and netem under it for delay where the kernel has netem."""

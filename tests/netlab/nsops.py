@@ -87,15 +87,20 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def kill_inside(ns: str) -> None:
+def kill_inside(ns: str, rounds: int = 20) -> None:
     """SIGKILL every process still running in namespace ``ns`` (a daemon that forked
-    away from its group, say), so that deleting the namespace really frees it."""
-    pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout
-    for pid in pids.split():
-        try:
-            os.kill(int(pid), signal.SIGKILL)
-        except (ProcessLookupError, ValueError):
-            pass
+    away from its group, say), so that deleting the namespace really frees it. Again
+    until none is left: a shell may fork a child while its parent is being killed."""
+    for _ in range(rounds):
+        listed = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True)
+        pids = [int(pid) for pid in listed.stdout.split() if pid.isdigit()]
+        if not pids:
+            return
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 def delete_ns(ns: str) -> None:
