@@ -124,8 +124,9 @@ def config_text(
     secrets: Sequence[str],
     pid: Path,
     tls: tuple[int, Path, Path] | None = None,
+    extra: Sequence[str] = (),
 ) -> str:
-    """``tls``: the TLS port, certificate and key (else no TLS)."""
+    """``tls``: the TLS port, certificate and key (else no TLS); ``extra``: more lines."""
     tls_lines = (
         [f"tls-listening-port={tls[0]}", f"cert={tls[1]}", f"pkey={tls[2]}"]
         if tls is not None
@@ -150,6 +151,7 @@ def config_text(
         "log-file=stdout",
         "verbose",
         f"pidfile={pid}",
+        *extra,
     ]
     return "\n".join(lines) + "\n"
 
@@ -173,7 +175,7 @@ def _wait_listening(port: int, process: subprocess.Popen[bytes], timeout: float)
 
 @contextlib.contextmanager
 def running_coturn(
-    directory: Path, secrets: Sequence[str], *, tls: bool = False
+    directory: Path, secrets: Sequence[str], *, tls: bool = False, extra: Sequence[str] = ()
 ) -> Iterator[Coturn]:
     """coturn on 127.0.0.1 accepting credentials minted with any of ``secrets``; with
     ``tls``, also TURN over TLS with a self-signed certificate (``Coturn.ca_file``)."""
@@ -188,7 +190,7 @@ def running_coturn(
         tls_setup = (_free_port_pair(), cert, key)
     config = directory / "turnserver.conf"
     config.write_text(
-        config_text(port, relay_range, secrets, directory / "turnserver.pid", tls_setup)
+        config_text(port, relay_range, secrets, directory / "turnserver.pid", tls_setup, extra)
     )
     os.chmod(config, 0o600)
     log_path = directory / "turnserver.log"

@@ -64,14 +64,20 @@ def _camera_frames(agent: Any, peer_id: str) -> int:
     return int(agent.screen.totals().get(peer_id, {}).get("camera_frames") or 0)
 
 
-@pytest.mark.parametrize("via", ["tcp", "tls"])
+# "guarded": coturn denies relaying into a whole range (as docs/deploy.md denies private
+# networks) and allows back only its own relay address, which relay-to-relay needs.
+GUARDED = ("denied-peer-ip=127.0.0.0-127.255.255.255", "allowed-peer-ip=127.0.0.1")
+
+
+@pytest.mark.parametrize("via", ["tcp", "tls", "guarded"])
 async def test_two_relay_rooms_call_through_coturn_with_relay_pairs_and_quiet_logs(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch, via: str
 ) -> None:
     """The deployment lists UDP first; a relay room hands aiortc TURN over TCP first, or
     over TLS when the deployment has it (the firewall that lets out only 443)."""
     caplog.set_level(logging.DEBUG)
-    with running_coturn(tmp_path, [SECRET], tls=via == "tls") as coturn:
+    extra = GUARDED if via == "guarded" else ()
+    with running_coturn(tmp_path, [SECRET], tls=via == "tls", extra=extra) as coturn:
         urls = (coturn.udp_url, coturn.tcp_url)
         if via == "tls":
             urls = (*urls, coturn.tls_url)
@@ -128,3 +134,26 @@ async def test_two_relay_rooms_call_through_coturn_with_relay_pairs_and_quiet_lo
     assert lines
     for secret in (SECRET, *passwords):
         assert not [line for line in lines if secret in line]
+
+
+async def test_without_its_own_relay_address_allowed_coturn_forwards_nothing(
+    tmp_path: Path,
+) -> None:
+    """The control for "guarded": the same catch-all ``denied-peer-ip`` without the
+    ``allowed-peer-ip`` of coturn's own relay address refuses every relay-to-relay
+    permission (403 Forbidden IP), so no frame ever arrives."""
+    with running_coturn(tmp_path, [SECRET], extra=GUARDED[:1]) as coturn:
+        config = TurnConfig(urls=(coturn.udp_url,), secret=SECRET)
+        async with signalling_harness(turn=config) as h:
+            h.add_room("a")
+            h.add_room("b")
+            async with relay_agent(h, "a") as a, relay_agent(h, "b") as b:
+                now = time.time()
+                h.push_session("s1", ["a", "b"], start=now - 1, end=now + 120)
+                await eventually(
+                    lambda: coturn.log_text().count("error 403: Forbidden IP") >= 2,
+                    "coturn to refuse both rooms' permissions",
+                    20,
+                )
+                assert _camera_frames(a, "room:b") == 0 and _camera_frames(b, "room:a") == 0
+                assert _selected_pair(a, "s1", "room:b") is None
