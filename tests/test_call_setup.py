@@ -9,6 +9,7 @@ behind it, by counting, not timing.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -39,6 +40,9 @@ from room_agents.jitter import (
 from tests.signalling_fixtures import eventually, running_agent, signalling_harness
 
 State = aioice.ice.CandidatePair.State
+
+
+AGENT_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 async def noop_send(_message: object) -> None:
@@ -261,3 +265,25 @@ async def test_the_calls_install_both_patches(loopback_only: None) -> None:
         lambda _: None,  # type: ignore[arg-type]
     )
     assert check_pacing_installed() and marker_release_installed()
+
+
+def test_bench_autostart_reads_the_agent_s_connected_line_and_splits_the_set_up() -> None:
+    from bench.autostart import connected_at, setup_steps
+
+    record = logging.LogRecord(
+        "room_agents.calls", logging.INFO, "calls.py", 1,
+        "session %s peer %s connection %s", ("s1", "room:b", "connected"), None,
+    )  # fmt: skip
+    record.created = 1_800_000_000.25
+    record.msecs = 250.0
+    line = logging.Formatter(AGENT_LOG_FORMAT).format(record)  # as room_agents.cli logs
+    log = "\n".join(["noise", line.replace("s1", "s0"), line])
+    assert connected_at(log, "s1") == pytest.approx(1_800_000_000.25, abs=0.001)
+    assert connected_at(log, "s2") is None
+    steps = setup_steps(10.0, 10.5, 10.55, 10.6)
+    assert steps == {
+        "peer_wait": 500.0,
+        "last_join_to_connected": 50.0,
+        "connected_to_first_frame": 50.0,
+        "last_join_to_first_frame": 100.0,
+    }
