@@ -30,7 +30,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Protocol
 
 from sqlmodel import col, select
@@ -80,13 +80,21 @@ class BookingRequest:
     guests: tuple[GuestRequest, ...] = ()
     on_conflict: OnConflict = "reject"
     uid: str | None = None
+    start_at: datetime | None = None
+    """The exact instants, when the request gave instants (the API, the CLI, the demo):
+    in an autumn night one wall time names two instants, and the one given wins."""
+    end_at: datetime | None = None
 
     @property
     def start(self) -> datetime:
+        if self.start_at is not None:
+            return self.start_at
         return recurrence.localize(self.start_local, self.timezone)
 
     @property
     def end(self) -> datetime:
+        if self.end_at is not None:
+            return self.end_at
         return recurrence.localize(self.end_local, self.timezone)
 
 
@@ -102,9 +110,20 @@ def at_instants(
     lead_seconds: int = 60,
     on_conflict: OnConflict = "reject",
 ) -> BookingRequest:
-    """A request given as instants (the API, the CLI, the demo), read as wall-clock
-    times in ``timezone`` (see ``zone_for``)."""
+    """A request given as instants (the API, the CLI, the demo), kept as wall-clock
+    times in ``timezone`` (see ``zone_for``) and as the instants themselves, so the
+    duration is exact across a change of offset.
+
+    A series is kept in wall-clock time, and a wall time of the autumn night's repeated
+    hour reads as its first instant (RFC 5545). A one-off meeting that starts at the
+    second one is kept in UTC instead, so that it starts at the instant given."""
     zone(timezone)
+    start, end = start.astimezone(UTC), end.astimezone(UTC)
+    if (
+        rrule is None
+        and recurrence.localize(recurrence.to_wall(start, timezone), timezone) != start
+    ):
+        timezone = "UTC"
     return BookingRequest(
         title=title,
         room_ids=tuple(room_ids),
@@ -115,6 +134,8 @@ def at_instants(
         connect_mode=connect_mode,
         lead_seconds=lead_seconds,
         on_conflict=on_conflict,
+        start_at=start,
+        end_at=end,
     )
 
 
