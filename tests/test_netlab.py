@@ -25,7 +25,9 @@ from subprocess import PIPE
 from typing import cast
 
 import pytest
+from aiohttp import web
 
+from tests.browser_support import CHROMIUM, CHROMIUM_ARGS, chromium_available
 from tests.netlab import (
     CENTRES,
     Egress,
@@ -498,6 +500,49 @@ async def test_a_webrtc_call_crosses_a_home_nat_and_its_delay(netlab: Lab) -> No
     assert a.lan_address in candidate_addresses(json.loads(offer)["sdp"])
     rtt = statistics.median(result["rtts_ms"])
     assert 40 - 1 <= rtt <= 40 + 20, result
+
+
+async def test_a_browser_behind_the_guest_nat_loads_a_page_from_the_wan(
+    netlab: Lab, tmp_path: Path
+) -> None:
+    """Chromium runs inside the guest's LAN through a wrapper (Playwright drives it over
+    its pipes, which cross ``ip netns exec``) and reaches a server on the WAN, which
+    sees the guest's NAT."""
+    if not chromium_available():
+        missing("Chromium is not installed (Debian package chromium)")
+    try:
+        from playwright.async_api import async_playwright
+    except ImportError:
+        missing("the playwright Python package is not installed")
+    guest = netlab.site("guest")
+    seen: list[str | None] = []
+
+    async def hello(request: web.Request) -> web.Response:
+        seen.append(request.remote)
+        return web.Response(text="<h1>the WAN</h1>", content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/", hello)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    listening = netlab.wan.socket(socket.SOCK_STREAM, (netlab.wan_host("service"), 8080))
+    listening.listen(16)
+    await web.SockSite(runner, listening).start()
+    chromium = guest.lan.wrapper(str(CHROMIUM), tmp_path)
+    try:
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(
+                executable_path=str(chromium), args=CHROMIUM_ARGS, headless=True
+            )
+            try:
+                page = await browser.new_page()
+                await page.goto(f"http://{netlab.wan_host('service')}:8080/", timeout=15_000)
+                assert await page.inner_text("h1") == "the WAN"
+            finally:
+                await browser.close()
+    finally:
+        await runner.cleanup()
+    assert seen == [guest.public_address]
 
 
 async def test_teardown_removes_every_namespace_and_process(tmp_path: Path) -> None:
