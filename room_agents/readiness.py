@@ -9,8 +9,9 @@ Checks (each a pure rule over what the agent observed):
   ``SOUND_SECONDS`` (digital silence fails: a muted or dead input).
 - ``signalling``: a ping's round trip to the server, within ``PING_TIMEOUT``.
 - ``turn``: each TURN URL of the welcome's ICE servers is probed for real: with the
-  room's check credential (signalling.turn), an allocation (over UDP, TCP or TLS for
-  ``turns:``), released at once; a server given without a credential gets a STUN
+  room's check credential (signalling.turn; a fresh one comes with the ``pong`` of
+  the check's own ping, as the welcome's expires after ``turn_check_seconds``), an
+  allocation (over UDP, TCP or TLS for ``turns:``), released at once; a server given without a credential gets a STUN
   binding request (a TCP connection for ``turns:``). It passes if one answers, and
   with none configured it passes as "not configured". A refused allocation says
   ``credential refused (401)`` or ``allocation refused (<code>)``, never the
@@ -568,11 +569,15 @@ class ReadinessRunner:
         self, client: SignallingClient, devices: Mapping[str, Any]
     ) -> list[p.ReadinessCheck]:
         """Every check, now."""
+        fresh: list[p.IceServer] | None = None
         try:
-            signalling = signalling_check(await client.ping(PING_TIMEOUT))
+            rtt, fresh = await client.ping_for_ice(PING_TIMEOUT)
+            signalling = signalling_check(rtt)
         except (SignallingError, TimeoutError) as exc:
             signalling = signalling_check(None, f"no answer to a ping: {exc}")
-        targets = turn_targets(self.agent.ice_servers, self.agent.clock.now())
+        # The pong's servers carry a fresh check credential; the welcome's may have expired.
+        servers = fresh if fresh is not None else self.agent.ice_servers
+        targets = turn_targets(servers, self.agent.clock.now())
         answers = await asyncio.gather(*(probe_turn(t, self.turn_timeout) for t in targets))
         offset = client.clock_offset
         return [

@@ -178,12 +178,21 @@ class SignallingClient:
 
     async def ping(self, timeout: float = 5.0) -> float:
         """One measured round trip, in seconds."""
+        rtt, _ = await self.ping_for_ice(timeout, ice=False)
+        return rtt
+
+    async def ping_for_ice(
+        self, timeout: float = 5.0, *, ice: bool = True
+    ) -> tuple[float, list[p.IceServer] | None]:
+        """One measured round trip, and (``ice``) the room's ICE servers with a fresh
+        TURN check credential (None from a server that does not send them)."""
         sent = self._clock()
-        reply = await self.request(p.Ping(t=sent, id=self.next_id()), timeout)
+        reply = await self.request(p.Ping(t=sent, id=self.next_id(), ice=ice), timeout)
         received = self._clock()
         if isinstance(reply, p.Pong):
             self.clock_offset.add(reply.t, received, reply.server_time)
-        return received - sent
+            return received - sent, reply.ice_servers
+        return received - sent, None
 
     async def recv(self) -> p.ServerMessage:
         """The next message that is not a reply to a request; raises ConnectionLost."""

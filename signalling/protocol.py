@@ -222,9 +222,13 @@ class Candidate:
 
 @dataclass(frozen=True, slots=True)
 class Ping:
+    """``ice``: a room asks for its ICE servers with a fresh check credential (its
+    readiness check), answered in ``pong.ice_servers``."""
+
     type: ClassVar[str] = "ping"
     t: float
     id: str | None = None
+    ice: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -349,6 +353,7 @@ class Pong:
     t: float
     server_time: float
     ref: str | None = None
+    ice_servers: list[IceServer] | None = None
 
 
 @dataclass(frozen=True, slots=True)

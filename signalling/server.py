@@ -459,7 +459,18 @@ class SignallingServer:
         if isinstance(message, p.Ping):
             link = self.hub.link(peer_id)
             if link is not None:
-                link.send(p.Pong(t=message.t, server_time=self.clock(), ref=message.id))
+                # A room's readiness check asks for a fresh check credential: the one
+                # in its welcome lasts turn.check_seconds, a room stays connected longer.
+                servers = (
+                    self._welcome_ice_servers(identity)
+                    if message.ice and info.room_id is not None
+                    else None
+                )
+                link.send(
+                    p.Pong(
+                        t=message.t, server_time=self.clock(), ref=message.id, ice_servers=servers
+                    )
+                )
         elif isinstance(message, p.Offer | p.Answer):
             self._check_candidates(refused_in_sdp(message.sdp, self.networks), message.id)
             self.hub.relay(peer_id, message)

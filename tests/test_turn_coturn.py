@@ -12,6 +12,7 @@ enforce it: tests/test_turn_relay.py and test_turn_credentials.py.
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
 from pathlib import Path
 
@@ -118,3 +119,27 @@ async def test_turn_over_tls_checks_the_certificate_and_takes_a_private_ca(
         monkeypatch.setenv("SSL_CERT_FILE", str(coturn.ca_file))
         assert await _allocate(coturn.tls_url, NEW, later) is None
         assert await _allocate(coturn.tls_url, NEW, time.time() - 2) == ("credential refused (401)")
+
+
+async def test_the_readiness_check_allocates_after_the_welcome_credential_expired(
+    tmp_path: Path,
+) -> None:
+    """A room stays connected for days; its welcome's check credential lasts
+    ``check_seconds``. The check's ping fetches a fresh one, so it still allocates."""
+    from tests.test_readiness_agent import agent_for
+
+    with running_coturn(tmp_path, [NEW]) as coturn:
+        config = TurnConfig(urls=(coturn.udp_url,), secret=NEW, check_seconds=1)
+        async with signalling_harness(turn=config) as h:
+            h.add_room("a")
+            async with agent_for(h, "a") as agent:
+                (server,) = agent.ice_servers
+                parts = turn.parse_turn_username(server.username or "")
+                assert parts is not None
+                await eventually(lambda: time.time() > parts.expires + 1, "it to expire", 5)
+                assert agent.client is not None
+                checks = await agent.readiness.check(agent.client, agent.devices.status())
+                check = next(c for c in checks if c.name == "turn")
+                assert check.ok and check.detail == f"reachable: {coturn.udp_url}"
+        allocated = re.findall(r"username=<(\d+)::room:a>, lifetime", coturn.log_text())
+        assert allocated and max(int(e) for e in allocated) > parts.expires

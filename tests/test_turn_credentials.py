@@ -204,3 +204,25 @@ def test_the_candidate_filter_lets_relay_addresses_in_and_keeps_the_rest_out() -
     assert refused_in_sdp(sdp, networks) is not None
     kept, removed = filter_sdp(sdp, networks)
     assert removed == ["203.0.113.8"] and relay in kept and lan in kept
+
+
+async def test_a_room_s_ping_can_fetch_a_fresh_check_credential() -> None:
+    config = TurnConfig(urls=("turn:127.0.0.1:3478",), secret=SECRET, check_seconds=60)
+    clock = [1_800_000_000.0]
+    async with signalling_harness(clock=lambda: clock[0], turn=config) as h:
+        h.add_room("a")
+        c = await h.client("a")
+        assert c.welcome is not None and c.welcome.ice_servers[0].username == (
+            "1800000060::room:a"
+        )
+        clock[0] += 3600  # an hour later, the welcome's credential has long expired
+        _, fresh = await c.ping_for_ice(5.0)
+        assert fresh is not None and fresh[0].username == "1800003660::room:a"
+        assert fresh[0].credential == turn.turn_password(SECRET, "1800003660::room:a")
+        assert (await c.ping_for_ice(5.0, ice=False))[1] is None
+        await c.close()
+        ticket = h.minter.mint("guest:g1", "s1", role="guest", name="Ada", exp=clock[0] + 60)
+        # A guest never gets a check credential.
+        guest = await h.guest(ticket)
+        assert (await guest.ping_for_ice(5.0))[1] is None
+        await guest.close()
