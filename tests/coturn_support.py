@@ -29,6 +29,7 @@ from tests.requirements import missing
 
 REALM = "telecentre.test"
 START_TIMEOUT = 10.0
+START_ATTEMPTS = 3
 STOP_TIMEOUT = 5.0
 
 
@@ -156,21 +157,48 @@ def config_text(
     return "\n".join(lines) + "\n"
 
 
-def _wait_listening(port: int, process: subprocess.Popen[bytes], timeout: float) -> None:
-    """Until coturn accepts a TCP connection on its port (bounded)."""
+def _listening(log_path: Path, port: int) -> bool:
+    """coturn says it opened its UDP and TCP listeners on ``port`` (so the port is
+    coturn's, not another process's that happened to take it meanwhile)."""
+    text = log_path.read_text(errors="replace") if log_path.exists() else ""
+    udp = f"UDP listener opened on: 127.0.0.1:{port}" in text
+    tcp = f"TCP listener opened on : 127.0.0.1:{port}" in text
+    return udp and tcp
+
+
+def _wait_listening(
+    ports: Sequence[int], process: subprocess.Popen[bytes], log_path: Path, timeout: float
+) -> None:
+    """Until coturn has opened its listeners and accepts TCP on each port (bounded)."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    waiting = list(ports)
+    while waiting:
         if process.poll() is not None:
             raise RuntimeError(f"turnserver exited with {process.returncode}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"turnserver did not listen on {waiting} within {timeout:g} s")
+        port = waiting[0]
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
+                pass
         except OSError:
-            # Connection refused comes back at once: wait a little on the process
-            # instead of spinning.
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(0.05)
-    raise RuntimeError(f"turnserver did not listen on {port} within {timeout:g} s")
+            pass
+        else:
+            if port != ports[0] or _listening(log_path, port):
+                waiting.pop(0)
+                continue
+        # Not yet: wait a little on the process instead of spinning.
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(0.05)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(STOP_TIMEOUT)
 
 
 @contextlib.contextmanager
@@ -180,31 +208,36 @@ def running_coturn(
     """coturn on 127.0.0.1 accepting credentials minted with any of ``secrets``; with
     ``tls``, also TURN over TLS with a self-signed certificate (``Coturn.ca_file``)."""
     binary = turnserver()
-    port = _free_port_pair()
-    low = random.randint(30000, 39000)
-    relay_range = (low, low + 199)
     directory.mkdir(parents=True, exist_ok=True)
-    tls_setup: tuple[int, Path, Path] | None = None
-    if tls:
-        cert, key = self_signed(directory)
-        tls_setup = (_free_port_pair(), cert, key)
+    cert_key = self_signed(directory) if tls else None
     config = directory / "turnserver.conf"
-    config.write_text(
-        config_text(port, relay_range, secrets, directory / "turnserver.pid", tls_setup, extra)
-    )
-    os.chmod(config, 0o600)
     log_path = directory / "turnserver.log"
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            [binary, "-c", str(config), "--db", str(directory / "turndb")],
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
+    # A free port can be taken by another process before coturn binds it: try afresh.
+    for attempt in range(START_ATTEMPTS):
+        port = _free_port_pair()
+        low = random.randint(30000, 39000)
+        relay_range = (low, low + 199)
+        tls_setup = (_free_port_pair(), *cert_key) if cert_key is not None else None
+        config.write_text(
+            config_text(port, relay_range, secrets, directory / "turnserver.pid", tls_setup, extra)
         )
+        os.chmod(config, 0o600)
+        with log_path.open("wb") as log_file:
+            process = subprocess.Popen(
+                [binary, "-c", str(config), "--db", str(directory / "turndb")],
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+            )
         try:
-            _wait_listening(port, process, START_TIMEOUT)
-            if tls_setup is not None:
-                _wait_listening(tls_setup[0], process, START_TIMEOUT)
+            ports = [port] if tls_setup is None else [port, tls_setup[0]]
+            _wait_listening(ports, process, log_path, START_TIMEOUT)
+        except RuntimeError:
+            _stop(process)
+            if attempt + 1 == START_ATTEMPTS:
+                raise
+            continue
+        try:
             yield Coturn(
                 port,
                 relay_range,
@@ -214,9 +247,5 @@ def running_coturn(
                 ca_file=tls_setup[1] if tls_setup else None,
             )
         finally:
-            process.terminate()
-            try:
-                process.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(STOP_TIMEOUT)
+            _stop(process)
+        return
