@@ -95,9 +95,8 @@ class SignallingSettings:
     mesh_cap: int = 4
     send_queue_limit: int = 1024
     ice_servers: tuple[p.IceServer, ...] = ()  # static: STUN, or TURN with fixed credentials
-    turn: TurnConfig = field(
-        default_factory=TurnConfig
-    )  # TURN with credentials minted per peer (signalling.turn)
+    # TURN with credentials minted per peer (signalling.turn)
+    turn: TurnConfig = field(default_factory=TurnConfig)
     candidate_networks: tuple[str, ...] = ("127.0.0.1/32",)
 
 
