@@ -50,6 +50,7 @@ from common.tasks import TaskSet
 from room_agents.content import ContentShare
 from room_agents.ice import filter_sdp, rtc_configuration
 from room_agents.ice_pacing import install_check_pacing
+from room_agents.ice_triggered import install_triggered_checks
 from room_agents.jitter import install_marker_release
 from room_agents.liveness import PathWatch, create_channel
 from room_agents.media import OutgoingVideoTrack, SyntheticAudioTrack
@@ -138,6 +139,7 @@ class SessionCalls:
         self.members: set[str] = set()
         self._tasks = TaskSet()
         install_check_pacing()
+        install_triggered_checks()  # a relayed check lost for want of a permission
         install_marker_release()
 
     def update_network(self, ice_servers: list[p.IceServer], networks: list[Network]) -> None:
