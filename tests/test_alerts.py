@@ -99,8 +99,14 @@ def test_the_payload_names_the_room_the_session_and_what_failed() -> None:
 
 
 def test_the_webhook_url_stays_out_of_repr(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path, alert_webhook_url="https://hooks.example/T0/secret")
-    assert "secret" not in repr(settings)
+    # A token no field name contains (a field may be called turn_secret_file).
+    settings = Settings(
+        data_dir=tmp_path,
+        alert_webhook_url="https://hooks.example/T0/hook-token-4f9a",
+        turn_secret="turn-shared-7c1e",
+    )
+    assert "hook-token-4f9a" not in repr(settings)
+    assert "turn-shared-7c1e" not in repr(settings)
     env = {
         "TELECENTRE_ALERT_WEBHOOK_URL": "https://h.example/x",
         "TELECENTRE_ALERT_WEBHOOK_ATTEMPTS": "2",
