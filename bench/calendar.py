@@ -36,7 +36,7 @@ centres, one per zone, and the 200 rooms, made with ``add_centre/add_room``,
 not timed):
 
 - ``parse_s``: ``calendars.ical_in.parse.parse_calendar(data)`` (icalendar plus our value objects);
-- ``apply_s``: ``db.run_sync(lambda s: importer.apply(s, parsed, ImportSource("file:bench"),
+- ``apply_s``: ``db.run_sync(lambda s: importer.import_calendar(s, parsed, ImportSource("file:bench"),
   now=now, settings=BookingSettings()))``: plan, expansion, conflict checks and writes,
   one transaction, commit included;
 - ``total_s`` = parse + apply, and ``ratio`` = total over the round's floor (parse +
@@ -314,7 +314,7 @@ def floor_round(scenario: Scenario) -> Json:
 
 def apply_timed(db: Database, parsed: ParsedCalendar, scenario: Scenario) -> tuple[Json, float]:
     def run(s: DbSession) -> ImportReport:
-        return importer.apply(
+        return importer.import_calendar(
             s, parsed, ImportSource(SOURCE_KEY), now=scenario.now, settings=scenario.settings
         )
 
@@ -429,7 +429,7 @@ def profile_import(scenario: Scenario, top: int) -> Json:
 
     def apply(db: Database, parsed: ParsedCalendar) -> None:
         db.run_sync(
-            lambda s: importer.apply(
+            lambda s: importer.import_calendar(
                 s, parsed, ImportSource(SOURCE_KEY), now=scenario.now, settings=scenario.settings
             )
         )
