@@ -1,0 +1,608 @@
+"""bench/network: calls across the network lab (tests/netlab), raw aiortc peers
+(bench/network_peer.py), one JSON document on stdout, progress on stderr. As root.
+
+The lab: a WAN with coturn (``turn``: UDP/TCP 3478, TLS 443, its own test CA),
+site ``a`` (home NAT) holding the sender, site ``guest`` (home NAT) the receiver,
+site ``b`` (symmetric NAT, only TCP 443 to ``turn`` let out). Every site's access
+link is shaped the same way in both directions (default 3 Mbit/s, 1 % loss,
+40 +- 5 ms delay with the lab's delay backend).
+
+``calls`` (default): for each mode, direct (STUN from coturn, policy all) and
+relayed through coturn over UDP, TCP and TLS (policy relay on both peers),
+``--calls`` calls of ``--seconds`` each: offer -> first decoded frame, glass-to-glass
+p50/p95 (capture stamp -> decoded), fps, freezes (over 1 s without a frame), the
+nominated pair, and coturn's CPU per relayed stream (/proc/<pid>/stat over the
+call). Plus centre B (symmetric NAT, 443 only) receiving through TURN/TLS, and
+coturn's CPU for one relayed 1280x720 stream.
+
+``narrow``: one call (640x360 at 30 fps), 30 s to climb, then the sender's uplink narrowed from
+3 Mbit/s to 600 kbit/s for 30 s and widened again; per second: received bitrate,
+fps, longest gap, freezes, the sender's VP8 target bitrate and the last REMB it
+received; summarised as ``adapt_s``, ``recover_s`` and freezes.
+
+    bench/network [calls|narrow|all] [--calls 3] [--seconds 10] [--no-delay] [--out F]
+
+Goals in ../shared/PERFORMANCE.md; findings in docs/architecture.md ("Narrow links").
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import datetime
+import hashlib
+import hmac
+import ipaddress
+import itertools
+import json
+import os
+import queue
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from bench.measure import compact_json, cpu_seconds, summary
+from tests.coturn_support import REALM, turnserver
+from tests.netlab import Egress, Lab, Link, Nat, SiteSpec, available
+
+Json = dict[str, Any]
+ROOT = Path(__file__).resolve().parent.parent
+SECRET = "bench-network-secret"
+TURN_PORT, TLS_PORT = 3478, 443
+MODES = ("direct", "relay_udp", "relay_tcp", "relay_tls")
+FIRST_FRAME_TIMEOUT_S = 20.0
+LINE_TIMEOUT_S = 30.0
+FPS = 30
+NARROW_KBIT = 600
+WIDE_KBIT = 3000
+RECOVERED_KBPS = 1500  # issue 12, acceptance 4: back above 1.5 Mbit/s within 20 s
+PEER_LOG = Path(os.environ.get("BENCH_NETWORK_PEER_LOG", "/dev/null"))  # the peers' stderr
+SUSTAIN_S = 3  # a level counts once held this many consecutive seconds
+
+
+def log(message: str) -> None:
+    print(f"[network {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+# --- coturn inside the lab's WAN --------------------------------------------------------
+
+
+def certificate(directory: Path, address: str) -> tuple[Path, Path]:
+    """A self-signed certificate (its own CA) for ``address`` and its key."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench network TURN")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(address))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    os.chmod(key_path, 0o600)
+    return cert_path, key_path
+
+
+def coturn_config(address: str, cert: Path, key: Path, pid: Path) -> str:
+    # Relay to relay: each relayed peer's peer is coturn's own relay address, which no
+    # denied-peer-ip covers here (docs/deploy.md).
+    return "\n".join(
+        [
+            f"listening-ip={address}",
+            f"relay-ip={address}",
+            f"listening-port={TURN_PORT}",
+            f"tls-listening-port={TLS_PORT}",
+            f"cert={cert}",
+            f"pkey={key}",
+            "min-port=40000",
+            "max-port=40999",
+            "use-auth-secret",
+            f"static-auth-secret={SECRET}",
+            f"realm={REALM}",
+            "fingerprint",
+            "no-dtls",
+            "no-cli",
+            "no-multicast-peers",
+            "log-file=stdout",
+            f"pidfile={pid}",
+        ]
+    )
+
+
+@dataclass(frozen=True)
+class Turn:
+    address: str
+    pid: int
+    ca_file: Path
+
+    def servers(self, mode: str) -> list[Json]:
+        """The ICE server list of a mode (one server: aiortc uses only the first)."""
+        if mode == "direct":
+            return [{"urls": [f"stun:{self.address}:{TURN_PORT}"]}]
+        username = f"{int(time.time()) + 3600}:bench"
+        password = base64.b64encode(
+            hmac.new(SECRET.encode(), username.encode(), hashlib.sha1).digest()
+        ).decode()
+        url = {
+            "relay_udp": f"turn:{self.address}:{TURN_PORT}?transport=udp",
+            "relay_tcp": f"turn:{self.address}:{TURN_PORT}?transport=tcp",
+            "relay_tls": f"turns:{self.address}:{TLS_PORT}?transport=tcp",
+        }[mode]
+        return [{"urls": [url], "username": username, "credential": password}]
+
+
+def accepts(lab: Lab, address: str, port: int) -> bool:
+    """Something accepts TCP on ``address:port`` inside the WAN (bounded: 0.2 s)."""
+    with lab.wan.socket(socket.SOCK_STREAM) as probe:
+        probe.settimeout(0.2)
+        try:
+            probe.connect((address, port))
+        except OSError:
+            return False
+        return True
+
+
+@contextlib.contextmanager
+def lab_coturn(lab: Lab, directory: Path) -> Iterator[Turn]:
+    address = lab.wan_host("turn")
+    cert, key = certificate(directory, address)
+    config = directory / "turnserver.conf"
+    config.write_text(coturn_config(address, cert, key, directory / "turnserver.pid") + "\n")
+    log_path = directory / "turnserver.log"
+    with log_path.open("wb") as log_file:
+        proc = lab.wan.popen(
+            turnserver(),
+            "-c",
+            str(config),
+            "--db",
+            str(directory / "turndb"),
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + 10
+    waiting = [TURN_PORT, TLS_PORT]
+    while waiting:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"coturn did not start:\n{log_path.read_text(errors='replace')}")
+        if accepts(lab, address, waiting[0]):
+            waiting.pop(0)
+            continue
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(0.05)
+    # ip netns exec execs turnserver, so the pid is coturn's own.
+    try:
+        yield Turn(address, proc.pid, cert)
+    finally:
+        proc.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(5)
+
+
+# --- the peers --------------------------------------------------------------------------
+
+
+class Peer:
+    """A bench/network_peer process inside a namespace; its JSON lines on a queue."""
+
+    def __init__(
+        self, lab: Lab, site: str, role: str, config: Json, env: dict[str, str], log: Path
+    ) -> None:
+        with log.open("ab") as errors:
+            self.proc = self._start(lab, site, role, config, env, errors)
+        self.lines: queue.Queue[Json | None] = queue.Queue()
+        self.ticks: list[Json] = []
+        self.events: Json = {}
+        assert self.proc.stdout is not None
+        threading.Thread(target=self._read, args=(self.proc.stdout,), daemon=True).start()
+
+    @staticmethod
+    def _start(
+        lab: Lab, site: str, role: str, config: Json, env: dict[str, str], errors: IO[bytes]
+    ) -> subprocess.Popen[bytes]:
+        namespace = lab.wan if site == "wan" else lab.site(site).lan
+        return namespace.popen(
+            sys.executable,
+            "-m",
+            "bench.network_peer",
+            role,
+            json.dumps(config),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            cwd=str(ROOT),
+            env=env,
+        )
+
+    def _read(self, stream: IO[bytes]) -> None:
+        for line in stream:
+            value: Json = json.loads(line)
+            if "tick" in value:
+                self.ticks.append(value["tick"])
+            else:
+                self.events.update(value)
+                self.lines.put(value)
+        self.lines.put(None)
+
+    def wait_for(self, key: str, timeout: float) -> Any:
+        deadline = time.monotonic() + timeout
+        while key not in self.events:
+            try:
+                if self.lines.get(timeout=max(0.0, deadline - time.monotonic())) is None:
+                    raise RuntimeError(f"peer exited before {key!r}")
+            except queue.Empty:
+                raise TimeoutError(f"no {key!r} within {timeout:g} s") from None
+        return self.events[key]
+
+    def send(self, value: Json | str) -> None:
+        assert self.proc.stdin is not None
+        text = value if isinstance(value, str) else json.dumps(value)
+        self.proc.stdin.write(text.encode() + b"\n")
+        self.proc.stdin.flush()
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self.send("stop")
+            assert self.proc.stdin is not None
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+SDP_ADDRESS = re.compile(r"^a=candidate:\S+ \d+ \S+ \d+ (\S+) \d+", re.MULTILINE)
+
+
+def foreign_addresses(sdp: str, networks: str) -> list[str]:
+    """Candidate addresses of an SDP outside the lab (the bench refuses them)."""
+    block = ipaddress.ip_network(networks)
+    found = []
+    for address in SDP_ADDRESS.findall(sdp):
+        try:
+            if ipaddress.ip_address(address) not in block:
+                found.append(address)
+        except ValueError:
+            found.append(address)  # a hostname (mDNS) is not a lab address either
+    return found
+
+
+@contextlib.contextmanager
+def call(
+    lab: Lab, turn: Turn, mode: str, width: int, height: int, receiver_site: str = "wan"
+) -> Iterator[tuple[Peer, Peer, Json]]:
+    """A call from site a to ``receiver_site``; yields the peers once the first frame
+    is decoded, with the set-up figures."""
+    config = {
+        "ice_servers": turn.servers(mode),
+        "policy": "all" if mode == "direct" else "relay",
+        "width": width,
+        "height": height,
+        "fps": FPS,
+    }
+    env = dict(os.environ, SSL_CERT_FILE=str(turn.ca_file), PYTHONPATH=str(ROOT))
+    sender = Peer(lab, "a", "send", config, env, PEER_LOG)
+    receiver = Peer(lab, receiver_site, "recv", config, env, PEER_LOG)
+    try:
+        offer = sender.wait_for("offer", LINE_TIMEOUT_S)
+        receiver.send({"offer": offer})
+        answer = receiver.wait_for("answer", LINE_TIMEOUT_S)
+        sender.send({"answer": answer})
+        foreign = foreign_addresses(offer, lab.networks) + foreign_addresses(answer, lab.networks)
+        if foreign:
+            raise RuntimeError(f"an SDP carries addresses outside the lab: {foreign}")
+        first = receiver.wait_for("first_frame_at", FIRST_FRAME_TIMEOUT_S)
+        setup = {
+            "offer_to_first_frame_ms": round((first - sender.events["started"]) * 1000, 1),
+            "pair": receiver.wait_for("pair", 5),
+        }
+        yield sender, receiver, setup
+    finally:
+        sender.stop()
+        receiver.stop()
+
+
+def run_call(lab: Lab, turn: Turn, mode: str, width: int, height: int, seconds: float,
+             receiver_site: str = "wan") -> Json:  # fmt: skip
+    with call(lab, turn, mode, width, height, receiver_site) as (_sender, receiver, setup):
+        skip = len(receiver.ticks) + 1  # the second of the first frame is set-up
+        cpu0, wall0 = cpu_seconds(turn.pid), time.monotonic()
+        time.sleep(seconds)  # the measuring window (the peers report every second)
+        cpu1, wall1 = cpu_seconds(turn.pid), time.monotonic()
+        ticks = receiver.ticks[skip:]
+    latencies = [v for t in ticks for v in t["latencies_ms"]]
+    frames = sum(t["frames"] for t in ticks)
+    result = dict(setup)
+    result.update(
+        glass_to_glass_ms=percentiles(latencies),
+        fps=round(frames / len(ticks), 1) if ticks else None,
+        freezes=sum(t["freezes"] for t in ticks),
+        longest_gap_s=max((t["max_gap_s"] for t in ticks), default=None),
+        received_kbps=round(
+            (ticks[-1]["bytes_received"] - ticks[0]["bytes_received"]) * 8 / 1000 / len(ticks), 1
+        )
+        if len(ticks) > 1
+        else None,
+        coturn_cpu_percent=round((cpu1 - cpu0) / (wall1 - wall0) * 100, 2)
+        if cpu0 is not None and cpu1 is not None
+        else None,
+    )
+    return result
+
+
+def percentiles(values: Sequence[float]) -> Json:
+    """p50 and p95 (nearest rank) of the stamped frames' glass-to-glass latencies."""
+    ordered = sorted(values)
+    if not ordered:
+        return {"p50": None, "p95": None, "n": 0}
+
+    def rank(p: float) -> float:
+        return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))]
+
+    return {"p50": rank(50), "p95": rank(95), "n": len(ordered)}
+
+
+# --- narrowing: pure summaries ----------------------------------------------------------
+
+
+def per_second(sender: list[Json], receiver: list[Json], start: float) -> list[Json]:
+    """One row a second (seconds since ``start``), joining the two peers' ticks."""
+    rows = []
+    for previous, tick in itertools.pairwise(receiver):
+        at = tick["t"]
+        sent = [s for s in sender if s["t"] <= at + 0.5]
+        sent_prev = [s for s in sender if s["t"] <= previous["t"] + 0.5]
+        last = sent[-1] if sent else {}
+        sent_kbps = (
+            round((sent[-1]["bytes_sent"] - sent_prev[-1]["bytes_sent"]) * 8 / 1000, 1)
+            if sent and sent_prev
+            else None
+        )
+        rows.append(
+            {
+                "s": round(at - start, 1),
+                "recv_kbps": round(
+                    (tick["bytes_received"] - previous["bytes_received"]) * 8 / 1000, 1
+                ),
+                "sent_kbps": sent_kbps,
+                "fps": tick["frames"],
+                "gap_s": tick["max_gap_s"],
+                "freezes": tick["freezes"],
+                "audio": tick["audio_frames"],
+                "g2g_ms": tick["latency_p50_ms"],
+                "target_kbps": None
+                if last.get("target_bps") is None
+                else last["target_bps"] // 1000,
+                "remb_kbps": None if last.get("remb_bps") is None else last["remb_bps"] // 1000,
+            }
+        )
+    return rows
+
+
+def first_sustained(
+    rows: Sequence[Json], since: float, until: float, ok: Callable[[Json], bool]
+) -> float | None:
+    """Seconds after ``since`` to the first row from which ``ok`` holds SUSTAIN_S rows."""
+    window = [r for r in rows if since < r["s"] <= until]
+    for i in range(len(window) - SUSTAIN_S + 1):
+        if all(ok(r) for r in window[i : i + SUSTAIN_S]):
+            return round(float(window[i]["s"]) - since, 1)
+    return None
+
+
+def narrow_summary(rows: Sequence[Json], narrow_at: float, widen_at: float, end: float) -> Json:
+    during = [r for r in rows if narrow_at < r["s"] <= widen_at]
+    settled = [r for r in during if r["s"] > narrow_at + 5]
+    after = [r for r in rows if widen_at < r["s"] <= end]
+    before = [r for r in rows if r["s"] <= narrow_at and r["s"] > narrow_at - 10]
+
+    def mean(values: list[float]) -> float | None:
+        return round(statistics.fmean(values), 1) if values else None
+
+    return {
+        "before": {
+            "recv_kbps": mean([r["recv_kbps"] for r in before]),
+            "fps": mean([r["fps"] for r in before]),
+            "target_kbps": mean([r["target_kbps"] for r in before if r["target_kbps"]]),
+        },
+        "narrowed": {
+            "recv_kbps": mean([r["recv_kbps"] for r in settled]),
+            "fps": mean([r["fps"] for r in settled]),
+            "min_target_kbps": min(
+                (r["target_kbps"] for r in during if r["target_kbps"]), default=None
+            ),
+            "freezes_after_5s": sum(r["freezes"] for r in settled),
+            "longest_gap_s_after_5s": max((r["gap_s"] for r in settled), default=None),
+            "seconds_without_audio": sum(1 for r in during if r["audio"] == 0),
+        },
+        "adapt_s": {
+            "sent_below_limit": first_sustained(
+                rows, narrow_at, widen_at, lambda r: (r["sent_kbps"] or 0) < NARROW_KBIT
+            ),
+            "target_below_limit": first_sustained(
+                rows, narrow_at, widen_at, lambda r: (r["target_kbps"] or 0) < NARROW_KBIT
+            ),
+            "fps_25": first_sustained(rows, narrow_at, widen_at, lambda r: r["fps"] >= 25),
+        },
+        "recover_s": {
+            "recv_above_1500kbps": first_sustained(
+                rows, widen_at, end, lambda r: r["recv_kbps"] > RECOVERED_KBPS
+            ),
+            "recv_at_90pct_of_before": first_sustained(
+                rows,
+                widen_at,
+                end,
+                lambda r: r["recv_kbps"] >= 0.9 * (mean([b["recv_kbps"] for b in before]) or 0),
+            ),
+            "fps_25": first_sustained(rows, widen_at, end, lambda r: r["fps"] >= 25),
+        },
+        "freezes": sum(r["freezes"] for r in rows if r["s"] > narrow_at),
+        "max_target_after_kbps": max((r["target_kbps"] or 0 for r in after), default=None),
+    }
+
+
+def run_narrow(lab: Lab, turn: Turn, mode: str, link: Link, phases: tuple[int, int, int]) -> Json:
+    warm, narrow, wide = phases
+    site = lab.site("a")
+    with call(lab, turn, mode, 640, 360) as (sender, receiver, setup):
+        start = time.time()
+        log(f"narrow: {warm} s at {link.rate_kbit} kbit/s")
+        time.sleep(warm)
+        site.shape(up=Link(NARROW_KBIT, link.loss, link.delay_ms, link.jitter_ms))
+        narrow_at = time.time() - start
+        log(f"narrow: {narrow} s at {NARROW_KBIT} kbit/s")
+        time.sleep(narrow)
+        site.shape(up=link)
+        widen_at = time.time() - start
+        log(f"narrow: {wide} s at {link.rate_kbit} kbit/s again")
+        time.sleep(wide)
+        end = time.time() - start
+        shaper_drops = site.shaper_drops("up")
+        rows = per_second(sender.ticks, receiver.ticks, start)
+    return {
+        "mode": mode,
+        "setup": setup,
+        "narrow_at_s": round(narrow_at, 1),
+        "widen_at_s": round(widen_at, 1),
+        "summary": narrow_summary(rows, narrow_at, widen_at, end),
+        "uplink_shaper_drops_since_widen": shaper_drops,
+        "per_second": rows,
+    }
+
+
+# --- main -------------------------------------------------------------------------------
+
+
+def loadavg() -> list[float]:
+    return [round(v, 2) for v in os.getloadavg()]
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("what", nargs="?", choices=("calls", "narrow", "all"), default="all")
+    parser.add_argument("--calls", type=int, default=3, help="calls per mode")
+    parser.add_argument("--seconds", type=float, default=10, help="media seconds per call")
+    parser.add_argument("--modes", default=",".join(MODES))
+    parser.add_argument("--narrow-mode", default="direct", choices=MODES)
+    parser.add_argument("--phases", default="30,30,30", help="seconds: wide,narrow,wide")
+    parser.add_argument("--no-delay", action="store_true", help="rate and loss only")
+    parser.add_argument("--out", type=Path)
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    problem = available()
+    if problem:
+        log(f"the lab cannot run here: {problem}")
+        return 2
+    delay = (0.0, 0.0) if args.no_delay else (40.0, 5.0)
+    link = Link(rate_kbit=WIDE_KBIT, loss=0.01, delay_ms=delay[0], jitter_ms=delay[1])
+    sites = (
+        SiteSpec("a", up=link, down=link),
+        SiteSpec(
+            "b", nat=Nat.SYMMETRIC, egress=(Egress("tcp", TLS_PORT, "turn"),), up=link, down=link
+        ),
+        SiteSpec("guest", up=link, down=link),
+    )
+    report: Json = {"loadavg_start": loadavg(), "link": {"rate_kbit": WIDE_KBIT, "loss": 0.01,
+                    "delay_ms": delay[0], "jitter_ms": delay[1]}}  # fmt: skip
+    with tempfile.TemporaryDirectory() as work, Lab.build(sites=sites) as lab:
+        report["lab"] = lab.describe()
+        with lab_coturn(lab, Path(work)) as turn:
+            if args.what in ("calls", "all"):
+                calls: Json = {}
+                for mode in args.modes.split(","):
+                    runs = []
+                    for i in range(args.calls):
+                        log(f"calls: {mode} {i + 1}/{args.calls}")
+                        runs.append(run_call(lab, turn, mode, 640, 360, args.seconds))
+                    calls[mode] = aggregate(runs)
+                for mode in ("direct", "relay_udp"):
+                    log(f"calls: site a -> site guest (two home NATs, both links shaped), {mode}")
+                    calls[f"a_to_guest_{mode}"] = attempt(
+                        lab, turn, mode, 640, 360, args.seconds, "guest"
+                    )
+                log("calls: centre b (symmetric NAT, 443 only) through TURN/TLS")
+                calls["b_relay_tls"] = aggregate(
+                    [run_call(lab, turn, "relay_tls", 640, 360, args.seconds, "b")]
+                )
+                log("calls: coturn CPU, one relayed 1280x720 stream over UDP")
+                calls["relay_udp_720p"] = aggregate(
+                    [run_call(lab, turn, "relay_udp", 1280, 720, args.seconds)]
+                )
+                report["calls_640x360"] = calls
+            if args.what in ("narrow", "all"):
+                warm, narrow, wide = (int(v) for v in args.phases.split(","))
+                phases = (warm, narrow, wide)
+                lab.site("a").shape(up=link)
+                report["narrow"] = run_narrow(lab, turn, args.narrow_mode, link, phases)
+    report["loadavg_end"] = loadavg()
+    text = compact_json(report, flat_scalar_lists=True)
+    if args.out:
+        args.out.write_text(text + "\n")
+    print(text)
+    return 0
+
+
+def attempt(lab: Lab, turn: Turn, mode: str, width: int, height: int, seconds: float,
+            receiver_site: str) -> Json:  # fmt: skip
+    """One call whose failure is a finding, not the end of the run."""
+    try:
+        return aggregate([run_call(lab, turn, mode, width, height, seconds, receiver_site)])
+    except (TimeoutError, RuntimeError) as error:
+        return {"error": str(error)}
+
+
+def aggregate(runs: list[Json]) -> Json:
+    def values(key: str) -> list[Any]:
+        return [r[key] for r in runs]
+
+    return {
+        "offer_to_first_frame_ms": summary(values("offer_to_first_frame_ms"), 1),
+        "glass_to_glass_p50_ms": summary([r["glass_to_glass_ms"].get("p50") for r in runs], 1),
+        "glass_to_glass_p95_ms": summary([r["glass_to_glass_ms"].get("p95") for r in runs], 1),
+        "fps": summary(values("fps"), 1),
+        "freezes": sum(values("freezes")),
+        "received_kbps": summary(values("received_kbps"), 1),
+        "coturn_cpu_percent": summary(values("coturn_cpu_percent"), 2),
+        "pairs": [r["pair"] for r in runs],
+        "runs": runs,
+    }
+
+
+if __name__ == "__main__":
+    sys.exit(main())
