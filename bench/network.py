@@ -432,11 +432,18 @@ def narrow_summary(rows: Sequence[Json], narrow_at: float, widen_at: float, end:
     def mean(values: list[float]) -> float | None:
         return round(statistics.fmean(values), 1) if values else None
 
+    before_g2g = mean([r["g2g_ms"] for r in before if r["g2g_ms"] is not None]) or 0.0
+    stale = [
+        r["s"]
+        for r in rows
+        if narrow_at < r["s"] <= end and (r["g2g_ms"] is None or r["g2g_ms"] > 2 * before_g2g)
+    ]
     return {
         "before": {
             "recv_kbps": mean([r["recv_kbps"] for r in before]),
             "fps": mean([r["fps"] for r in before]),
             "target_kbps": mean([r["target_kbps"] for r in before if r["target_kbps"]]),
+            "g2g_ms": before_g2g,
         },
         "narrowed": {
             "recv_kbps": mean([r["recv_kbps"] for r in settled]),
@@ -447,7 +454,13 @@ def narrow_summary(rows: Sequence[Json], narrow_at: float, widen_at: float, end:
             "freezes_after_5s": sum(r["freezes"] for r in settled),
             "longest_gap_s_after_5s": max((r["gap_s"] for r in settled), default=None),
             "seconds_without_audio": sum(1 for r in during if r["audio"] == 0),
+            "max_g2g_ms": max(
+                (r["g2g_ms"] for r in during if r["g2g_ms"] is not None), default=None
+            ),
         },
+        # The last second (from the narrowing) without frames or with glass-to-glass over
+        # twice the wide link's: how long the picture stayed frozen or stale.
+        "stale_until_s": round(max(stale) - narrow_at, 1) if stale else 0.0,
         "adapt_s": {
             "sent_below_limit": first_sustained(
                 rows, narrow_at, widen_at, lambda r: (r["sent_kbps"] or 0) < NARROW_KBIT
