@@ -2,12 +2,14 @@
 (bench/network_peer.py), one JSON document on stdout, progress on stderr. As root.
 
 The lab: a WAN with coturn (``turn``: UDP/TCP 3478, TLS 443, its own test CA),
-site ``a`` (home NAT) holding the sender, site ``guest`` (home NAT) the receiver,
-site ``b`` (symmetric NAT, only TCP 443 to ``turn`` let out). Every site's access
-link is shaped the same way in both directions (default 3 Mbit/s, 1 % loss,
-40 +- 5 ms delay with the lab's delay backend).
+site ``a`` (home NAT) holding the sender, the receiver on the WAN (a host address,
+so every mode crosses the same shaped link: a's, both ways), site ``guest`` (home
+NAT) and site ``b`` (symmetric NAT, only TCP 443 to ``turn`` let out) as receivers
+of a few extra calls. Every site's access link is shaped the same way in both
+directions (default 3 Mbit/s, 1 % loss, 40 +- 5 ms delay with the lab's delay
+backend).
 
-``calls`` (default): for each mode, direct (STUN from coturn, policy all) and
+``calls``: for each mode, direct (STUN from coturn, policy all) and
 relayed through coturn over UDP, TCP and TLS (policy relay on both peers),
 ``--calls`` calls of ``--seconds`` each: offer -> first decoded frame, glass-to-glass
 p50/p95 (capture stamp -> decoded), fps, freezes (over 1 s without a frame), the
@@ -15,10 +17,11 @@ nominated pair, and coturn's CPU per relayed stream (/proc/<pid>/stat over the
 call). Plus centre B (symmetric NAT, 443 only) receiving through TURN/TLS, and
 coturn's CPU for one relayed 1280x720 stream.
 
-``narrow``: one call (640x360 at 30 fps), 30 s to climb, then the sender's uplink narrowed from
-3 Mbit/s to 600 kbit/s for 30 s and widened again; per second: received bitrate,
-fps, longest gap, freezes, the sender's VP8 target bitrate and the last REMB it
-received; summarised as ``adapt_s``, ``recover_s`` and freezes.
+``narrow``: one call (640x360 at 30 fps), 30 s to climb, then the sender's uplink
+narrowed from 3 Mbit/s to 600 kbit/s for 30 s and widened again (``--phases``); per
+second: received bitrate, fps, longest gap, freezes, the sender's VP8 target bitrate and the last REMB it
+received, and the receiver's NACKs, PLIs and jitter-buffer overflows; summarised as
+``adapt_s``, ``recover_s``, ``stale_until_s`` and freezes. ``all`` (default): both.
 
     bench/network [calls|narrow|all] [--calls 3] [--seconds 10] [--no-delay] [--out F]
 
@@ -403,6 +406,9 @@ def per_second(sender: list[Json], receiver: list[Json], start: float) -> list[J
                 "freezes": tick["freezes"],
                 "audio": tick["audio_frames"],
                 "g2g_ms": tick["latency_p50_ms"],
+                "nacks": tick.get("nacks"),
+                "plis": tick.get("plis"),
+                "overflows": tick.get("buffer_overflows"),
                 "target_kbps": None
                 if last.get("target_bps") is None
                 else last["target_bps"] // 1000,
@@ -454,6 +460,11 @@ def narrow_summary(rows: Sequence[Json], narrow_at: float, widen_at: float, end:
             "freezes_after_5s": sum(r["freezes"] for r in settled),
             "longest_gap_s_after_5s": max((r["gap_s"] for r in settled), default=None),
             "seconds_without_audio": sum(1 for r in during if r["audio"] == 0),
+            # The receiver's recovery: NACK and PLI messages, and the jitter buffer's
+            # overflows (a hole waited on for 512 packets, then dropped).
+            "nacks": sum(r["nacks"] or 0 for r in during),
+            "plis": sum(r["plis"] or 0 for r in during),
+            "buffer_overflows": sum(r["overflows"] or 0 for r in during),
             "max_g2g_ms": max(
                 (r["g2g_ms"] for r in during if r["g2g_ms"] is not None), default=None
             ),

@@ -12,7 +12,8 @@ JSON lines on stdin/stdout (the driver relays the SDP between the two peers):
   ``{"first_frame_at": t}`` at its first decoded video frame, then one ``{"tick": ...}``
   a second: bytes received, video frames, the longest gap between frames, the
   glass-to-glass latency of the second's stamped frames (capture stamp -> decoded),
-  audio frames. Ends like ``send``.
+  audio frames, and the NACKs, PLIs and video jitter-buffer overflows of the second
+  (``Recovery``). Ends like ``send``.
 
 Both print ``{"pair": ...}`` (the nominated candidate pair's types and transport) once
 connected. Sender and receiver share the host's wall clock (two namespaces, one
@@ -66,6 +67,47 @@ class Remb:
             await original(self, packet)
 
         RTCRtpSender._handle_rtcp_packet = handle  # type: ignore[method-assign]
+
+
+class Recovery:
+    """What the receiver did about lost video (bench-only wrappers): NACKs and PLIs
+    sent, and how often the video jitter buffer overflowed (a hole it waited on until
+    ``capacity`` later packets had arrived, then dropped)."""
+
+    nacks = 0
+    plis = 0
+    overflows = 0
+
+    @classmethod
+    def install(cls) -> None:
+        from aiortc.jitterbuffer import JitterBuffer
+        from aiortc.rtcrtpreceiver import RTCRtpReceiver
+
+        nack, pli = RTCRtpReceiver._send_rtcp_nack, RTCRtpReceiver._send_rtcp_pli
+        smart_remove = JitterBuffer.smart_remove
+
+        async def send_nack(self: RTCRtpReceiver, media_ssrc: int, lost: list[int]) -> None:
+            cls.nacks += 1
+            await nack(self, media_ssrc, lost)
+
+        async def send_pli(self: RTCRtpReceiver, media_ssrc: int) -> None:
+            cls.plis += 1
+            await pli(self, media_ssrc)
+
+        def remove(self: JitterBuffer, count: int) -> bool:
+            if self._is_video:
+                cls.overflows += 1
+            return smart_remove(self, count)
+
+        RTCRtpReceiver._send_rtcp_nack = send_nack  # type: ignore[method-assign]
+        RTCRtpReceiver._send_rtcp_pli = send_pli  # type: ignore[method-assign]
+        JitterBuffer.smart_remove = remove  # type: ignore[method-assign]
+
+    @classmethod
+    def take(cls) -> Json:
+        counts = {"nacks": cls.nacks, "plis": cls.plis, "buffer_overflows": cls.overflows}
+        cls.nacks = cls.plis = cls.overflows = 0
+        return counts
 
 
 def say(value: Json) -> None:
@@ -241,6 +283,7 @@ class Receiver:
 
 
 async def recv(config: Json) -> None:
+    Recovery.install()
     pc = RTCPeerConnection(configuration(config))
     receiver = Receiver()
     tasks: set[asyncio.Task[None]] = set()
@@ -265,7 +308,7 @@ async def recv(config: Json) -> None:
             # A gap still open at the tick counts too (a freeze in progress).
             if receiver.last_at is not None:
                 receiver.max_gap = max(receiver.max_gap, now - receiver.last_at)
-            tick = receiver.take()
+            tick = receiver.take() | Recovery.take()
             tick.update(t=now, bytes_received=await stats_bytes(pc, "bytesReceived"))
             say({"tick": tick})
         pair.cancel()
