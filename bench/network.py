@@ -14,8 +14,10 @@ relayed through coturn over UDP, TCP and TLS (policy relay on both peers),
 ``--calls`` calls of ``--seconds`` each: offer -> first decoded frame, glass-to-glass
 p50/p95 (capture stamp -> decoded), fps, freezes (over 1 s without a frame), the
 nominated pair, and coturn's CPU per relayed stream (/proc/<pid>/stat over the
-call). Plus centre B (symmetric NAT, 443 only) receiving through TURN/TLS, and
-coturn's CPU for one relayed 1280x720 stream.
+call), and each relayed mode against direct (``versus_direct``). Plus site a to
+site guest (two home NATs: direct, TURN/UDP listed with policy all, relayed), centre
+B (symmetric NAT, 443 only) receiving through TURN/TLS, and coturn's CPU for one
+relayed 1280x720 stream.
 
 ``narrow``: one call (640x360 at 30 fps), 30 s to climb, then the sender's uplink
 narrowed from 3 Mbit/s to 600 kbit/s for 30 s and widened again (``--phases``); per
@@ -54,7 +56,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from bench.measure import compact_json, cpu_seconds, summary
+from bench.measure import compact_json, cpu_seconds, ratio, summary
 from tests.coturn_support import REALM, turnserver
 from tests.netlab import Egress, Lab, Link, Nat, SiteSpec, available
 
@@ -159,6 +161,7 @@ class Turn:
             hmac.new(SECRET.encode(), username.encode(), hashlib.sha1).digest()
         ).decode()
         url = {
+            "any_via_udp": f"turn:{self.address}:{TURN_PORT}?transport=udp",
             "relay_udp": f"turn:{self.address}:{TURN_PORT}?transport=udp",
             "relay_tcp": f"turn:{self.address}:{TURN_PORT}?transport=tcp",
             "relay_tls": f"turns:{self.address}:{TLS_PORT}?transport=tcp",
@@ -311,7 +314,7 @@ def call(
     is decoded, with the set-up figures."""
     config = {
         "ice_servers": turn.servers(mode),
-        "policy": "all" if mode == "direct" else "relay",
+        "policy": "all" if mode in ("direct", "any_via_udp") else "relay",
         "width": width,
         "height": height,
         "fps": FPS,
@@ -575,7 +578,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         log(f"calls: {mode} {i + 1}/{args.calls}")
                         runs.append(run_call(lab, turn, mode, 640, 360, args.seconds))
                     calls[mode] = aggregate(runs)
-                for mode in ("direct", "relay_udp"):
+                # any_via_udp: TURN over UDP in the list, policy all (ICE picks).
+                for mode in ("direct", "any_via_udp", "relay_udp"):
                     log(f"calls: site a -> site guest (two home NATs, both links shaped), {mode}")
                     calls[f"a_to_guest_{mode}"] = attempt(
                         lab, turn, mode, 640, 360, args.seconds, "guest"
@@ -589,6 +593,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     [run_call(lab, turn, "relay_udp", 1280, 720, args.seconds)]
                 )
                 report["calls_640x360"] = calls
+                report["versus_direct"] = versus_direct(calls)
             if args.what in ("narrow", "all"):
                 warm, narrow, wide = (int(v) for v in args.phases.split(","))
                 phases = (warm, narrow, wide)
@@ -600,6 +605,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.out.write_text(text + "\n")
     print(text)
     return 0
+
+
+def versus_direct(calls: Json) -> Json:
+    """Each relayed mode against the direct call over the same link (PERFORMANCE.md:
+    TURN's cost): offer -> first frame as a ratio, glass-to-glass p50 as a difference."""
+    direct = calls.get("direct")
+    if not direct or "error" in direct:
+        return {}
+    base_setup = direct["offer_to_first_frame_ms"]["p50"]
+    base_g2g = direct["glass_to_glass_p50_ms"]["p50"]
+    result: Json = {}
+    for mode in ("relay_udp", "relay_tcp", "relay_tls"):
+        found = calls.get(mode)
+        if not found or "error" in found:
+            continue
+        g2g = found["glass_to_glass_p50_ms"]["p50"]
+        result[mode] = {
+            "offer_to_first_frame_ratio": ratio(
+                found["offer_to_first_frame_ms"]["p50"], base_setup
+            ),
+            "glass_to_glass_p50_added_ms": None
+            if g2g is None or base_g2g is None
+            else round(g2g - base_g2g, 1),
+        }
+    return result
 
 
 def attempt(lab: Lab, turn: Turn, mode: str, width: int, height: int, seconds: float,
