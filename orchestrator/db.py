@@ -328,6 +328,8 @@ class Database:
     def migrate(self) -> None:
         """Bring the schema to the newest migration (alembic ``upgrade head``);
         a database that cannot be used raises its ``DatabaseFault``."""
+        # Alembic loads only when the schema is brought up to date (serve, the CLI's
+        # first use of a data directory), not with every import of the database.
         from orchestrator.migrations import upgrade
 
         try:

@@ -35,7 +35,7 @@ from orchestrator.calendars.caldav.transport import (
     RemoteItem,
 )
 from orchestrator.calendars.ical_in.importer import import_calendar
-from orchestrator.calendars.ical_in.parse import CalendarError, parse_calendar
+from orchestrator.calendars.ical_in.parse import CalendarError, ParsedCalendar, parse_calendar
 from orchestrator.calendars.ical_in.plan import ImportReport, ImportSource, Skip
 from orchestrator.calendars.ical_out.export import FeedScope, feed_ics, load_booking
 from orchestrator.db import DbSession
@@ -197,8 +197,6 @@ class CalDavSync:
         item: RemoteItem,
         report: SyncReport,
     ) -> None:
-        from orchestrator.calendars.ical_in.parse import ParsedCalendar
-
         assert isinstance(parsed, ParsedCalendar) and row is not None
         spec = next((e.spec for e in parsed.events if e.spec.uid == booking.uid), None)
         if spec is None:
