@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
-import datetime
 import hashlib
 import hmac
 import ipaddress
@@ -57,6 +56,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from bench.measure import compact_json, cpu_seconds, ratio, summary
+from tests.certificates import self_signed
 from tests.coturn_support import REALM, turnserver
 from tests.netlab import Egress, Lab, Link, Nat, SiteSpec, available
 
@@ -84,40 +84,7 @@ def log(message: str) -> None:
 
 def certificate(directory: Path, address: str) -> tuple[Path, Path]:
     """A self-signed certificate (its own CA) for ``address`` and its key."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench network TURN")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(address))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    os.chmod(key_path, 0o600)
-    return cert_path, key_path
+    return self_signed(directory, common_name="bench network TURN", addresses=(address,), ca=True)
 
 
 def coturn_config(address: str, cert: Path, key: Path, pid: Path) -> str:

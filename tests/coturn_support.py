@@ -13,8 +13,6 @@ Missing ``turnserver``: the test skips with the reason on a laptop, fails under 
 from __future__ import annotations
 
 import contextlib
-import datetime
-import ipaddress
 import os
 import random
 import shutil
@@ -25,6 +23,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.certificates import self_signed
 from tests.requirements import missing
 
 REALM = "telecentre.test"
@@ -81,42 +80,9 @@ def _free_port_pair() -> int:
     raise RuntimeError("no free port pair on loopback")
 
 
-def self_signed(directory: Path) -> tuple[Path, Path]:
+def turn_certificate(directory: Path) -> tuple[Path, Path]:
     """A certificate for 127.0.0.1 (its own CA) and its key, as PEM files."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "telecentre test TURN")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "turn-cert.pem", directory / "turn-key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    os.chmod(key_path, 0o600)
-    return cert_path, key_path
+    return self_signed(directory, common_name="telecentre test TURN", ca=True, prefix="turn-")
 
 
 def config_text(
@@ -209,7 +175,7 @@ def running_coturn(
     ``tls``, also TURN over TLS with a self-signed certificate (``Coturn.ca_file``)."""
     binary = turnserver()
     directory.mkdir(parents=True, exist_ok=True)
-    cert_key = self_signed(directory) if tls else None
+    cert_key = turn_certificate(directory) if tls else None
     config = directory / "turnserver.conf"
     log_path = directory / "turnserver.log"
     # A free port can be taken by another process before coturn binds it: try afresh.

@@ -4,8 +4,6 @@ the real login form, and the CSRF token of a page."""
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
 import re
 import ssl
 from collections.abc import AsyncIterator
@@ -14,12 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import ClientSession, web
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from orchestrator.clock import Clock
+from tests.certificates import self_signed
 from web.app import create_app
 from web.keys import SERVICES
 from web.settings import Settings
@@ -31,35 +26,9 @@ META_CSRF_RE = re.compile(r'<meta name="csrf-token" content="([^"]*)"')
 
 def make_certificate(folder: Path) -> tuple[Path, Path]:
     """A self-signed certificate for 127.0.0.1 and localhost (tests only)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "telecentre test")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=7))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
+    return self_signed(
+        folder, common_name="telecentre test", dns_names=("localhost",), valid_days=7
     )
-    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
 
 
 @dataclass(slots=True)
