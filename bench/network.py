@@ -33,10 +33,7 @@ Goals in ../shared/PERFORMANCE.md; findings in docs/architecture.md ("Narrow lin
 from __future__ import annotations
 
 import argparse
-import base64
 import contextlib
-import hashlib
-import hmac
 import ipaddress
 import itertools
 import json
@@ -56,6 +53,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from bench.measure import compact_json, cpu_seconds, ratio, summary
+from common.turn import turn_password
 from tests.certificates import self_signed
 from tests.coturn_support import REALM, turnserver
 from tests.netlab import Egress, Lab, Link, Nat, SiteSpec, available
@@ -124,9 +122,7 @@ class Turn:
         if mode == "direct":
             return [{"urls": [f"stun:{self.address}:{TURN_PORT}"]}]
         username = f"{int(time.time()) + 3600}:bench"
-        password = base64.b64encode(
-            hmac.new(SECRET.encode(), username.encode(), hashlib.sha1).digest()
-        ).decode()
+        password = turn_password(SECRET, username)
         url = {
             "any_via_udp": f"turn:{self.address}:{TURN_PORT}?transport=udp",
             "relay_udp": f"turn:{self.address}:{TURN_PORT}?transport=udp",
