@@ -20,46 +20,25 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
 from bench.measure import summary
 from room_agents import calls
 from room_agents.agent import RoomAgent
-from room_agents.config import AgentConfig
-from room_agents.ice import unpin_host_addresses
 from room_agents.ice_triggered import install_triggered_checks, uninstall_triggered_checks
 from signalling.turn import TurnConfig
 from tests.coturn_support import Coturn, running_coturn
-from tests.signalling_fixtures import Harness, eventually, signalling_harness
+from tests.signalling_fixtures import Harness, eventually, running_agent, signalling_harness
 
 SECRET = "bench-turn-secret"
 MODES = ("direct", "udp", "tcp", "tls")
 PATCH = "install_triggered_checks"
 
 
-@asynccontextmanager
-async def _agent(h: Harness, room_id: str, policy: str) -> AsyncIterator[RoomAgent]:
-    config = AgentConfig(
-        server_url=h.url,
-        key=h.keys[room_id],
-        width=320,
-        height=180,
-        fps=15,
-        label=room_id,
-        ice_policy=policy,
-    )
-    agent = RoomAgent(config)
-    task = asyncio.create_task(agent.run())
-    try:
-        await asyncio.wait_for(agent.connected.wait(), 10)
-        yield agent
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        unpin_host_addresses()
+def _agent(h: Harness, room_id: str, policy: str) -> AbstractAsyncContextManager[Any]:
+    return running_agent(h, room_id, ice_policy=policy)
 
 
 def _frames(agent: RoomAgent, peer_id: str) -> int:

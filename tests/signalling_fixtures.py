@@ -185,8 +185,9 @@ async def eventually(predicate: Callable[[], object], what: str, within: float =
 
 
 @asynccontextmanager
-async def running_agent(h: Harness, room_id: str) -> AsyncIterator[Any]:
-    """A real RoomAgent (aiortc, synthetic camera) for ``room_id``, connected to ``h``.
+async def running_agent(h: Harness, room_id: str, **options: Any) -> AsyncIterator[Any]:
+    """A real RoomAgent (aiortc, synthetic camera) for ``room_id``, connected to ``h``;
+    ``options`` are further AgentConfig fields (e.g. ``ice_policy``).
 
     Small frames (320x180 at 15 fps) keep several agents in one test process cheap.
     """
@@ -195,7 +196,13 @@ async def running_agent(h: Harness, room_id: str) -> AsyncIterator[Any]:
     from room_agents.ice import unpin_host_addresses
 
     config = AgentConfig(
-        server_url=h.url, key=h.keys[room_id], width=320, height=180, fps=15, label=room_id
+        server_url=h.url,
+        key=h.keys[room_id],
+        width=320,
+        height=180,
+        fps=15,
+        label=room_id,
+        **options,
     )
     agent = RoomAgent(config)
     task = asyncio.create_task(agent.run())

@@ -5,11 +5,9 @@ TURN password or the shared secret."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -18,35 +16,14 @@ import pytest
 from common import turn
 from signalling.turn import TurnConfig
 from tests.coturn_support import running_coturn
-from tests.signalling_fixtures import Harness, eventually, signalling_harness
+from tests.signalling_fixtures import Harness, eventually, running_agent, signalling_harness
 
 SECRET = "relay-secret-5d1e"
 
 
-@asynccontextmanager
-async def relay_agent(h: Harness, room_id: str) -> AsyncIterator[Any]:
-    from room_agents.agent import RoomAgent
-    from room_agents.config import AgentConfig
-    from room_agents.ice import unpin_host_addresses
-
-    config = AgentConfig(
-        server_url=h.url,
-        key=h.keys[room_id],
-        width=320,
-        height=180,
-        fps=15,
-        label=room_id,
-        ice_policy="relay",
-    )
-    agent = RoomAgent(config)
-    task = asyncio.create_task(agent.run())
-    try:
-        await asyncio.wait_for(agent.connected.wait(), 10)
-        yield agent
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        unpin_host_addresses()
+def relay_agent(h: Harness, room_id: str) -> AbstractAsyncContextManager[Any]:
+    """A room agent that sends media only through the TURN relay."""
+    return running_agent(h, room_id, ice_policy="relay")
 
 
 def _selected_pair(agent: Any, session_id: str, peer_id: str) -> tuple[str, str] | None:
