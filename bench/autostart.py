@@ -471,7 +471,7 @@ def wait_ended(net: Network, session_id: str, end: float) -> Json:
 
 CONNECTED_LINE = re.compile(
     r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) INFO room_agents\.calls: "
-    r"session (\S+) peer \S+ connection connected$"
+    r"session (\S+) peer \S+ connection connected(?: \(\S+ -> \S+\))?$"
 )
 
 

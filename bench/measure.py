@@ -6,6 +6,7 @@ import json
 import os
 import statistics
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 Json = dict[str, Any]
@@ -82,3 +83,12 @@ def compact_json(
         return "{\n" + ",\n".join(items) + "\n" + " " * indent + "}"
     items = [pad + nested(v) for v in value]
     return "[\n" + ",\n".join(items) + "\n" + " " * indent + "]"
+
+
+def emit(report: Json, out: Path | None) -> None:
+    """Print a benchmark's report (``compact_json``, raw timings on one line), and write
+    the same text to ``out`` when one is given."""
+    text = compact_json(report, flat_scalar_lists=True)
+    if out:
+        out.write_text(text + "\n")
+    print(text)

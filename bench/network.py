@@ -19,13 +19,23 @@ site guest (two home NATs: direct, TURN/UDP listed with policy all, relayed), ce
 B (symmetric NAT, 443 only) receiving through TURN/TLS, and coturn's CPU for one
 relayed 1280x720 stream.
 
+``product`` (``bench/network product [--modes ...] [--product-calls 1]
+[--product-seconds 15]``, and part of ``all``): the product's own call path
+(bench/network_product.py: coturn, ``telecentre serve`` and two room agents, sender
+behind a and receiver on the WAN, in an automatic session) per mode, join -> first
+frame and glass-to-glass, and against the floor of the same run
+(``product_versus_floor``, when ``calls`` ran too).
+
 ``narrow``: one call (640x360 at 30 fps), 30 s to climb, then the sender's uplink
 narrowed from 3 Mbit/s to 600 kbit/s for 30 s and widened again (``--phases``); per
 second: received bitrate, fps, longest gap, freezes, the sender's VP8 target bitrate and the last REMB it
 received, and the receiver's NACKs, PLIs and jitter-buffer overflows; summarised as
-``adapt_s``, ``recover_s``, ``stale_until_s`` and freezes. ``all`` (default): both.
+``adapt_s``, ``recover_s``, ``stale_until_s`` and freezes. Once with raw aiortc peers
+and once with the room agent's narrow-link patches installed in both (``--peers``;
+``report["narrow"]["raw"|"product"]``). ``all`` (default): both.
 
-    bench/network [calls|narrow|all] [--calls 3] [--seconds 10] [--no-delay] [--out F]
+    bench/network [calls|narrow|all] [--calls 3] [--seconds 10] [--no-delay]
+                  [--peers raw,product] [--out F]
 
 Goals in ../shared/PERFORMANCE.md; findings in docs/architecture.md ("Narrow links").
 """
@@ -40,7 +50,6 @@ import json
 import os
 import queue
 import re
-import socket
 import statistics
 import subprocess
 import sys
@@ -52,16 +61,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from bench.measure import compact_json, cpu_seconds, ratio, summary
+from bench.measure import cpu_seconds, emit, ratio, summary
+from bench.network_product import run_product, versus_floor
 from common.turn import turn_password
-from tests.certificates import self_signed
-from tests.coturn_support import REALM, turnserver
 from tests.netlab import Egress, Lab, Link, Nat, SiteSpec, available
+from tests.netlab.turn import PORT as TURN_PORT
+from tests.netlab.turn import TLS_PORT, coturn_files, popen_coturn
 
 Json = dict[str, Any]
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "bench-network-secret"
-TURN_PORT, TLS_PORT = 3478, 443
 MODES = ("direct", "relay_udp", "relay_tcp", "relay_tls")
 FIRST_FRAME_TIMEOUT_S = 20.0
 LINE_TIMEOUT_S = 30.0
@@ -78,37 +87,6 @@ def log(message: str) -> None:
 
 
 # --- coturn inside the lab's WAN --------------------------------------------------------
-
-
-def certificate(directory: Path, address: str) -> tuple[Path, Path]:
-    """A self-signed certificate (its own CA) for ``address`` and its key."""
-    return self_signed(directory, common_name="bench network TURN", addresses=(address,), ca=True)
-
-
-def coturn_config(address: str, cert: Path, key: Path, pid: Path) -> str:
-    # Relay to relay: each relayed peer's peer is coturn's own relay address, which no
-    # denied-peer-ip covers here (docs/deploy.md).
-    return "\n".join(
-        [
-            f"listening-ip={address}",
-            f"relay-ip={address}",
-            f"listening-port={TURN_PORT}",
-            f"tls-listening-port={TLS_PORT}",
-            f"cert={cert}",
-            f"pkey={key}",
-            "min-port=40000",
-            "max-port=40999",
-            "use-auth-secret",
-            f"static-auth-secret={SECRET}",
-            f"realm={REALM}",
-            "fingerprint",
-            "no-dtls",
-            "no-cli",
-            "no-multicast-peers",
-            "log-file=stdout",
-            f"pidfile={pid}",
-        ]
-    )
 
 
 @dataclass(frozen=True)
@@ -132,48 +110,18 @@ class Turn:
         return [{"urls": [url], "username": username, "credential": password}]
 
 
-def accepts(lab: Lab, address: str, port: int) -> bool:
-    """Something accepts TCP on ``address:port`` inside the WAN (bounded: 0.2 s)."""
-    with lab.wan.socket(socket.SOCK_STREAM) as probe:
-        probe.settimeout(0.2)
-        try:
-            probe.connect((address, port))
-        except OSError:
-            return False
-        return True
-
-
 @contextlib.contextmanager
 def lab_coturn(lab: Lab, directory: Path) -> Iterator[Turn]:
-    address = lab.wan_host("turn")
-    cert, key = certificate(directory, address)
-    config = directory / "turnserver.conf"
-    config.write_text(coturn_config(address, cert, key, directory / "turnserver.pid") + "\n")
-    log_path = directory / "turnserver.log"
-    with log_path.open("wb") as log_file:
-        proc = lab.wan.popen(
-            turnserver(),
-            "-c",
-            str(config),
-            "--db",
-            str(directory / "turndb"),
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-    deadline = time.monotonic() + 10
-    waiting = [TURN_PORT, TLS_PORT]
-    while waiting:
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"coturn did not start:\n{log_path.read_text(errors='replace')}")
-        if accepts(lab, address, waiting[0]):
-            waiting.pop(0)
-            continue
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(0.05)
-    # ip netns exec execs turnserver, so the pid is coturn's own.
+    """coturn as every lab test starts it (tests/netlab/turn.py), TLS on, not verbose
+    (its CPU is measured)."""
+    files = coturn_files(
+        directory, lab.wan_host("turn"), secret=SECRET, tls=True, verbose=False,
+        common_name="bench network TURN",
+    )  # fmt: skip
+    assert files.ca_file is not None
+    proc = popen_coturn(lab, files)
     try:
-        yield Turn(address, proc.pid, cert)
+        yield Turn(files.address, proc.pid, files.ca_file)
     finally:
         proc.terminate()
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -271,16 +219,24 @@ def foreign_addresses(sdp: str, networks: str) -> list[str]:
 
 @contextlib.contextmanager
 def call(
-    lab: Lab, turn: Turn, mode: str, width: int, height: int, receiver_site: str = "wan"
+    lab: Lab,
+    turn: Turn,
+    mode: str,
+    width: int,
+    height: int,
+    receiver_site: str = "wan",
+    product: bool = False,
 ) -> Iterator[tuple[Peer, Peer, Json]]:
     """A call from site a to ``receiver_site``; yields the peers once the first frame
-    is decoded, with the set-up figures."""
+    is decoded, with the set-up figures. ``product``: both peers run with the room
+    agent's narrow-link patches (bench/network_peer.py)."""
     config = {
         "ice_servers": turn.servers(mode),
         "policy": "all" if mode in ("direct", "any_via_udp") else "relay",
         "width": width,
         "height": height,
         "fps": FPS,
+        "product": product,
     }
     env = dict(os.environ, SSL_CERT_FILE=str(turn.ca_file), PYTHONPATH=str(ROOT))
     sender = Peer(lab, "a", "send", config, env, PEER_LOG)
@@ -375,10 +331,18 @@ def per_second(sender: list[Json], receiver: list[Json], start: float) -> list[J
                 "nacks": tick.get("nacks"),
                 "plis": tick.get("plis"),
                 "overflows": tick.get("buffer_overflows"),
+                "skips": tick.get("skips"),
                 "target_kbps": None
                 if last.get("target_bps") is None
                 else last["target_bps"] // 1000,
                 "remb_kbps": None if last.get("remb_bps") is None else last["remb_bps"] // 1000,
+                "estimate_kbps": None
+                if last.get("estimate_bps") is None
+                else last["estimate_bps"] // 1000,
+                "loss_cap_kbps": None
+                if last.get("loss_cap_bps") is None
+                else last["loss_cap_bps"] // 1000,
+                "reported_loss": last.get("loss"),
             }
         )
     return rows
@@ -431,6 +395,9 @@ def narrow_summary(rows: Sequence[Json], narrow_at: float, widen_at: float, end:
             "nacks": sum(r["nacks"] or 0 for r in during),
             "plis": sum(r["plis"] or 0 for r in during),
             "buffer_overflows": sum(r["overflows"] or 0 for r in during),
+            # Holes the product's buffer gave up for a keyframe (room_agents.jitter_holes).
+            "hole_skips": sum(r.get("skips") or 0 for r in during),
+            "max_recv_kbps_after_5s": max((r["recv_kbps"] for r in settled), default=None),
             "max_g2g_ms": max(
                 (r["g2g_ms"] for r in during if r["g2g_ms"] is not None), default=None
             ),
@@ -464,10 +431,12 @@ def narrow_summary(rows: Sequence[Json], narrow_at: float, widen_at: float, end:
     }
 
 
-def run_narrow(lab: Lab, turn: Turn, mode: str, link: Link, phases: tuple[int, int, int]) -> Json:
+def run_narrow(
+    lab: Lab, turn: Turn, mode: str, link: Link, phases: tuple[int, int, int], product: bool
+) -> Json:
     warm, narrow, wide = phases
     site = lab.site("a")
-    with call(lab, turn, mode, 640, 360) as (sender, receiver, setup):
+    with call(lab, turn, mode, 640, 360, product=product) as (sender, receiver, setup):
         start = time.time()
         log(f"narrow: {warm} s at {link.rate_kbit} kbit/s")
         time.sleep(warm)
@@ -484,6 +453,7 @@ def run_narrow(lab: Lab, turn: Turn, mode: str, link: Link, phases: tuple[int, i
         rows = per_second(sender.ticks, receiver.ticks, start)
     return {
         "mode": mode,
+        "peers": "product" if product else "raw",
         "setup": setup,
         "narrow_at_s": round(narrow_at, 1),
         "widen_at_s": round(widen_at, 1),
@@ -502,12 +472,23 @@ def loadavg() -> list[float]:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("what", nargs="?", choices=("calls", "narrow", "all"), default="all")
+    parser.add_argument(
+        "what", nargs="?", choices=("calls", "product", "narrow", "all"), default="all"
+    )
+    parser.add_argument("--product-calls", type=int, default=1, help="product calls per mode")
+    parser.add_argument(
+        "--product-seconds", type=float, default=15, help="session seconds per product call"
+    )
     parser.add_argument("--calls", type=int, default=3, help="calls per mode")
     parser.add_argument("--seconds", type=float, default=10, help="media seconds per call")
     parser.add_argument("--modes", default=",".join(MODES))
     parser.add_argument("--narrow-mode", default="direct", choices=MODES)
     parser.add_argument("--phases", default="30,30,30", help="seconds: wide,narrow,wide")
+    parser.add_argument(
+        "--peers",
+        default="raw,product",
+        help="narrow: raw aiortc peers, peers with the room agent's patches, or both",
+    )
     parser.add_argument("--no-delay", action="store_true", help="rate and loss only")
     parser.add_argument("--out", type=Path)
     return parser.parse_args(argv)
@@ -530,6 +511,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     report: Json = {"loadavg_start": loadavg(), "link": {"rate_kbit": WIDE_KBIT, "loss": 0.01,
                     "delay_ms": delay[0], "jitter_ms": delay[1]}}  # fmt: skip
+    if args.what in ("product", "all"):
+        # Its own lab (coturn and the service take the same ports), shaped the same way.
+        report["product_640x360"] = run_product(
+            link, args.modes.split(","), args.product_calls, args.product_seconds
+        )
+        if args.what == "product":  # no floor in this run
+            report["loadavg_end"] = loadavg()
+            emit(report, args.out)
+            return 0
     with tempfile.TemporaryDirectory() as work, Lab.build(sites=sites) as lab:
         report["lab"] = lab.describe()
         with lab_coturn(lab, Path(work)) as turn:
@@ -560,13 +550,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.what in ("narrow", "all"):
                 warm, narrow, wide = (int(v) for v in args.phases.split(","))
                 phases = (warm, narrow, wide)
-                lab.site("a").shape(up=link)
-                report["narrow"] = run_narrow(lab, turn, args.narrow_mode, link, phases)
+                report["narrow"] = {}
+                for peers in args.peers.split(","):
+                    lab.site("a").shape(up=link)
+                    log(f"narrow: {peers} peers")
+                    report["narrow"][peers] = run_narrow(
+                        lab, turn, args.narrow_mode, link, phases, peers == "product"
+                    )
     report["loadavg_end"] = loadavg()
-    text = compact_json(report, flat_scalar_lists=True)
-    if args.out:
-        args.out.write_text(text + "\n")
-    print(text)
+    if "product_640x360" in report and report.get("calls_640x360"):
+        floor = report["calls_640x360"]
+        report["product_versus_floor"] = versus_floor(report["product_640x360"], floor)
+    emit(report, args.out)
     return 0
 
 

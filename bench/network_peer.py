@@ -15,6 +15,12 @@ JSON lines on stdin/stdout (the driver relays the SDP between the two peers):
   audio frames, and the NACKs, PLIs and video jitter-buffer overflows of the second
   (``Recovery``). Ends like ``send``.
 
+With ``"product": true`` in CONFIG, both peers first install the room agent's
+narrow-link patches (room_agents.calls.install_narrow_link_patches: hole deadline,
+stepped VP8, paced video, fast recall), so the same run measures the product's media
+path beside the raw floor; the sender's ticks then add the receiver's estimate it
+follows, and the receiver's the holes it gave up (``skips``).
+
 Both print ``{"pair": ...}`` (the nominated candidate pair's types and transport) once
 connected. Sender and receiver share the host's wall clock (two namespaces, one
 machine), so the stamps give glass-to-glass directly.
@@ -77,6 +83,7 @@ class Recovery:
     nacks = 0
     plis = 0
     overflows = 0
+    skips = 0
 
     @classmethod
     def install(cls) -> None:
@@ -103,10 +110,25 @@ class Recovery:
         RTCRtpReceiver._send_rtcp_pli = send_pli  # type: ignore[method-assign]
         JitterBuffer.smart_remove = remove  # type: ignore[method-assign]
 
+        from room_agents.jitter_holes import HoleDeadlineJitterBuffer
+
+        skip = HoleDeadlineJitterBuffer._skip
+
+        def counted_skip(self: HoleDeadlineJitterBuffer, now: float) -> bool:
+            cls.skips += 1
+            return skip(self, now)
+
+        HoleDeadlineJitterBuffer._skip = counted_skip  # type: ignore[method-assign]
+
     @classmethod
     def take(cls) -> Json:
-        counts = {"nacks": cls.nacks, "plis": cls.plis, "buffer_overflows": cls.overflows}
-        cls.nacks = cls.plis = cls.overflows = 0
+        counts = {
+            "nacks": cls.nacks,
+            "plis": cls.plis,
+            "buffer_overflows": cls.overflows,
+            "skips": cls.skips,
+        }
+        cls.nacks = cls.plis = cls.overflows = cls.skips = 0
         return counts
 
 
@@ -223,6 +245,9 @@ async def send(config: Json) -> None:
                     "tick": {
                         "t": time.time(),
                         "target_bps": getattr(encoder, "target_bitrate", None),
+                        "estimate_bps": getattr(encoder, "estimate_bps", None),
+                        "loss_cap_bps": getattr(encoder, "loss_cap_bps", None),
+                        "loss": getattr(encoder, "last_loss", None),
                         "remb_bps": Remb.last_bps,
                         "rembs": Remb.count,
                         "bytes_sent": await stats_bytes(pc, "bytesSent"),
@@ -321,6 +346,10 @@ async def recv(config: Json) -> None:
 
 def main() -> None:
     role, config = sys.argv[1], json.loads(sys.argv[2])
+    if config.get("product"):
+        from room_agents.calls import install_narrow_link_patches
+
+        install_narrow_link_patches()
     asyncio.run(send(config) if role == "send" else recv(config))
 
 

@@ -16,6 +16,11 @@ GUEST_PREFIX: Final = "guest:"
 GUEST_ID: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
 """A guest id: 1 to 64 URL-safe characters."""
 
+SFU_PEER: Final = "sfu"
+"""The addressee standing for the SFU in an SFU session: a member's own publication."""
+SFU_PREFIX: Final = "sfu:"
+"""``sfu:<peer_id>``: the SFU forwarding that member's publication (docs/protocol.md, 20)."""
+
 PeerKind = Literal["room", "guest"]
 
 
@@ -62,3 +67,20 @@ def room_id_of(peer_id: str) -> str | None:
     except ValueError:
         return None
     return ref.id if ref.kind == "room" else None
+
+
+def sfu_peer_id(publisher: str) -> str:
+    """The addressee standing for ``publisher``'s publication forwarded by the SFU."""
+    return f"{SFU_PREFIX}{publisher}"
+
+
+def sfu_publisher(peer_id: str) -> str | None:
+    """The member whose publication ``sfu:<member>`` forwards; None for any other id."""
+    if peer_id.startswith(SFU_PREFIX) and len(peer_id) > len(SFU_PREFIX):
+        return peer_id[len(SFU_PREFIX) :]
+    return None
+
+
+def is_sfu_peer(peer_id: str) -> bool:
+    """Whether ``peer_id`` stands for the SFU (``sfu`` or ``sfu:<member>``)."""
+    return peer_id == SFU_PEER or sfu_publisher(peer_id) is not None

@@ -1,13 +1,15 @@
-"""A session's states and a booking's connect modes: the words the orchestrator writes,
-signalling passes on and the room agent acts upon (docs/protocol.md, ``state`` and
-``connect_mode``). The rules over them stay with their planes:
-orchestrator/lifecycle.py (the state machine), orchestrator/booking/policy.py (which
-mode a booking may ask for), room_agents/schedule.py (when a room joins).
+"""A session's states, a booking's connect modes and a session's topologies: the words
+the orchestrator writes, signalling passes on and the room agent acts upon
+(docs/protocol.md, ``state``, ``connect_mode`` and ``topology``). The rules over them
+stay with their planes: orchestrator/lifecycle.py (the state machine),
+orchestrator/booking/policy.py (which mode a booking may ask for),
+orchestrator/sessions/topology.py (which topology a session is planned on),
+room_agents/schedule.py (when a room joins).
 """
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, Literal
 
 # --- session states ---------------------------------------------------------------------
 
@@ -45,3 +47,12 @@ CALL_MODES: Final = frozenset({AUTOMATIC, ONE_BUTTON})
 def canonical_connect_mode(mode: str) -> str:
     """``mode`` under its present name (``manual`` is ``one-button``); others unchanged."""
     return CONNECT_MODE_ALIASES.get(mode, mode)
+
+
+# --- topologies -------------------------------------------------------------------------
+
+MESH: Final = "mesh"
+"""Every peer of the session sends its streams to every other."""
+SFU: Final = "sfu"
+"""Every peer sends its streams once, to an SFU (Janus), which forwards them."""
+Topology = Literal["mesh", "sfu"]

@@ -1,11 +1,18 @@
 """The fire-and-forget task set: one owner for the tasks an object starts and does not
-await, so that none is garbage-collected mid-flight and ``close`` leaves none behind."""
+await, so that none is garbage-collected mid-flight and ``close`` leaves none behind.
+
+A task that ends with an error is logged by the set, with its name and traceback, as
+it ends: nobody awaits these tasks, so otherwise the error would surface (if ever)
+as asyncio's "Task exception was never retrieved" when the task is collected."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Coroutine
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 
 class TaskSet:
@@ -20,8 +27,16 @@ class TaskSet:
         """Start ``coro`` now; the set keeps it until it ends."""
         task = asyncio.get_running_loop().create_task(coro, name=name)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._ended)
         return task
+
+    def _ended(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled():
+            return
+        error = task.exception()  # retrieved: asyncio will not report it again
+        if error is not None:
+            log.error("task %s ended with an error", task.get_name(), exc_info=error)
 
     def __len__(self) -> int:
         return len(self._tasks)

@@ -1,5 +1,5 @@
-"""Centres and their rooms: adding, listing, room keys, a room's booking policy, the
-IANA zone a centre keeps its wall-clock times in.
+"""Centres and their rooms: adding, listing, room keys, a room's booking, ICE and
+topology policies, the IANA zone a centre keeps its wall-clock times in.
 
 Each function is synchronous over one transaction (a ``DbSession``), so the CLI calls it
 through ``Database.run_sync`` and async callers through ``Database.run``. Refusals raise
@@ -75,11 +75,13 @@ def set_room_policy(
     max_advance_days: int | None = None,
     aliases: Sequence[str] | None = None,
     ice_policy: str | None = None,
+    small_uplink: bool | None = None,
 ) -> Room:
     """Change a room's booking policy; the values apply to bookings made from now on.
     Aliases (the names calendars use for the room) are one line each (``invalid-alias``).
     ``ice_policy`` (``all`` or ``relay``, else ``invalid-ice-policy``) reaches the room's
-    agent with its next welcome."""
+    agent with its next welcome. ``small_uplink``: the room's sessions run on the SFU
+    (``sessions.topology``), from the next transition the scheduler sends."""
     room = get_row(db, Room, room_id)
     if buffer_seconds is not None:
         if not 0 <= buffer_seconds <= 4 * 3600:
@@ -102,6 +104,8 @@ def set_room_policy(
         if ice_policy not in ICE_POLICIES:
             raise DomainError("invalid-ice-policy", "a room's ICE policy is all or relay")
         room.ice_policy = ice_policy
+    if small_uplink is not None:
+        room.small_uplink = small_uplink
     db.add(room)
     db.flush()
     return room

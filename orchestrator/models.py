@@ -108,6 +108,9 @@ class Room(SQLModel, table=True):
     # ICE policy: "all", or "relay" for a room whose network forbids direct UDP (the
     # agent then uses only TURN relay candidates); sent to the agent in its welcome.
     ice_policy: str = Field(default="all", sa_column_kwargs={"server_default": "all"})
+    # Topology policy: this room's uplink is small, so its sessions always run on the
+    # SFU, where it uploads one stream whatever the number of sites (sessions/topology).
+    small_uplink: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
     created_at: datetime = _created()
 
 

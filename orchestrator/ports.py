@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from common.schedule import RoomRecord, ScheduleEntry
+from common.sessions import Topology
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +32,10 @@ class RoomSchedule:
 
 @dataclass(frozen=True, slots=True)
 class SessionTransition:
-    """A session entered ``state`` at ``at``; open, warn, extend and close are transitions."""
+    """A session entered ``state`` at ``at``; open, warn, extend and close are transitions.
+    ``topology``: the topology the orchestrator plans for the session (mesh or sfu,
+    ``orchestrator.sessions.topology``), on every transition to an open state; None on a
+    terminal one."""
 
     seq: int
     session_id: str
@@ -40,6 +44,7 @@ class SessionTransition:
     start: float
     end: float
     room_ids: tuple[str, ...]
+    topology: Topology | None = None
 
 
 @dataclass(frozen=True, slots=True)

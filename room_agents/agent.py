@@ -32,7 +32,7 @@ from typing import Any
 from common.tasks import TaskSet
 from room_agents.calls import Outgoing, SessionCalls
 from room_agents.capture import RoomDevices
-from room_agents.config import AgentConfig
+from room_agents.config import AgentConfig, ConfigError
 from room_agents.connection import Connection, LinkState, ServerClock
 from room_agents.layout import RoomView, bookings_from_schedule, names_from_schedule
 from room_agents.readiness import ReadinessRunner
@@ -41,6 +41,7 @@ from room_agents.room_screen import make_screen
 from room_agents.schedule import ScheduleCache, status_json
 from room_agents.screen import Screen
 from room_agents.timeline import Timeline
+from room_agents.turn_tls import TurnCaError, install_turn_ca
 from signalling import protocol as p
 from signalling.client import SignallingClient, SignallingError
 
@@ -69,6 +70,11 @@ class RoomAgent:
 
     def __init__(self, config: AgentConfig, screen: Screen | None = None) -> None:
         self.config = config
+        if config.turn_ca_file is not None:
+            try:
+                install_turn_ca(config.turn_ca_file)  # turns: trusts the private CA too
+            except TurnCaError as exc:
+                raise ConfigError(str(exc)) from None
         self.clock = ServerClock()
         cache = ScheduleCache(config.cache_dir / "schedule.json" if config.cache_dir else None)
         cached_offset = cache.load_offset()
@@ -190,6 +196,8 @@ class RoomAgent:
                 await self.control.on_answer(message)
             case p.Candidate():
                 await self.control.on_candidate(message)
+            case p.TopologyChange():
+                await self.control.on_topology(message)
             case p.PeerJoined():
                 self.control.on_peer_joined(message)
             case p.PeerLeft():
@@ -269,6 +277,11 @@ class RoomAgent:
             "live": self.outgoing.video.live,
             "room_state": dataclasses.asdict(self.control.control_state()),
             "sessions": {sid: sorted(c.calls) for sid, c in self.sessions.items()},
+            # Per session and remote peer: the candidate types the media flows on.
+            "pairs": {sid: c.selected_pairs() for sid, c in self.sessions.items()},
+            "received_bytes": {sid: c.received_bytes() for sid, c in self.sessions.items()},
+            # Per session and connection: the room's uplink (one publication on an SFU).
+            "sent_bytes": {sid: c.sent_bytes() for sid, c in self.sessions.items()},
             "peers": self.screen.totals(),
             "violations": self.violations,
             "schedule": [e.session_id for e in self.timeline.entries],

@@ -92,6 +92,13 @@ OPTIONS: Final[tuple[Option, ...]] = (
         "PEM file of the certificate authorities to trust for the server "
         "(a centre's private CA or a self-signed certificate); default: the system's",
     ),
+    Option(
+        "turn_ca_file",
+        "path",
+        None,
+        "PEM file of a private certificate authority to trust for TURN over TLS (turns:), "
+        "besides the system's",
+    ),
     Option("status_file", "path", None, "write the agent's state as JSON here, twice a second"),
     Option("label", "str", "", "the room's name, drawn on its cards and synthetic camera"),
     Option(
@@ -181,6 +188,7 @@ class AgentConfig:
     key_file: Path | None = None
     cache_dir: Path | None = None
     ca_file: Path | None = None
+    turn_ca_file: Path | None = None
     status_file: Path | None = None
     width: int = 640
     height: int = 360

@@ -14,6 +14,10 @@ Rules:
   row, centred (role ``strip``); the content tile has role ``content``. When
   several sites share at once, the first by site name is large and the other
   content tiles join the strip.
+- Up to 8 sites (an SFU session) fit either way: at 1920x1080 eight sites take a
+  3x3 grid with the last row centred, and under content a strip of eight.
+- **Speaking**: the camera tile of the site that speaks (room_agents.speaker) is
+  marked ``speaking``, and the screen draws a border around it; never a content tile.
 - Pictures are fitted into their tile keeping their aspect (``fit``).
 - **Idle view** (not in a call, or in one with nobody there yet): the room's
   name, the clock and date in the room's local time, the next session (title,
@@ -33,7 +37,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, tzinfo
 from typing import Final, Literal, NamedTuple
 
@@ -98,6 +102,7 @@ class Tile:
     rect: Rect
     role: Role
     content: bool = False
+    speaking: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,9 +246,23 @@ def screen_areas(width: int, height: int) -> tuple[Rect, Rect]:
 
 
 def arrange(
-    sources: Sequence[Source], names: Mapping[str, str], body: Rect, gap: int = 0
+    sources: Sequence[Source],
+    names: Mapping[str, str],
+    body: Rect,
+    gap: int = 0,
+    speaker: str | None = None,
 ) -> tuple[Tile, ...]:
-    """Tiles for the remote pictures: a grid, or content large over a strip."""
+    """Tiles for the remote pictures: a grid, or content large over a strip; the
+    camera tile of ``speaker`` is marked as speaking."""
+    return tuple(
+        replace(t, speaking=True) if t.peer_id == speaker and not t.content else t
+        for t in _arrange(sources, names, body, gap)
+    )
+
+
+def _arrange(
+    sources: Sequence[Source], names: Mapping[str, str], body: Rect, gap: int
+) -> tuple[Tile, ...]:
 
     def site(source: Source) -> str:
         return names.get(source.peer_id) or source.peer_id
@@ -343,8 +362,9 @@ def plan_screen(
     now: float,
     size: tuple[int, int],
     tz: tzinfo | None = None,
+    speaker: str | None = None,
 ) -> ScreenPlan:
-    """Everything the screen shows at ``now``."""
+    """Everything the screen shows at ``now`` (``speaker``: the site that speaks)."""
     width, height = size
     header_rect, body = screen_areas(width, height)
     session = next((b for b in view.bookings if b.session_id == view.session_id), None)
@@ -363,7 +383,7 @@ def plan_screen(
     )
     warning = end_warning(session.end, now) if session is not None else None
     gap = max(int(width * GAP_FRACTION), 2)
-    tiles = arrange(sources, view.names, body, gap) if view.session_id is not None else ()
+    tiles = arrange(sources, view.names, body, gap, speaker) if view.session_id is not None else ()
     plan = ScreenPlan(size, header_rect, body, header, tiles=tiles, warning=warning)
     if tiles:
         return plan

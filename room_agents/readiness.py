@@ -55,8 +55,8 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 from urllib.parse import parse_qs
 
+import aioice.turn
 from aioice.stun import TransactionFailed, TransactionTimeout
-from aioice.turn import create_turn_endpoint
 
 from common import turn
 from common.sessions import RESERVE_ONLY
@@ -324,15 +324,17 @@ async def allocate_turn(
 ) -> str | None:
     """None when the server granted an allocation with the target's credential within
     ``timeout`` (released at once); otherwise why not. ``turns:`` checks the server's
-    certificate with ``ssl_context`` (default: the system's CAs)."""
+    certificate with ``ssl_context`` (default: the system's CAs, and the agent's
+    ``turn_ca_file`` when room_agents.turn_tls is installed)."""
     try:
         async with asyncio.timeout(timeout):
-            transport, protocol = await create_turn_endpoint(
+            # Through the module: room_agents.turn_tls's private CA applies here too.
+            transport, protocol = await aioice.turn.create_turn_endpoint(
                 _Released,
                 (target.host, target.port),
                 username=target.username,
                 password=target.password,
-                ssl=(ssl_context or ssl.create_default_context()) if target.tls else None,
+                ssl=(ssl_context or True) if target.tls else None,
                 transport=target.transport,
             )
             transport.close()

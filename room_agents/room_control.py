@@ -16,6 +16,7 @@ import contextlib
 import logging
 from typing import Literal
 
+from common.peers import SFU_PEER
 from common.tasks import TaskSet
 from room_agents.calls import Outgoing, SessionCalls, warm_up
 from room_agents.capture import RoomDevices
@@ -26,6 +27,7 @@ from room_agents.health import ConnectionStats, ProcessMonitor, with_figures
 from room_agents.ice import session_ice_servers
 from room_agents.media import OutgoingAudioTrack, OutgoingVideoTrack, PrivacyCard, StartingCard
 from room_agents.screen import Screen
+from room_agents.selected_pair import with_pair
 from signalling import protocol as p
 from signalling.client import ConnectionLost, SignallingClient, SignallingError
 
@@ -131,6 +133,7 @@ class RoomControl:
                 link.networks,
                 self.violations.extend,
             )
+            calls.on_suspect = self._check_link
             self.sessions[entry.session_id] = calls
             self.outgoing.video.set_card_title(entry.title)
         client = link.client
@@ -138,6 +141,7 @@ class RoomControl:
             return ConnectionLost("not connected")
         if self.joined_on.get(entry.session_id) is client:
             return None
+        before = calls.serial  # connections made from here on came after our join
         try:
             joined = await client.join(entry.session_id, entry.ticket)
         except SignallingError as exc:
@@ -150,9 +154,34 @@ class RoomControl:
         for peer in joined.peers:
             self.peer_names[peer.peer_id] = peer.name
             calls.members.add(peer.peer_id)
+        moved = await calls.move(joined.topology, joined.epoch, joined=True, before=before)
+        if calls.topology == "sfu":
+            # On an SFU we publish, and the server offers us the others' publications.
+            if not moved and not calls.has_healthy(SFU_PEER):
+                await calls.publish()
+            elif not moved:
+                await calls.offer_again(SFU_PEER)  # lost with the old link, perhaps
+            if not moved:
+                await calls.subscribe_again()
+            return None
+        for peer in joined.peers:
             if not calls.has_healthy(peer.peer_id):
                 await calls.offer_to(peer.peer_id)
+            else:
+                await calls.offer_again(peer.peer_id)  # lost with the old link, perhaps
         return None
+
+    def _check_link(self) -> None:
+        """A call's path went quiet: send a ping on the signalling link now. If our
+        public address changed, the server's reset comes back at once and the link
+        reconnects while the call's deadline runs, instead of at its next heartbeat
+        (up to 5 s later), after the re-offer was lost on it."""
+        if self.connection.client is not None:
+            self._tasks.spawn(self._ping_link())
+
+    async def _ping_link(self) -> None:
+        with contextlib.suppress(SignallingError):
+            await self.connection.send(p.Ping(t=self.clock.now()))
 
     def _use_network(self, calls: SessionCalls, servers: list[p.IceServer]) -> None:
         """The session's ICE servers (only a TURN credential minted for this session and
@@ -206,6 +235,13 @@ class RoomControl:
         calls = self.sessions.get(message.session_id)
         if calls is not None:
             await calls.on_candidate(message)
+
+    async def on_topology(self, message: p.TopologyChange) -> None:
+        """The session moved (to an SFU, or to another one): a higher epoch closes its
+        connections and publishes again; an older or repeated one changes nothing."""
+        calls = self.sessions.get(message.session_id)
+        if calls is not None:
+            await calls.move(message.topology, message.epoch, joined=False, before=calls.serial)
 
     def on_peer_joined(self, message: p.PeerJoined) -> None:
         self.peer_names[message.peer.peer_id] = message.peer.name
@@ -266,7 +302,7 @@ class RoomControl:
 
     def _milestone(self, peer_id: str, event: Milestone, at: float) -> None:
         for session_id, calls in self.sessions.items():
-            if peer_id in calls.calls and (session_id, event) not in self.reported:
+            if peer_id in calls.media_calls() and (session_id, event) not in self.reported:
                 self.reported.add((session_id, event))
                 log.info("%s in %s at %.3f (from %s)", event, session_id, at, peer_id)
                 self._tasks.spawn(self._report(p.Stats(session_id=session_id, event=event, at=at)))
@@ -286,17 +322,22 @@ class RoomControl:
             snapshot = self.screen.snapshot()
             process = self.process.sample()
             for session_id, calls in list(self.sessions.items()):
-                media = [m for m in snapshot if m.peer_id in calls.calls]
+                carried = calls.media_calls()  # by the member whose media they bring
+                media = [m for m in snapshot if m.peer_id in carried]
                 if media and self.connection.client is not None:
-                    figures = await self.connection_stats.figures(calls.calls)
-                    media = [with_figures(m, figures.get(m.peer_id)) for m in media]
+                    figures = await self.connection_stats.figures(carried)
+                    pairs = calls.media_pairs()  # after the await: calls may have gone
+                    media = [
+                        with_pair(with_figures(m, figures.get(m.peer_id)), pairs.get(m.peer_id))
+                        for m in media
+                    ]
                     stats = p.Stats(session_id=session_id, media=media, process=process)
                     with contextlib.suppress(SignallingError):
                         await self.connection.send(stats)
             self.connection_stats.forget(
                 (peer_id, call.conn)
                 for c in self.sessions.values()
-                for peer_id, call in c.calls.items()
+                for peer_id, call in c.media_calls().items()
             )
 
     # --- the end ----------------------------------------------------------------------

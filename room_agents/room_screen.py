@@ -19,7 +19,7 @@ Rules:
   reported, and the room carries on headless: the call matters more than the screen.
 - The screen writes a report (JSON, atomically, twice a second and on close) of
   what it shows: the mode, each tile (peer id, site name, rectangle, role
-  ``main``/``strip``/``content``, frames received and shown), the header, the end
+  ``main``/``strip``/``content``, frames received and shown, ``speaking``), the header, the end
   warning and the idle view's lines, plus the render thread's CPU time. Tests read
   it; so can a technician.
 - SDL must not take SIGINT/SIGTERM from the agent, which leaves its sessions on
@@ -64,6 +64,7 @@ PRIVACY: Final = (200, 120, 20)
 SHARING: Final = (40, 110, 200)
 WARN_5: Final = (200, 140, 0)
 WARN_1: Final = (200, 30, 30)
+SPEAKING: Final = (80, 220, 120)
 
 
 def tile_key(tile: Tile) -> Key:
@@ -173,6 +174,8 @@ class Painter:
                 continue
             if new or full:
                 self._blit_frame(key, tile, frame)
+                if tile.speaking:
+                    self._border(tile.rect, SPEAKING)
                 dirty.append(tile.rect)
                 if new:
                     shown.append(key)
@@ -219,6 +222,11 @@ class Painter:
         if font is None:
             font = self._fonts[px] = self._pg.font.Font(None, px)
         return font
+
+    def _border(self, rect: Rect, colour: tuple[int, int, int]) -> None:
+        """A frame inside ``rect``, drawn over the picture (the speaker's highlight)."""
+        width = max(rect.w // 120, 3)
+        self._pg.draw.rect(self._surface, colour, self._pg.Rect(*rect), width)
 
     def _fill(self, rect: Rect, colour: tuple[int, int, int]) -> None:
         self._surface.fill(colour, self._pg.Rect(*rect))
@@ -420,7 +428,10 @@ class RoomScreen(HeadlessScreen):
     # -- painting --
 
     def plan(self) -> ScreenPlan:
-        return plan_screen(self._view(), self.sources(), self.clock.now(), self.size, self.tz)
+        self.judge_speaker()  # the hold runs out even when nobody sends audio
+        return plan_screen(
+            self._view(), self.sources(), self.clock.now(), self.size, self.tz, self.speaking
+        )
 
     async def _render_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -475,6 +486,7 @@ class RoomScreen(HeadlessScreen):
                     "content": tile.content,
                     "frames_received": self._received.get(key, 0),
                     "frames_shown": self._shown.get(key, 0),
+                    "speaking": tile.speaking,
                 }
             )
         return {

@@ -4,8 +4,12 @@ Rules:
 
 - A received track is drained from the moment it is attached until it ends or is
   detached: aiortc queues decoded frames without bound for a track nobody reads
-  (DESIGN "aiortc facts"). A track replaced by a newer one for the same peer and
-  kind keeps being drained, but its frames are no longer counted.
+  (DESIGN "aiortc facts"). A newer track for the same peer and kind, attached while
+  the older one still runs (a member's SFU subscription arriving beside its mesh call,
+  room_agents.sfu "make-before-break"), takes over at its first decoded frame: until
+  then the older track's frames are counted and shown, after it only the newer's, and
+  the older one keeps being drained, uncounted, until it ends or is detached.
+  ``first_frame(track)`` tells when a track delivered its first decoded frame.
 - Video: every frame counts; a frame whose stamp (room_agents.stamp) reads gives a
   glass-to-glass latency sample, ``clock.now() * 1000 - stamp.capture_ms``, and its
   camera and privacy flags. A peer is live once a camera frame arrived. A peer is
@@ -20,9 +24,16 @@ Rules:
   freeze arrives: a stall still in progress shows as a low fps and a stale
   ``last_frame_at`` instead. Re-attaching a peer restarts the gap history, so time
   spent away is not a freeze.
+- Gaps over ``LONG_GAP_S`` (issue 12's freeze: over 1 s without a frame) are counted
+  apart (``long_gaps``), with the longest gap seen (``longest_gap_s``), so a reader
+  of the totals can tell whether one happened between two of its readings.
 - Audio: frames are counted and the level is the RMS of all samples in the period,
   as a fraction of full scale (0..1). Each counted frame is also handed to
   ``on_audio_frame`` (the room's speaker), after it is measured.
+- Who speaks (room_agents.speaker): each peer's level is the RMS of its audio over
+  the last ``LEVEL_WINDOW`` seconds (from the squares already summed for the figures
+  above: no extra decoding), and the speaker is re-judged at most every
+  ``SPEAKER_INTERVAL`` seconds as audio arrives (``speaking``).
 - Content share: a peer's second video track (its shared screen, see
   room_agents.content) is drained and counted apart (``content_frames``); it never
   counts as camera video, in the stats or the milestones. A peer shares while its
@@ -51,6 +62,7 @@ from aiortc.mediastreams import MediaStreamError
 
 from room_agents.layout import RoomView, Source
 from room_agents.media import Clock
+from room_agents.speaker import LEVEL_WINDOW, Speaking, speaker
 from room_agents.stamp import BLOCK, Stamp, read_stamp, stamp_rows
 from signalling.protocol import MediaStats
 
@@ -64,7 +76,14 @@ FREEZE_HISTORY: Final = 30
 FREEZE_MIN_HISTORY: Final = 5
 FREEZE_FACTOR: Final = 3.0
 FREEZE_EXTRA_S: Final = 0.150
+LONG_GAP_S: Final = 1.0
+S16_FULL_SCALE_SQUARED: Final = float(2**15) ** 2
 CONTENT_STALE: Final = 1.5
+# A gap between two of a peer's video frames at least this long is an outage (the path
+# died and was rebuilt, the peer's network changed): its start and end are kept, so an
+# operator, or a test, can tell how long the picture was gone last time.
+OUTAGE_S: Final = 0.5
+SPEAKER_INTERVAL: Final = 0.05
 
 FirstFrameCallback = Callable[[str, float], None]
 AudioFrameCallback = Callable[[str, av.AudioFrame], None]
@@ -121,6 +140,10 @@ def frame_stamp(frame: av.VideoFrame) -> Stamp | None:
 
 def audio_energy(frame: av.AudioFrame) -> tuple[float, int]:
     """Sum of squared samples (as fractions of full scale) and the number of samples."""
+    if frame.format.name == "s16":  # what aiortc's Opus decoder gives: read it in place
+        count = frame.samples * len(frame.layout.channels)
+        pcm = np.frombuffer(memoryview(frame.planes[0]), np.int16, count).astype(np.float32)
+        return float(np.dot(pcm, pcm)) / S16_FULL_SCALE_SQUARED, count
     samples = frame.to_ndarray()
     full_scale = 2.0 ** (8 * samples.dtype.itemsize - 1)
     if samples.dtype.kind == "i":
@@ -147,6 +170,8 @@ class PeerMedia:
         self.no_camera_frames = 0
         self.privacy = False  # the latest stamped frame was the privacy card
         self.freezes = 0
+        self.long_gaps = 0
+        self.longest_gap_s = 0.0
         self.audio_frames = 0
         self.content_frames = 0
         self.content_last_at: float | None = None  # wall clock
@@ -154,6 +179,8 @@ class PeerMedia:
         self.first_frame_at: float | None = None
         self.first_camera_at: float | None = None
         self.last_frame_at: float | None = None
+        # The latest outage: (last frame before it, first frame after it), wall clock.
+        self.last_outage: tuple[float, float] | None = None
         self._latency_hist: Counter[int] = Counter()
         self._last_mono: float | None = None
         self._intervals: deque[float] = deque(maxlen=FREEZE_HISTORY)
@@ -166,6 +193,7 @@ class PeerMedia:
         self._period_samples = 0
         self._total_energy = 0.0
         self._total_samples = 0
+        self._recent_audio: deque[tuple[float, float, int]] = deque()  # (mono, energy, n)
 
     def restart_gaps(self) -> None:
         self._last_mono = None
@@ -174,11 +202,15 @@ class PeerMedia:
     def add_video_frame(self, mono_now: float, wall_now: float, stamp: Stamp | None) -> None:
         self.frames += 1
         self._period_frames += 1
+        if self.last_frame_at is not None and wall_now - self.last_frame_at >= OUTAGE_S:
+            self.last_outage = (self.last_frame_at, wall_now)
         self.last_frame_at = wall_now
         if self.first_frame_at is None:
             self.first_frame_at = wall_now
         if self._last_mono is not None:
             gap = mono_now - self._last_mono
+            self.longest_gap_s = max(self.longest_gap_s, gap)
+            self.long_gaps += gap > LONG_GAP_S
             if len(self._intervals) >= FREEZE_MIN_HISTORY and is_freeze(
                 gap, sum(self._intervals) / len(self._intervals)
             ):
@@ -213,7 +245,18 @@ class PeerMedia:
         last = self.content_last_mono
         return last is not None and mono_now - last < CONTENT_STALE
 
-    def add_audio_frame(self, energy: float, samples: int) -> None:
+    def level(self, mono_now: float) -> float:
+        """The RMS of the audio received over the last ``LEVEL_WINDOW`` seconds (0..1)."""
+        recent = self._recent_audio
+        while recent and recent[0][0] < mono_now - LEVEL_WINDOW:
+            recent.popleft()
+        samples = sum(n for _, _, n in recent)
+        return math.sqrt(sum(e for _, e, _ in recent) / samples) if samples else 0.0
+
+    def add_audio_frame(self, energy: float, samples: int, mono_now: float | None = None) -> None:
+        if mono_now is not None:
+            self._recent_audio.append((mono_now, energy, samples))
+            self.level(mono_now)  # drop what fell out of the window
         self.audio_frames += 1
         self._total_energy += energy
         self._total_samples += samples
@@ -255,6 +298,8 @@ class PeerMedia:
             "no_camera_frames": self.no_camera_frames,
             "privacy": self.privacy,
             "freezes": self.freezes,
+            "long_gaps": self.long_gaps,
+            "longest_gap_s": round(self.longest_gap_s, 3),
             "audio_frames": self.audio_frames,
             "content_frames": self.content_frames,
             "content_last_frame_at": self.content_last_at,
@@ -264,6 +309,8 @@ class PeerMedia:
             "first_frame_at": self.first_frame_at,
             "first_camera_at": self.first_camera_at,
             "last_frame_at": self.last_frame_at,
+            "outage_from": self.last_outage[0] if self.last_outage is not None else None,
+            "outage_to": self.last_outage[1] if self.last_outage is not None else None,
             "latency_p50_ms": histogram_percentile(self._latency_hist, 50),
             "latency_p95_ms": histogram_percentile(self._latency_hist, 95),
         }
@@ -287,6 +334,7 @@ class Screen(Protocol):
     def attach_audio(self, peer_id: str, track: MediaStreamTrack) -> None: ...
     def attach_content(self, peer_id: str, track: MediaStreamTrack) -> None: ...
     async def detach(self, peer_id: str) -> None: ...
+    async def first_frame(self, track: MediaStreamTrack) -> bool: ...
     async def close(self) -> None: ...
     def snapshot(self, reset: bool = True) -> list[MediaStats]: ...
     def totals(self) -> dict[str, Totals]: ...
@@ -305,8 +353,15 @@ class HeadlessScreen:
         self._attached: dict[str, set[asyncio.Task[None]]] = {}
         # The task whose frames count, per (peer, kind); superseded tasks still drain.
         self._current: dict[tuple[str, str], asyncio.Task[None]] = {}
+        # A newer task that takes over from the current one at its first frame.
+        self._pending: dict[tuple[str, str], asyncio.Task[None]] = {}
+        # Per track being drained: resolved True at its first frame, False if it ends
+        # (or is detached) before one.
+        self._first: dict[MediaStreamTrack, asyncio.Future[bool]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._view: ViewSource = RoomView
+        self._speaking: Speaking | None = None
+        self._speaker_judged = -math.inf
 
     @property
     def peers(self) -> list[str]:
@@ -347,11 +402,22 @@ class HeadlessScreen:
         tasks = self._attached.pop(peer_id, set())
         for kind in ("video", "audio", "content"):
             self._current.pop((peer_id, kind), None)
+            self._pending.pop((peer_id, kind), None)
         await _cancel(tasks)
+
+    async def first_frame(self, track: MediaStreamTrack) -> bool:
+        """Wait until the screen decoded a first frame from ``track``: True then (at
+        once if it already did), False if the track ends or is detached before one, or
+        is not attached."""
+        future = self._first.get(track)
+        if future is None:
+            return False
+        return await asyncio.shield(future)
 
     async def close(self) -> None:
         self._attached.clear()
         self._current.clear()
+        self._pending.clear()
         await _cancel(set(self._tasks))
 
     def snapshot(self, reset: bool = True) -> list[MediaStats]:
@@ -360,6 +426,25 @@ class HeadlessScreen:
 
     def totals(self) -> dict[str, Totals]:
         return {peer_id: media.totals() for peer_id, media in self._media.items()}
+
+    def levels(self) -> dict[str, float]:
+        """Each attached peer's audio level over the last ``LEVEL_WINDOW`` seconds."""
+        mono_now = asyncio.get_running_loop().time()
+        return {peer: self._media[peer].level(mono_now) for peer in self._attached}
+
+    @property
+    def speaking(self) -> str | None:
+        """The peer whose tile is highlighted as speaking (room_agents.speaker)."""
+        if self._speaking is not None and self._speaking.peer_id not in self._attached:
+            self._speaking = None  # left: at once
+        return self._speaking.peer_id if self._speaking is not None else None
+
+    def judge_speaker(self) -> None:
+        """Re-judge who speaks (on audio frames, and by the room screen as it paints:
+        the hold runs out while nobody sends a frame)."""
+        now = asyncio.get_running_loop().time()
+        self._speaker_judged = now
+        self._speaking = speaker(self.levels(), self._speaking, now)
 
     def in_privacy(self, peer_id: str) -> bool:
         """Whether the peer's latest stamped frame was its privacy card."""
@@ -371,14 +456,18 @@ class HeadlessScreen:
         media = self._media.get(peer_id)
         if media is None:
             media = self._media[peer_id] = PeerMedia(peer_id, loop.time())
-        if kind == "video":
-            media.restart_gaps()
-        if kind == "audio":
-            coro = self._drain_audio(peer_id, track)
+        key = (peer_id, kind)
+        running = self._current.get(key)
+        self._first[track] = loop.create_future()
+        task = loop.create_task(self._drain(peer_id, track, kind), name=f"screen-{kind}-{peer_id}")
+        if running is not None and not running.done():
+            # Make-before-break: the running track counts until this one delivers, so
+            # the gap across the switch (if any) is measured like any other.
+            self._pending[key] = task
         else:
-            coro = self._drain_video(peer_id, track, kind)
-        task = loop.create_task(coro, name=f"screen-{kind}-{peer_id}")
-        self._current[(peer_id, kind)] = task
+            self._current[key] = task
+            if kind == "video":
+                media.restart_gaps()
         self._attached.setdefault(peer_id, set()).add(task)
         self._tasks.add(task)
         task.add_done_callback(self._forget)
@@ -393,14 +482,46 @@ class HeadlessScreen:
     def _counts(self, peer_id: str, kind: str) -> bool:
         return self._current.get((peer_id, kind)) is asyncio.current_task()
 
+    def _delivered(self, peer_id: str, kind: str, track: MediaStreamTrack) -> None:
+        """A track's first decoded frame: a pending track takes over from the current."""
+        key = (peer_id, kind)
+        task = asyncio.current_task()
+        if task is not None and self._pending.get(key) is task:
+            del self._pending[key]
+            self._current[key] = task
+        self._settle(track, True)
+
+    def _settle(self, track: MediaStreamTrack, delivered: bool) -> None:
+        future = self._first.get(track)
+        if future is not None and not future.done():
+            future.set_result(delivered)
+
+    async def _drain(self, peer_id: str, track: MediaStreamTrack, kind: str) -> None:
+        """Drain a track; when it ends (the track ended, or was detached), a wait for
+        its first frame ends too."""
+        try:
+            if kind == "audio":
+                await self._drain_audio(peer_id, track)
+            else:
+                await self._drain_video(peer_id, track, kind)
+        finally:
+            self._settle(track, False)
+            self._first.pop(track, None)
+
     async def _drain_video(self, peer_id: str, track: MediaStreamTrack, kind: str) -> None:
         on_frame = self._on_content_frame if kind == "content" else self._on_video_frame
+        first = True
         while True:
             try:
                 frame = await track.recv()
             except MediaStreamError:
                 return  # the track ended: its connection closed
-            if not isinstance(frame, av.VideoFrame) or not self._counts(peer_id, kind):
+            if not isinstance(frame, av.VideoFrame):
+                continue
+            if first:
+                first = False
+                self._delivered(peer_id, kind, track)
+            if not self._counts(peer_id, kind):
                 continue
             try:
                 on_frame(peer_id, frame)
@@ -409,15 +530,24 @@ class HeadlessScreen:
                 logger.exception("screen: cannot measure a video frame from %s", peer_id)
 
     async def _drain_audio(self, peer_id: str, track: MediaStreamTrack) -> None:
+        first = True
         while True:
             try:
                 frame = await track.recv()
             except MediaStreamError:
                 return
-            if not isinstance(frame, av.AudioFrame) or not self._counts(peer_id, "audio"):
+            if not isinstance(frame, av.AudioFrame):
+                continue
+            if first:
+                first = False
+                self._delivered(peer_id, "audio", track)
+            if not self._counts(peer_id, "audio"):
                 continue
             try:
-                self._media[peer_id].add_audio_frame(*audio_energy(frame))
+                now = asyncio.get_running_loop().time()
+                self._media[peer_id].add_audio_frame(*audio_energy(frame), now)
+                if now - self._speaker_judged >= SPEAKER_INTERVAL:
+                    self.judge_speaker()
                 if self.on_audio_frame is not None:
                     self.on_audio_frame(peer_id, frame)
             except Exception:

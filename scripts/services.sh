@@ -29,6 +29,9 @@ command -v Xvfb >/dev/null 2>&1 || apt_install xvfb || true
 # TURN tests start their own coturn on loopback (tests/coturn_support.py); the package's
 # own service stays stopped (its default config is not used).
 command -v turnserver >/dev/null 2>&1 || apt_install coturn || true
+# SFU tests start their own Janus processes (tests/janus_support.py) with the project's
+# configuration (deploy/janus/); the package's own service stays stopped.
+command -v janus >/dev/null 2>&1 || apt_install janus || true
 # Browser tests drive Debian's Chromium through Playwright (no browser download).
 [ -x /usr/bin/chromium ] || apt_install chromium fonts-dejavu-core || true
 # The room agent's echo-cancellation test: PulseAudio's module-echo-cancel, reached

@@ -145,3 +145,28 @@ def refused_in_sdp(sdp: str, networks: Sequence[Network]) -> str | None:
         if refused is not None:
             return refused
     return None
+
+
+def keep_allowed_candidates(sdp: str, networks: Sequence[Network]) -> str:
+    """``sdp`` without what the filter would refuse: candidate lines outside
+    ``networks`` (or unreadable) are dropped, a connection line outside them reads
+    ``0.0.0.0`` (unspecified), an ``a=rtcp`` line outside them is dropped. For SDPs
+    the server itself relays from a trusted source (an SFU), which may know more
+    addresses than the deployment allows."""
+    out = []
+    for raw in sdp.split("\n"):
+        line = raw.removesuffix("\r")
+        if line.startswith("a=candidate:"):
+            if refused_candidate(line, networks) is not None:
+                continue
+        elif line.startswith("a=rtcp:") or line.startswith("c="):
+            address = _connection_line_address(line)
+            if address is None or (address and not _unspecified_or_allowed(address, networks)):
+                if line.startswith("a=rtcp:"):
+                    continue
+                version = "IP6" if " IP6 " in line else "IP4"
+                raw = f"c=IN {version} {'::' if version == 'IP6' else '0.0.0.0'}" + (
+                    "\r" if raw.endswith("\r") else ""
+                )
+        out.append(raw)
+    return "\n".join(out)

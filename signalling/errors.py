@@ -43,6 +43,8 @@ class ErrorCode:
     # or ``session-full``, ``connection-lost``).
     NOT_JOINABLE: Final = "not-joinable"
     NO_CONTENT_SOURCE: Final = "no-content-source"
+    # No healthy Janus has room for the session, or Janus refused a request for it.
+    SFU_UNAVAILABLE: Final = "sfu-unavailable"
 
 
 class ProtocolError(Exception):

@@ -16,9 +16,9 @@ import itertools
 import logging
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from common.peers import room_peer_id
+from common.peers import SFU_PEER, is_sfu_peer, room_peer_id
 from common.sessions import TERMINAL_STATES
 from common.tasks import TaskSet
 from signalling import protocol as p
@@ -32,8 +32,12 @@ from signalling.ports import (
     RoomOnline,
     RoomReadiness,
     SessionEvents,
+    SessionTopology,
 )
 from signalling.reports import Coalescer, media_of_members, merge_reports
+
+if TYPE_CHECKING:
+    from signalling.sfu import SfuBridge, SfuMove
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +53,12 @@ class Link(Protocol):
 
 @dataclass(slots=True)
 class HubSettings:
+    # Without an SFU, a session (a mesh) holds at most mesh_cap members. With one, a
+    # session of more than mesh_limit peers runs on it (booked so: at its first join; a
+    # join past it: the mesh moves, docs/protocol.md 20), and holds up to sfu_cap.
     mesh_cap: int = 4
+    mesh_limit: int = 2
+    sfu_cap: int = 12
     grace_seconds: float = 30.0
     # A peer's media figures reach the orchestrator at most this often per session
     # (the room agent reports every 2 s); faster reports are merged (signalling.reports).
@@ -69,6 +78,8 @@ class _Session:
     session_id: str
     members: dict[str, _Member] = field(default_factory=dict)
     state: p.SessionState | None = None
+    topology: p.Topology = "mesh"
+    epoch: int = 0
 
 
 class Hub:
@@ -92,6 +103,31 @@ class Hub:
         self._media: Coalescer[tuple[str, str], MediaReport] = Coalescer(
             self.settings.stats_interval, merge_reports, self._events.media_report, self._spawn
         )
+        self._sfu: SfuBridge | None = None
+        # Rooms booked per session, from the schedules pushed: a session with more
+        # rooms than the mesh cap goes onto the SFU at its first join.
+        self._booked_rooms: dict[str, int] = {}
+
+    def use_sfu(self, bridge: SfuBridge) -> None:
+        """Run sessions past the mesh cap (or planned so) on this SFU bridge."""
+        self._sfu = bridge
+
+    @property
+    def sfu(self) -> SfuBridge | None:
+        return self._sfu
+
+    def send_to(self, peer_id: str, message: object) -> bool:
+        """Queue a message to a peer; False when it has no connection."""
+        link = self._links.get(peer_id)
+        if link is None:
+            return False
+        link.send(message)
+        return True
+
+    def topology(self, session_id: str) -> tuple[p.Topology, int]:
+        """A session's topology and epoch (a session the hub does not know: mesh, 0)."""
+        s = self._sessions.get(session_id)
+        return (s.topology, s.epoch) if s else ("mesh", 0)
 
     # --- queries -------------------------------------------------------------------
 
@@ -172,11 +208,16 @@ class Hub:
         if state is not None and state.state in TERMINAL_STATES:
             raise p.ProtocolError(p.ErrorCode.NOT_IN_SESSION, f"session is {state.state}", ref)
         rejoin = peer_id in session.members
-        if not rejoin and len(session.members) >= self.settings.mesh_cap:
+        if not rejoin and session.topology == "mesh" and self._sfu is not None:
+            limit = min(self.settings.mesh_limit, self.settings.mesh_cap)
+            if self._booked_rooms.get(session_id, 0) > limit:
+                await self._to_sfu(session, "planned")
+            elif len(session.members) >= limit:
+                await self._to_sfu(session, "mesh-limit")
+        cap = self.settings.sfu_cap if session.topology == "sfu" else self.settings.mesh_cap
+        if not rejoin and len(session.members) >= cap:
             raise p.ProtocolError(
-                p.ErrorCode.SESSION_FULL,
-                f"session has its {self.settings.mesh_cap} peers already",
-                ref,
+                p.ErrorCode.SESSION_FULL, f"session has its {cap} peers already", ref
             )
         now = self._clock()
         if rejoin:
@@ -196,10 +237,14 @@ class Hub:
                     state=state.state if state else None,
                     ref=ref,
                     ice_servers=list(ice_servers),
+                    topology=session.topology,
+                    epoch=session.epoch,
                 )
             )
             if state is not None:
                 link.send(state)
+        if session.topology == "sfu" and self._sfu is not None:
+            self._sfu.joined(session_id, peer_id)
         if not rejoin:
             self._broadcast(session, p.PeerJoined(session_id=session_id, peer=info), skip=peer_id)
         await self._events.peer_joined(
@@ -231,8 +276,14 @@ class Hub:
         if waiting is not None:
             await self._events.media_report(waiting)
         self._broadcast(session, p.PeerLeft(session_id=session_id, peer_id=peer_id, reason=reason))
-        if not session.members:
-            del self._sessions[session_id]
+        empty = not session.members
+        if empty and self._sessions.get(session_id) is session:
+            del self._sessions[session_id]  # before any await: removals may interleave
+        if session.topology == "sfu" and self._sfu is not None:
+            if empty:
+                await self._sfu.end(session_id)
+            else:
+                await self._sfu.left(session_id, peer_id)
         await self._events.peer_left(
             PeerLeftSession(
                 seq=next(self._seq),
@@ -256,6 +307,10 @@ class Hub:
         """Forward an offer, answer or candidate to a named peer of the same session."""
         session = self._member_or_error(peer_id, message.session_id, message.id)
         target = message.to
+        if target is not None and is_sfu_peer(target):
+            raise p.ProtocolError(
+                p.ErrorCode.NOT_IN_SESSION, "this session is not on an SFU", message.id
+            )
         if target is None or target not in session.members or target == peer_id:
             raise p.ProtocolError(
                 p.ErrorCode.PEER_NOT_IN_SESSION, "the addressee is not in this session", message.id
@@ -266,6 +321,65 @@ class Hub:
                 p.ErrorCode.PEER_UNREACHABLE, "the addressee is reconnecting; retry", message.id
             )
         link.send(_readdress(message, peer_id))
+
+    async def relay_to_sfu(self, peer_id: str, message: p.Offer | p.Answer | p.Candidate) -> None:
+        """A message to ``sfu`` or ``sfu:<P>`` in an SFU session: the bridge serves it."""
+        sfu = self._sfu_of(peer_id, message.session_id, message.id)
+        if isinstance(message, p.Offer):
+            if message.to != SFU_PEER:
+                raise p.ProtocolError(
+                    p.ErrorCode.PEER_NOT_IN_SESSION,
+                    "publications are offered to sfu; sfu:<peer> makes its own offers",
+                    message.id,
+                )
+            await sfu.publish(peer_id, message)
+        elif isinstance(message, p.Answer):
+            await sfu.answer(peer_id, message)
+        else:
+            await sfu.candidate(peer_id, message)
+
+    async def subscribe(self, peer_id: str, message: p.Subscribe) -> None:
+        """Ask for a fresh offer of a member's publication (SFU sessions only)."""
+        sfu = self._sfu_of(peer_id, message.session_id, message.id)
+        await sfu.subscribe(peer_id, message)
+
+    def _sfu_of(self, peer_id: str, session_id: str, ref: str | None) -> SfuBridge:
+        session = self._member_or_error(peer_id, session_id, ref)
+        if session.topology != "sfu" or self._sfu is None:
+            raise p.ProtocolError(p.ErrorCode.NOT_IN_SESSION, "this session is not on an SFU", ref)
+        return self._sfu
+
+    async def _to_sfu(self, session: _Session, reason: str) -> None:
+        """Move a session onto the SFU (its members hear it through ``sfu_moved``);
+        without a Janus to go to, it stays a mesh (and a join past the cap is refused)."""
+        assert self._sfu is not None
+        try:
+            await self._sfu.start(session.session_id, reason)
+        except p.ProtocolError as exc:
+            log.warning("session %s stays a mesh: %s", session.session_id, exc.message)
+
+    async def sfu_moved(self, move: SfuMove) -> None:
+        """The bridge put a session on a Janus (first, or after one died): tell its
+        members, who publish again, and the orchestrator."""
+        session = self._sessions.setdefault(move.session_id, _Session(move.session_id))
+        session.topology = "sfu"
+        session.epoch = move.epoch
+        self._broadcast(
+            session,
+            p.TopologyChange(session_id=move.session_id, topology="sfu", epoch=move.epoch),
+        )
+        await self._events.session_topology(
+            SessionTopology(
+                seq=next(self._seq),
+                session_id=move.session_id,
+                topology="sfu",
+                epoch=move.epoch,
+                server=move.server,
+                previous=move.previous,
+                reason=move.reason,
+                at=self._clock(),
+            )
+        )
 
     async def stats(self, peer_id: str, message: p.Stats) -> None:
         """A peer's milestone goes on once per membership (the orchestrator keeps the
@@ -372,6 +486,7 @@ class Hub:
     def push_schedule(self, schedule: p.Schedule) -> None:
         self._schedules[schedule.room_id] = schedule
         for entry in schedule.sessions:
+            self._booked_rooms[entry.session_id] = len(entry.rooms)
             # A restarted node learns the state of sessions already under way from the
             # schedules; a transition, when one comes, is newer and wins.
             if entry.session_id not in self._states:
@@ -386,8 +501,24 @@ class Hub:
         if link is not None:
             link.send(schedule)
 
-    async def session_transition(self, state: p.SessionState, room_ids: tuple[str, ...]) -> None:
+    async def session_transition(
+        self,
+        state: p.SessionState,
+        room_ids: tuple[str, ...],
+        topology: p.Topology | None = None,
+    ) -> None:
+        """Tell the session's members and rooms its new state. ``topology`` "sfu": the
+        orchestrator planned the session on the SFU: it is placed there at once (its
+        rooms join at T - lead, on the SFU from the first)."""
         self._states[state.session_id] = state
+        if (
+            topology == "sfu"
+            and self._sfu is not None
+            and state.state not in TERMINAL_STATES
+            and self.topology(state.session_id)[0] == "mesh"
+        ):
+            planned = self._sessions.setdefault(state.session_id, _Session(state.session_id))
+            await self._to_sfu(planned, "planned")
         session = self._sessions.get(state.session_id)
         told: set[str] = set()
         if session is not None:
@@ -401,9 +532,15 @@ class Hub:
             link = self._links.get(pid)
             if link is not None and pid not in told:
                 link.send(state)
+        if state.state in TERMINAL_STATES:
+            self._booked_rooms.pop(state.session_id, None)
         if state.state in TERMINAL_STATES and session is not None:
             for pid in list(session.members):
                 await self._remove_member(state.session_id, pid, "session-" + state.state)
+            if not session.members:
+                self._sessions.pop(state.session_id, None)
+                if session.topology == "sfu" and self._sfu is not None:
+                    await self._sfu.end(state.session_id)
 
     async def eject(self, peer_id: str, code: int, error: p.Error) -> None:
         """Remove a peer at once from every session (no grace period: it was sent
@@ -435,6 +572,8 @@ class Hub:
         self._tasks.spawn(coro)
 
     async def close(self) -> None:
+        if self._sfu is not None:
+            await self._sfu.close()
         self._controls.cancel_all()
         self._media.close()
         for session in self._sessions.values():

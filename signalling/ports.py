@@ -85,6 +85,21 @@ class RoomReadiness:
     at: float
 
 
+@dataclass(frozen=True, slots=True)
+class SessionTopology:
+    """A session went onto an SFU (``reason`` "planned" or "mesh-limit") or moved to
+    another Janus of the pool (``reason`` "janus-down", ``previous`` the dead one)."""
+
+    seq: int
+    session_id: str
+    topology: str
+    epoch: int
+    server: str
+    previous: str | None
+    reason: str
+    at: float
+
+
 class SessionEvents(Protocol):
     """What the real-time plane tells whoever listens (the orchestrator, via web)."""
 
@@ -101,3 +116,5 @@ class SessionEvents(Protocol):
     async def media_report(self, event: MediaReport) -> None: ...
 
     async def room_readiness(self, event: RoomReadiness) -> None: ...
+
+    async def session_topology(self, event: SessionTopology) -> None: ...

@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Final, Literal, Union
 
 from common.schedule import ScheduleEntry, ScheduleRoom
 from common.sessions import TERMINAL_STATES
+from common.sessions import Topology as SessionTopology
 from common.turn import ICE_POLICIES
 from signalling.codec import MAX_ID_LENGTH, decode, encode, items, number, text, to_dict
 from signalling.errors import ErrorCode, ProtocolError
@@ -56,7 +57,13 @@ MAX_CHECK_NAME: Final = 40
 MAX_CHECK_DETAIL: Final = 300
 
 
+CandidateType = Literal["host", "srflx", "prflx", "relay"]
+"""An ICE candidate's type (RFC 8445 section 5.1.1): a local address, one a STUN server
+saw (server reflexive), one a peer's check revealed (peer reflexive), a TURN relay."""
 IcePolicy = Literal["all", "relay"]
+Topology = SessionTopology
+"""How a session's media flows: peer to peer, or through an SFU (docs/protocol.md, 20);
+spelled once in common.sessions, which the orchestrator plans with."""
 """A room's ICE policy: ``relay`` rooms offer and use only TURN relay candidates
 (common.turn.ICE_POLICIES, the same words)."""
 
@@ -121,6 +128,10 @@ class MediaStats:
     jitter_ms: float | None = None
     packets_lost: int | None = None
     loss_fraction: float | None = None
+    # The candidate pair the media flows on (absent until ICE nominated one): is it
+    # relayed through TURN, from this side (local) or the other's (remote)?
+    local_candidate: CandidateType | None = None
+    remote_candidate: CandidateType | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,6 +232,16 @@ class Candidate:
 
 
 @dataclass(frozen=True, slots=True)
+class Subscribe:
+    """In an SFU session: ask for a fresh offer of ``publisher``'s publication."""
+
+    type: ClassVar[str] = "subscribe"
+    session_id: str = field(metadata=ID)
+    publisher: str = field(metadata=PEER)
+    id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Ping:
     """``ice``: a room asks for its ICE servers with a fresh check credential (its
     readiness check), answered in ``pong.ice_servers``."""
@@ -281,7 +302,18 @@ class RoomState:
 
 
 ClientMessage = Union[
-    Hello, Join, Leave, Offer, Answer, Candidate, Ping, Stats, ControlResult, RoomState, Readiness
+    Hello,
+    Join,
+    Leave,
+    Offer,
+    Answer,
+    Candidate,
+    Subscribe,
+    Ping,
+    Stats,
+    ControlResult,
+    RoomState,
+    Readiness,
 ]
 
 # --- server -> client -------------------------------------------------------------------
@@ -313,6 +345,8 @@ class Schedule:
 
 @dataclass(frozen=True, slots=True)
 class Joined:
+    """``topology``/``epoch``: how the session's media flows (docs/protocol.md, 20)."""
+
     type: ClassVar[str] = "joined"
     session_id: str
     peer_id: str
@@ -320,6 +354,18 @@ class Joined:
     state: str | None = None
     ref: str | None = None
     ice_servers: list[IceServer] = field(default_factory=list)
+    topology: Topology = "mesh"
+    epoch: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class TopologyChange:
+    """The session moved: from mesh to SFU, or to another SFU (a higher epoch)."""
+
+    type: ClassVar[str] = "topology"
+    session_id: str
+    topology: Topology
+    epoch: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -380,6 +426,7 @@ ServerMessage = Union[
     Joined,
     PeerJoined,
     PeerLeft,
+    TopologyChange,
     SessionState,
     Offer,
     Answer,
@@ -398,6 +445,7 @@ CLIENT_TYPES: Final[dict[str, type[Any]]] = {
         Offer,
         Answer,
         Candidate,
+        Subscribe,
         Ping,
         Stats,
         ControlResult,
@@ -413,6 +461,7 @@ SERVER_TYPES: Final[dict[str, type[Any]]] = {
         Joined,
         PeerJoined,
         PeerLeft,
+        TopologyChange,
         SessionState,
         Offer,
         Answer,

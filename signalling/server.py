@@ -28,16 +28,18 @@ from dataclasses import dataclass, field
 from aiohttp import WSMsgType, web
 
 from common import turn
-from common.peers import room_peer_id
+from common.peers import is_sfu_peer, room_peer_id
 from common.schedule import RoomRecord
 from signalling import protocol as p
 from signalling.admission import Admission
 from signalling.auth import CredentialStore, TicketClaims, TicketVerifier
 from signalling.candidates import parse_networks, refused_candidate, refused_in_sdp
 from signalling.hub import Hub, HubSettings
+from signalling.janus.pool import JanusPool, JanusServer
 from signalling.ports import SessionEvents
 from signalling.quietlog import QuietLog
 from signalling.ratelimit import TokenBucket
+from signalling.sfu import SfuBridge
 from signalling.turn import TurnConfig, ice_servers_for
 
 log = logging.getLogger(__name__)
@@ -93,6 +95,10 @@ class SignallingSettings:
     stats_interval: float = 1.0
     grace_seconds: float = 30.0
     mesh_cap: int = 4
+    mesh_limit: int = 2  # with a Janus pool: the largest mesh (see HubSettings)
+    # The Janus pool for sessions past the mesh cap (docs/protocol.md 20); none: mesh only.
+    janus_servers: tuple[JanusServer, ...] = ()
+    sfu_cap: int = 12
     send_queue_limit: int = 1024
     ice_servers: tuple[p.IceServer, ...] = ()  # static: STUN, or TURN with fixed credentials
     # TURN with credentials minted per peer (signalling.turn)
@@ -180,11 +186,25 @@ class SignallingServer:
             clock,
             HubSettings(
                 mesh_cap=settings.mesh_cap,
+                mesh_limit=settings.mesh_limit,
+                sfu_cap=settings.sfu_cap,
                 grace_seconds=settings.grace_seconds,
                 stats_interval=settings.stats_interval,
             ),
         )
         self.networks = parse_networks(settings.candidate_networks)
+        self.janus: JanusPool | None = None
+        if settings.janus_servers:
+            self.janus = JanusPool(list(settings.janus_servers))
+            self.hub.use_sfu(
+                SfuBridge(
+                    self.janus,
+                    self.hub.send_to,
+                    self.hub.members,
+                    self.networks,
+                    on_move=self.hub.sfu_moved,
+                )
+            )
         self.counters = ServerCounters()
         self.admission = Admission(
             per_address=settings.unauthenticated_per_address,
@@ -472,13 +492,13 @@ class SignallingServer:
                 )
         elif isinstance(message, p.Offer | p.Answer):
             self._check_candidates(refused_in_sdp(message.sdp, self.networks), message.id)
-            self.hub.relay(peer_id, message)
+            await self._relay(peer_id, message)
         elif isinstance(message, p.Candidate):
             if message.candidate:
                 self._check_candidates(
                     refused_candidate(message.candidate, self.networks), message.id
                 )
-            self.hub.relay(peer_id, message)
+            await self._relay(peer_id, message)
         elif isinstance(message, p.Join):
             try:
                 claims = self.tickets.verify(
@@ -504,6 +524,8 @@ class SignallingServer:
             await self.hub.join(peer_id, message.session_id, message.id, ice_servers=servers)
         elif isinstance(message, p.Leave):
             await self.hub.leave(peer_id, message.session_id, message.id)
+        elif isinstance(message, p.Subscribe):
+            await self.hub.subscribe(peer_id, message)
         elif isinstance(message, p.Stats):
             await self.hub.stats(peer_id, message)
         elif isinstance(message, p.Readiness):
@@ -523,6 +545,12 @@ class SignallingServer:
                 self.hub.report_room_state(info.room_id, message)
         elif isinstance(message, p.Hello):
             raise p.ProtocolError(p.ErrorCode.BAD_MESSAGE, "already authenticated", message.id)
+
+    async def _relay(self, peer_id: str, message: p.Offer | p.Answer | p.Candidate) -> None:
+        if message.to is not None and is_sfu_peer(message.to):
+            await self.hub.relay_to_sfu(peer_id, message)
+        else:
+            self.hub.relay(peer_id, message)
 
     def _check_candidates(self, refused: str | None, ref: str | None) -> None:
         if refused is not None:
@@ -565,7 +593,14 @@ class SignallingServer:
             await asyncio.sleep(hold)
         await link.close(code, exc.code)
 
+    async def start(self) -> None:
+        """Start what runs beside the connections: the Janus pool's health checks."""
+        if self.janus is not None:
+            await self.janus.start()
+
     async def close(self) -> None:
         await self.hub.close()
+        if self.janus is not None:
+            await self.janus.close()
         for ws in list(self._sockets):
             await ws.close(code=1001, message=b"server shutdown")

@@ -1,5 +1,5 @@
 """Fixtures shared by every test module."""
 
-from tests.netlab.fixture import netlab
+from tests.netlab.fixture import deployment_lab, netlab
 
-__all__ = ["netlab"]
+__all__ = ["deployment_lab", "netlab"]

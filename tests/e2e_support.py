@@ -227,6 +227,7 @@ class Agent(Managed):
         prefix: Sequence[str] = (),
         width: int = 640,
         height: int = 360,
+        fps: int | None = None,
     ) -> Agent:
         d = work / name
         d.mkdir(parents=True, exist_ok=True)
@@ -250,6 +251,7 @@ class Agent(Managed):
             str(width),
             "--height",
             str(height),
+            *(["--fps", str(fps)] if fps is not None else []),
         ]
         return cls(argv=argv, log_path=d / "agent.log", status_path=d / "status.json")
 

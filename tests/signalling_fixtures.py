@@ -50,6 +50,9 @@ class RecordingEvents:
     async def room_readiness(self, event: object) -> None:
         self.events.append(event)
 
+    async def session_topology(self, event: object) -> None:
+        self.events.append(event)
+
 
 @dataclass
 class Minter:

@@ -176,11 +176,20 @@ async def test_a_policy_change_is_saved_and_an_empty_maximum_means_no_limit(
         staff, app.url, path, {**form, "relay_only": "1"}, page=f"/admin/centres/{net.paris}"
     )
     assert status == 303 and (await _room(app, net.paris_room)).ice_policy == "relay"
-    # Unticked and emptied: approval off, relay off, no maximum.
+    assert room.small_uplink is False
+    # Ticked: the room's sessions always run on the SFU.
+    status, _, location = await post_form(
+        staff, app.url, path, {**form, "small_uplink": "1"}, page=f"/admin/centres/{net.paris}"
+    )
+    assert status == 303 and (await _room(app, net.paris_room)).small_uplink is True
+    status, html, _ = await _get(staff, app.url + location)
+    assert re.search(r'<input[^>]*name="small_uplink"[^>]*checked', html)
+    # Unticked and emptied: approval off, relay off, small uplink off, no maximum.
     form = {"buffer": "0", "max_duration": "", "max_advance": "30", "aliases": ""}
     status, _, _ = await post_form(staff, app.url, path, form, page=f"/admin/centres/{net.paris}")
     room = await _room(app, net.paris_room)
     assert status == 303 and room.requires_approval is False and room.ice_policy == "all"
+    assert room.small_uplink is False
     assert room.max_duration_seconds is None and json.loads(room.aliases) == []
 
 

@@ -8,9 +8,10 @@ with frames advancing (the page's figures and the video element's own counter, r
 twice); every SDP and candidate the page sent over the WebSocket names only
 127.0.0.1, and the server refused none. Then the organiser ends the session and the
 page says so. A revoked link, a link out of its window and a full session are
-refused in the browser with a clear message. A room that shares its screen (a lavfi
-content source) is shown large over a strip of the sites, whoever offered, and the
-grid comes back when it stops.
+refused in the browser with a clear message. A guest whose camera opens only after
+the page answered is received after all (the page offers again). A room that shares
+its screen (a lavfi content source) is shown large over a strip of the sites,
+whoever offered, and the grid comes back when it stops.
 """
 
 from __future__ import annotations
@@ -479,6 +480,98 @@ GRID_BACK = """(peer) => {
   return g.contentShown === null && !((g.peers[peer] || {}).content || {}).live
     && (!el || el.hidden) && document.getElementById("tiles").dataset.layout === "grid";
 }"""
+
+
+# The browser still opening the camera: getUserMedia waits for the test to let it go.
+HOLD_CAMERA = """(() => {
+  const open = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
+  let release;
+  const released = new Promise((resolve) => { release = resolve; });
+  window.releaseCamera = () => release();
+  navigator.mediaDevices.getUserMedia = async (constraints) => { await released; return open(constraints); };
+})();"""
+
+
+async def test_a_camera_that_opens_after_the_page_answered_is_sent_with_a_new_offer(
+    browser: Any,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """A guest who clicks "join" while the browser is still opening the camera: the page
+    waits for it a little, answers receive-only when it does not come, and offers again
+    once it opens, so the room receives the guest after all (it used to receive
+    nothing for the whole call)."""
+    now = datetime.now(UTC)
+    async with meeting(tmp_path, now - timedelta(seconds=2), now + timedelta(minutes=10)) as m:
+        await m.add_guest("Ada Lovelace")
+        guest_peer = guest_peer_id(m.links["Ada Lovelace"][0])
+        room_peer = f"room:{m.rooms['paris']}"
+        page = await new_page(browser)
+        await page.add_init_script(HOLD_CAMERA)
+        sent: list[str] = []
+        page.on("websocket", lambda ws: ws.on("framesent", lambda payload: sent.append(payload)))
+        await page.goto(m.url("Ada Lovelace"))
+        await page.click("#join")
+        await until(page, "() => window.telecentreGuest.state === 'joined'", "joined")
+        async with room_agent(m, "paris", tmp_path / "cert.pem") as agent:
+            await until(
+                page, "() => window.telecentreGuest.sent.answer >= 1", "the answer", None, 20
+            )
+            answer = next(
+                json.loads(f)["sdp"] for f in sent if json.loads(f).get("type") == "answer"
+            )
+            assert "a=sendrecv" not in answer  # no camera yet: receive-only
+            await page.evaluate("() => window.releaseCamera()")
+            await until(page, "() => window.telecentreGuest.sent.offer >= 1", "the new offer")
+            await eventually(
+                lambda: (agent.screen.totals().get(guest_peer, {}).get("frames") or 0) > 10,
+                "the room decoding the guest",
+                20,
+            )
+            await until(page, FRAMES_DECODED, "the room's video", [room_peer, 10], 20)
+        await page.context.close()
+
+
+async def test_a_guest_offer_lost_on_the_way_is_made_again_at_the_connect_deadline(
+    browser: Any,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The signalling server loses the page's first offer: the room never hears of the
+    call, so only the page can repair it; at its connect deadline (10 s, as the
+    agents') it offers again on a new connection, and media flows both ways."""
+    now = datetime.now(UTC)
+    async with meeting(tmp_path, now - timedelta(seconds=2), now + timedelta(minutes=10)) as m:
+        await m.add_guest("Ada Lovelace")
+        guest_peer = guest_peer_id(m.links["Ada Lovelace"][0])
+        room_peer = f"room:{m.rooms['paris']}"
+        hub = m.app.services.signalling.hub
+        relay = hub.relay
+        lost: list[str] = []
+
+        def lossy(peer_id: str, message: Any) -> None:
+            if peer_id == guest_peer and message.type == "offer" and not lost:
+                lost.append(message.conn)
+                return
+            relay(peer_id, message)
+
+        monkeypatch.setattr(hub, "relay", lossy)
+        async with room_agent(m, "paris", tmp_path / "cert.pem") as agent:
+            await eventually(lambda: m.session_id in agent.joined_on, "the agent joined", 15)
+            page = await new_page(browser)
+            await page.goto(m.url("Ada Lovelace"))
+            await page.click("#join")
+            await eventually(lambda: lost, "the page's first offer (lost)", 20)
+            await until(
+                page, "() => window.telecentreGuest.sent.offer >= 2", "a new offer", None, 20
+            )
+            await until(page, FRAMES_DECODED, "the room's video", [room_peer, 10], 20)
+            await eventually(
+                lambda: (agent.screen.totals().get(guest_peer, {}).get("frames") or 0) > 10,
+                "the room decoding the guest",
+                20,
+            )
+            assert agent.sessions[m.session_id].calls[guest_peer].conn != lost[0]
+        await page.context.close()
 
 
 async def share_and_stop(

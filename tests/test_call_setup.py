@@ -270,16 +270,18 @@ async def test_the_calls_install_both_patches(loopback_only: None) -> None:
 def test_bench_autostart_reads_the_agent_s_connected_line_and_splits_the_set_up() -> None:
     from bench.autostart import connected_at, setup_steps
 
-    record = logging.LogRecord(
-        "room_agents.calls", logging.INFO, "calls.py", 1,
-        "session %s peer %s connection %s", ("s1", "room:b", "connected"), None,
-    )  # fmt: skip
-    record.created = 1_800_000_000.25
-    record.msecs = 250.0
-    line = logging.Formatter(AGENT_LOG_FORMAT).format(record)  # as room_agents.cli logs
-    log = "\n".join(["noise", line.replace("s1", "s0"), line])
-    assert connected_at(log, "s1") == pytest.approx(1_800_000_000.25, abs=0.001)
-    assert connected_at(log, "s2") is None
+    # room_agents/calls.py's line, with the selected pair when aioice has one.
+    for via in (" (host -> relay)", ""):
+        record = logging.LogRecord(
+            "room_agents.calls", logging.INFO, "calls.py", 1,
+            "session %s peer %s connection %s%s", ("s1", "room:b", "connected", via), None,
+        )  # fmt: skip
+        record.created = 1_800_000_000.25
+        record.msecs = 250.0
+        line = logging.Formatter(AGENT_LOG_FORMAT).format(record)  # as room_agents.cli logs
+        log = "\n".join(["noise", line.replace("s1", "s0"), line])
+        assert connected_at(log, "s1") == pytest.approx(1_800_000_000.25, abs=0.001)
+        assert connected_at(log, "s2") is None
     steps = setup_steps(10.0, 10.5, 10.55, 10.6)
     assert steps == {
         "peer_wait": 500.0,

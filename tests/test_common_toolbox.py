@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+
+import pytest
 
 from common.tasks import TaskSet
 from common.waits import sleep_or_wake
@@ -75,3 +78,21 @@ async def test_sleep_or_wake_keeps_a_wake_that_came_before_the_sleep() -> None:
     wake.set()
     assert await sleep_or_wake(wake, 60) is True
     assert await sleep_or_wake(wake, 0) is False
+
+
+async def test_a_task_that_fails_is_logged_with_its_name_as_it_ends(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    tasks = TaskSet()
+
+    async def fails() -> None:
+        raise RuntimeError("boom")
+
+    task = tasks.spawn(fails(), name="the-loop")
+    await asyncio.wait([task], timeout=5)
+    await asyncio.sleep(0)  # the done callbacks run
+    assert len(tasks) == 0
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1
+    assert "the-loop" in errors[0].getMessage()
+    assert errors[0].exc_info is not None and isinstance(errors[0].exc_info[1], RuntimeError)

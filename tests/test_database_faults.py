@@ -30,6 +30,7 @@ import aiohttp
 import pytest
 
 from orchestrator.booking import one_off
+from orchestrator.calendars.jobs import CalendarJobs
 from orchestrator.centres import add_centre, add_room, list_centres, list_rooms
 from orchestrator.clock import FakeClock
 from orchestrator.db import SQLITE_FILENAME, Database, DatabaseBusy, DatabaseUnavailable
@@ -227,6 +228,54 @@ async def test_the_scheduler_says_once_that_the_database_is_locked_and_steps_whe
     assert [t.state for t in detail.transitions[1:]] == ["preparing"]
     lines = [r for r in caplog.records if r.name == "orchestrator.sessions.scheduler"]
     assert len(lines) == 1 and "database-busy" in lines[0].getMessage()
+    assert lines[0].exc_info is None
+
+
+async def test_the_caldav_loop_outlives_a_locked_database_and_says_so_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A CI run saw the CalDAV loop's first pass meet the lock while listing its links:
+    the loop ended for good ("Task exception was never retrieved") and no link would
+    have been synced again until a restart."""
+    seeded = seed(tmp_path)
+    db = Database.for_data_dir(tmp_path, busy_wait=0.2)
+    clock = FakeClock(datetime(2030, 6, 3, 9, 0, tzinfo=UTC).timestamp())
+    jobs = CalendarJobs(db, clock, fault_log_interval=60)
+    passes: list[int] = []
+    passed = asyncio.Event()
+    real_pass = jobs.sync_caldav_links
+
+    async def counted() -> None:
+        passes.append(len(passes))
+        try:
+            await real_pass()
+        finally:
+            passed.set()  # the loop goes on to its sleep before this waiter wakes
+
+    jobs.sync_caldav_links = counted  # type: ignore[method-assign]
+
+    async def asleep() -> None:
+        await passed.wait()
+        passed.clear()
+        assert clock.sleepers == 1
+
+    task = asyncio.create_task(jobs.run_caldav(interval=60))
+    try:
+        with locked(seeded.path):
+            for _ in range(3):  # three passes against the lock
+                await asyncio.wait_for(asleep(), 10)
+                await clock.advance(60)
+            await asyncio.wait_for(asleep(), 10)
+        await clock.advance(60)  # the lock is gone: the next pass lists the links
+        await asyncio.wait_for(asleep(), 10)
+        assert not task.done()
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        db.close_sync()
+    assert len(passes) == 5
+    lines = [r for r in caplog.records if r.name == "orchestrator.calendars.jobs"]
+    assert len(lines) == 1 and "database-busy" in lines[0].getMessage()  # four failed, one line
     assert lines[0].exc_info is None
 
 

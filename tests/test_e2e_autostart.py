@@ -123,9 +123,12 @@ def assert_session_record(
     return record
 
 
-def run_scenario(net: Network, rooms: list[str], duration: float = 8.0) -> dict[str, Any]:
+def run_scenario(
+    net: Network, rooms: list[str], duration: float = 8.0, **agent: Any
+) -> dict[str, Any]:
+    """``agent``: the agents' options (``width``, ``height``, ``fps``)."""
     for room in rooms:
-        net.agent(room).start()
+        net.agent(room, **agent).start()
     online(net, *rooms)
     start = time.time() + 15
     end = start + duration
@@ -138,7 +141,12 @@ def run_scenario(net: Network, rooms: list[str], duration: float = 8.0) -> dict[
                 assert totals["audio_frames"] > 0 and (totals.get("audio_level") or 0) > 0
     record = assert_session_record(net, session_id, start, end, rooms)
     for room in rooms:
-        assert net.agents[room].status()["sessions"] == {}
+        # The record says every room left; the agent rewrites its status file every
+        # 0.5 s, which under load can come a second or so later.
+        status = net.agents[room].status
+        wait_until(
+            f"{room}'s status without the session", lambda s=status: s()["sessions"] == {}, 10
+        )
     assert_clean_logs(net)
     return record
 
@@ -149,7 +157,9 @@ def test_two_rooms_in_two_centres_start_by_themselves(network: Network) -> None:
 
 @pytest.mark.parametrize("network", [["fontainebleau", "amsterdam", "strasbourg"]], indirect=True)
 def test_three_rooms_in_full_mesh_each_receive_both_others(network: Network) -> None:
-    run_scenario(network, ["fontainebleau", "amsterdam", "strasbourg"])
+    # Three agents each encoding two 640x360 streams saturate two cores (bench/sfu: from
+    # three rooms a mesh on one machine decodes under 10 fps); 320x180 is what they hold.
+    run_scenario(network, ["fontainebleau", "amsterdam", "strasbourg"], width=320, height=180)
 
 
 @pytest.mark.skipif(

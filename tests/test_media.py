@@ -206,6 +206,18 @@ async def test_audio_is_20ms_of_quiet_non_zero_s16_mono_48k() -> None:
     assert np.abs(np.diff(joined)).max() < 32767 * 0.05 * 0.1
 
 
+def test_audio_energy_reads_packed_stereo_in_place_as_the_general_path_does() -> None:
+    rng = np.random.default_rng(7)
+    pcm = rng.integers(-20_000, 20_000, size=(1, 1920), dtype=np.int16)
+    packed = av.AudioFrame.from_ndarray(pcm, format="s16", layout="stereo")
+    planar = av.AudioFrame.from_ndarray(pcm.reshape(2, 960), format="s16p", layout="stereo")
+    expected = float(np.square(pcm.astype(np.float64) / 32768.0).sum())
+    for frame in (packed, planar):
+        energy, count = audio_energy(frame)
+        assert count == 1920
+        assert energy == pytest.approx(expected, rel=1e-5)
+
+
 async def test_one_track_feeds_two_unbuffered_relay_subscribers() -> None:
     clock = SystemClock()
     track = OutgoingVideoTrack(SyntheticCamera(clock), StartingCard(clock))
@@ -335,17 +347,48 @@ async def test_detach_and_close_cancel_draining_tasks() -> None:
     assert set(screen.totals()) == {"b", "c"}  # figures outlive the connections
 
 
-async def test_a_replaced_track_is_still_drained_but_not_counted() -> None:
+async def test_a_newer_track_takes_over_at_its_first_frame_and_the_older_is_still_drained() -> None:
+    """Make-before-break (a member's SFU subscription beside its mesh call): the older
+    track counts until the newer one delivers a frame, then only the newer counts,
+    and the older keeps being drained."""
     clock = FakeClock()
     screen = HeadlessScreen(clock)
     old, new = FakeTrack("video"), FakeTrack("video")
     screen.attach_video("b", old)
-    screen.attach_video("b", new)  # the peer reconnected
+    old_first = asyncio.ensure_future(screen.first_frame(old))
+    await old.feed()  # the drain waits for frames
+    assert not old_first.done()
+    screen.attach_video("b", new)  # the subscription, before it delivers
     frame = stamped_frame(clock, camera=False)
+    await old.feed(frame, frame)
+    assert screen.totals()["b"]["frames"] == 2  # the older still shows
+    assert await asyncio.wait_for(old_first, 1) and await screen.first_frame(old)
+    waiting = asyncio.ensure_future(screen.first_frame(new))
+    await new.feed(frame)  # the newer delivers: it takes over
+    assert await asyncio.wait_for(waiting, 1)
     await old.feed(frame, frame, frame)
-    assert old.queue.empty()
+    assert old.queue.empty()  # drained, uncounted
+    assert screen.totals()["b"]["frames"] == 3
     await new.feed(frame)
-    assert screen.totals()["b"]["frames"] == 1
+    assert screen.totals()["b"]["frames"] == 4
+    assert [s.peer_id for s in screen.snapshot()] == ["b"]
+    await screen.close()
+
+
+async def test_first_frame_is_false_for_a_track_that_ends_or_is_detached_before_one() -> None:
+    screen = HeadlessScreen(FakeClock())
+    ended, detached = FakeTrack("video"), FakeTrack("audio")
+    assert not await screen.first_frame(ended)  # not attached
+    screen.attach_video("b", ended)
+    screen.attach_audio("c", detached)
+    waiting = asyncio.ensure_future(screen.first_frame(ended))
+    await ended.feed(None)
+    assert not await asyncio.wait_for(waiting, 1)
+    waiting = asyncio.ensure_future(screen.first_frame(detached))
+    await detached.feed()
+    await screen.detach("c")
+    assert not await asyncio.wait_for(waiting, 1)
+    assert not screen._first
     await screen.close()
 
 

@@ -254,6 +254,31 @@ async def test_corporate_firewall_lets_out_only_tcp_443_to_the_turn_server(netla
             listener.close()
 
 
+async def test_datagrams_to_an_unrouted_lan_address_vanish_without_an_error(
+    netlab: Lab,
+) -> None:
+    """A TURN server relaying to a peer's host candidate (a site's LAN address) sends
+    into the void as on the internet: no ENETUNREACH, which makes coturn close the whole
+    allocation (tests/netlab/lab.py), and nothing reaches that LAN."""
+    a = netlab.site("a")
+    loop = asyncio.get_running_loop()
+    void = netlab.wan.run("ip", "-s", "-j", "link", "show", "void0")
+    sent_before = json.loads(void)[0]["stats64"]["tx"]["packets"]
+    async with echo_server(a.lan, a.lan_address, 3479) as echo:
+        with netlab.wan.socket(socket.SOCK_DGRAM, (netlab.wan_host("turn"), 0)) as relay:
+            for _ in range(5):
+                await loop.sock_sendto(relay, b"to a host candidate", (a.lan_address, 3479))
+
+            def into_the_void() -> bool:
+                out = netlab.wan.run("ip", "-s", "-j", "link", "show", "void0")
+                return int(json.loads(out)[0]["stats64"]["tx"]["packets"]) >= sent_before + 5
+
+            await wait_for(into_the_void, "the datagrams went into the void")
+        assert echo.seen == []
+    # Still no route out of the lab (test_lab_has_no_path_to_the_host... checks more).
+    assert netlab.wan.run("ip", "route", "get", "192.0.2.1", check=False) == ""
+
+
 async def _tcp_flow(sender: socket.socket, to: tuple[str, int], seconds: float) -> None:
     loop = asyncio.get_running_loop()
     await loop.sock_connect(sender, to)

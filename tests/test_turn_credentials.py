@@ -212,9 +212,7 @@ async def test_a_room_s_ping_can_fetch_a_fresh_check_credential() -> None:
     async with signalling_harness(clock=lambda: clock[0], turn=config) as h:
         h.add_room("a")
         c = await h.client("a")
-        assert c.welcome is not None and c.welcome.ice_servers[0].username == (
-            "1800000060::room:a"
-        )
+        assert c.welcome is not None and c.welcome.ice_servers[0].username == ("1800000060::room:a")
         clock[0] += 3600  # an hour later, the welcome's credential has long expired
         _, fresh = await c.ping_for_ice(5.0)
         assert fresh is not None and fresh[0].username == "1800003660::room:a"

@@ -22,6 +22,7 @@ from signalling.ports import (
     RoomOffline,
     RoomOnline,
     RoomReadiness,
+    SessionTopology,
 )
 from signalling.server import CLOSE_REVOKED, SignallingServer
 from web.event_queue import EventQueue, EventWriter
@@ -68,7 +69,9 @@ class SignallingControl:
             start=transition.start,
             end=transition.end,
         )
-        await self._server.hub.session_transition(state, transition.room_ids)
+        await self._server.hub.session_transition(
+            state, transition.room_ids, topology=transition.topology
+        )
 
     async def set_room_credential(self, credential: RoomCredential) -> None:
         revoked = self._server.set_room(credential)
@@ -211,6 +214,11 @@ class OrchestratorEvents:
             lambda s: participation.record_batch(s, session_id, room_id, batch),
             priority=Priority.STATS,
         )
+
+    async def session_topology(self, event: SessionTopology) -> None:
+        """A session went onto an SFU or moved to another Janus: the dashboard's live
+        view shows where it is (``LiveView.sfu``); the server's log keeps the moves."""
+        self._notify(event)
 
     async def room_readiness(self, event: RoomReadiness) -> None:
         """Keep the check; a notice it causes is mailed in the same transaction and

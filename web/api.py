@@ -305,6 +305,7 @@ async def set_room(request: web.Request) -> web.Response:
             max_advance_days=_field(data, "max_advance_days", int, None),
             aliases=aliases,
             ice_policy=_field(data, "ice_policy", str, None),
+            small_uplink=_field(data, "small_uplink", bool, None),
         )
     )
     online = room.id in request.app[SERVICES].signalling.hub.online_rooms()

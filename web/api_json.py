@@ -42,6 +42,7 @@ def room_json(
         "max_advance_days": r.max_advance_days,
         "aliases": json.loads(r.aliases),
         "ice_policy": r.ice_policy,
+        "small_uplink": r.small_uplink,
         "id": r.id,
         "centre_id": r.centre_id,
         "name": r.name,

@@ -95,6 +95,7 @@ def turn_config(settings: Settings) -> TurnConfig:
 
 def build_services(settings: Settings, clock: Clock | None = None) -> Services:
     clock = clock or SystemClock()
+    settings.guest_camera()  # a malformed guest_video stops the start, with its name
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     db = Database(settings.effective_database_url, busy_wait=settings.database_busy_wait)
     signer = TicketSigner.load_or_create(settings.data_dir / "ticket-signing-key.pem")
@@ -120,6 +121,9 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
             heartbeat_timeout=settings.heartbeat_timeout,
             grace_seconds=settings.grace_seconds,
             mesh_cap=settings.mesh_cap,
+            mesh_limit=settings.mesh_limit,
+            janus_servers=settings.janus_servers(),
+            sfu_cap=settings.sfu_cap,
             rate_per_second=settings.rate_per_second,
             rate_burst=settings.rate_burst,
             candidate_networks=settings.allowed_candidate_networks,
@@ -144,9 +148,11 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
         poll_interval=settings.poll_interval,
         booking_settings=booking_settings,
         log_interval=settings.fault_log_interval,
+        mesh_limit=settings.mesh_limit if settings.janus_urls else settings.mesh_cap,
+        sfu_available=bool(settings.janus_urls),
     )
     holder["scheduler"] = scheduler
-    calendars = CalendarJobs(db, clock, booking_settings)
+    calendars = CalendarJobs(db, clock, booking_settings, settings.fault_log_interval)
     return Services(
         settings,
         db,
@@ -190,6 +196,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     await asyncio.to_thread(services.db.migrate)
     services.live.readiness.update(await services.db.run(latest_by_room))
     services.events.start()
+    await services.signalling.start()
     # One pass before listening: room credentials and session states are loaded
     # before the first room can knock.
     await services.scheduler.step()

@@ -37,6 +37,8 @@ class LiveMedia:
                 "jitter_ms": m.jitter_ms,
                 "packets_lost": m.packets_lost,
                 "loss_fraction": m.loss_fraction,
+                "local_candidate": m.local_candidate,
+                "remote_candidate": m.remote_candidate,
             }
             for m in self.peers
         ]

@@ -82,6 +82,12 @@ ICE_POLICY: Schema = {
     "description": "relay: the room's agent uses only TURN relay candidates "
     "(``invalid-ice-policy`` otherwise); applies from its next connection.",
 }
+SMALL_UPLINK: Schema = {
+    "type": "boolean",
+    "description": "The room's uplink is small: its sessions always run on the SFU "
+    "(when the deployment has one), where it uploads one stream whatever the number "
+    "of sites; applies from the session's next transition.",
+}
 
 SCHEMAS: dict[str, Schema] = {
     "Error": {
@@ -153,6 +159,7 @@ SCHEMAS: dict[str, Schema] = {
             "max_advance_days",
             "aliases",
             "ice_policy",
+            "small_uplink",
             "readiness",
         ],
         "properties": {
@@ -166,6 +173,7 @@ SCHEMAS: dict[str, Schema] = {
             "max_advance_days": nullable(COUNT),
             "aliases": {"type": "array", "items": {"type": "string"}},
             "ice_policy": ICE_POLICY,
+            "small_uplink": SMALL_UPLINK,
             "readiness": nullable(
                 {**ref("Readiness"), "description": "The room's latest readiness check."}
             ),
@@ -241,6 +249,8 @@ SCHEMAS: dict[str, Schema] = {
             "jitter_ms": nullable({"type": "number"}),
             "packets_lost": nullable({"type": "integer"}),
             "loss_fraction": nullable({"type": "number"}),
+            "local_candidate": nullable({"enum": ["host", "srflx", "prflx", "relay"]}),
+            "remote_candidate": nullable({"enum": ["host", "srflx", "prflx", "relay"]}),
         },
     },
     "RoomHealth": {
@@ -302,6 +312,7 @@ SCHEMAS: dict[str, Schema] = {
             "max_duration_seconds": {"type": "integer", "minimum": 300, "maximum": 31622400},
             "max_advance_days": {"type": "integer", "minimum": 1, "maximum": 1095},
             "ice_policy": ICE_POLICY,
+            "small_uplink": SMALL_UPLINK,
             "aliases": {
                 "type": "array",
                 "description": (

@@ -19,7 +19,7 @@ from orchestrator.sessions.participation import MAX_PEERS
 from orchestrator.sessions.readiness import MAX_ID, Check, ReadinessView, clean_checks
 from orchestrator.sessions.scheduler import Scheduler
 from orchestrator.sessions.tickets import TicketSigner
-from signalling.ports import MediaReport, RoomReadiness
+from signalling.ports import MediaReport, RoomReadiness, SessionTopology
 from signalling.server import SignallingServer
 from web.adapters import OrchestratorEvents
 from web.alerts import Alerts
@@ -62,9 +62,13 @@ class LiveView:
     media: dict[tuple[str, str], LiveMedia] = field(default_factory=dict)
     rooms: dict[str, LiveMedia] = field(default_factory=dict)
     readiness: dict[str, ReadinessView] = field(default_factory=dict)
+    sfu: dict[str, SessionTopology] = field(default_factory=dict)
+    """Sessions on an SFU: where each is, and the latest move (``SessionTopology``)."""
 
     def listen(self, event: object) -> None:
-        if isinstance(event, MediaReport) and event.room_id is not None:
+        if isinstance(event, SessionTopology):
+            _keep(self.sfu, event.session_id, event)
+        elif isinstance(event, MediaReport) and event.room_id is not None:
             report = LiveMedia(
                 session_id=event.session_id,
                 at=event.at,

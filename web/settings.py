@@ -10,6 +10,9 @@ import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
+
+from signalling.janus.pool import JanusServer
 
 ENV_PREFIX = "TELECENTRE_"
 
@@ -125,7 +128,56 @@ class Settings:
     grace_seconds: float = field(
         default=30.0, metadata={"help": "how long a peer whose link dropped stays in its sessions"}
     )
-    mesh_cap: int = field(default=4, metadata={"help": "largest number of peers in a mesh session"})
+    mesh_cap: int = field(
+        default=4,
+        metadata={
+            "help": "largest number of peers in a mesh session; with janus_urls, a session "
+            "past it moves to an SFU"
+        },
+    )
+    mesh_limit: int = field(
+        default=2,
+        metadata={
+            "help": "with janus_urls, the largest session kept as a mesh: a larger one runs "
+            "on the SFU (2: the break-even bench/sfu measures, two sites stay peer to peer)"
+        },
+    )
+    guest_video: str = field(
+        default="640x360@30",
+        metadata={
+            "help": "the size and frame rate guests' browsers are asked to send "
+            "(WIDTHxHEIGHT@FPS): every site decodes each guest, in an SFU session too"
+        },
+    )
+    janus_urls: tuple[str, ...] = field(
+        default=(),
+        metadata={
+            "help": "the Janus SFU pool: WebSocket API URLs (ws://host:8188/, comma-separated); "
+            "none: every session is a mesh"
+        },
+    )
+    janus_admin_urls: tuple[str, ...] = field(
+        default=(),
+        metadata={
+            "help": "the pool's admin API URLs (http://host:7088/admin), in janus_urls' "
+            "order, for health checks; none: the WebSocket API's info request"
+        },
+    )
+    janus_admin_secret: str | None = field(
+        default=None, repr=False, metadata={"help": "the pool's admin_secret (janus.jcfg)"}
+    )
+    janus_api_secret: str | None = field(
+        default=None, repr=False, metadata={"help": "the pool's api_secret (janus.jcfg)"}
+    )
+    janus_room_admin_key: str | None = field(
+        default=None,
+        repr=False,
+        metadata={"help": "the VideoRoom plugin's admin_key (janus.plugin.videoroom.jcfg)"},
+    )
+    janus_capacity: int = field(
+        default=20, metadata={"help": "sessions one Janus of the pool takes at most"}
+    )
+    sfu_cap: int = field(default=12, metadata={"help": "largest number of peers in an SFU session"})
     rate_per_second: float = field(
         default=50.0, metadata={"help": "sustained messages per second per connection"}
     )
@@ -202,6 +254,41 @@ class Settings:
         extra = [n for n in self.turn_relay_networks if n not in self.candidate_networks]
         return (*self.candidate_networks, *extra)
 
+    def guest_camera(self) -> tuple[int, int, int]:
+        """``guest_video`` read: (width, height, fps); ``ValueError`` when malformed."""
+        size, _, fps = self.guest_video.partition("@")
+        width, _, height = size.partition("x")
+        try:
+            values = (int(width), int(height), int(fps or "30"))
+        except ValueError:
+            raise ValueError(f"guest_video: {self.guest_video!r} is not WIDTHxHEIGHT@FPS") from None
+        if not (16 <= values[0] <= 3840 and 16 <= values[1] <= 2160 and 1 <= values[2] <= 60):
+            raise ValueError(f"guest_video: {self.guest_video!r} is out of range")
+        return values
+
+    def janus_servers(self) -> tuple[JanusServer, ...]:
+        """The Janus pool, named by host and port; ``ValueError`` when the admin URLs
+        do not pair with the API URLs."""
+        if self.janus_admin_urls and len(self.janus_admin_urls) != len(self.janus_urls):
+            raise ValueError("janus_admin_urls: give one per janus_urls entry, in its order")
+        servers = []
+        for i, url in enumerate(self.janus_urls):
+            parts = urlsplit(url)
+            if parts.scheme not in ("ws", "wss") or not parts.hostname:
+                raise ValueError(f"janus_urls: {url!r} is not a ws:// or wss:// URL")
+            servers.append(
+                JanusServer(
+                    name=parts.netloc,
+                    url=url,
+                    admin_url=self.janus_admin_urls[i] if self.janus_admin_urls else None,
+                    admin_secret=self.janus_admin_secret,
+                    capacity=self.janus_capacity,
+                    api_secret=self.janus_api_secret,
+                    room_admin_key=self.janus_room_admin_key,
+                )
+            )
+        return tuple(servers)
+
     def read_turn_secret(self) -> str | None:
         """The TURN shared secret: ``turn_secret``, else the first line of
         ``turn_secret_file`` (an unreadable or empty file is an error that names the
@@ -249,6 +336,8 @@ def _convert(name: str, raw: str, current: type) -> Any:
             "stun_urls",
             "turn_urls",
             "turn_relay_networks",
+            "janus_urls",
+            "janus_admin_urls",
         ):
             return tuple(x.strip() for x in raw.split(",") if x.strip())
         if name in ("data_dir", "tls_cert", "tls_key", "turn_secret_file"):

@@ -19,7 +19,8 @@ from orchestrator.calendars.ical_in.importer import import_calendar
 from orchestrator.calendars.ical_in.parse import UNTITLED, parse_calendar
 from orchestrator.calendars.ical_in.plan import ImportReport, ImportSource
 from orchestrator.clock import Clock, instant
-from orchestrator.db import Database
+from orchestrator.db import Database, DatabaseFault
+from orchestrator.log_limit import DEFAULT_INTERVAL, LogLimiter
 from orchestrator.models import CalDavLink
 
 log = logging.getLogger(__name__)
@@ -33,10 +34,17 @@ def feed_source(feed: FeedRow) -> ImportSource:
 
 
 class CalendarJobs:
-    def __init__(self, db: Database, clock: Clock, settings: BookingSettings | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        settings: BookingSettings | None = None,
+        fault_log_interval: float = DEFAULT_INTERVAL,
+    ) -> None:
         self._db = db
         self._clock = clock
         self._settings = settings or BookingSettings()
+        self._faults = LogLimiter(log, fault_log_interval)
 
     def _now(self) -> datetime:
         return instant(self._clock)
@@ -66,14 +74,30 @@ class CalendarJobs:
         return await asyncio.to_thread(syncer.sync)
 
     async def run_caldav(self, interval: float = 60.0) -> None:
-        """Sync every link, then wait ``interval``; an error on one link spares the rest."""
+        """Sync every link, then wait ``interval``, for as long as the service runs.
+
+        An error on one link spares the rest; a database that is busy or damaged
+        costs this pass (one line per fault and interval, no traceback), never the loop."""
         while True:
-            links = await self._db.run(lambda s: list(s.exec(select(CalDavLink.id)).all()))
-            for link_id in links:
-                try:
-                    report = await self.sync_caldav(link_id)
-                    if report.error:
-                        log.warning("CalDAV link %s: %s", link_id, report.error)
-                except Exception:
-                    log.exception("CalDAV sync of %s failed", link_id)
+            try:
+                await self.sync_caldav_links()
+            except DatabaseFault as fault:
+                self._faults.log(logging.WARNING, fault.code, "CalDAV pass failed: %s", fault)
+            except Exception:
+                log.exception("CalDAV pass failed; retrying in %s s", interval)
             await self._clock.sleep(interval)
+
+    async def sync_caldav_links(self) -> None:
+        """One pass over every CalDAV link."""
+        links = await self._db.run(lambda s: list(s.exec(select(CalDavLink.id)).all()))
+        for link_id in links:
+            try:
+                report = await self.sync_caldav(link_id)
+                if report.error:
+                    log.warning("CalDAV link %s: %s", link_id, report.error)
+            except DatabaseFault as fault:
+                self._faults.log(
+                    logging.WARNING, fault.code, "CalDAV sync of %s failed: %s", link_id, fault
+                )
+            except Exception:
+                log.exception("CalDAV sync of %s failed", link_id)

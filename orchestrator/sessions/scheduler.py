@@ -16,6 +16,12 @@ due, and tells the real-time plane through ``SessionControl``:
 The final warning one minute before the end is sent as a second ``ending``
 transition (see ``lifecycle``); it changes no schedule.
 
+Every transition to an open state carries the session's planned topology
+(``sessions.topology.planned_topology`` over its rooms, its guests not revoked and its
+rooms' small-uplink policy, against ``mesh_limit`` and ``sfu_available``), read with
+the session's rooms in the same query: signalling places a session planned on the SFU
+there when it is prepared. A terminal transition carries none.
+
 No room ever holds two overlapping calls (``calls``): a room's schedule holds only
 the sessions whose slot it holds, a transparent booking's session (a reminder) goes
 from ``scheduled`` to ``ended`` without a call, and a session not begun whose rooms
@@ -58,7 +64,7 @@ import sqlalchemy as sa
 from sqlmodel import col, select
 
 from common.schedule import RoomRecord, ScheduleEntry
-from common.sessions import OPEN_STATES
+from common.sessions import OPEN_STATES, Topology
 from orchestrator import lifecycle
 from orchestrator.booking.horizon import release_no_shows, roll_horizon
 from orchestrator.booking.one_off import MAX_LEAD_SECONDS
@@ -78,14 +84,16 @@ from orchestrator.sessions import calls
 from orchestrator.sessions.schedules import (
     SCHEDULE_HORIZON,
     Departed,
+    Members,
     load_departed,
     load_rooms,
+    members_of_sessions,
     mint_room_ticket,
-    room_ids_of_sessions,
     room_schedule,
     schedule_entries,
 )
 from orchestrator.sessions.tickets import TicketSigner, ticket_window
+from orchestrator.sessions.topology import planned_topology
 from orchestrator.transitions import record_transition
 
 log = logging.getLogger(__name__)
@@ -104,7 +112,8 @@ def _ts(d: datetime) -> float:
 
 @dataclass(frozen=True, slots=True)
 class Transition:
-    """A persisted lifecycle step, to be sent as a ``SessionTransition``."""
+    """A persisted lifecycle step, to be sent as a ``SessionTransition``; ``guests`` and
+    ``small_uplink`` as ``Members`` has them, for the topology it plans."""
 
     session_id: str
     state: str
@@ -112,6 +121,8 @@ class Transition:
     start: float
     end: float
     room_ids: tuple[str, ...]
+    guests: int = 0
+    small_uplink: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,11 +220,14 @@ def apply_due_transitions(
         )
         if upcoming is not None and upcoming > now and (wake is None or upcoming < wake):
             wake = upcoming
-    rooms = room_ids_of_sessions(db, {s.id for s, _, _ in applied})
-    transitions = [
-        Transition(s.id, state, at, _ts(s.start_utc), _ts(s.end_utc), rooms.get(s.id, ()))
-        for s, state, at in applied
-    ]
+    members = members_of_sessions(db, {s.id for s, _, _ in applied})
+    transitions = []
+    for s, state, at in applied:
+        m = members.get(s.id, Members(room_ids=()))
+        start, end = _ts(s.start_utc), _ts(s.end_utc)
+        transitions.append(
+            Transition(s.id, state, at, start, end, m.room_ids, m.guests, m.small_uplink)
+        )
     return transitions, wake
 
 
@@ -259,7 +273,11 @@ class Scheduler:
         booking_settings: BookingSettings | None = None,
         roll_interval: float = ROLL_INTERVAL,
         log_interval: float = DEFAULT_INTERVAL,
+        mesh_limit: int = 4,
+        sfu_available: bool = False,
     ) -> None:
+        """``mesh_limit``: the most peers a session planned as a mesh has (signalling's
+        mesh cap); ``sfu_available``: the deployment has an SFU pool."""
         if poll_interval <= 0:
             raise ValueError("poll_interval is positive")
         self._db = db
@@ -286,6 +304,8 @@ class Scheduler:
         self._rolled_until: datetime | None = None
         self._next_roll = float("-inf")
         self._faults = LogLimiter(log, log_interval)
+        self.mesh_limit = mesh_limit
+        self.sfu_available = sfu_available
 
     async def run(self) -> None:
         """Step, then sleep until the next poll or the next planned step, forever."""
@@ -334,7 +354,9 @@ class Scheduler:
             await self._push_credentials(snapshot.rooms)
             for t in snapshot.transitions:
                 self._unsent.append(
-                    self._transition(t.session_id, t.state, t.at, t.start, t.end, t.room_ids)
+                    self._transition(
+                        t.session_id, t.state, t.at, t.start, t.end, t.room_ids, self._planned(t)
+                    )
                 )
             self._forget_departed(snapshot)
             await self._send_transitions()
@@ -400,6 +422,14 @@ class Scheduler:
         if count:
             log.info("booking horizon rolled: %d new sessions", count)
 
+    def _planned(self, t: Transition) -> Topology | None:
+        """The topology a transition to an open state carries; a terminal one, none."""
+        if t.state in lifecycle.TERMINAL_STATES:
+            return None
+        return planned_topology(
+            len(t.room_ids), t.guests, t.small_uplink, self.mesh_limit, self.sfu_available
+        )
+
     def _transition(
         self,
         session_id: str,
@@ -408,6 +438,7 @@ class Scheduler:
         start: float,
         end: float,
         rooms: tuple[str, ...],
+        topology: Topology | None = None,
     ) -> SessionTransition:
         return SessionTransition(
             seq=next(self._seq),
@@ -417,6 +448,7 @@ class Scheduler:
             start=start,
             end=end,
             room_ids=rooms,
+            topology=topology,
         )
 
     async def _send(self, call: Callable[[Any], Awaitable[None]], message: object) -> bool:

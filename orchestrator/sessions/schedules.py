@@ -6,8 +6,9 @@ with a join ticket minted for that room, so its agent can join by itself at
 shares (common/schedule.py), not yet made out to a room (``NO_TICKET``), so equal
 entries mean an unchanged schedule; ``room_schedule`` assembles the message, giving
 each entry its room's ticket, without touching anything but the ticket function. The other
-readers here serve the scheduler's step: the rooms' credentials, and the present
-state of sessions that dropped out of every schedule.
+readers here serve the scheduler's step: the rooms' credentials, the members of the
+sessions it moves (``members_of_sessions``: rooms, guests, a small uplink), and the
+present state of sessions that dropped out of every schedule.
 
 A room waiting for its centre's approval of a booking (``orchestrator.booking.approvals``)
 holds its slot but takes no part: the session is not in its schedule (no ticket,
@@ -42,6 +43,7 @@ from orchestrator.models import (
     Booking,
     BookingRoom,
     Centre,
+    Guest,
     Participation,
     Room,
     Session,
@@ -158,19 +160,47 @@ def schedule_entries(
     return {k: tuple(v) for k, v in result.items()}
 
 
-def room_ids_of_sessions(db: DbSession, session_ids: set[str]) -> dict[str, tuple[str, ...]]:
-    """Session id -> the rooms taking part (those waiting for approval left out)."""
+@dataclass(frozen=True, slots=True)
+class Members:
+    """Who takes part in a session, as its topology is planned (``sessions.topology``):
+    its rooms (those waiting for approval left out), how many of its booking's guests
+    are not revoked, and whether one of its rooms declares a small uplink."""
+
+    room_ids: tuple[str, ...]
+    guests: int = 0
+    small_uplink: bool = False
+
+
+def members_of_sessions(db: DbSession, session_ids: set[str]) -> dict[str, Members]:
+    """Session id -> its ``Members``, in one query; a session without a room taking
+    part is absent."""
+    guests = (
+        sa.select(sa.func.count(col(Guest.id)))
+        .where(col(Guest.booking_id) == col(Session.booking_id), col(Guest.revoked_at).is_(None))
+        .scalar_subquery()
+    )
     rows = db.connection().execute(
-        sa.select(col(Session.id), col(BookingRoom.room_id))
+        sa.select(col(Session.id), col(BookingRoom.room_id), col(Room.small_uplink), guests)
         .join(BookingRoom, col(BookingRoom.booking_id) == col(Session.booking_id))
+        .join(Room, col(Room.id) == col(BookingRoom.room_id))
         .outerjoin(Approval, _approval_of(col(BookingRoom.booking_id), col(BookingRoom.room_id)))
         .where(col(Session.id).in_(session_ids), TAKES_PART)
         .order_by(col(BookingRoom.room_id))
     )
-    found: dict[str, list[str]] = defaultdict(list)
-    for session_id, room_id in rows:
-        found[session_id].append(room_id)
-    return {k: tuple(v) for k, v in found.items()}
+    rooms: dict[str, list[str]] = defaultdict(list)
+    small: set[str] = set()
+    guest_counts: dict[str, int] = {}
+    for session_id, room_id, small_uplink, guest_count in rows:
+        rooms[session_id].append(room_id)
+        if small_uplink:
+            small.add(session_id)
+        guest_counts[session_id] = int(guest_count)
+    return {sid: Members(tuple(ids), guest_counts[sid], sid in small) for sid, ids in rooms.items()}
+
+
+def room_ids_of_sessions(db: DbSession, session_ids: set[str]) -> dict[str, tuple[str, ...]]:
+    """Session id -> the rooms taking part (those waiting for approval left out)."""
+    return {sid: members.room_ids for sid, members in members_of_sessions(db, session_ids).items()}
 
 
 def load_rooms(db: DbSession) -> list[RoomRecord]:

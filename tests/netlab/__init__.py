@@ -49,10 +49,20 @@ process is gone.
 
 from tests.netlab.lab import Lab, Namespace, Site, host_interface_bytes
 from tests.netlab.nsops import available, lab_namespaces
-from tests.netlab.plan import CENTRES, OPEN, WAN_HOSTS, Egress, Link, Nat, SiteSpec
+from tests.netlab.plan import (
+    CENTRES,
+    DEPLOYMENT_CENTRES,
+    OPEN,
+    WAN_HOSTS,
+    Egress,
+    Link,
+    Nat,
+    SiteSpec,
+)
 
 __all__ = [
     "CENTRES",
+    "DEPLOYMENT_CENTRES",
     "OPEN",
     "WAN_HOSTS",
     "Egress",

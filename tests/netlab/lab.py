@@ -340,10 +340,22 @@ class Lab:
         self._add_ns(self.wan.name)
         # The hosts' addresses sit on the WAN's loopback (these kernels have no dummy
         # interfaces): the sites route to them through their uplinks.
+        # Packets for a lab address nobody routes (a site's LAN address, which peers
+        # offer as host candidates) vanish as on the internet instead of failing the
+        # sender with ENETUNREACH: coturn closes an allocation whose relay hits such an
+        # error, so a relayed call died as soon as it checked the other side's host
+        # candidate. They go into a veth whose far end (in the WAN too) drops them
+        # (a permanent neighbour whose MAC nobody has): still no route to the host.
+        void_hop = str(self.plan.block.broadcast_address - 1)
         script = [
             "sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.disable_ipv6=1",
             "ip link set lo up",
             *(f"ip addr add {addr}/32 dev lo" for addr in self.plan.wan_hosts.values()),
+            "ip link add void0 type veth peer name void1",
+            "ip link set void0 up",
+            "ip link set void1 up",
+            f"ip route add {self.plan.block} via {void_hop} dev void0 onlink",
+            f"ip neigh add {void_hop} lladdr 02:00:00:00:00:01 dev void0 nud permanent",
         ]
         self.wan.run("sh", "-ec", "\n".join(script))
 

@@ -118,6 +118,19 @@ CENTRES = (
 """The issue's lab: centre A behind a home NAT, centre B behind a symmetric NAT whose
 firewall lets out only TCP 443 to the TURN server, a browser guest behind a third NAT."""
 
+DEPLOYMENT_CENTRES = (
+    CENTRES[0],
+    SiteSpec(
+        "b",
+        nat=Nat.SYMMETRIC,
+        egress=(Egress("tcp", 443, "turn"), Egress("tcp", 443, "service")),
+    ),
+    CENTRES[2],
+)
+"""``CENTRES`` for a deployment of the product (tests/netlab/deployment.py): B's
+firewall also lets out HTTPS to the service (on 443), which its room agent needs to
+sign in at all; still no UDP and nothing else."""
+
 
 @dataclass(frozen=True, slots=True)
 class SitePlan:

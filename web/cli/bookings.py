@@ -1,5 +1,6 @@
-"""``telecentre book`` (rooms booked together) and ``telecentre booking list`` (a
-room's occurrences in UTC and in the room's own time)."""
+"""``telecentre book`` (rooms booked together), ``telecentre booking list`` (a room's
+occurrences in UTC and in the room's own time) and ``telecentre booking guest`` (a
+guest's personal link, as the booking page's form makes it)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from orchestrator.clock import SystemClock, instant
 from orchestrator.db import DbSession
 from orchestrator.desk import door
 from orchestrator.models import Centre, Room
-from web.cli.base import CliError, data_opts, emit, run_db
+from orchestrator.sessions import guests
+from web.cli.base import CliError, data_opts, emit, run_db, settings_from
+from web.links import Links
 
 
 def parse_cli_instant(text: str, zone: str) -> datetime:
@@ -51,6 +54,29 @@ def cmd_book(args: argparse.Namespace) -> None:
         args,
         {"booking_id": booking_id, "session_id": session_id},
         f"booking {booking_id}\nsession {session_id}",
+    )
+
+
+def cmd_booking_guest(args: argparse.Namespace) -> None:
+    """Invite a guest through ``guests.add_guest`` (the rule the booking page's form
+    applies: invitations open only while a call is ahead or under way); the link is
+    shown once, under the service's public address."""
+    now = instant(SystemClock())
+    settings = settings_from(args)
+
+    def invite(s: DbSession) -> tuple[str, str]:
+        guest, token = guests.add_guest(s, args.booking_id, args.name, args.email, now=now)
+        return guest.id, token
+
+    guest_id, token = run_db(args, invite)
+    base = settings.public_url or (
+        f"{'https' if settings.tls_cert else 'http'}://{settings.host}:{settings.port}"
+    )
+    url = Links(base).guest(token)
+    emit(
+        args,
+        {"booking_id": args.booking_id, "guest_id": guest_id, "url": url},
+        f"{url}\n(shown only this once; send it to the guest)",
     )
 
 
@@ -148,3 +174,11 @@ def add_booking_parser(sub: Any) -> None:
     b_list.add_argument("--to", dest="until", help="ISO 8601; default 7 days after --from")
     data_opts(b_list)
     b_list.set_defaults(func=cmd_booking_list)
+    b_guest = booking.add_parser(
+        "guest", help="invite a guest to a booking's calls; prints their link (shown once)"
+    )
+    b_guest.add_argument("booking_id")
+    b_guest.add_argument("name")
+    b_guest.add_argument("--email", help="where the invitation goes (optional)")
+    data_opts(b_guest)
+    b_guest.set_defaults(func=cmd_booking_guest)

@@ -47,6 +47,7 @@ def cmd_room_set(args: argparse.Namespace) -> None:
             max_advance_days=args.max_advance_days,
             aliases=args.alias,
             ice_policy=args.ice_policy,
+            small_uplink=args.small_uplink,
         ),
     )
     data = {
@@ -56,6 +57,7 @@ def cmd_room_set(args: argparse.Namespace) -> None:
         "max_advance_days": room.max_advance_days,
         "aliases": json.loads(room.aliases),
         "ice_policy": room.ice_policy,
+        "small_uplink": room.small_uplink,
     }
     emit(args, data, "\n".join(f"{k}: {v}" for k, v in data.items()))
 
@@ -90,7 +92,9 @@ def add_room_parser(sub: Any) -> None:
     r_add.add_argument("name")
     data_opts(r_add)
     r_add.set_defaults(func=cmd_room_add)
-    r_set = room.add_parser("set", help="a room's booking policy, aliases and ICE policy")
+    r_set = room.add_parser(
+        "set", help="a room's booking policy, aliases, ICE and topology policies"
+    )
     r_set.add_argument("room_id")
     r_set.add_argument("--buffer", type=int, help="seconds kept free around each booking")
     r_set.add_argument("--max-duration", type=int, help="longest booking, seconds")
@@ -103,6 +107,12 @@ def add_room_parser(sub: Any) -> None:
         choices=ICE_POLICIES,
         help="relay: the room uses only TURN relay candidates (its network forbids direct "
         "UDP or lets out only TCP 443); applies from the agent's next connection",
+    )
+    r_set.add_argument(
+        "--small-uplink",
+        action=argparse.BooleanOptionalAction,
+        help="the room's uplink is small: its sessions always run on the SFU (when the "
+        "deployment has one), where it uploads one stream whatever the number of sites",
     )
     data_opts(r_set)
     r_set.set_defaults(func=cmd_room_set)

@@ -7,7 +7,7 @@
    - the later joiner offers: after `joined` it offers to every peer listed; on
      `peer-joined` it waits for the newcomer's offer; an offer replaces the older
      connection with that peer; an answer for another `conn` is ignored;
-   - it sends complete SDPs (it does not trickle: room agents read no `candidate`
+   - to members it sends complete SDPs (it does not trickle: room agents read no `candidate`
      messages), from which every candidate outside welcome.candidate_filter.allow is
      removed, mDNS `.local` names included; a `c=` line naming a removed address
      becomes 0.0.0.0;
@@ -21,14 +21,30 @@
      grid comes back 1.5 s after the last one (or at once when its track mutes or
      ends); with several sites sharing, the first by name is large, as on the room
      screens (room_agents/layout.py).
+   - SFU sessions (docs/protocol.md §20): on `joined` with topology "sfu", or a
+     `topology` message with a higher epoch, it closes every connection of the
+     session and publishes its camera and microphone to the addressee `sfu` (never
+     offering to members); it answers an offer from `sfu:<P>` on a new receive-only
+     connection (adding no track of its own), which replaces an older one for P and
+     shows as P's tile. Connections with the SFU trickle: the page sends its SDP at
+     once, then each allowed candidate as a `candidate` message with that `conn`, then
+     an end-of-candidates one. A publication that fails or is not connected by the
+     connect deadline is offered again; for a subscription, `subscribe` asks the
+     server for a fresh offer of P's publication. `peer-left` P closes `sfu:<P>`.
+   - Layout and speaker (guest_layout.js, pure rules): the sites in the grid that
+     keeps 16:9 pictures largest, or the content large over a strip; the site whose
+     received audio is loud (getStats audio energy, read every 250 ms) is the
+     speaker, its tile marked data-speaking="true", with hold and hysteresis.
 
    window.telecentreGuest is a read-only copy of its state, for people and tests:
    {state, peerId, sessionId, sessionState, end, peers: {peer_id: {name, centre,
    connection, framesDecoded, framesReceived, framesPerSecond, frameWidth,
    frameHeight, live, content: {received, framesDecoded, framesPerSecond,
    frameWidth, frameHeight, live}}}, contentShown: peer_id | null, errors: [codes],
-   removedCandidates, sent: {offer, answer}}. A peer's figures above `content` are its
-   camera's; `content.received` says a content track arrived from it.
+   removedCandidates, sent: {offer, answer, candidate, subscribe}, topology, epoch,
+   speaker: peer_id | null, publication: connection state | null}. A peer's figures
+   above `content` are its camera's; `content.received` says a content track arrived
+   from it. In an SFU session `peers` are keyed by the member P, not by `sfu:<P>`.
 */
 (() => {
   "use strict";
@@ -172,7 +188,8 @@
   const status = {
     state: "check", peerId: null, sessionId: config.session_id, sessionState: null,
     end: config.end, peers: {}, contentShown: null, errors: [], removedCandidates: 0,
-    sent: { offer: 0, answer: 0 },
+    sent: { offer: 0, answer: 0, candidate: 0, subscribe: 0 }, topology: "mesh", epoch: 0,
+    speaker: null, publication: null,
   };
   Object.defineProperty(window, "telecentreGuest", {
     get: () => JSON.parse(JSON.stringify(status)),
@@ -246,11 +263,32 @@
     tick();
   }
 
-  async function startCheck() {
+  // The camera check in progress: a call waits for it (a little) so that a guest who
+  // clicks "join" while the browser is still opening the camera does not answer with
+  // receive-only media; a check that ends after a call was made re-offers that call.
+  let checking = Promise.resolve();
+  const CHECK_WAIT_MS = 5000;
+
+  function checkSettled() {
+    return Promise.race([checking, new Promise((resolve) => setTimeout(resolve, CHECK_WAIT_MS))]);
+  }
+
+  function startCheck() {
+    checking = runCheck();
+    return checking;
+  }
+
+  async function runCheck() {
     ui.retry.hidden = true;
     ui.checkStatus.textContent = say("checking");
     stopLocal();
-    const video = ui.camera.value ? { deviceId: { exact: ui.camera.value } } : true;
+    // The size and rate the deployment asks of guests (guest_video): every site
+    // decodes each guest, so a browser's default 640x480 at 30 fps is not taken as is.
+    const wanted = config.camera
+      ? { width: { ideal: config.camera.width }, height: { ideal: config.camera.height },
+          frameRate: { ideal: config.camera.fps, max: config.camera.fps } }
+      : {};
+    const video = ui.camera.value ? { ...wanted, deviceId: { exact: ui.camera.value } } : wanted;
     const audio = ui.microphone.value ? { deviceId: { exact: ui.microphone.value } } : true;
     try {
       localStream = await navigator.mediaDevices.getUserMedia({ video, audio });
@@ -267,7 +305,13 @@
     meter(localStream);
     await fillDevices();
     ui.checkStatus.textContent = say("previewReady");
-    for (const call of calls.values()) replaceTracks(call.pc);
+    for (const [peerId, call] of calls) {
+      if (call.role === "subscribe") continue;  // sends nothing
+      if (call.pc.getSenders().some((sender) => sender.track)) replaceTracks(call.pc);
+      else if (status.state === "joined") offerTo(peerId);  // made before the camera opened
+    }
+    // In an SFU session nothing was published without a camera: publish now.
+    if (status.state === "joined" && status.topology === "sfu" && !calls.has(SFU)) publish();
   }
 
   function replaceTracks(pc) {
@@ -296,7 +340,14 @@
   let reconnectAttempt = 0;
   let finished = false;
   let inbox = Promise.resolve();
-  const calls = new Map();    // peer_id -> {conn, pc, offerer, stream, contentTransceiver, content}
+  // addressee -> {conn, pc, offerer, site, role, stream, contentTransceiver, content, deadline}:
+  // the addressee is a member in a mesh, `sfu` or `sfu:<P>` in an SFU session; `site` is
+  // the member whose media the call carries (null for our publication); `role` is
+  // "mesh", "publish" or "subscribe".
+  const calls = new Map();
+  const CONNECT_DEADLINE_MS = 10000;
+  const SFU = "sfu";
+  const SFU_PREFIX = "sfu:";
   const members = new Map();  // peer_id -> PeerInfo
 
   const serverNow = () => Date.now() / 1000 + offset;
@@ -425,8 +476,31 @@
           members.set(peer.peer_id, peer);
           tileFor(peer);
         }
+        if ((m.topology || "mesh") === "sfu") {
+          if (status.topology === "sfu" && (m.epoch || 0) === status.epoch) {
+            // A rejoin on the same SFU (our link came back): connections that outlived
+            // the link stay, as in a mesh; only a publication that did not is made again.
+            if (!healthy(SFU)) publish().catch((error) => console.error("telecentre guest:", error));
+            break;
+          }
+          // A first joined, or one on another SFU: start afresh; the server offers each
+          // publication that is up, and we publish.
+          status.epoch = m.epoch || 0;
+          moveToSfu();
+          break;
+        }
+        if (status.topology === "sfu") for (const peerId of [...calls.keys()]) dropCall(peerId);
+        status.topology = "mesh";
+        status.epoch = m.epoch || 0;
         // The later joiner offers, to every peer it has no healthy connection with.
         await Promise.all(m.peers.filter((peer) => !healthy(peer.peer_id)).map((peer) => offerTo(peer.peer_id)));
+        break;
+      case "topology":
+        if (m.session_id !== ticket.session_id || !(m.epoch > status.epoch)) break;
+        status.epoch = m.epoch;
+        // Only moves to an SFU exist (docs/protocol.md §20): from the mesh, or from a
+        // Janus that died to another.
+        if (m.topology === "sfu") moveToSfu();
         break;
       case "peer-joined":
         members.set(m.peer.peer_id, m.peer);
@@ -435,6 +509,7 @@
       case "peer-left":
         members.delete(m.peer_id);
         dropCall(m.peer_id);
+        dropCall(SFU_PREFIX + m.peer_id);
         if (config.sites.some((site) => site.peer_id === m.peer_id)) updateTile(m.peer_id);
         else removeTile(m.peer_id);
         break;
@@ -461,6 +536,8 @@
     scheduleEnd(status.end);
     if (!statsTimer) statsTimer = setInterval(collectStats, 1000);
     if (!contentTimer) contentTimer = setInterval(pollContent, CONTENT_POLL_MS);
+    if (!audioTimer) audioTimer = setInterval(pollAudio, AUDIO_POLL_MS);
+    arrangeTiles();
   }
 
   function onError(m) {
@@ -501,7 +578,7 @@
   function showSessionState() {
     const state = status.sessionState;
     let message = "";
-    if (!calls.size) message = say("waitingOthers");
+    if (![...calls.values()].some((call) => call.site)) message = say("waitingOthers");
     else if (state === "preparing") message = say("preparing", { time: formatTime(config.start) });
     else if (state === "live") message = say("live");
     else if (state === "ending") message = say("ending", { time: formatTime(status.end) });
@@ -526,6 +603,7 @@
     clearTimeout(endTimer);
     clearInterval(statsTimer);
     clearInterval(contentTimer);
+    clearInterval(audioTimer);
     if (ws) ws.close(1000);
     for (const peerId of [...calls.keys()]) dropCall(peerId);
     stopLocal();
@@ -547,27 +625,54 @@
     return Boolean(call) && ["new", "connecting", "connected"].includes(call.pc.connectionState);
   }
 
+  /** The member whose media a call with `key` carries: P for `sfu:<P>`, none for `sfu`. */
+  function siteOf(key) {
+    if (key === SFU) return null;
+    return key.startsWith(SFU_PREFIX) ? key.slice(SFU_PREFIX.length) : key;
+  }
+
+  function roleOf(key) {
+    if (key === SFU) return "publish";
+    return key.startsWith(SFU_PREFIX) ? "subscribe" : "mesh";
+  }
+
   function newCall(peerId, conn, offerer) {
     const pc = new RTCPeerConnection({ iceServers });
+    const site = siteOf(peerId);
+    const role = roleOf(peerId);
     // The peer's camera and microphone; its content gets a stream of its own (an agent
     // sends all three in one stream).
-    const call = { conn, pc, offerer, stream: new MediaStream(), contentTransceiver: null, content: null };
-    // The agents' order: camera, microphone, then content (room_agents/calls.py).
-    for (const kind of ["video", "audio"]) {
-      const tracks = localStream ? localStream.getTracks().filter((t) => t.kind === kind) : [];
-      for (const track of tracks) pc.addTrack(track, localStream);
-      if (!tracks.length) pc.addTransceiver(kind, { direction: "recvonly" });
+    const call = {
+      conn, pc, offerer, site, role, stream: new MediaStream(), contentTransceiver: null,
+      content: null, deadline: null, trickle: null,
+    };
+    if (role === "publish") {
+      // Our publication: camera then microphone, sending only (a guest shares no content).
+      for (const kind of ["video", "audio"]) {
+        for (const track of localStream ? localStream.getTracks().filter((t) => t.kind === kind) : []) {
+          pc.addTransceiver(track, { direction: "sendonly", streams: [localStream] });
+        }
+      }
+    } else if (role === "mesh") {
+      // The agents' order: camera, microphone, then content (room_agents/calls.py).
+      for (const kind of ["video", "audio"]) {
+        const tracks = localStream ? localStream.getTracks().filter((t) => t.kind === kind) : [];
+        for (const track of tracks) pc.addTrack(track, localStream);
+        if (!tracks.length) pc.addTransceiver(kind, { direction: "recvonly" });
+      }
+      // Our offers ask for the others' content; when a peer offers, its own content
+      // section makes the browser add the transceiver.
+      if (offerer) call.contentTransceiver = pc.addTransceiver("video", { direction: "recvonly" });
     }
-    // Our offers ask for the others' content; when a peer offers, its own content
-    // section makes the browser add the transceiver.
-    if (offerer) call.contentTransceiver = pc.addTransceiver("video", { direction: "recvonly" });
+    // A subscription adds nothing: the SFU's offer makes the receivers.
+    if (role !== "mesh") trickleFrom(peerId, call);
     pc.addEventListener("track", (event) => {
-      if (calls.get(peerId) !== call) return;
+      if (calls.get(peerId) !== call || !site) return;
       if (isContent(call, event.transceiver)) {
-        attachContent(peerId, call, event.receiver);
+        attachContent(site, call, event.receiver);
         return;
       }
-      const tile = tileFor(members.get(peerId) || { peer_id: peerId, name: peerId });
+      const tile = tileFor(members.get(site) || { peer_id: site, name: site });
       const video = tile.querySelector("video");
       if (!call.stream.getTracks().includes(event.track)) call.stream.addTrack(event.track);
       if (video.srcObject !== call.stream) {
@@ -577,27 +682,98 @@
     });
     pc.addEventListener("connectionstatechange", () => {
       if (calls.get(peerId) !== call) return;
-      updateTile(peerId);
-      // Only the peer whose id sorts first re-offers, so both never offer at once.
-      if (pc.connectionState === "failed" && members.has(peerId) && status.peerId < peerId) {
-        offerTo(peerId);
+      if (site) updateTile(site);
+      if (role === "publish") status.publication = pc.connectionState;
+      if (pc.connectionState !== "failed") return;
+      if (role === "mesh") {
+        // Only the peer whose id sorts first re-offers, so both never offer at once.
+        if (members.has(peerId) && status.peerId < peerId) offerTo(peerId);
+      } else {
+        repairSfu(peerId, call);
       }
     });
+    // A call still not connected at the deadline is made again, as the agents do
+    // (room_agents/calls.py CONNECT_DEADLINE): by us if our offer was never answered
+    // (the peer may never have had it), else by the peer whose id sorts first. With
+    // the SFU: the publication is offered again, a subscription asked for again.
+    const deadline = () => {
+      if (calls.get(peerId) !== call || !["new", "connecting"].includes(pc.connectionState)) return;
+      if (role !== "mesh") {
+        repairSfu(peerId, call);
+        return;
+      }
+      const unanswered = offerer && !pc.remoteDescription;
+      if (members.has(peerId) && (unanswered || status.peerId < peerId)) offerTo(peerId);
+    };
+    call.deadline = setTimeout(deadline, CONNECT_DEADLINE_MS);
+    call.rearm = () => {
+      clearTimeout(call.deadline);
+      call.deadline = setTimeout(deadline, CONNECT_DEADLINE_MS);
+    };
     dropCall(peerId);
     calls.set(peerId, call);
+    if (role === "publish") status.publication = pc.connectionState;
     return call;
+  }
+
+  /** A connection with the SFU that failed or missed its deadline: publish again, or
+      ask the server for a fresh offer of P's publication (which replaces this one). */
+  function repairSfu(peerId, call) {
+    if (status.topology !== "sfu" || finished) return;
+    if (call.role === "publish") {
+      publish();
+    } else if (members.has(call.site)) {
+      send({ type: "subscribe", session_id: ticket.session_id, publisher: call.site, id: `c${nextId++}` });
+      status.sent.subscribe += 1;
+      call.rearm();  // asked again if no fresh offer comes and connects
+    }
+  }
+
+  /** Trickle a connection's candidates to the SFU once its SDP went out: each one the
+      candidate filter allows, then the end of candidates (docs/protocol.md §20). */
+  function trickleFrom(peerId, call) {
+    call.trickle = { sent: false, queue: [] };
+    call.pc.addEventListener("icecandidate", (event) => {
+      const c = event.candidate;
+      const message = { type: "candidate", session_id: ticket.session_id, to: peerId, conn: call.conn };
+      if (c && c.candidate) {
+        if (!candidateAllowed(c.candidate, networks)) {
+          status.removedCandidates += 1;
+          return;
+        }
+        Object.assign(message, { candidate: c.candidate, sdp_mid: c.sdpMid, sdp_mline_index: c.sdpMLineIndex });
+      } else if (c) {
+        return;  // an empty candidate: the end of one section's candidates
+      }
+      if (call.trickle.sent) sendCandidate(peerId, call, message);
+      else call.trickle.queue.push(message);
+    });
+  }
+
+  function sendCandidate(peerId, call, message) {
+    if (calls.get(peerId) !== call) return;
+    send(message);
+    status.sent.candidate += 1;
+  }
+
+  function descriptionSent(peerId, call) {
+    call.trickle.sent = true;
+    for (const message of call.trickle.queue.splice(0)) sendCandidate(peerId, call, message);
   }
 
   function dropCall(peerId) {
     const call = calls.get(peerId);
     if (!call) return;
     calls.delete(peerId);
+    clearTimeout(call.deadline);
     call.pc.close();
-    delete status.peers[peerId];
+    if (call.role === "publish") status.publication = null;
+    if (!call.site) return;
+    delete status.peers[call.site];
     if (call.content) {
-      const tile = contentTile(peerId);
+      const tile = contentTile(call.site);
       if (tile) tile.remove();
-      if (call.content.live) announceContent(peerId, false);
+      if (call.content.live) announceContent(call.site, false);
       layoutContent();
     }
   }
@@ -626,24 +802,51 @@
   }
 
   async function offerTo(peerId) {
+    await checkSettled();
     const call = newCall(peerId, newConn(), true);
     await call.pc.setLocalDescription(await call.pc.createOffer());
-    await gathered(call.pc);
+    // Agents read no `candidate`: they get complete SDPs. The SFU gets ours trickled.
+    if (!call.trickle) await gathered(call.pc);
     if (calls.get(peerId) !== call) return;
     send({ type: "offer", session_id: ticket.session_id, to: peerId, conn: call.conn, sdp: ownSdp(call.pc) });
     status.sent.offer += 1;
+    if (call.trickle) descriptionSent(peerId, call);
+  }
+
+  /** Close every connection of the session and publish to the SFU (a joined of an SFU
+      session, or a move to a higher epoch). */
+  function moveToSfu() {
+    status.topology = "sfu";
+    for (const peerId of [...calls.keys()]) dropCall(peerId);
+    for (const peerId of members.keys()) updateTile(peerId);
+    publish().catch((error) => console.error("telecentre guest:", error));
+  }
+
+  /** Our camera and microphone to `sfu`; nothing while the browser has neither (the
+      check publishes once they open). */
+  async function publish() {
+    await checkSettled();
+    if (status.topology !== "sfu" || finished || status.state !== "joined") return;
+    if (!localStream || !localStream.getTracks().length) return;
+    await offerTo(SFU);
   }
 
   async function onOffer(m) {
     if (!m.from) return;
-    if (!members.has(m.from)) members.set(m.from, { peer_id: m.from, name: m.from });
+    const subscription = m.from.startsWith(SFU_PREFIX);
+    // In an SFU session only the SFU offers; a member's offer is from the mesh it left.
+    if (subscription !== (status.topology === "sfu") || m.from === SFU) return;
+    const site = siteOf(m.from);
+    if (!members.has(site)) members.set(site, { peer_id: site, name: site });
+    if (!subscription) await checkSettled();  // a subscription sends nothing: no camera to wait for
     const call = newCall(m.from, m.conn, false);  // a new offer replaces the older connection
     await call.pc.setRemoteDescription({ type: "offer", sdp: theirSdp(m.sdp) });
     await call.pc.setLocalDescription(await call.pc.createAnswer());
-    await gathered(call.pc);
+    if (!call.trickle) await gathered(call.pc);
     if (calls.get(m.from) !== call) return;
     send({ type: "answer", session_id: ticket.session_id, to: m.from, conn: call.conn, sdp: ownSdp(call.pc) });
     status.sent.answer += 1;
+    if (call.trickle) descriptionSent(m.from, call);
   }
 
   async function onAnswer(m) {
@@ -681,10 +884,12 @@
       live.className = "live-indicator";
       live.innerHTML = '<span class="dot" aria-hidden="true"></span><span class="live-text"></span>';
       tile.append(video, name, live);
-      ui.tiles.insertBefore(tile, $("self-tile"));
+      ui.tiles.append(tile);
+      arrangeTiles();
     }
     const label = peer.centre ? `${peer.name} · ${peer.centre}` : peer.name;
     tile.querySelector(".tile-name").textContent = label;
+    tile.querySelector(".tile-name").title = label;  // cut short in a narrow tile
     tile.querySelector("video").setAttribute("aria-label", label);
     updateTile(peer.peer_id);
     showSessionState();
@@ -694,7 +899,92 @@
   function removeTile(peerId) {
     const tile = ui.tiles.querySelector(`[data-peer="${CSS.escape(peerId)}"]`);
     if (tile) tile.remove();
+    arrangeTiles();
     showSessionState();
+  }
+
+  // --- layout and speaker (the rules: guest_layout.js) ------------------------------------
+
+  const layout = window.telecentreLayout;
+  const TILE_GAP = 16;        // px, the list's gap (guest.css)
+  const STAGE_RESERVE = 200;  // px of the window kept for the call's status and controls
+  const STAGE_MIN = 240;
+  const AUDIO_POLL_MS = 250;
+  let audioTimer = null;
+  let audioPolling = false;
+  let speakers = { speaker: null, sites: {} };
+
+  /** What a tile adds around its picture (padding, border, its name and state). */
+  function tileChrome(tile) {
+    const video = tile && tile.querySelector("video");
+    if (!video || !video.offsetWidth) return { extraW: 18, extraH: 64 };
+    return { extraW: tile.offsetWidth - video.offsetWidth, extraH: tile.offsetHeight - video.offsetHeight };
+  }
+
+  /** Size the tiles by the layout rules for the space the call has now. */
+  function arrangeTiles() {
+    if (ui.call.hidden) return;
+    const width = ui.call.clientWidth;
+    const height = Math.max(STAGE_MIN, window.innerHeight - STAGE_RESERVE);
+    const sites = [...ui.tiles.querySelectorAll("li[data-peer]")];
+    const style = ui.tiles.style;
+    if (ui.tiles.dataset.layout === "content") {
+      const strip = [...ui.tiles.children].filter((tile) => !tile.hidden && !tile.classList.contains("large"));
+      const { extraW, extraH } = tileChrome(strip.find((tile) => tile.dataset.peer));
+      const plan = layout.stripPlan(strip.length, width, height, { gap: TILE_GAP, extraW, extraH });
+      style.setProperty("--tile-width", `${plan.tileWidth + extraW}px`);
+      style.setProperty("--content-height", `${Math.max(STAGE_MIN / 2, plan.contentHeight - extraH)}px`);
+      style.setProperty("--row-width", `${width}px`);
+      ui.tiles.dataset.cols = String(strip.length);
+      ui.tiles.dataset.rows = "1";
+      return;
+    }
+    const { extraW, extraH } = tileChrome(sites[0]);
+    const plan = layout.gridPlan(sites.length, width, height, { gap: TILE_GAP, extraW, extraH });
+    const tileWidth = plan.tileWidth + extraW;
+    style.setProperty("--tile-width", `${tileWidth}px`);
+    // Exactly `cols` tiles to a row; the last row, if shorter, is centred.
+    style.setProperty("--row-width", `${plan.cols * tileWidth + Math.max(0, plan.cols - 1) * TILE_GAP}px`);
+    ui.tiles.dataset.cols = String(plan.cols);
+    ui.tiles.dataset.rows = String(plan.rows);
+  }
+
+  window.addEventListener("resize", arrangeTiles);
+
+  /** Each site's audio level since the last poll (RMS of full scale, from the received
+      audio's energy), fed to the speaker rule; the speaker's tile is marked. */
+  async function pollAudio() {
+    if (audioPolling) return;
+    audioPolling = true;
+    try {
+      const levels = {};
+      for (const [key, call] of calls) {
+        if (!call.site || call.pc.connectionState !== "connected") continue;
+        const receiver = call.pc.getReceivers().find((r) => r.track && r.track.kind === "audio");
+        if (!receiver) continue;
+        let report;
+        try { report = await receiver.getStats(); } catch { continue; }
+        let now = null;
+        report.forEach((s) => {
+          if (s.type === "inbound-rtp" && s.kind === "audio" && typeof s.totalAudioEnergy === "number") {
+            now = { energy: s.totalAudioEnergy, duration: s.totalSamplesDuration || 0 };
+          }
+        });
+        if (!now || calls.get(key) !== call) continue;
+        const before = call.audio;
+        call.audio = now;
+        const heard = before ? now.duration - before.duration : 0;
+        levels[call.site] = heard > 0 ? Math.sqrt(Math.max(0, now.energy - before.energy) / heard) : 0;
+      }
+      speakers = layout.speakerStep(speakers, levels, performance.now());
+      status.speaker = speakers.speaker;
+      for (const tile of ui.tiles.querySelectorAll("li[data-peer]")) {
+        const speaking = String(tile.dataset.peer === speakers.speaker);
+        if (tile.dataset.speaking !== speaking) tile.dataset.speaking = speaking;
+      }
+    } finally {
+      audioPolling = false;
+    }
   }
 
   function updateTile(peerId) {
@@ -714,7 +1004,9 @@
   let statsTimer = null;
 
   async function collectStats() {
-    for (const [peerId, call] of calls) {
+    for (const [key, call] of calls) {
+      const peerId = call.site;  // the figures are the member's, whichever way they come
+      if (!peerId) continue;
       const report = await call.pc.getStats();
       const previous = status.peers[peerId] || { framesDecoded: 0, stalledSince: Date.now() };
       const figures = {
@@ -745,7 +1037,7 @@
       figures.live = figures.connection === "connected" && figures.framesDecoded > 0
         && Date.now() - figures.stalledSince < 3000;
       figures.content = contentFigures(call);
-      if (calls.get(peerId) === call) {
+      if (calls.get(key) === call) {
         status.peers[peerId] = figures;
         updateTile(peerId);
       }
@@ -802,7 +1094,7 @@
       lastFrameAt: 0, live: false,
     };
     for (const event of ["mute", "unmute", "ended"]) {
-      track.addEventListener(event, () => { if (calls.get(peerId) === call) refreshContent(peerId, call); });
+      track.addEventListener(event, () => { if (call.content && call.content.track === track && [...calls.values()].includes(call)) refreshContent(peerId, call); });
     }
     let tile = contentTile(peerId);
     if (!tile) {
@@ -840,7 +1132,8 @@
 
   /** Content frames, read often: the grid must come back soon after the last one. */
   async function pollContent() {
-    for (const [peerId, call] of calls) {
+    for (const [key, call] of calls) {
+      const peerId = call.site;
       const c = call.content;
       if (!c) continue;
       let report;
@@ -855,7 +1148,7 @@
       });
       if (decoded > c.framesDecoded) c.lastFrameAt = performance.now();
       c.framesDecoded = decoded;
-      if (calls.get(peerId) === call) refreshContent(peerId, call);
+      if (calls.get(key) === call) refreshContent(peerId, call);
     }
   }
 
@@ -877,8 +1170,8 @@
 
   /** Content large over a strip of the sites, or the grid when nobody shares. */
   function layoutContent() {
-    const sharing = [...calls].filter(([, call]) => call.content && call.content.live)
-      .map(([peerId]) => peerId)
+    const sharing = [...calls.values()].filter((call) => call.site && call.content && call.content.live)
+      .map((call) => call.site)
       .sort((a, b) => siteName(a).localeCompare(siteName(b)) || (a < b ? -1 : a > b ? 1 : 0));
     const large = sharing[0] || null;
     for (const tile of ui.tiles.querySelectorAll("[data-content-peer]")) {
@@ -896,6 +1189,7 @@
     }
     ui.tiles.dataset.layout = large ? "content" : "grid";
     status.contentShown = large;
+    arrangeTiles();
   }
 
   // --- the controls ---------------------------------------------------------------------

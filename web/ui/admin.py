@@ -7,7 +7,7 @@
   key rotation and panel links (each secret shown once), and a form to add a room.
   - ``POST .../rooms``: add a room (its key is shown once).
   - ``POST .../rooms/{room_id}``: the room's policy (approval, buffer, maximum
-    duration, how far ahead, aliases).
+    duration, how far ahead, aliases, relay only, small uplink).
   - ``POST .../rooms/{room_id}/key``: a new key; the old one stops working.
   - ``POST .../rooms/{room_id}/panel-link``: a new panel URL (shown once).
   - ``POST .../rooms/{room_id}/panel-links/revoke``: every panel URL stops working.
@@ -60,11 +60,13 @@ class RoomRow:
     aliases: tuple[str, ...]
     key_generation: int
     relay_only: bool = False  # ICE policy "relay"
+    small_uplink: bool = False  # its sessions run on the SFU
 
     def form_values(self) -> dict[str, str]:
         return {
             "requires_approval": "1" if self.requires_approval else "",
             "relay_only": "1" if self.relay_only else "",
+            "small_uplink": "1" if self.small_uplink else "",
             "buffer": str(self.buffer_minutes),
             "max_duration": ""
             if self.max_duration_minutes is None
@@ -88,6 +90,7 @@ def room_row(room: Room, online: frozenset[str] | set[str]) -> RoomRow:
         aliases=tuple(json.loads(room.aliases)),
         key_generation=room.key_generation,
         relay_only=room.ice_policy == "relay",
+        small_uplink=room.small_uplink,
     )
 
 
@@ -289,7 +292,10 @@ def _apply_policy(
     except DomainError as exc:
         refused["aliases"] = exc.code
     centre_commands.set_room_policy(
-        s, room_id, ice_policy="relay" if parsed["relay_only"] else "all"
+        s,
+        room_id,
+        ice_policy="relay" if parsed["relay_only"] else "all",
+        small_uplink=parsed["small_uplink"],
     )
     if parsed["max_duration"] is None and "max_duration" not in refused:
         room.max_duration_seconds = None  # an empty field: no limit
@@ -310,6 +316,7 @@ async def set_policy(request: web.Request) -> web.StreamResponse:
     parsed = {
         "requires_approval": values.get("requires_approval") == "1",
         "relay_only": values.get("relay_only") == "1",
+        "small_uplink": values.get("small_uplink") == "1",
         "buffer": None if buffer is None else buffer * 60,
         "max_duration": None if max_duration is None else max_duration * 60,
         "max_advance": max_advance,

@@ -82,6 +82,7 @@ async def dashboard_state(request: web.Request, user: Principal) -> DashboardSta
         kept=kept,
         owners=owners,
         reminders=reminders,
+        sfu=services.live.sfu,
     )
 
 

@@ -9,7 +9,7 @@ live reports and the kept summaries).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from babel.numbers import format_decimal
@@ -18,6 +18,7 @@ from orchestrator.lifecycle import TERMINAL_STATES
 from orchestrator.people.accounts import Principal
 from orchestrator.reports.network import SessionRow, SiteRow
 from orchestrator.sessions.history import KeptMedia
+from signalling.ports import SessionTopology
 from web.live_media import LiveMedia
 from web.ui.i18n import Formatter, with_colon
 from web.ui.media_labels import kept_labels, number
@@ -98,6 +99,8 @@ class ViewContext:
     kept: Mapping[tuple[str, str], KeptMedia]
     owners: Mapping[str, str]
     """Booking owner id -> name (the organiser shown)."""
+    sfu: Mapping[str, SessionTopology] = field(default_factory=dict)
+    """Sessions on an SFU: where each runs (``LiveView.sfu``)."""
 
     def time(self, value: datetime | None, zone: str, fmt: str = "medium") -> str:
         return self.fmt.time(value, zone, fmt)

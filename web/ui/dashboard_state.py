@@ -32,6 +32,7 @@ from orchestrator.people.access import can_see_booking
 from orchestrator.people.accounts import Principal
 from orchestrator.reports.network import UNDER_WAY, NetworkSnapshot, SessionRow
 from orchestrator.sessions.history import KeptMedia
+from signalling.ports import SessionTopology
 from web.live_media import LiveMedia
 from web.ui.dashboard_sites import SiteView, ViewContext, iso, site_view
 from web.ui.i18n import Formatter, with_colon
@@ -109,6 +110,9 @@ class SessionView:
     when_label: str
     connect_mode: str
     connect_mode_label: str
+    media_path: str
+    """How the session's media flows when it runs on an SFU: which Janus, and the
+    latest move ("" for a mesh)."""
     sites: tuple[SiteView, ...]
     announce: str
 
@@ -250,9 +254,28 @@ def _session(session: SessionRow, ctx: ViewContext, viewer: str, reminder: bool)
         when_label=when,
         connect_mode=session.connect_mode,
         connect_mode_label=_connect_mode_labels(_).get(session.connect_mode, session.connect_mode),
+        media_path=media_path(ctx.sfu.get(session.id), viewer, ctx) if under_way(session) else "",
         sites=() if reminder else tuple(site_view(session, s, ctx, visible) for s in session.sites),
         announce=f"{with_colon(_, title)} {badge.label}",
     )
+
+
+def under_way(session: SessionRow) -> bool:
+    return session.state in UNDER_WAY
+
+
+def media_path(placed: SessionTopology | None, zone: str, ctx: ViewContext) -> str:
+    """ "SFU: <janus>", with "moved from <old> at <time>" after a Janus died."""
+    _ = ctx._
+    if placed is None:
+        return ""
+    if placed.previous is not None and placed.reason == "janus-down":
+        return _("SFU: %(server)s (moved from %(previous)s at %(time)s)") % {
+            "server": placed.server,
+            "previous": placed.previous,
+            "time": ctx.time(datetime.fromtimestamp(placed.at, UTC), zone, "medium"),
+        }
+    return _("SFU: %(server)s") % {"server": placed.server}
 
 
 def _room_activity(
@@ -302,6 +325,7 @@ def build_state(
     kept: Mapping[tuple[str, str], KeptMedia] | None = None,
     owners: Mapping[str, str] | None = None,
     reminders: frozenset[str] = frozenset(),
+    sfu: Mapping[str, SessionTopology] | None = None,
 ) -> DashboardState:
     """``kept``: each site's kept media ((session id, room id) -> figures);
     ``owners``: booking owner id -> name; ``reminders``: the sessions that are
@@ -321,6 +345,7 @@ def build_state(
         media=media,
         kept=kept or {},
         owners=owners or {},
+        sfu=sfu or {},
     )
     zone = viewer_zone(user, zones)
     pairs = [(s, _session(s, ctx, zone, s.id in reminders)) for s in snapshot.sessions]

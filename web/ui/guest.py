@@ -166,6 +166,13 @@ async def join_page(request: web.Request) -> web.StreamResponse:
             "start": access.start.timestamp(),
             "end": access.end.timestamp(),
             "sites": [{"peer_id": s.peer_id, "name": s.room, "centre": s.centre} for s in sites],
+            "camera": dict(
+                zip(
+                    ("width", "height", "fps"),
+                    request.app[SERVICES].settings.guest_camera(),
+                    strict=True,
+                )
+            ),
         },
     )
     response.headers.update(PRIVATE_HEADERS)
