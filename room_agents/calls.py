@@ -75,6 +75,7 @@ from aiortc.sdp import candidate_from_sdp
 from common.peers import SFU_PEER, sfu_peer_id, sfu_publisher
 from common.tasks import TaskSet
 from room_agents.content import ContentShare
+from room_agents.early_reports import install_early_reports
 from room_agents.ice import filter_sdp, rtc_configuration
 from room_agents.ice_pacing import install_check_pacing
 from room_agents.ice_relay_pairs import install_relay_pair_rule
@@ -198,13 +199,15 @@ def install_narrow_link_patches() -> None:
     """What keeps video moving on a link that narrows (docs/architecture.md, "Narrow
     links"): a hole in received video is given up after a deadline for the next
     keyframe, VP8 follows the estimate in steps with a cap per picture size, video
-    leaves paced, and the receiver's estimate climbs back fast to what the link carried.
+    leaves paced, the receiver's estimate climbs back fast to what the link carried,
+    and a video receiver that is losing packets reports it at once.
     Whole process, idempotent; bench/network's ``--product`` peers install it too."""
     install_marker_release()
     install_hole_deadline()
     install_stepped_vp8()
     install_video_pacing()
     install_rate_recall()
+    install_early_reports()
 
 
 def received_packets(pc: RTCPeerConnection) -> int:

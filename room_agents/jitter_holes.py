@@ -9,9 +9,10 @@ whose references were gone, and showed garbage until a keyframe.
 
 ``HoleDeadlineJitterBuffer`` bounds that wait. Once the buffer has been blocked by a
 hole (packets arrived past a missing one) for ``HOLE_DEADLINE_S`` (a few round trips of
-a long-haul link: NACK has had its chance), it drops the hole and everything that
-depends on it: if a keyframe has already arrived behind the hole, it moves on to it;
-otherwise it empties itself, asks for a keyframe (PLI) and drops every packet until a
+a long-haul link: NACK has had its chance), or as soon as a keyframe starts behind the
+hole (nothing before a keyframe is needed to decode what follows), it drops the hole
+and everything that depends on it: if a keyframe has arrived behind the hole, it moves
+on to it; otherwise it empties itself, asks for a keyframe (PLI) and drops every packet until a
 keyframe starts, asking again every ``PLI_REPEAT_S``. Nothing that references a lost
 frame reaches the decoder. A stream whose keyframes it cannot recognise (not VP8, or
 keyframes that keep being lost) is given back to aiortc's rule after
@@ -50,7 +51,7 @@ from room_agents.jitter import MarkerJitterBuffer, receivers_buffer
 log = logging.getLogger(__name__)
 
 HOLE_DEADLINE_S: Final = 0.3  # about three round trips of a 40 ms link: NACK had its go
-PLI_REPEAT_S: Final = 0.8  # a PLI or its keyframe may be lost too: ask again
+PLI_REPEAT_S: Final = 0.5  # a PLI or its keyframe may be lost too: ask again
 KEYFRAME_WAIT_LIMIT_S: Final = 3.0  # then aiortc's own rule (no recognisable keyframe)
 AUDIO_HOLE_DEADLINE_S: Final = 0.06  # three Opus frames: reordering, not a repair
 VP8_KEY_START_CODE: Final = b"\x9d\x01\x2a"
@@ -94,6 +95,7 @@ class HoleDeadlineJitterBuffer(MarkerJitterBuffer):
         self._highest: int | None = None
         self._blocked_since: float | None = None
         self._awaiting_keyframe_since: float | None = None
+        self._cleared_at: int | None = None  # the highest sequence number dropped
         self._last_pli = float("-inf")
         self.skips = 0  # holes given up (each a glitch instead of a freeze)
 
@@ -106,7 +108,7 @@ class HoleDeadlineJitterBuffer(MarkerJitterBuffer):
             return self._add_audio(packet)
         now = self._clock()
         if self._awaiting_keyframe_since is not None:
-            if is_vp8_keyframe_start(packet.payload):
+            if self._newer_than_cleared(packet) and is_vp8_keyframe_start(packet.payload):
                 self._awaiting_keyframe_since = None
             elif now - self._awaiting_keyframe_since > KEYFRAME_WAIT_LIMIT_S:
                 log.info("no keyframe within %.1f s of a skipped hole", KEYFRAME_WAIT_LIMIT_S)
@@ -123,9 +125,19 @@ class HoleDeadlineJitterBuffer(MarkerJitterBuffer):
             return pli_flag, frame
         if self._blocked_since is None:
             self._blocked_since = now
-        if now - self._blocked_since < self._hole_deadline_s:
+        if now - self._blocked_since < self._hole_deadline_s and not self._keyframe_past_hole(
+            packet
+        ):
             return pli_flag, None
         return self._skip(now) or pli_flag, self._after_skip()
+
+    def _keyframe_past_hole(self, packet: RtpPacket) -> bool:
+        """``packet`` starts a keyframe behind the hole: nothing before it is needed."""
+        hole = self._first_missing()
+        if hole is None or self._origin is None:
+            return False
+        offset = uint16_add(packet.sequence_number, -self._origin)
+        return offset > hole and is_vp8_keyframe_start(packet.payload)
 
     def _add_audio(self, packet: RtpPacket) -> tuple[bool, JitterFrame | None]:
         """aiortc's rule, but a hole older than AUDIO_HOLE_DEADLINE_S is passed over."""
@@ -186,9 +198,15 @@ class HoleDeadlineJitterBuffer(MarkerJitterBuffer):
             ):
                 self.remove(count)  # the keyframe is now the origin
                 return False
+        self._cleared_at = self._highest
         self._clear()
         self._awaiting_keyframe_since = now
         return self._pli_due(now)
+
+    def _newer_than_cleared(self, packet: RtpPacket) -> bool:
+        """Sent after what the buffer dropped: a late or resent start of an older
+        keyframe would set the buffer back before a hole it already gave up."""
+        return self._cleared_at is None or uint16_gt(packet.sequence_number, self._cleared_at)
 
     def _after_skip(self) -> JitterFrame | None:
         return None if self.awaiting_keyframe else self._marked_frame()

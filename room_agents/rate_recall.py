@@ -14,8 +14,15 @@ been quiet longer (a link that widened, or a call's start). An overuse still cut
 0.85 of the measured throughput, and the estimate still cannot exceed 1.5 times what
 arrives (so the sender's rate leads the climb, a step at a time: room_agents.vp8_rate).
 
-A cut is taken from the most that arrived over the last ``CUT_MEMORY_S`` rather than
-from the last second alone. On these loaded cores a receiver whose process is starved
+Heavy loss is a cut too (``note_heavy_loss``, from room_agents.early_reports), taken from
+what arrives then alone. When a link narrowed from 3 to 0.6 Mbit/s the queue it built
+was too short for the delay detector to see more than once, so the estimate stayed
+near 1.8 Mbit/s; the sender's loss cut held the rate down, but when it lifted after
+2 s of clean reports the encoder jumped back to that stale estimate and flooded the
+link again (a second freeze, 4 s after the narrowing, in a lab run).
+
+An overuse's cut is taken from the most that arrived over the last ``CUT_MEMORY_S``
+rather than from the last second alone. On these loaded cores a receiver whose process is starved
 reads its own late packets as a queue: it signalled overuse again and again while the
 throughput it measured fell with its stalls, and aiortc's cuts (0.85 of that) took a
 wide link's estimate from 3.2 to 0.15 Mbit/s in 15 s. A link that really narrows loses
@@ -68,6 +75,13 @@ class RecallingRateControl(AimdRateControl):
         super().__init__()
         self._overused_at_ms: int | None = None
         self._throughputs: list[tuple[int, int]] = []
+        self._heavy_loss = False
+
+    def note_heavy_loss(self) -> None:
+        """The receiver lost many packets since its last report (room_agents.
+        early_reports): the next update cuts as an overuse does, from what arrives then
+        alone (a link that drops packets has narrowed; no queue need be seen)."""
+        self._heavy_loss = True
 
     def update(
         self, bandwidth_usage: BandwidthUsage, estimated_throughput: int | None, now_ms: int
@@ -77,7 +91,11 @@ class RecallingRateControl(AimdRateControl):
         ]
         if estimated_throughput is not None:
             self._throughputs.append((now_ms, estimated_throughput))
-        if bandwidth_usage == BandwidthUsage.OVERUSING:
+        if self._heavy_loss and estimated_throughput is not None:
+            self._heavy_loss = False
+            self._overused_at_ms = now_ms
+            bandwidth_usage = BandwidthUsage.OVERUSING
+        elif bandwidth_usage == BandwidthUsage.OVERUSING:
             self._overused_at_ms = now_ms
             estimated_throughput = cut_basis(self._throughputs, now_ms, estimated_throughput)
         self.near_max = False  # never the additive near-max step

@@ -11,9 +11,13 @@ RTP packets (media and RTX) leave no faster than ``PACE_FACTOR`` times the encod
 rate, with ``BURST_S`` of burst; RTCP and audio are never delayed (audio first).
 A retransmission is dropped when the same packet was resent less than
 ``RTX_REPEAT_S`` ago (aiortc's receiver repeats its whole missing list with every new
-loss) or when the pacer is already ``RTX_BACKLOG_S`` behind (a late repair is worth less
+loss), when the pacer is already ``RTX_BACKLOG_S`` behind (a late repair is worth less
 than the frames after it; the receiver gives a hole up after
-room_agents.jitter_holes.HOLE_DEADLINE_S).
+room_agents.jitter_holes.HOLE_DEADLINE_S), or when the peer's last receiver report lost
+more than ``RTX_STOP_LOSS``: on a link that just narrowed, the
+resends of the NACK lists (tens of packets) kept the pacer behind, and each frame and
+each keyframe a PLI asked for waited 0.2-0.4 s behind them (a lab run's picture froze
+2-3 s); the encoder's cut and the receiver's skip to the next keyframe repair faster.
 
 A call's first second leaves at ``STARTUP_RATE_BPS`` at least: the encoder's rate then
 is aiortc's starting guess (500 kbit/s), not anything learnt about the link, and pacing
@@ -59,6 +63,10 @@ STARTUP_S: Final = 1.0  # from a sender's first packet: the first keyframe's tim
 STARTUP_RATE_BPS: Final = 50_000_000  # as good as unpaced
 RTX_REPEAT_S: Final = 0.15
 RTX_BACKLOG_S: Final = 0.2
+# A narrowing link loses 60-90 %; a narrow link's probing, 10-30 % now and then, and
+# its holes are still worth repairing (stopped from 10 %, a hole that came just after
+# such a report went unrepaired for a second: two keyframe waits in a row, a freeze).
+RTX_STOP_LOSS: Final = 0.3
 _ENCODER: Final = "_RTCRtpSender__encoder"
 _EXTENSIONS: Final = "_RTCRtpSender__rtp_header_extensions_map"
 _TRANSPORT: Final = "transport"
@@ -71,6 +79,13 @@ def pace_rate_bps(encoder_bps: int | None, age_s: float) -> float:
         encoder_bps if encoder_bps is not None and encoder_bps > 0 else DEFAULT_RATE_BPS
     )
     return max(rate, STARTUP_RATE_BPS) if age_s < STARTUP_S else rate
+
+
+def congested(sender: RTCRtpSender) -> bool:
+    """The peer's last report lost more than RTX_STOP_LOSS: the link is full, and a
+    repair would only take the place of the next keyframe."""
+    loss = getattr(getattr(sender, _ENCODER, None), "last_loss", None)
+    return isinstance(loss, float) and loss > RTX_STOP_LOSS
 
 
 class Pacer:
@@ -96,8 +111,8 @@ class RtxFilter:
     def __init__(self) -> None:
         self._sent: dict[int, float] = {}
 
-    def allow(self, sequence: int, now: float, backlog_s: float) -> bool:
-        if backlog_s > RTX_BACKLOG_S:
+    def allow(self, sequence: int, now: float, backlog_s: float, congested: bool = False) -> bool:
+        if congested or backlog_s > RTX_BACKLOG_S:
             return False
         last = self._sent.get(sequence)
         if last is not None and now - last < RTX_REPEAT_S:
@@ -119,7 +134,6 @@ class PacedTransport:
         self._pacer = Pacer()
         self._first_sent: float | None = None  # the first paced packet's time
         self._rtx = RtxFilter()
-        self._lock = asyncio.Lock()
         # Retransmissions under way; each ends within about RTX_BACKLOG_S (the pacer
         # takes none when it is further behind), so the proxy needs no close.
         self._resends = TaskSet()
@@ -144,7 +158,7 @@ class PacedTransport:
             if len(packet.payload) >= 2:
                 original = unpack_from("!H", packet.payload)[0]
                 now = self._now()
-                if not self._rtx.allow(original, now, self._pacer.backlog(now)):
+                if not self._rtx.allow(original, now, self._pacer.backlog(now), congested(sender)):
                     self.rtx_dropped += 1
                     return
             # aiortc resends from its RTCP handler, which also carries the PLIs and
@@ -158,12 +172,16 @@ class PacedTransport:
             await self._paced(sender, data)
 
     async def _paced(self, sender: RTCRtpSender, data: bytes) -> None:
-        async with self._lock:
-            now = self._now()
-            wait = self._pacer.wait(len(data), self._rate_bps(sender, now), now)
-            if wait > 0:
-                await asyncio.sleep(wait)
-            await self.inner._send_rtp(data)
+        # The packet's departure is booked now, so the backlog the retransmission
+        # filter reads counts every packet handed over, resends still waiting included
+        # (booked when they left the lock they queued on, hundreds of NACKed packets
+        # once stood in front of the next frame on a narrowing link). Departures are
+        # increasing, so packets still leave in the order they came.
+        now = self._now()
+        wait = self._pacer.wait(len(data), self._rate_bps(sender, now), now)
+        if wait > 0:
+            await asyncio.sleep(wait)
+        await self.inner._send_rtp(data)
 
 
 class _PacedTransportProperty:

@@ -27,7 +27,12 @@ what arrived, ``(1 - loss)`` of what it runs at, at once (webrtc.org's ``1 - los
 took three reports, 3.6 s, to come under a link narrowed from 3 to 0.6 Mbit/s); the
 cut is lifted after ``LOSS_CLEAR_S`` of reports under ``LOSS_HIGH``, and the REMB rules
 again. (Lifting it only under 2 % kept it for good on a link with 1 % random loss: at
-400 kbit/s a report covers some 40 packets, and one lost is 2.5 %.)
+400 kbit/s a report covers some 40 packets, and one lost is 2.5 %.) "What it runs at"
+is the highest rate the encoder ran at over the report's span (``highest_since``, from
+``REPORT_SLACK_S`` before the previous report): a report that arrives just after a cut
+still counts packets sent at the old rate, and cutting the new rate by that loss again
+took a stream from 2 Mbit/s to the lowest rung in half a second. Receivers that lose
+heavily report at once (room_agents.early_reports), some 0.25 s apart.
 
 ``install_stepped_vp8`` makes aiortc's ``get_encoder`` build this class for VP8 and
 feeds the senders' receiver reports to it (room agents' calls install it;
@@ -67,6 +72,10 @@ CAPS: Final = ((320 * 180, 640_000), (640 * 360, 2_000_000), (1280 * 720, 4_000_
 CAP_ABOVE: Final = 5_000_000
 LOSS_HIGH: Final = 0.10
 LOSS_CLEAR_S: Final = 2.0
+# A report counts the packets that reached the peer since its last one: sent up to a
+# queue and a one-way trip before the report arrives.
+REPORT_SLACK_S: Final = 0.25
+FIRST_SPAN_S: Final = 1.5  # aiortc's longest interval between reports
 _GET_ENCODER_NAME: Final = "Vp8Encoder"
 _RTCP: Final = "_handle_rtcp_packet"
 _ENCODER: Final = "_RTCRtpSender__encoder"
@@ -103,16 +112,36 @@ def next_rate(running: int, estimate: int, cap: int, since_step_s: float) -> int
     return running
 
 
-def loss_cap(cap: int | None, running: int, loss: float, low_since_s: float | None) -> int | None:
+def loss_cap(cap: int | None, sent: int, loss: float, low_since_s: float | None) -> int | None:
     """The loss-based ceiling after a receiver report (None: no ceiling); ``loss`` is
-    the fraction lost since the last report, ``low_since_s`` how long reports have
-    been under LOSS_HIGH (None when this one is not)."""
+    the fraction lost since the last report, ``sent`` the highest rate the encoder ran
+    at over that span, ``low_since_s`` how long reports have been under LOSS_HIGH
+    (None when this one is not)."""
     if loss > LOSS_HIGH:
-        cut = int(running * (1 - loss))
+        cut = int(sent * (1 - loss))
         return cut if cap is None else min(cap, cut)
     if low_since_s is not None and low_since_s >= LOSS_CLEAR_S:
         return None
     return cap
+
+
+def highest_since(steps: list[tuple[float, int]], since: float) -> int:
+    """The highest rate in effect from ``since`` on; ``steps``: (time, rate) in time
+    order, each rate in effect until the next step (the first one from the start)."""
+    in_effect = steps[0][1]
+    later = []
+    for at, rate in steps:
+        if at <= since:
+            in_effect = rate
+        else:
+            later.append(rate)
+    return max([in_effect, *later])
+
+
+def steps_from(steps: list[tuple[float, int]], since: float) -> list[tuple[float, int]]:
+    """``steps`` without those over before ``since`` (the one in effect then stays)."""
+    over = [index for index, (at, _) in enumerate(steps) if at <= since]
+    return steps[over[-1] :] if over else steps
 
 
 class SteppedVp8Encoder(Vp8Encoder):
@@ -130,6 +159,8 @@ class SteppedVp8Encoder(Vp8Encoder):
         self.loss_cap_bps: int | None = None
         self.last_loss: float | None = None
         self._low_loss_since: float | None = None
+        self._rate_history: list[tuple[float, int]] = [(self._stepped_at, self.running_bps)]
+        self._reported_at: float | None = None  # when the last report arrived
 
     def on_loss(self, loss: float) -> None:
         """A receiver report's fraction lost (0-1)."""
@@ -140,7 +171,12 @@ class SteppedVp8Encoder(Vp8Encoder):
         elif self._low_loss_since is None:
             self._low_loss_since = now
         low_for = None if self._low_loss_since is None else now - self._low_loss_since
-        self.loss_cap_bps = loss_cap(self.loss_cap_bps, self.running_bps, loss, low_for)
+        previous = now - FIRST_SPAN_S if self._reported_at is None else self._reported_at
+        since = previous - REPORT_SLACK_S
+        self._reported_at = now
+        self._rate_history = steps_from(self._rate_history, since)
+        sent = highest_since(self._rate_history, since)
+        self.loss_cap_bps = loss_cap(self.loss_cap_bps, sent, loss, low_for)
 
     @property
     def target_bitrate(self) -> int:
@@ -161,6 +197,7 @@ class SteppedVp8Encoder(Vp8Encoder):
         if rate != self.running_bps:
             log.debug("VP8 rate %d -> %d bit/s", self.running_bps, rate)
             self.running_bps, self._stepped_at = rate, now
+            self._rate_history.append((now, rate))
             self.steps += 1
             self.codec = None
         if self.codec is not None and (

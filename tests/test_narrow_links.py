@@ -27,6 +27,7 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import HeaderExtensionsMap, RtpPacket
 
 from room_agents import calls as calls_module
+from room_agents.early_reports import early_reports_installed
 from room_agents.jitter import MarkerJitterBuffer, receivers_buffer
 from room_agents.jitter_holes import (
     AUDIO_HOLE_DEADLINE_S,
@@ -58,6 +59,7 @@ from room_agents.rtp_pacing import (
     PacedTransport,
     Pacer,
     RtxFilter,
+    congested,
     install_video_pacing,
     pace_rate_bps,
     uninstall_video_pacing,
@@ -66,9 +68,11 @@ from room_agents.rtp_pacing import (
 from room_agents.vp8_rate import (
     LOSS_CLEAR_S,
     MAX_INTRA_PCT,
+    REPORT_SLACK_S,
     RUNGS,
     UP_HOLD_S,
     SteppedVp8Encoder,
+    highest_since,
     install_stepped_vp8,
     loss_cap,
     next_rate,
@@ -138,17 +142,57 @@ def test_a_hole_blocks_only_until_the_deadline_then_a_pli_and_packets_wait_for_a
     assert buffer.add(vp8(18, 900))[1] is not None
 
 
-def test_a_keyframe_already_behind_the_hole_is_where_the_buffer_moves_on() -> None:
+def test_a_keyframe_behind_the_hole_is_where_the_buffer_moves_on_at_once() -> None:
     clock = FakeClock()
     buffer = HoleDeadlineJitterBuffer(512, is_video=True, clock=clock)
     buffer.add(vp8(1, 100, key=True))
     assert buffer.add(vp8(3, 300)) == (False, None)  # 2 lost
-    assert buffer.add(vp8(4, 400, key=True)) == (False, None)
-    clock.now += HOLE_DEADLINE_S + 0.01
-    pli, frame = buffer.add(vp8(5, 500))
+    # A keyframe starts behind the hole: no need to wait out the deadline for 2.
+    pli, frame = buffer.add(vp8(4, 400, key=True))
     assert not pli and frame is not None and frame.timestamp == 400
-    assert not buffer.awaiting_keyframe
-    assert buffer.add(vp8(6, 600))[1] is not None
+    assert not buffer.awaiting_keyframe and buffer.skips == 1
+    assert buffer.add(vp8(5, 500))[1] is not None
+
+
+def test_a_keyframe_in_pieces_behind_the_hole_is_taken_when_its_last_piece_arrives() -> None:
+    clock = FakeClock()
+    buffer = HoleDeadlineJitterBuffer(512, is_video=True, clock=clock)
+    buffer.add(vp8(1, 100, key=True))
+    assert buffer.add(vp8(3, 300)) == (False, None)  # 2 lost
+    assert buffer.add(vp8(4, 400, key=True, marker=False)) == (False, None)
+    assert buffer.add(vp8(5, 400, start=False, marker=False)) == (False, None)
+    _, frame = buffer.add(vp8(6, 400, start=False))
+    assert frame is not None and frame.timestamp == 400 and buffer.skips == 1
+
+
+def test_a_keyframe_whose_own_tail_is_missing_is_not_skipped_over() -> None:
+    clock = FakeClock()
+    buffer = HoleDeadlineJitterBuffer(512, is_video=True, clock=clock)
+    buffer.add(vp8(1, 100, key=True))
+    # 4 (the middle of the keyframe 3-5) is missing; its start arrives late, before the
+    # hole: the keyframe is still wanted, and NACK has its chance.
+    assert buffer.add(vp8(5, 300, start=False)) == (False, None)
+    _, frame = buffer.add(vp8(2, 200))
+    assert frame is not None and frame.timestamp == 200
+    assert buffer.add(vp8(3, 300, key=True, marker=False)) == (False, None)
+    assert buffer.skips == 0 and not buffer.awaiting_keyframe
+    _, frame = buffer.add(vp8(4, 300, start=False, marker=False))  # the retransmission
+    assert frame is not None and frame.timestamp == 300 and buffer.skips == 0
+
+
+def test_an_older_keyframe_s_start_arriving_late_does_not_end_the_wait() -> None:
+    clock = FakeClock()
+    buffer = HoleDeadlineJitterBuffer(512, is_video=True, clock=clock)
+    buffer.add(vp8(10, 100, key=True, marker=False))  # 11, the keyframe's end, is lost
+    buffer.add(vp8(12, 200))
+    clock.now += HOLE_DEADLINE_S + 0.01
+    pli, _ = buffer.add(vp8(13, 300))
+    assert pli and buffer.awaiting_keyframe
+    # A resend of that keyframe's start (NACKed, or late) is older than what was dropped.
+    assert buffer.add(vp8(10, 100, key=True, marker=False)) == (False, None)
+    assert buffer.awaiting_keyframe
+    _, frame = buffer.add(vp8(14, 400, key=True))
+    assert frame is not None and frame.timestamp == 400 and not buffer.awaiting_keyframe
 
 
 def test_a_hole_filled_before_the_deadline_is_no_skip() -> None:
@@ -257,6 +301,40 @@ def test_heavy_loss_cuts_the_rate_at_once_and_the_cut_lifts_after_a_clean_spell(
     assert encoder.loss_cap_bps is None
 
 
+def test_the_rate_a_report_speaks_of_is_the_highest_run_over_its_span() -> None:
+    steps = [(0.0, 500_000), (1.0, 2_000_000), (3.0, 400_000)]
+    assert highest_since(steps, 0.5) == 2_000_000
+    assert highest_since(steps, 2.0) == 2_000_000  # 2 Mbit/s until 3 s
+    assert highest_since(steps, 3.0) == 400_000
+    assert highest_since(steps, 9.0) == 400_000
+
+
+def test_a_report_that_still_counts_the_old_rate_does_not_cut_twice() -> None:
+    clock = FakeClock()
+    encoder = SteppedVp8Encoder(clock)
+    encoder.target_bitrate = 2_000_000
+    clock.now += UP_HOLD_S
+    encoder.encode(frame(0))
+    assert encoder.target_bitrate == 2_000_000
+    clock.now += 1.0
+    encoder.on_loss(0.0)
+    # The link narrows: three quarters lost, the cut takes what arrived.
+    clock.now += 0.3
+    encoder.on_loss(0.75)
+    assert encoder.loss_cap_bps == 500_000
+    clock.now += 0.03
+    encoder.encode(frame(1))
+    assert encoder.target_bitrate == 500_000
+    # The next report's span began before the cut: the same loss, of the same 2 Mbit/s.
+    clock.now += 0.3
+    encoder.on_loss(0.75)
+    assert encoder.loss_cap_bps == 500_000
+    # Still losing half, at 500 kbit/s all through the span: cut again.
+    clock.now += REPORT_SLACK_S + 0.05
+    encoder.on_loss(0.5)
+    assert encoder.loss_cap_bps == 250_000
+
+
 def frame(index: int) -> av.VideoFrame:
     rng = np.random.default_rng(index)
     image = (rng.integers(0, 64, (360, 640, 3), dtype=np.uint8) + (index * 3) % 64).astype(np.uint8)
@@ -316,6 +394,14 @@ def test_retransmissions_are_not_repeated_within_the_window_nor_sent_when_behind
     assert not rtx.allow(7, RTX_REPEAT_S / 2, 0.0)
     assert rtx.allow(7, RTX_REPEAT_S + 0.01, 0.0)
     assert not rtx.allow(8, 1.0, RTX_BACKLOG_S + 0.01)
+    # The peer's last report says the link is full: no repairs at all.
+    assert not rtx.allow(9, 2.0, 0.0, congested=True)
+    sender = FakeSender()
+    assert not congested(sender)  # type: ignore[arg-type]
+    sender._RTCRtpSender__encoder.last_loss = 0.5
+    assert congested(sender)  # type: ignore[arg-type]
+    sender._RTCRtpSender__encoder.last_loss = 0.02
+    assert not congested(sender)  # type: ignore[arg-type]
 
 
 class FakeDtls:
@@ -371,6 +457,23 @@ async def test_a_paced_transport_spreads_a_keyframe_and_passes_everything_else_t
     assert [RtpPacket.parse(d).sequence_number for _, d in inner.sent] == list(range(20))
 
 
+async def test_packets_waiting_to_leave_count_in_the_backlog_that_stops_repairs() -> None:
+    loop = asyncio.get_running_loop()
+    inner, sender = FakeDtls(), FakeSender()
+    paced = PacedTransport(inner, sender, lambda: loop.time() + STARTUP_S + 1.0)  # type: ignore[arg-type]
+    paced._first_sent = loop.time()  # past the call's first second
+    packets = _video_packets(0, 20)  # 20 x 1.2 KB at 500 kbit/s: 0.39 s
+    waiting = [asyncio.ensure_future(paced._send_rtp(p)) for p in packets]
+    await asyncio.sleep(0)  # each has booked its departure; one or two have left
+    resend = RtpPacket(payload_type=97, sequence_number=1, timestamp=1)
+    resend.ssrc = sender._rtx_ssrc
+    resend.payload = (5).to_bytes(2, "big") + bytes(1200)
+    await paced._send_rtp(resend.serialize(HeaderExtensionsMap()))
+    assert paced.rtx_dropped == 1
+    await asyncio.gather(*waiting)
+    assert [RtpPacket.parse(d).sequence_number for _, d in inner.sent] == list(range(20))
+
+
 def test_video_pacing_installs_on_the_sender_s_transport_property_and_back() -> None:
     was = video_pacing_installed()
     try:
@@ -407,6 +510,18 @@ def test_a_cut_is_taken_from_the_recent_most_that_arrived() -> None:
             control.update(BandwidthUsage.OVERUSING, seen, 1_000 + step * 300)
         results[cls] = control.current_bitrate
     assert results[RecallingRateControl] == 0.85 * 2_000_000 > 3 * results[AimdRateControl]
+
+
+def test_heavy_loss_cuts_the_estimate_to_what_arrives_at_the_next_update() -> None:
+    control = RecallingRateControl()
+    control.set_estimate(1_800_000, 0)
+    control.update(BandwidthUsage.NORMAL, 2_000_000, 500)
+    # The link narrowed: no queue seen (NORMAL), but the receiver's report lost 70 %.
+    control.note_heavy_loss()
+    assert control.update(BandwidthUsage.NORMAL, 600_000, 1_000) == 0.85 * 600_000
+    # Once: the next updates climb again, gently (the loss counts as an overuse).
+    after = control.update(BandwidthUsage.NORMAL, 600_000, 1_500)
+    assert after is not None and 0.85 * 600_000 <= after <= 0.85 * 600_000 * AIORTC_GAIN_PER_S
 
 
 def climb(control: AimdRateControl, start_ms: int, seconds: int) -> int:
@@ -446,3 +561,4 @@ def test_the_calls_install_every_narrow_link_patch() -> None:
     calls_module.install_narrow_link_patches()
     assert receivers_buffer() is HoleDeadlineJitterBuffer
     assert stepped_vp8_installed() and video_pacing_installed() and rate_recall_installed()
+    assert early_reports_installed()
