@@ -15,14 +15,13 @@ now (RFC 4585's early feedback, in spirit), at most one every ``EARLY_MIN_S``; a
 is sent again while the loss lasts, so one of them gets through. Otherwise reports
 keep aiortc's random interval. A report that tells of such a loss also lowers the
 receiver's own estimate to what arrives (room_agents.rate_recall's
-``note_heavy_loss``), so its next REMB says the same as the report. Audio receivers keep aiortc's loop (nothing adapts to
-their reports).
+``note_heavy_loss``), so its next REMB says the same as the report. Audio receivers
+keep aiortc's loop (nothing adapts to their reports).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
@@ -149,7 +148,9 @@ class _EarlyReportingLoop:
             await self.original(receiver)
             return
         _private(receiver, "__rtcp_started").set()
-        with contextlib.suppress(asyncio.CancelledError):
+        # aiortc's stop() cancels the loop and waits for __rtcp_exited: it is set
+        # whatever ends the loop.
+        try:
             last_sent = time.monotonic()
             next_regular = last_sent + regular_interval()
             while True:
@@ -167,7 +168,10 @@ class _EarlyReportingLoop:
                         log.debug("early receiver report: %s", packet.reports)
                     await receiver._send_rtcp(packet)
                 last_sent, next_regular = now, now + regular_interval()
-        _private(receiver, "__rtcp_exited").set()
+        except asyncio.CancelledError:
+            pass
+        finally:
+            _private(receiver, "__rtcp_exited").set()
 
 
 def early_reports_installed() -> bool:

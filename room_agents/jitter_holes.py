@@ -12,11 +12,11 @@ hole (packets arrived past a missing one) for ``HOLE_DEADLINE_S`` (a few round t
 a long-haul link: NACK has had its chance), or as soon as a keyframe starts behind the
 hole (nothing before a keyframe is needed to decode what follows), it drops the hole
 and everything that depends on it: if a keyframe has arrived behind the hole, it moves
-on to it; otherwise it empties itself, asks for a keyframe (PLI) and drops every packet until a
-keyframe starts, asking again every ``PLI_REPEAT_S``. Nothing that references a lost
-frame reaches the decoder. A stream whose keyframes it cannot recognise (not VP8, or
-keyframes that keep being lost) is given back to aiortc's rule after
-``KEYFRAME_WAIT_LIMIT_S``.
+on to it; otherwise it empties itself, asks for a keyframe (PLI) and drops every
+packet until a newer keyframe starts, asking again every ``PLI_REPEAT_S``. Nothing
+that references a lost frame reaches the decoder. A stream whose keyframes it cannot
+recognise (not VP8, or keyframes that keep being lost) is given back to aiortc's rule
+after ``KEYFRAME_WAIT_LIMIT_S``.
 
 The keyframe test is VP8's (RFC 7741: the payload descriptor's S bit and partition 0,
 then the frame tag's P bit clear and the key frame start code): aiortc and Chromium

@@ -22,15 +22,15 @@ near 1.8 Mbit/s; the sender's loss cut held the rate down, but when it lifted af
 link again (a second freeze, 4 s after the narrowing, in a lab run).
 
 An overuse's cut is taken from the most that arrived over the last ``CUT_MEMORY_S``
-rather than from the last second alone. On these loaded cores a receiver whose process is starved
-reads its own late packets as a queue: it signalled overuse again and again while the
-throughput it measured fell with its stalls, and aiortc's cuts (0.85 of that) took a
-wide link's estimate from 3.2 to 0.15 Mbit/s in 15 s. A link that really narrows loses
-packets at once, and the sender's loss-based cut (room_agents.vp8_rate) follows it
+rather than from the last second alone. On these loaded cores a receiver whose process
+is starved reads its own late packets as a queue: it signalled overuse again and again
+while the throughput it measured fell with its stalls, and aiortc's cuts (0.85 of that)
+took a wide link's estimate from 3.2 to 0.15 Mbit/s in 15 s. A link that really narrows
+loses packets at once, and the sender's loss-based cut (room_agents.vp8_rate) follows it
 within a report, so the delay-based cut need not chase the falling throughput.
 
-``install_rate_recall`` makes aiortc's ``RemoteBitrateEstimator`` build this class
-(the room agent's calls install it; bench/network's raw floor does not).
+``install_rate_recall`` makes aiortc's ``RemoteBitrateEstimator`` build this class (the
+room agent's calls install it; bench/network's raw floor does not).
 """
 
 from __future__ import annotations

@@ -11,9 +11,10 @@ Checks (each a pure rule over what the agent observed):
 - ``turn``: each TURN URL of the welcome's ICE servers is probed for real: with the
   room's check credential (signalling.turn; a fresh one comes with the ``pong`` of
   the check's own ping, as the welcome's expires after ``turn_check_seconds``), an
-  allocation (over UDP, TCP or TLS for ``turns:``), released at once; a server given without a credential gets a STUN
-  binding request (a TCP connection for ``turns:``). It passes if one answers, and
-  with none configured it passes as "not configured". A refused allocation says
+  allocation (over UDP, TCP or TLS for ``turns:``), released at once; a server given
+  without a credential gets a STUN binding request (a TCP connection for ``turns:``).
+  It passes if one answers, and with none configured it passes as "not
+  configured". A refused allocation says
   ``credential refused (401)`` or ``allocation refused (<code>)``, never the
   username or the password.
 - ``clock``: the offset to the server's clock is known from a round trip of at

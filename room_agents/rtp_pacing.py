@@ -14,10 +14,10 @@ A retransmission is dropped when the same packet was resent less than
 loss), when the pacer is already ``RTX_BACKLOG_S`` behind (a late repair is worth less
 than the frames after it; the receiver gives a hole up after
 room_agents.jitter_holes.HOLE_DEADLINE_S), or when the peer's last receiver report lost
-more than ``RTX_STOP_LOSS``: on a link that just narrowed, the
-resends of the NACK lists (tens of packets) kept the pacer behind, and each frame and
-each keyframe a PLI asked for waited 0.2-0.4 s behind them (a lab run's picture froze
-2-3 s); the encoder's cut and the receiver's skip to the next keyframe repair faster.
+more than ``RTX_STOP_LOSS``: on a link that just narrowed, the resends of the NACK
+lists (tens of packets) kept the pacer behind, and each frame and each keyframe a PLI
+asked for waited 0.2-0.4 s behind them (a lab run's picture froze 2-3 s); the
+encoder's cut and the receiver's skip to the next keyframe repair faster.
 
 A call's first second leaves at ``STARTUP_RATE_BPS`` at least: the encoder's rate then
 is aiortc's starting guess (500 kbit/s), not anything learnt about the link, and pacing
@@ -173,10 +173,10 @@ class PacedTransport:
 
     async def _paced(self, sender: RTCRtpSender, data: bytes) -> None:
         # The packet's departure is booked now, so the backlog the retransmission
-        # filter reads counts every packet handed over, resends still waiting included
-        # (booked when they left the lock they queued on, hundreds of NACKed packets
-        # once stood in front of the next frame on a narrowing link). Departures are
-        # increasing, so packets still leave in the order they came.
+        # filter reads counts every packet handed over, waiting resends included. (When
+        # packets queued on a lock and were booked only once they held it, hundreds of
+        # resends stood unseen in front of the next frame on a narrowing link.)
+        # Departures only grow, so packets still leave in the order they came.
         now = self._now()
         wait = self._pacer.wait(len(data), self._rate_bps(sender, now), now)
         if wait > 0:

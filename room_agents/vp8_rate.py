@@ -76,6 +76,7 @@ LOSS_CLEAR_S: Final = 2.0
 # queue and a one-way trip before the report arrives.
 REPORT_SLACK_S: Final = 0.25
 FIRST_SPAN_S: Final = 1.5  # aiortc's longest interval between reports
+RATE_HISTORY_MAX: Final = 128  # steps kept (each report keeps only its span's)
 _GET_ENCODER_NAME: Final = "Vp8Encoder"
 _RTCP: Final = "_handle_rtcp_packet"
 _ENCODER: Final = "_RTCRtpSender__encoder"
@@ -198,6 +199,7 @@ class SteppedVp8Encoder(Vp8Encoder):
             log.debug("VP8 rate %d -> %d bit/s", self.running_bps, rate)
             self.running_bps, self._stepped_at = rate, now
             self._rate_history.append((now, rate))
+            del self._rate_history[:-RATE_HISTORY_MAX]  # a peer that never reports
             self.steps += 1
             self.codec = None
         if self.codec is not None and (
