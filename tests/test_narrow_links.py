@@ -68,6 +68,7 @@ from room_agents.rtp_pacing import (
 from room_agents.vp8_rate import (
     LOSS_CLEAR_S,
     MAX_INTRA_PCT,
+    RATE_HISTORY_MAX,
     REPORT_SLACK_S,
     RUNGS,
     UP_HOLD_S,
@@ -361,6 +362,18 @@ def test_the_stepped_encoder_keeps_its_encoder_through_small_changes_and_caps_ke
     clock.now += UP_HOLD_S
     encoder.encode(frame(50))
     assert encoder.target_bitrate == rate_cap(640, 360) and encoder.steps == 1
+
+
+def test_the_rate_history_stays_bounded_when_no_report_comes() -> None:
+    clock = FakeClock()
+    encoder = SteppedVp8Encoder(clock)
+    small = av.VideoFrame.from_ndarray(np.zeros((120, 160, 3), np.uint8), format="rgb24")
+    for index in range(RATE_HISTORY_MAX + 20):
+        clock.now += UP_HOLD_S
+        encoder.target_bitrate = 5_000_000 if index % 2 else 250_000
+        encoder.encode(small.reformat(format="yuv420p"))
+    assert encoder.steps > RATE_HISTORY_MAX
+    assert len(encoder._rate_history) == RATE_HISTORY_MAX
 
 
 def test_the_stepped_encoder_is_what_aiortc_builds_for_vp8_once_installed() -> None:
