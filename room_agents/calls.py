@@ -321,6 +321,7 @@ class SessionCalls:
         # How the session's media flows (docs/protocol.md, 20): the server's latest word.
         self.topology: p.Topology = "mesh"
         self.epoch = 0
+        self.topology_told = 0  # ``topology`` messages received (room_control's join)
         self.serial = 0  # of the latest call made
         self.unsubscribed: set[str] = set()  # publishers whose ``subscribe`` was not sent
         # How long a mesh call may outlive a move to an SFU (room_agents.sfu.MESH_KEEP).

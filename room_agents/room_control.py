@@ -28,6 +28,7 @@ from room_agents.ice import session_ice_servers
 from room_agents.media import OutgoingAudioTrack, OutgoingVideoTrack, PrivacyCard, StartingCard
 from room_agents.screen import Screen
 from room_agents.selected_pair import with_pair
+from room_agents.sfu import joined_outdated
 from signalling import protocol as p
 from signalling.client import ConnectionLost, SignallingClient, SignallingError
 
@@ -142,6 +143,7 @@ class RoomControl:
         if self.joined_on.get(entry.session_id) is client:
             return None
         before = calls.serial  # connections made from here on came after our join
+        told = calls.topology_told
         try:
             joined = await client.join(entry.session_id, entry.ticket)
         except SignallingError as exc:
@@ -154,6 +156,14 @@ class RoomControl:
         for peer in joined.peers:
             self.peer_names[peer.peer_id] = peer.name
             calls.members.add(peer.peer_id)
+        if joined_outdated(joined.epoch, calls.epoch, told_since=calls.topology_told != told):
+            log.info(
+                "joined %s at epoch %d; epoch %d was told since: kept",
+                entry.session_id,
+                joined.epoch,
+                calls.epoch,
+            )
+            return None
         moved = await calls.move(joined.topology, joined.epoch, joined=True, before=before)
         if calls.topology == "sfu":
             # On an SFU we publish, and the server offers us the others' publications.
@@ -241,6 +251,7 @@ class RoomControl:
         connections and publishes again; an older or repeated one changes nothing."""
         calls = self.sessions.get(message.session_id)
         if calls is not None:
+            calls.topology_told += 1
             await calls.move(message.topology, message.epoch, joined=False, before=calls.serial)
 
     def on_peer_joined(self, message: p.PeerJoined) -> None:

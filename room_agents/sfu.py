@@ -72,6 +72,17 @@ def moves(known: tuple[Topology, int], told: tuple[Topology, int], *, joined: bo
     return told[1] > known[1]
 
 
+def joined_outdated(joined_epoch: int, known_epoch: int, *, told_since: bool) -> bool:
+    """Whether a ``joined`` answer is older than what we know: a ``topology`` message
+    that reached us while our join was on its way (``told_since``) told a higher epoch.
+    The server may send its answer before the move it makes next, and the answer is
+    read after the message (it resumes the joining task, the message is handled at
+    once): a CI run's room moved to the SFU and back to mesh 3 ms later, dropping its
+    publication. Without a message since, ``joined`` stands whatever its epoch (a
+    restarted server starts again at 0)."""
+    return told_since and joined_epoch < known_epoch
+
+
 def recovery(peer_id: str) -> Recovery:
     """What rebuilds a failed connection with ``peer_id``: ``publish`` (an offer to
     ``sfu`` again), ``subscribe`` (ask the server for a fresh ``sfu:<P>`` offer), or

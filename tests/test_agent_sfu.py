@@ -194,3 +194,25 @@ async def test_a_rejoin_at_the_same_epoch_keeps_a_working_publication() -> None:
             assert calls.calls["sfu"] is not publication
         finally:
             await sfu.close()
+
+
+@pytest.mark.usefixtures("loopback")
+async def test_a_move_told_while_the_join_is_answered_is_not_undone_by_the_answer() -> None:
+    """The server answers the join with the session still a mesh (epoch 0), then moves
+    it to the SFU; the agent reads the ``topology`` message before the answer (the
+    answer resumes the joining task later). The room stays on the SFU with its
+    publication; the stale answer moves nothing back."""
+    async with agent_in_sfu(["room:b"]) as (agent, client):
+
+        async def answered_then_moved(
+            session_id: str, ticket: str, timeout: float = 10.0
+        ) -> p.Joined:
+            joined = await FakeClient.join(client, session_id, ticket)
+            await agent.handle(p.TopologyChange(session_id=session_id, topology="sfu", epoch=1))
+            return dataclasses.replace(joined, topology="mesh", epoch=0)
+
+        client.join = answered_then_moved  # type: ignore[method-assign]
+        assert await agent.control.ensure_joined(ENTRY) is None
+        calls = agent.sessions["s1"]
+        assert (calls.topology, calls.epoch) == ("sfu", 1)
+        assert offers(client.wire) == ["sfu"] and set(calls.calls) == {"sfu"}

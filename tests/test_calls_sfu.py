@@ -22,7 +22,14 @@ from room_agents.content import ContentShare, content_spec
 from room_agents.ice import rtc_configuration
 from room_agents.media import OutgoingVideoTrack, StartingCard, SyntheticAudioTrack, SyntheticCamera
 from room_agents.screen import HeadlessScreen
-from room_agents.sfu import MESH_KEEP, media_peer, moves, recovery, retire_mesh_call
+from room_agents.sfu import (
+    MESH_KEEP,
+    joined_outdated,
+    media_peer,
+    moves,
+    recovery,
+    retire_mesh_call,
+)
 from signalling import protocol as p
 from signalling.candidates import parse_networks
 from signalling.client import ConnectionLost
@@ -51,6 +58,14 @@ def test_joined_moves_whenever_it_differs() -> None:
     assert moves(("sfu", 1), ("sfu", 3), joined=True)  # a move missed while away
     assert not moves(("sfu", 3), ("sfu", 3), joined=True)  # a rejoin on a new link
     assert not moves(("mesh", 0), ("mesh", 0), joined=True)
+
+
+def test_a_joined_answer_overtaken_by_a_topology_message_is_outdated() -> None:
+    assert joined_outdated(0, 1, told_since=True)  # mesh 0 answered, then sfu 1 told
+    assert not joined_outdated(1, 1, told_since=True)
+    assert not joined_outdated(2, 1, told_since=True)
+    # No message since: the answer stands, even at a lower epoch (a restarted server).
+    assert not joined_outdated(0, 3, told_since=False)
 
 
 def test_what_rebuilds_a_failed_connection() -> None:

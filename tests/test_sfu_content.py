@@ -214,10 +214,16 @@ async def test_content_shared_through_janus_is_large_on_every_other_room_s_scree
             assert sorted((t["peer_id"], t["role"], t["content"]) for t in grid) == sorted(
                 [(peer_a, "main", False), (other.peer_id, "main", False)]
             ), grid
-            status = room.status()
-            assert status is not None
-            assert status["sessions"][sid] == sorted(
-                [SFU_PEER, sfu_peer_id(peer_a), sfu_peer_id(other.peer_id)]
+            # Its connections: the publication and a subscription per site (a mesh call
+            # from before the session was placed on Janus is retired once the
+            # subscriptions deliver, within the agent's 10 s bound).
+            wanted = sorted([SFU_PEER, sfu_peer_id(peer_a), sfu_peer_id(other.peer_id)])
+            await until(
+                lambda r=room, w=wanted: (
+                    (s := r.status()) is not None and s["sessions"].get(sid) == w
+                ),
+                f"{room.name}'s connections on Janus",
+                15,
             )
             assert room.totals(peer_a).get("content_frames") == 0  # negotiated, not sent
             await room.screenshot("before")
@@ -259,10 +265,16 @@ async def test_content_shared_through_janus_is_large_on_every_other_room_s_scree
                 f"{room.name}'s status to count a's content frames",
             )
             assert room.totals(other.peer_id)["content_frames"] == 0
-            status = room.status()
-            assert status is not None
-            assert status["sessions"][sid] == sorted(
-                [SFU_PEER, sfu_peer_id(peer_a), sfu_peer_id(other.peer_id)]
+            # Its connections: the publication and a subscription per site (a mesh call
+            # from before the session was placed on Janus is retired once the
+            # subscriptions deliver, within the agent's 10 s bound).
+            wanted = sorted([SFU_PEER, sfu_peer_id(peer_a), sfu_peer_id(other.peer_id)])
+            await until(
+                lambda r=room, w=wanted: (
+                    (s := r.status()) is not None and s["sessions"].get(sid) == w
+                ),
+                f"{room.name}'s connections on Janus",
+                15,
             )
             shown[room.name] = tile
 
