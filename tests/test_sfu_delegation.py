@@ -25,8 +25,6 @@ Shown, each from what the product records:
 
 from __future__ import annotations
 
-import asyncio
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -43,6 +41,7 @@ from tests.e2e_support import Agent
 from tests.sfu_support import PoolSecrets, booked_sites, janus_pool, now, pool_settings
 from tests.signalling_fixtures import eventually
 from tests.test_browser_guest import READ_FRAME
+from tests.test_sfu_move import until_page
 from web.api_json import session_detail_json
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -67,10 +66,6 @@ def from_t(at: float | None, t: float) -> float | None:
 async def page_state(page: Any) -> dict[str, Any]:
     state: dict[str, Any] = await page.evaluate("() => window.telecentreGuest")
     return state
-
-
-def page_frames(state: dict[str, Any], peer: str) -> int:
-    return int(((state.get("peers") or {}).get(peer) or {}).get("framesDecoded") or 0)
 
 
 def status_of(agent: Agent) -> dict[str, Any]:
@@ -170,16 +165,7 @@ async def test_six_centres_and_two_guests_go_live_on_janus_on_time(
                 for guest, (own, page) in pages.items():
                     others = [*rooms.values(), *(g for g in guest_ids if g != own)]
 
-                    async def page_decodes(pg: Any = page, o: list[str] = others) -> bool:
-                        state = await page_state(pg)
-                        return all(page_frames(state, p) > FRAMES for p in o)
-
-                    deadline = time.monotonic() + 30
-                    while not await page_decodes():
-                        if time.monotonic() > deadline:
-                            state = await page_state(page)
-                            raise AssertionError(f"{guest} decodes {state.get('peers')}")
-                        await asyncio.sleep(0.2)
+                    await until_page(page, others, f"{guest} decoding every site", 30)
                     assert (await page_state(page))["topology"] == "sfu"
                     # What the page shows of each room is that room's camera, stamped
                     # within the last seconds.
